@@ -1,0 +1,54 @@
+/* forward.h - the forward pass over a model slice, for a batch of tokens from any
+ * number of sequences.
+ *
+ *     kv_cache *kv = kv_cache_new(m, 4, 2048, TENSOR_F16, err, sizeof err);
+ *     fwd_ctx *ctx = fwd_ctx_new(m, 64);
+ *     fwd_batch b = { .n = 3, .tokens = toks, .slot = slots, .pos = pos, .logits = want };
+ *     forward_run(ctx, kv, &b, hidden, logits, err, sizeof err);
+ *
+ * A batch is a list of tokens, each naming its sequence slot and position. Tokens
+ * of one slot must come in increasing, contiguous positions; their K/V are stored
+ * before attention runs, so a prompt chunk attends causally within itself. A
+ * stage without the embedding takes its input in `hidden`; every stage leaves its
+ * output there. The last stage (slice.head) also writes logits for the tokens
+ * whose `logits` flag is set, in batch order.
+ */
+#ifndef BATON_FORWARD_H
+#define BATON_FORWARD_H
+
+#include "model.h"
+
+typedef struct kv_cache {
+    uint32_t type;       /* TENSOR_F16 or TENSOR_F32 */
+    int32_t n_slots, n_ctx, n_layers;
+    size_t row_bytes;    /* one position of K (or V) of one layer */
+    uint8_t *k, *v;      /* [n_layers][n_slots][n_ctx][n_head_kv*head_dim] */
+    int32_t *used;       /* per slot: positions filled (for status reports) */
+} kv_cache;
+
+kv_cache *kv_cache_new(const model *m, int32_t n_slots, int32_t n_ctx, uint32_t type,
+                       char *err, size_t errlen);
+void kv_cache_free(kv_cache *kv);
+void kv_cache_clear_slot(kv_cache *kv, int32_t slot);
+size_t kv_cache_bytes(const kv_cache *kv);
+
+typedef struct fwd_batch {
+    int32_t n;
+    const int32_t *tokens;  /* [n]: token ids, read when the slice has the embedding */
+    const int32_t *slot;    /* [n]: KV-cache slot of each token */
+    const int32_t *pos;     /* [n]: position of each token in its sequence */
+    const uint8_t *logits;  /* [n]: 1 where logits are wanted (head only); NULL = last token only */
+} fwd_batch;
+
+typedef struct fwd_ctx fwd_ctx;
+fwd_ctx *fwd_ctx_new(const model *m, int32_t max_batch);
+void fwd_ctx_free(fwd_ctx *ctx);
+
+/* Run the slice on a batch. hidden is [n][n_embd]; logits is [n_wanted][n_vocab].
+ * Returns the number of logit rows written (0 for a non-head stage), or -1 with a
+ * message (token id outside the vocabulary, slot or position out of range, batch
+ * larger than max_batch). */
+int forward_run(fwd_ctx *ctx, kv_cache *kv, const fwd_batch *b, float *hidden, float *logits,
+                char *err, size_t errlen);
+
+#endif

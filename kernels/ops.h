@@ -1,0 +1,107 @@
+/* ops.h - the operations of a transformer forward pass, behind one run-time dispatch.
+ *
+ *     kern_init(0);                       // detect the CPU, size the thread pool
+ *     kern_matrix w = { .type = TENSOR_Q8_0, .rows = 1024, .cols = 5120, .data = p };
+ *     kern_matrix_prepare(&w);            // optional repacking for the chosen level
+ *     kern_matmul(y, &w, x, n_tokens, bias);
+ *
+ * Levels: KERN_SCALAR (plain C), KERN_AVX2 (AVX2+FMA+F16C), KERN_AVX512
+ * (F/BW/VL/DQ, with VNNI and BF16 used where present). kern_init picks the best
+ * level the CPU supports; the environment variable BATON_ISA=scalar|avx2|avx512
+ * (or kern_set_level) forces one, so tests can run every path.
+ *
+ * Precision: KERN_EXACT multiplies dequantized weights by f32 activations (the
+ * reference that the float64 numpy model is compared with). KERN_FAST, the
+ * default, quantizes activations on the fly to 8-bit blocks and dots them with
+ * the quantized weights in integers, as serving engines do.
+ *
+ * Determinism: for a given precision, the value of every output element depends
+ * only on its own inputs - never on the number of tokens in the call, on the
+ * thread count, or on which other rows are computed - so a token's result is the
+ * same decoded alone, in a prefill chunk, or batched with other sequences.
+ */
+#ifndef BATON_OPS_H
+#define BATON_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quant.h"
+
+typedef enum kern_level {
+    KERN_SCALAR = 0,
+    KERN_AVX2 = 1,
+    KERN_AVX512 = 2,
+} kern_level;
+
+typedef enum kern_precision {
+    KERN_FAST = 0,
+    KERN_EXACT = 1,
+} kern_precision;
+
+/* Detect the CPU, apply BATON_ISA and BATON_THREADS if set, and start a pool of
+ * n_threads (0: one per core). Safe to call more than once; returns 0 or -1 if a
+ * forced level is not supported by this CPU (the message goes to stderr). */
+int kern_init(int n_threads);
+void kern_shutdown(void);
+int kern_threads(void);
+kern_level kern_best_level(void);           /* what this CPU supports */
+kern_level kern_get_level(void);
+int kern_set_level(kern_level level);       /* -1 if the CPU lacks it */
+const char *kern_level_name(kern_level level);
+void kern_set_precision(kern_precision p);
+kern_precision kern_get_precision(void);
+/* The CPU features found, e.g. "avx2 fma f16c avx512f avx512bw avx512vnni". */
+const char *kern_cpu_features(void);
+
+/* A weight matrix in GGUF layout: `rows` rows of `cols` elements of `type`, each
+ * row tensor_row_bytes(type, cols) long. `packed` is kernel-private. */
+typedef struct kern_matrix {
+    uint32_t type;
+    int64_t rows, cols;
+    const void *data;
+    void *packed;
+    size_t packed_bytes;
+} kern_matrix;
+
+/* Build any repacked copy the current level wants (0, or -1 out of memory). */
+int kern_matrix_prepare(kern_matrix *m);
+void kern_matrix_release(kern_matrix *m);
+
+/* y[t][r] = sum_c W[r][c] * x[t][c] + bias[r] for t < n_tokens, r < rows.
+ * x is [n_tokens][cols], y is [n_tokens][rows]; bias may be NULL. */
+void kern_matmul(float *y, const kern_matrix *w, const float *x, int n_tokens, const float *bias);
+
+/* y[c] = E[row][c]: one embedding row, dequantized. */
+void kern_embed(float *y, const kern_matrix *e, int64_t row);
+
+/* y = x / sqrt(mean(x^2) + eps) * w, n elements (y may alias x). */
+void kern_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
+
+/* Rotate n_heads heads of head_dim in place for position pos, NeoX layout (element
+ * i pairs with i + head_dim/2), theta_i = pos * base^(-2i/head_dim). */
+void kern_rope_neox(float *x, int n_heads, int head_dim, int32_t pos, float base);
+
+/* y[i] = silu(gate[i]) * up[i]. */
+void kern_swiglu(float *y, const float *gate, const float *up, int n);
+
+/* y[i] += x[i]. */
+void kern_add(float *y, const float *x, int n);
+
+/* Store one row of n floats into a cache row of `type` (TENSOR_F32 or TENSOR_F16). */
+void kern_store_row(uint32_t type, void *dst, const float *src, int n);
+
+/* One query token's grouped-query causal attention over positions [0, n_pos) of a
+ * KV cache. q is [n_head][head_dim] (already rotated); k and v hold one row of
+ * n_head_kv*head_dim elements of `type` per position, `row_stride` bytes apart.
+ * out is [n_head][head_dim]. Scores are scaled by 1/sqrt(head_dim); the softmax
+ * runs online over blocks of positions in a fixed order. */
+typedef struct kern_kv_view {
+    uint32_t type; /* TENSOR_F32 or TENSOR_F16 */
+    const void *k, *v;
+    size_t row_stride;
+} kern_kv_view;
+void kern_attention(float *out, const float *q, const kern_kv_view *kv, int n_pos,
+                    int n_head, int n_head_kv, int head_dim);
+
+#endif

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Baton builds and tests with. Idempotent: packages
+# already present are not touched, and apt-get runs only when something is missing.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config
+      libuv1-dev libprotobuf-c-dev protobuf-c-compiler
+      libopenmpi-dev openmpi-bin liblz4-dev
+      libpcre2-dev libjansson-dev libsodium-dev libh2o-dev
+      python3 python3-numpy iproute2 nodejs npm procps)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# nodejs/npm may come from elsewhere than Debian (e.g. a preinstalled toolchain).
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  tmp=(); for p in "${missing[@]}"; do [[ $p == nodejs || $p == npm ]] || tmp+=("$p"); done
+  missing=("${tmp[@]+"${tmp[@]}"}")
+fi
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  sudo_cmd=(); [[ $(id -u) == 0 ]] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
