@@ -46,7 +46,14 @@ typedef enum gguf_value_type {
     GGUF_TYPE_UINT64 = 10,
     GGUF_TYPE_INT64 = 11,
     GGUF_TYPE_FLOAT64 = 12,
+    GGUF_TYPE_COUNT = 13, /* not a type: the number of types; gguf_key_type's answer for a bad index */
 } gguf_value_type;
+
+/* Arrays may hold arrays; deeper nesting than this is rejected as malformed. */
+#define GGUF_MAX_NESTING 16
+
+/* "uint8", "string", ...; "invalid" for anything else. */
+const char *gguf_type_name(gguf_value_type t);
 
 typedef struct gguf_tensor {
     const char *name;
@@ -70,6 +77,8 @@ void gguf_close(gguf_file *f); /* accepts NULL */
 uint32_t gguf_version(const gguf_file *f);
 uint64_t gguf_alignment(const gguf_file *f);
 size_t gguf_file_size(const gguf_file *f);
+/* Byte offset in the file where the data section (tensor offset 0) starts. */
+uint64_t gguf_data_offset(const gguf_file *f);
 
 /* Metadata. Keys are looked up by exact name. The typed getters return 0 on
  * success, -1 if the key is missing, -2 if it has another type. gguf_get_uint
@@ -85,8 +94,13 @@ int gguf_get_float(const gguf_file *f, const char *key, double *out);
 int gguf_get_bool(const gguf_file *f, const char *key, bool *out);
 int gguf_get_string(const gguf_file *f, const char *key, const char **s, size_t *len);
 
-/* Arrays: element type and count; elements by index. For nested arrays,
- * gguf_get_array_at returns the i-th sub-array as an opaque handle. */
+/* Strings returned by gguf_get_string / gguf_array_string are NUL-terminated
+ * copies owned by the file (len is authoritative: a value may contain NULs); key
+ * and tensor names never contain NUL.
+ *
+ * Arrays: element type and count; elements by index. For nested arrays,
+ * gguf_array_at returns the i-th sub-array as an opaque handle. Element
+ * accessors return 0, -1 if i >= count, -2 if the element type does not fit. */
 typedef struct gguf_array {
     gguf_value_type type;
     uint64_t count;
@@ -103,7 +117,10 @@ int64_t gguf_tensor_count(const gguf_file *f);
 const gguf_tensor *gguf_tensor_at(const gguf_file *f, int64_t i);
 const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name); /* NULL if absent */
 
-/* Writing. */
+/* Writing. Every gguf_writer_* function returning int gives 0 on success and -1
+ * on error, with the reason in gguf_writer_error(). Keys must be non-empty, free
+ * of NUL and unique; "general.alignment" is managed by gguf_writer_set_alignment
+ * (gguf_writer_add_uint32 with that key calls it). */
 typedef struct gguf_writer gguf_writer;
 gguf_writer *gguf_writer_new(void);
 void gguf_writer_free(gguf_writer *w); /* accepts NULL */
@@ -117,6 +134,32 @@ int gguf_writer_add_string(gguf_writer *w, const char *key, const char *v);
 int gguf_writer_add_array_string(gguf_writer *w, const char *key, const char *const *v, uint64_t n);
 int gguf_writer_add_array_int32(gguf_writer *w, const char *key, const int32_t *v, uint64_t n);
 int gguf_writer_add_array_float32(gguf_writer *w, const char *key, const float *v, uint64_t n);
+int gguf_writer_add_uint8(gguf_writer *w, const char *key, uint8_t v);
+int gguf_writer_add_int8(gguf_writer *w, const char *key, int8_t v);
+int gguf_writer_add_uint16(gguf_writer *w, const char *key, uint16_t v);
+int gguf_writer_add_int16(gguf_writer *w, const char *key, int16_t v);
+int gguf_writer_add_int64(gguf_writer *w, const char *key, int64_t v);
+int gguf_writer_add_float64(gguf_writer *w, const char *key, double v);
+/* An array of any scalar type (not string or array): v is a C array of n values
+ * of the matching C type (uint8_t ... double, bool for GGUF_TYPE_BOOL). */
+int gguf_writer_add_array(gguf_writer *w, const char *key, gguf_value_type type, const void *v, uint64_t n);
+/* Arrays built element by element, which may nest:
+ *     gguf_writer_begin_array(w, "k", GGUF_TYPE_ARRAY, 2);   // k = [[1, 2], ["a"]]
+ *       gguf_writer_begin_array(w, NULL, GGUF_TYPE_INT32, 2);
+ *         gguf_writer_push_value(w, GGUF_TYPE_INT32, &(int32_t){1}); ... (2)
+ *       gguf_writer_end_array(w);
+ *       gguf_writer_begin_array(w, NULL, GGUF_TYPE_STRING, 1);
+ *         gguf_writer_push_string(w, "a");
+ *       gguf_writer_end_array(w);
+ *     gguf_writer_end_array(w);
+ * key is given for a top-level array and NULL for an element of the open array.
+ * push_value takes a pointer to one value of the C type matching `type`, which
+ * must be the open array's element type. end_array fails unless exactly n
+ * elements were pushed. A misuse leaves the writer failed (write_header refuses). */
+int gguf_writer_begin_array(gguf_writer *w, const char *key, gguf_value_type type, uint64_t n);
+int gguf_writer_push_value(gguf_writer *w, gguf_value_type type, const void *v);
+int gguf_writer_push_string(gguf_writer *w, const char *s);
+int gguf_writer_end_array(gguf_writer *w);
 /* Declare a tensor (ne[0] fastest); its bytes follow later. Returns its index or -1. */
 int64_t gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type,
                                uint32_t n_dims, const int64_t *ne);
@@ -126,5 +169,11 @@ int gguf_writer_write_header(gguf_writer *w, FILE *out);
  * May be called several times per tensor with consecutive pieces; the tensor is
  * complete when its declared size has been written. */
 int gguf_writer_write_tensor_data(gguf_writer *w, FILE *out, int64_t i, const void *data, size_t bytes);
+/* 0 once the header and every tensor's bytes have been written, else -1. */
+int gguf_writer_finish(gguf_writer *w);
+/* Bytes tensor i takes in the file (without padding); 0 for a bad index. */
+size_t gguf_writer_tensor_bytes(const gguf_writer *w, int64_t i);
+/* The reason the last call failed ("" if none). */
+const char *gguf_writer_error(const gguf_writer *w);
 
 #endif

@@ -1,0 +1,143 @@
+/* baton_client.h - talk to a Baton coordinator. The one header a client needs.
+ *
+ *     char err[256];
+ *     baton_client *c = baton_connect("127.0.0.1:7000", NULL, err, sizeof err);
+ *     if (!c) { fprintf(stderr, "%s\n", err); ... }
+ *     int32_t prompt[] = {1, 2, 3};
+ *     baton_gen_params p = baton_gen_defaults();
+ *     p.tokens = prompt; p.n_tokens = 3; p.max_tokens = 32;
+ *     baton_result r;
+ *     int st = baton_generate(c, &p, on_chunk, ctx, &r);   // on_chunk may be NULL
+ *     if (st != BATON_STATUS_OK) fprintf(stderr, "%s: %s\n", baton_status_name(st), r.message);
+ *     ... r.tokens, r.n_tokens, r.text ...
+ *     baton_result_free(&r);
+ *     baton_close(c);
+ *
+ * Calls are blocking and run one at a time on a client. baton_generate streams:
+ * the callback sees every chunk as it arrives and may return non-zero to cancel
+ * the call (the coordinator then frees the sequence everywhere; the call ends
+ * with BATON_STATUS_CANCELLED). Every call returns a status code with gRPC's
+ * numbers; transport failures are BATON_STATUS_UNAVAILABLE.
+ */
+#ifndef BATON_CLIENT_H
+#define BATON_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum baton_status {
+    BATON_STATUS_OK = 0,
+    BATON_STATUS_CANCELLED = 1,
+    BATON_STATUS_UNKNOWN = 2,
+    BATON_STATUS_INVALID_ARGUMENT = 3,
+    BATON_STATUS_DEADLINE_EXCEEDED = 4,
+    BATON_STATUS_NOT_FOUND = 5,
+    BATON_STATUS_ALREADY_EXISTS = 6,
+    BATON_STATUS_PERMISSION_DENIED = 7,
+    BATON_STATUS_RESOURCE_EXHAUSTED = 8,
+    BATON_STATUS_FAILED_PRECONDITION = 9,
+    BATON_STATUS_ABORTED = 10,
+    BATON_STATUS_OUT_OF_RANGE = 11,
+    BATON_STATUS_UNIMPLEMENTED = 12,
+    BATON_STATUS_INTERNAL = 13,
+    BATON_STATUS_UNAVAILABLE = 14,
+    BATON_STATUS_DATA_LOSS = 15,
+    BATON_STATUS_UNAUTHENTICATED = 16,
+};
+
+/* "OK", "CANCELLED", ... */
+const char *baton_status_name(int status);
+
+typedef struct baton_client baton_client;
+
+/* Connect and exchange hellos. cluster_id NULL means "baton". NULL with a message. */
+baton_client *baton_connect(const char *host_port, const char *cluster_id, char *err, size_t errlen);
+void baton_close(baton_client *c); /* accepts NULL */
+
+typedef struct baton_chat_msg {
+    const char *role, *content;
+} baton_chat_msg;
+
+typedef struct baton_gen_params {
+    /* the prompt: one of */
+    const int32_t *tokens;
+    size_t n_tokens;
+    const char *text;
+    const baton_chat_msg *chat;
+    size_t n_chat;
+    /* sampling: temperature <= 0 is greedy */
+    float temperature, top_p, min_p;
+    int32_t top_k;
+    float repetition_penalty, presence_penalty, frequency_penalty;
+    int32_t penalty_last_n;
+    uint64_t seed;
+    uint32_t max_tokens;        /* 0: the server's default (16) */
+    const char *const *stop;
+    size_t n_stop;
+    uint64_t deadline_ms;       /* 0: none */
+    bool ignore_eos;
+} baton_gen_params;
+
+baton_gen_params baton_gen_defaults(void);
+
+typedef struct baton_chunk {
+    const int32_t *tokens;
+    size_t n_tokens;
+    const float *logprobs;
+    const char *text;           /* "" without a tokenizer */
+    size_t text_len;
+} baton_chunk;
+
+/* Return non-zero to cancel the call. */
+typedef int (*baton_chunk_cb)(void *ctx, const baton_chunk *chunk);
+
+typedef struct baton_result {
+    int status;
+    char message[256];
+    int32_t *tokens;            /* all generated tokens (malloc'd) */
+    size_t n_tokens;
+    char *text;                 /* all text (malloc'd, NUL-terminated) */
+    size_t text_len;
+    uint32_t n_prompt;
+    double prefill_s, decode_s; /* server-side: receipt to first token, first to last */
+    char finish_reason[16];
+} baton_result;
+
+int baton_generate(baton_client *c, const baton_gen_params *p, baton_chunk_cb cb, void *ctx, baton_result *out);
+void baton_result_free(baton_result *r);
+
+/* Tokenize text (ids malloc'd into *ids) or, with text NULL, decode ids into a
+ * malloc'd *text. Status code; msg gets the reason on error. */
+int baton_tokenize(baton_client *c, const char *text, bool parse_special, int32_t **ids, size_t *n_ids, char *msg,
+                   size_t msglen);
+int baton_detokenize(baton_client *c, const int32_t *ids, size_t n_ids, char **text, char *msg, size_t msglen);
+
+typedef struct baton_node_info {
+    uint32_t id;
+    char address[64];
+    int32_t layer_begin, layer_end;
+    bool embed, head, ready;
+    uint32_t slots_used;
+    uint64_t kv_positions, peak_rss, weight_bytes, kv_bytes;
+} baton_node_info;
+
+typedef struct baton_health_info {
+    bool serving;
+    uint32_t n_workers, active_requests, queued_requests;
+    baton_node_info *nodes;     /* malloc'd, n_nodes of them */
+    size_t n_nodes;
+    char plan_error[256];
+} baton_health_info;
+
+int baton_health(baton_client *c, baton_health_info *out, char *msg, size_t msglen);
+void baton_health_free(baton_health_info *h);
+
+typedef struct baton_model_info {
+    uint32_t n_layer, n_embd, n_vocab, n_ctx;
+    bool has_tokenizer;
+} baton_model_info;
+
+int baton_model(baton_client *c, baton_model_info *out, char *msg, size_t msglen);
+
+#endif

@@ -1,0 +1,464 @@
+/* net.c - TCP connections carrying frames on a libuv loop. See net.h. */
+#include "net.h"
+
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct net_conn {
+    uv_tcp_t tcp;             /* first: the handle's data points back here too */
+    uv_connect_t connect_req;
+    net_config cfg;
+    char cluster_id[128], name[128], log_prefix[64];
+    uint32_t accept_roles;
+    net_handlers h;
+    void *user;
+    frame_reader reader;
+    size_t queued;            /* bytes written but not yet confirmed */
+    bool above_high;          /* queue went above the high-water mark */
+    bool hello_sent, hello_got, opened;
+    bool closing, close_after_flush, paused, reading;
+    char close_why[256];
+    uint32_t peer_role;
+    char peer_name[128];
+    char peer_addr[64];
+};
+
+struct net_server {
+    uv_tcp_t tcp;
+    net_config cfg;
+    char cluster_id[128], name[128], log_prefix[64];
+    uint32_t accept_roles;
+    net_handlers h;
+    void *user;
+};
+
+typedef struct write_req {
+    uv_write_t req;
+    net_conn *c;
+    size_t len;
+    uint8_t bytes[];
+} write_req;
+
+/* Monotonic milliseconds. */
+uint64_t net_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Splits HOST:PORT and resolves HOST to an IPv4 address (blocking; done at startup only). */
+int net_parse_addr(const char *host_port, struct sockaddr_in *out, char *err, size_t errlen) {
+    const char *colon = host_port ? strrchr(host_port, ':') : NULL;
+    if (!colon || colon == host_port || !colon[1]) {
+        snprintf(err, errlen, "address '%s' is not HOST:PORT", host_port ? host_port : "(null)");
+        return -1;
+    }
+    char host[256];
+    size_t hl = (size_t)(colon - host_port);
+    if (hl >= sizeof host) {
+        snprintf(err, errlen, "host name in '%s' is too long", host_port);
+        return -1;
+    }
+    memcpy(host, host_port, hl);
+    host[hl] = 0;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535) {
+        snprintf(err, errlen, "bad port in '%s'", host_port);
+        return -1;
+    }
+    if (uv_ip4_addr(host, (int)port, out) == 0) return 0;
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res) {
+        snprintf(err, errlen, "cannot resolve host '%s'", host);
+        return -1;
+    }
+    memcpy(out, res->ai_addr, sizeof *out);
+    out->sin_port = htons((uint16_t)port);
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* Copies the config strings into storage the connection owns. */
+static void copy_cfg(net_config *dst, char *cid, char *name, char *prefix, const net_config *src) {
+    *dst = *src;
+    snprintf(cid, 128, "%s", src->cluster_id ? src->cluster_id : "");
+    snprintf(name, 128, "%s", src->name ? src->name : "");
+    snprintf(prefix, 64, "%s", src->log_prefix ? src->log_prefix : "baton");
+    dst->cluster_id = cid;
+    dst->name = name;
+    dst->log_prefix = prefix;
+    if (!dst->max_frame) dst->max_frame = FRAME_DEFAULT_MAX;
+}
+
+/* Copies src into dst[cap], truncating; always terminated. */
+static void copy_str(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src);
+    if (n >= cap) n = cap - 1;
+    memmove(dst, src, n);
+    dst[n] = 0;
+}
+
+static void free_server(uv_handle_t *h) { free(h->data); }
+
+static void on_handle_closed(uv_handle_t *h) {
+    net_conn *c = h->data;
+    if (c->h.on_close) c->h.on_close(c, c->close_why[0] ? c->close_why : "closed");
+    frame_reader_free(&c->reader);
+    free(c);
+}
+
+/* Closes the handle now (pending writes are cancelled). */
+static void close_now(net_conn *c, const char *why) {
+    if (c->closing) return;
+    c->closing = true;
+    if (!c->close_why[0]) copy_str(c->close_why, sizeof c->close_why, why);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+void net_close(net_conn *c, const char *why) {
+    if (!c || c->closing) return;
+    if (!c->close_why[0]) copy_str(c->close_why, sizeof c->close_why, why ? why : "closed");
+    if (c->queued == 0) close_now(c, c->close_why);
+    else {
+        c->close_after_flush = true;
+        if (c->reading) uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+static void on_write(uv_write_t *req, int status) {
+    write_req *w = (write_req *)req;
+    net_conn *c = w->c;
+    c->queued -= w->len;
+    free(w);
+    if (status < 0 && !c->closing) {
+        char why[160];
+        snprintf(why, sizeof why, "write failed: %s", uv_strerror(status));
+        close_now(c, why);
+        return;
+    }
+    if (c->closing) return;
+    if (c->close_after_flush && c->queued == 0) {
+        close_now(c, c->close_why);
+        return;
+    }
+    if (c->above_high && c->queued < NET_LOW_WATER) {
+        c->above_high = false;
+        if (c->h.on_drain) c->h.on_drain(c);
+    }
+}
+
+/* Encodes header + message + payload into one buffer and queues it. */
+static int send_raw(net_conn *c, uint32_t kind, uint32_t call_id, const ProtobufCMessage *msg, const void *payload,
+                    size_t payload_len) {
+    if (c->closing || c->close_after_flush) return -1;
+    size_t ml = msg ? protobuf_c_message_get_packed_size(msg) : 0;
+    if ((uint64_t)ml + payload_len > c->cfg.max_frame) {
+        fprintf(stderr, "%s: refusing to send a frame of %zu bytes (kind %u): the maximum is %llu\n",
+                c->cfg.log_prefix, ml + payload_len, (unsigned)kind, (unsigned long long)c->cfg.max_frame);
+        return -1;
+    }
+    size_t total = FRAME_HEADER_BYTES + ml + payload_len;
+    write_req *w = malloc(sizeof *w + total);
+    if (!w) return -1;
+    w->c = c;
+    w->len = total;
+    frame_header fh = {.kind = (uint16_t)kind, .call_id = call_id, .msg_len = (uint32_t)ml,
+                       .payload_len = (uint32_t)payload_len};
+    frame_header_encode(&fh, w->bytes);
+    if (msg) protobuf_c_message_pack(msg, w->bytes + FRAME_HEADER_BYTES);
+    if (payload_len) memcpy(w->bytes + FRAME_HEADER_BYTES + ml, payload, payload_len);
+    uv_buf_t buf = uv_buf_init((char *)w->bytes, (unsigned)total);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+    if (rc < 0) {
+        free(w);
+        return -1;
+    }
+    c->queued += total;
+    if (c->queued > NET_HIGH_WATER) c->above_high = true;
+    return 0;
+}
+
+int net_send(net_conn *c, uint32_t kind, uint32_t call_id, const ProtobufCMessage *msg, const void *payload,
+             size_t payload_len) {
+    if (!c || !c->opened) return -1;
+    return send_raw(c, kind, call_id, msg, payload, payload_len);
+}
+
+int net_send_status(net_conn *c, uint32_t call_id, int code, const char *message) {
+    Baton__CallStatus st = BATON__CALL_STATUS__INIT;
+    st.code = (Baton__StatusCode)code;
+    st.message = (char *)(message ? message : "");
+    return net_send(c, BATON__FRAME_KIND__FRAME_CALL_STATUS, call_id, &st.base, NULL, 0);
+}
+
+static void send_hello(net_conn *c) {
+    Baton__Hello h = BATON__HELLO__INIT;
+    h.protocol_version = FRAME_PROTOCOL_VERSION;
+    h.role = (Baton__Role)c->cfg.role;
+    h.cluster_id = (char *)c->cfg.cluster_id;
+    h.name = (char *)c->cfg.name;
+    h.accepted = true;
+    send_raw(c, BATON__FRAME_KIND__FRAME_HELLO, 0, &h.base, NULL, 0);
+    c->hello_sent = true;
+}
+
+/* Refuses the peer: tells it why in a status, logs it, closes after the flush. */
+static void refuse(net_conn *c, int code, const char *fmt, ...) {
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s: refusing connection from %s: %s\n", c->cfg.log_prefix, c->peer_addr, msg);
+    Baton__CallStatus st = BATON__CALL_STATUS__INIT;
+    st.code = (Baton__StatusCode)code;
+    st.message = msg;
+    send_raw(c, BATON__FRAME_KIND__FRAME_CALL_STATUS, 0, &st.base, NULL, 0);
+    net_close(c, msg);
+}
+
+static const char *role_name(uint32_t r) {
+    static const char *names[] = {"none", "client", "worker", "coordinator", "peer", "admin"};
+    return r < sizeof names / sizeof *names ? names[r] : "unknown";
+}
+
+/* Handles the frames that arrive before the hello is complete. */
+static int handle_pre_hello(net_conn *c, const frame_header *fh, const uint8_t *msg) {
+    if (fh->kind == BATON__FRAME_KIND__FRAME_CALL_STATUS) {
+        Baton__CallStatus *st = baton__call_status__unpack(NULL, fh->msg_len, msg);
+        char why[300];
+        snprintf(why, sizeof why, "refused by %s: %s", c->peer_addr, st && st->message ? st->message : "(no reason)");
+        fprintf(stderr, "%s: %s\n", c->cfg.log_prefix, why);
+        if (st) baton__call_status__free_unpacked(st, NULL);
+        close_now(c, why);
+        return 1;
+    }
+    if (fh->kind != BATON__FRAME_KIND__FRAME_HELLO) {
+        refuse(c, BATON__STATUS_CODE__STATUS_FAILED_PRECONDITION, "expected a hello first, got frame kind %u",
+               (unsigned)fh->kind);
+        return 1;
+    }
+    Baton__Hello *h = baton__hello__unpack(NULL, fh->msg_len, msg);
+    if (!h) {
+        refuse(c, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "malformed hello");
+        return 1;
+    }
+    int stop = 0;
+    if (h->protocol_version != FRAME_PROTOCOL_VERSION) {
+        refuse(c, BATON__STATUS_CODE__STATUS_FAILED_PRECONDITION, "protocol version %u, this side speaks %u",
+               (unsigned)h->protocol_version, (unsigned)FRAME_PROTOCOL_VERSION);
+        stop = 1;
+    } else if (strcmp(h->cluster_id ? h->cluster_id : "", c->cfg.cluster_id) != 0) {
+        refuse(c, BATON__STATUS_CODE__STATUS_PERMISSION_DENIED, "cluster id '%s' does not match this cluster's '%s'",
+               h->cluster_id ? h->cluster_id : "", c->cfg.cluster_id);
+        stop = 1;
+    } else if ((uint32_t)h->role >= 32 || !(c->accept_roles & (1u << (uint32_t)h->role))) {
+        refuse(c, BATON__STATUS_CODE__STATUS_PERMISSION_DENIED, "role '%s' is not accepted here",
+               role_name((uint32_t)h->role));
+        stop = 1;
+    } else {
+        c->peer_role = (uint32_t)h->role;
+        snprintf(c->peer_name, sizeof c->peer_name, "%s", h->name ? h->name : "");
+        c->hello_got = true;
+    }
+    baton__hello__free_unpacked(h, NULL);
+    if (stop) return 1;
+    if (!c->hello_sent) send_hello(c);
+    c->opened = true;
+    if (c->h.on_open) c->h.on_open(c);
+    return c->closing || c->close_after_flush;
+}
+
+static int frame_dispatch(void *ctx, const frame_header *fh, const uint8_t *msg, const uint8_t *payload) {
+    net_conn *c = ctx;
+    if (c->closing || c->close_after_flush) return 1;
+    if (!c->opened) return handle_pre_hello(c, fh, msg);
+    if (c->h.on_frame) c->h.on_frame(c, fh, msg, payload);
+    return c->closing || c->close_after_flush || c->paused;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)h;
+    (void)suggested;
+    static _Thread_local char slab[65536];
+    *buf = uv_buf_init(slab, sizeof slab);
+}
+
+/* Feeds bytes to the frame reader; keeps what a paused connection did not take. */
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    net_conn *c = s->data;
+    if (nread == 0) return;
+    if (nread < 0) {
+        char why[160];
+        if (nread == UV_EOF) snprintf(why, sizeof why, "connection closed by %s", c->peer_addr);
+        else snprintf(why, sizeof why, "read from %s failed: %s", c->peer_addr, uv_strerror((int)nread));
+        close_now(c, why);
+        return;
+    }
+    if (c->closing) return;
+    int rc = frame_reader_feed(&c->reader, (const uint8_t *)buf->base, (size_t)nread, frame_dispatch, c);
+    if (rc == -1) {
+        char why[300];
+        snprintf(why, sizeof why, "protocol error from %s: %s", c->peer_addr, c->reader.error);
+        fprintf(stderr, "%s: %s; closing that connection\n", c->cfg.log_prefix, why);
+        close_now(c, why);
+    } else if (rc == -2) {
+        close_now(c, "out of memory reading a frame");
+    }
+}
+
+/* Delivers frames a pause left in the reader's buffer. */
+static void drain_buffered(net_conn *c) {
+    while (!c->paused && !c->closing && c->reader.len >= FRAME_HEADER_BYTES) {
+        int rc = frame_reader_feed(&c->reader, NULL, 0, frame_dispatch, c);
+        if (rc <= 0) break;
+    }
+}
+
+void net_pause(net_conn *c, bool paused) {
+    if (!c || c->closing || c->paused == paused) return;
+    c->paused = paused;
+    if (paused) {
+        if (c->reading) uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    } else {
+        drain_buffered(c);
+        if (!c->paused && !c->closing && !c->close_after_flush && !c->reading) {
+            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+            c->reading = true;
+        }
+    }
+}
+
+static net_conn *conn_new(uv_loop_t *loop, const net_config *cfg, uint32_t accept_roles, const net_handlers *h,
+                          void *user) {
+    net_conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    copy_cfg(&c->cfg, c->cluster_id, c->name, c->log_prefix, cfg);
+    c->accept_roles = accept_roles;
+    c->h = *h;
+    c->user = user;
+    frame_reader_init(&c->reader, c->cfg.max_frame);
+    uv_tcp_init(loop, &c->tcp);
+    c->tcp.data = c;
+    return c;
+}
+
+static void fill_peer_addr(net_conn *c) {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_INET) {
+        char ip[64];
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        uv_ip4_name(a, ip, sizeof ip);
+        char pa[128];
+        snprintf(pa, sizeof pa, "%s:%d", ip, ntohs(a->sin_port));
+        copy_str(c->peer_addr, sizeof c->peer_addr, pa);
+    }
+}
+
+static void start_session(net_conn *c) {
+    uv_tcp_nodelay(&c->tcp, 1);
+    fill_peer_addr(c);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    c->reading = true;
+}
+
+static void on_connected(uv_connect_t *req, int status) {
+    net_conn *c = req->data;
+    if (c->closing) return;
+    if (status < 0) {
+        char why[200];
+        snprintf(why, sizeof why, "cannot connect to %s: %s", c->peer_addr, uv_strerror(status));
+        close_now(c, why);
+        return;
+    }
+    start_session(c);
+    send_hello(c);
+}
+
+net_conn *net_connect(uv_loop_t *loop, const net_config *cfg, const char *host_port, uint32_t accept_roles,
+                      const net_handlers *h, void *user, char *err, size_t errlen) {
+    struct sockaddr_in addr;
+    if (net_parse_addr(host_port, &addr, err, errlen) != 0) return NULL;
+    net_conn *c = conn_new(loop, cfg, accept_roles, h, user);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(c->peer_addr, sizeof c->peer_addr, "%s", host_port);
+    c->connect_req.data = c;
+    int rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&addr, on_connected);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot connect to %s: %s", host_port, uv_strerror(rc));
+        c->h.on_close = NULL;
+        close_now(c, err);
+        return NULL;
+    }
+    return c;
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+    net_server *s = server->data;
+    if (status < 0) {
+        fprintf(stderr, "%s: accept failed: %s\n", s->cfg.log_prefix, uv_strerror(status));
+        return;
+    }
+    net_conn *c = conn_new(server->loop, &s->cfg, s->accept_roles, &s->h, s->user);
+    if (!c) return;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        c->h.on_close = NULL;
+        close_now(c, "accept failed");
+        return;
+    }
+    start_session(c);
+}
+
+net_server *net_listen(uv_loop_t *loop, const net_config *cfg, const char *host_port, uint32_t accept_roles,
+                       const net_handlers *h, void *user, char *err, size_t errlen) {
+    struct sockaddr_in addr;
+    if (net_parse_addr(host_port, &addr, err, errlen) != 0) return NULL;
+    net_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    copy_cfg(&s->cfg, s->cluster_id, s->name, s->log_prefix, cfg);
+    s->accept_roles = accept_roles;
+    s->h = *h;
+    s->user = user;
+    uv_tcp_init(loop, &s->tcp);
+    s->tcp.data = s;
+    int rc = uv_tcp_bind(&s->tcp, (const struct sockaddr *)&addr, 0);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&s->tcp, 128, on_connection);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", host_port, uv_strerror(rc));
+        uv_close((uv_handle_t *)&s->tcp, free_server);
+        return NULL;
+    }
+    return s;
+}
+
+int net_server_port(const net_server *s) {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len) != 0) return -1;
+    return ntohs(((const struct sockaddr_in *)&ss)->sin_port);
+}
+
+void net_server_close(net_server *s) {
+    if (s) uv_close((uv_handle_t *)&s->tcp, free_server);
+}
+
+size_t net_queued_bytes(const net_conn *c) { return c ? c->queued : 0; }
+void *net_user(const net_conn *c) { return c->user; }
+void net_set_user(net_conn *c, void *user) { c->user = user; }
+uint32_t net_peer_role(const net_conn *c) { return c->peer_role; }
+const char *net_peer_name(const net_conn *c) { return c->peer_name; }
+const char *net_peer_addr(const net_conn *c) { return c->peer_addr; }

@@ -1,0 +1,92 @@
+/* net.h - Baton connections over TCP on a libuv loop.
+ *
+ * A net_conn is one TCP connection carrying frames (proto/frame.h). Every
+ * connection opens with a hello both ways (protocol version, role, cluster id);
+ * the side that finds a mismatch sends a status naming it and closes, and the
+ * other side logs that message. Only after both hellos does on_open run; only
+ * then are other frames delivered to on_frame.
+ *
+ *     net_config cfg = { .cluster_id = "default", .role = BATON__ROLE__ROLE_WORKER };
+ *     net_handlers h = { .on_open = ..., .on_frame = ..., .on_close = ... };
+ *     net_conn *c = net_connect(loop, &cfg, "127.0.0.1:7000", NET_ROLE_BIT(COORDINATOR), &h, me, err, n);
+ *     net_send(c, BATON__FRAME_KIND__FRAME_JOIN, 0, &join.base, NULL, 0);
+ *
+ * Writes are queued without limit; net_queued_bytes says how much is waiting, and
+ * on_drain runs when the queue falls below the low-water mark after having been
+ * above the high-water mark, so a relay can stop reading (net_pause) while its
+ * outgoing queue is full. All functions run on the loop thread only.
+ */
+#ifndef BATON_NET_H
+#define BATON_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "baton.pb-c.h"
+#include "frame.h"
+
+#define NET_ROLE_BIT(r) (1u << BATON__ROLE__ROLE_##r)
+#define NET_HIGH_WATER (32u << 20)
+#define NET_LOW_WATER (8u << 20)
+
+typedef struct net_config {
+    const char *cluster_id; /* must match on both ends */
+    uint32_t role;          /* our Baton__Role on this connection */
+    const char *name;       /* for the peer's logs */
+    uint64_t max_frame;     /* 0: FRAME_DEFAULT_MAX */
+    const char *log_prefix; /* e.g. "baton-worker" */
+} net_config;
+
+typedef struct net_conn net_conn;
+typedef struct net_server net_server;
+
+typedef struct net_handlers {
+    void (*on_open)(net_conn *c);  /* hellos exchanged */
+    /* A complete frame; msg/payload valid during the call only. */
+    void (*on_frame)(net_conn *c, const frame_header *h, const uint8_t *msg, const uint8_t *payload);
+    void (*on_drain)(net_conn *c); /* write queue back under the low-water mark */
+    /* The connection is gone (why: one line); c is freed after this returns. */
+    void (*on_close)(net_conn *c, const char *why);
+} net_handlers;
+
+/* Parse "HOST:PORT" (IPv4 or a name resolving to IPv4). 0, or -1 with a message. */
+int net_parse_addr(const char *host_port, struct sockaddr_in *out, char *err, size_t errlen);
+
+/* Start connecting; callbacks report the outcome (on_close if it fails). NULL on
+ * an immediate error (bad address) with a message. accept_roles: bit mask of the
+ * roles the peer may have. */
+net_conn *net_connect(uv_loop_t *loop, const net_config *cfg, const char *host_port, uint32_t accept_roles,
+                      const net_handlers *h, void *user, char *err, size_t errlen);
+
+/* Listen on HOST:PORT (port 0: any; net_server_port tells which). Each accepted
+ * connection gets the handlers with user pointer `user` (change it per connection
+ * with net_set_user in on_open). NULL with a message on error. */
+net_server *net_listen(uv_loop_t *loop, const net_config *cfg, const char *host_port, uint32_t accept_roles,
+                       const net_handlers *h, void *user, char *err, size_t errlen);
+int net_server_port(const net_server *s);
+void net_server_close(net_server *s); /* stops accepting; open connections stay */
+
+/* Queue one frame: msg (may be NULL for an empty message) then payload bytes.
+ * 0, or -1 if the connection is closing or out of memory. */
+int net_send(net_conn *c, uint32_t kind, uint32_t call_id, const ProtobufCMessage *msg, const void *payload,
+             size_t payload_len);
+/* Send a CallStatus for call_id. */
+int net_send_status(net_conn *c, uint32_t call_id, int code, const char *message);
+
+size_t net_queued_bytes(const net_conn *c);
+void net_pause(net_conn *c, bool paused); /* stop/resume reading */
+/* Close after the queued writes are flushed; on_close follows with `why`. */
+void net_close(net_conn *c, const char *why);
+
+void *net_user(const net_conn *c);
+void net_set_user(net_conn *c, void *user);
+uint32_t net_peer_role(const net_conn *c);
+const char *net_peer_name(const net_conn *c); /* the name from its hello */
+const char *net_peer_addr(const net_conn *c); /* "ip:port" */
+
+/* Milliseconds on a monotonic clock. */
+uint64_t net_now_ms(void);
+
+#endif

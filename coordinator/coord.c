@@ -1,0 +1,439 @@
+/* coord.c - node registry, planning and the client API server. See coord.h. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coord.h"
+
+#define HEARTBEAT_MS 500
+
+static void logf_(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "baton-coord: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+static coord_node *node_of(coord *c, const net_conn *conn) {
+    for (coord_node *n = c->nodes; n; n = n->next)
+        if (n->conn == conn) return n;
+    return NULL;
+}
+
+int coord_send_first(coord *c, uint32_t kind, const ProtobufCMessage *msg) {
+    if (!c->planned || c->plan.n_stages == 0 || !c->stage_nodes[0]) return -1;
+    return net_send(c->stage_nodes[0]->conn, kind, 0, msg, NULL, 0);
+}
+
+void coord_drop_slot(coord *c, int32_t slot) {
+    Baton__DropSequence d = BATON__DROP_SEQUENCE__INIT;
+    d.n_slots = 1;
+    d.slots = &slot;
+    coord_send_first(c, BATON__FRAME_KIND__FRAME_DROP_SEQUENCE, &d.base);
+}
+
+/* --- planning ------------------------------------------------------------ */
+
+/* Bytes of the tensors named PREFIX* in the file. */
+static uint64_t tensor_bytes_prefix(const gguf_file *f, const char *prefix) {
+    uint64_t sum = 0;
+    size_t pl = strlen(prefix);
+    for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        if (t && !strncmp(t->name, prefix, pl)) sum += t->bytes;
+    }
+    return sum;
+}
+
+/* Plans over the joined nodes (in join order) and sends every stage its assignment. */
+static void make_plan(coord *c) {
+    int nn = 0;
+    coord_node *order[PLAN_MAX_NODES];
+    plan_node pn[PLAN_MAX_NODES];
+    for (coord_node *n = c->nodes; n && nn < PLAN_MAX_NODES; n = n->next) {
+        order[nn] = n;
+        pn[nn] = (plan_node){n->mem, n->speed};
+        n->stage = -1;
+        n->ready = false;
+        nn++;
+    }
+    const int32_t L = (int32_t)c->hp.n_layer;
+    uint64_t *lb = calloc((size_t)L, sizeof *lb);
+    if (!lb) return;
+    uint64_t total = 0;
+    for (int32_t l = 0; l < L; l++) {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "blk.%d.", (int)l);
+        lb[l] = tensor_bytes_prefix(c->gf, prefix);
+        total += lb[l];
+    }
+    const gguf_tensor *te = gguf_find_tensor(c->gf, "token_embd.weight");
+    const gguf_tensor *to = gguf_find_tensor(c->gf, "output.weight");
+    const gguf_tensor *tn = gguf_find_tensor(c->gf, "output_norm.weight");
+    plan_model pm = {.n_layer = L, .layer_bytes = lb};
+    pm.kv_bytes_per_layer = model_kv_bytes_per_token(&c->hp, TENSOR_F16) * (uint64_t)c->o.n_ctx * (uint64_t)c->o.n_slots;
+    pm.embed_bytes = te ? te->bytes : 0;
+    pm.head_bytes = (to ? to->bytes : pm.embed_bytes) + (tn ? tn->bytes : 0);
+    double avg = L ? (double)total / L : 1;
+    pm.embed_cost = 0;
+    pm.head_cost = avg > 0 ? (double)pm.head_bytes / avg : 0;
+    char err[512];
+    int rc = plan_layers(&pm, pn, nn, &c->plan, err, sizeof err);
+    free(lb);
+    if (rc != 0) {
+        snprintf(c->plan_error, sizeof c->plan_error, "%s", err);
+        logf_("cannot plan: %s", err);
+        c->planned = false;
+        return;
+    }
+    c->plan_error[0] = 0;
+    c->planned = true;
+    c->plan_id++;
+    logf_("plan %u over %d worker(s), slowest stage %.3g s:", (unsigned)c->plan_id, nn, c->plan.bottleneck);
+    for (int s = 0; s < c->plan.n_stages; s++) {
+        const plan_stage *ps = &c->plan.stages[s];
+        coord_node *n = order[ps->node];
+        n->stage = s;
+        c->stage_nodes[s] = n;
+        Baton__Assignment a = BATON__ASSIGNMENT__INIT;
+        a.node_id = n->id;
+        a.layer_begin = ps->layer_begin;
+        a.layer_end = ps->layer_end;
+        a.embed = ps->embed;
+        a.head = ps->head;
+        a.successor = s + 1 < c->plan.n_stages ? order[c->plan.stages[s + 1].node]->listen : "";
+        a.n_slots = (uint32_t)c->o.n_slots;
+        a.n_ctx = (uint32_t)c->o.n_ctx;
+        a.max_batch = (uint32_t)c->o.max_batch;
+        a.plan_id = c->plan_id;
+        logf_("  stage %d: worker %u (%s) layers [%d,%d)%s%s, %.1f MiB", s, (unsigned)n->id, n->listen,
+              (int)ps->layer_begin, (int)ps->layer_end, ps->embed ? " +embed" : "", ps->head ? " +head" : "",
+              (double)ps->bytes / 1048576.0);
+        net_send(n->conn, BATON__FRAME_KIND__FRAME_ASSIGNMENT, 0, &a.base, NULL, 0);
+    }
+}
+
+/* Ends every request when no plan can serve them. */
+static void fail_unplannable(coord *c) {
+    char msg[600];
+    snprintf(msg, sizeof msg, "no plan: %s", c->plan_error);
+    sched_fail_all(c, BATON__STATUS_CODE__STATUS_UNAVAILABLE, msg);
+}
+
+/* Called when the pipeline loses a member: plan again over the survivors
+ * (--workers only gates the first plan) and replay the live requests from their
+ * records; with no plan possible, end them with UNAVAILABLE. */
+static void plan_broken(coord *c, const char *why) {
+    logf_("pipeline broken (%s): re-planning", why);
+    c->serving = false;
+    c->planned = false;
+    memset(c->stage_nodes, 0, sizeof c->stage_nodes);
+    sched_requeue_all(c);
+    make_plan(c); /* with no worker left this records why nothing can be served */
+    if (!c->planned) fail_unplannable(c);
+}
+
+/* --- node messages ------------------------------------------------------ */
+
+static void handle_join(coord *c, net_conn *conn, const frame_header *h, const uint8_t *msg) {
+    Baton__Join *j = baton__join__unpack(NULL, h->msg_len, msg);
+    if (!j) {
+        net_close(conn, "malformed join");
+        return;
+    }
+    coord_node *n = calloc(1, sizeof *n);
+    if (!n) {
+        baton__join__free_unpacked(j, NULL);
+        return;
+    }
+    n->id = ++c->next_node_id;
+    n->conn = conn;
+    snprintf(n->listen, sizeof n->listen, "%s", j->listen_address ? j->listen_address : "");
+    n->mem = j->free_memory;
+    n->speed = j->seconds_per_layer;
+    n->cores = j->cores;
+    snprintf(n->isa, sizeof n->isa, "%s", j->isa ? j->isa : "");
+    n->stage = -1;
+    baton__join__free_unpacked(j, NULL);
+    coord_node **pp = &c->nodes;
+    while (*pp) pp = &(*pp)->next;
+    *pp = n;
+    c->n_nodes++;
+    logf_("worker %u joined from %s: listens on %s, %.1f MiB, %u cores, %s, %.3g s/layer", (unsigned)n->id,
+          net_peer_addr(conn), n->listen, (double)n->mem / 1048576.0, (unsigned)n->cores, n->isa, n->speed);
+    if (!c->planned && (c->n_nodes >= c->o.want_workers || c->plan_id > 0)) make_plan(c);
+}
+
+static void handle_ready(coord *c, coord_node *n, const frame_header *h, const uint8_t *msg) {
+    Baton__Ready *r = baton__ready__unpack(NULL, h->msg_len, msg);
+    if (!r) return;
+    if (r->plan_id != c->plan_id || n->stage < 0) {
+        baton__ready__free_unpacked(r, NULL);
+        return;
+    }
+    if (!r->ok) {
+        snprintf(c->plan_error, sizeof c->plan_error, "worker %u cannot take its layers: %s", (unsigned)n->id,
+                 r->error ? r->error : "");
+        logf_("%s", c->plan_error);
+        baton__ready__free_unpacked(r, NULL);
+        fail_unplannable(c);
+        return;
+    }
+    n->ready = true;
+    n->weight_bytes = r->weight_bytes;
+    n->kv_bytes = r->kv_bytes;
+    baton__ready__free_unpacked(r, NULL);
+    for (int s = 0; s < c->plan.n_stages; s++)
+        if (!c->stage_nodes[s] || !c->stage_nodes[s]->ready) return;
+    c->serving = true;
+    logf_("plan %u ready: serving", (unsigned)c->plan_id);
+    sched_pump(c);
+}
+
+static void handle_worker_frame(coord *c, coord_node *n, const frame_header *h, const uint8_t *msg) {
+    switch (h->kind) {
+    case BATON__FRAME_KIND__FRAME_JOIN: logf_("worker %u joined twice; ignored", (unsigned)n->id); break;
+    case BATON__FRAME_KIND__FRAME_READY: handle_ready(c, n, h, msg); break;
+    case BATON__FRAME_KIND__FRAME_STAGE_RESULT: {
+        Baton__StageResult *r = baton__stage_result__unpack(NULL, h->msg_len, msg);
+        if (r) {
+            sched_on_result(c, r);
+            baton__stage_result__free_unpacked(r, NULL);
+        }
+        break;
+    }
+    case BATON__FRAME_KIND__FRAME_WORKER_STATUS: {
+        Baton__WorkerStatus *ws = baton__worker_status__unpack(NULL, h->msg_len, msg);
+        if (ws) {
+            n->slots_used = ws->slots_used;
+            n->kv_positions = ws->kv_positions;
+            n->peak_rss = ws->peak_rss;
+            baton__worker_status__free_unpacked(ws, NULL);
+        }
+        break;
+    }
+    default: logf_("ignoring frame kind %u from worker %u", (unsigned)h->kind, (unsigned)n->id); break;
+    }
+}
+
+/* --- client calls -------------------------------------------------------- */
+
+static void handle_health(coord *c, net_conn *conn, uint32_t call_id) {
+    Baton__HealthReply r = BATON__HEALTH_REPLY__INIT;
+    r.serving = c->serving;
+    r.n_workers = (uint32_t)c->n_nodes;
+    r.active_requests = (uint32_t)sched_count(c, REQ_ACTIVE);
+    r.queued_requests = (uint32_t)sched_count(c, REQ_QUEUED);
+    r.plan_error = c->plan_error;
+    Baton__NodeStatus *ns = calloc((size_t)c->n_nodes + 1, sizeof *ns);
+    Baton__NodeStatus **np = calloc((size_t)c->n_nodes + 1, sizeof *np);
+    if (ns && np) {
+        int i = 0;
+        for (coord_node *n = c->nodes; n; n = n->next, i++) {
+            baton__node_status__init(&ns[i]);
+            ns[i].node_id = n->id;
+            ns[i].address = n->listen;
+            if (n->stage >= 0) {
+                const plan_stage *ps = &c->plan.stages[n->stage];
+                ns[i].layer_begin = ps->layer_begin;
+                ns[i].layer_end = ps->layer_end;
+                ns[i].embed = ps->embed;
+                ns[i].head = ps->head;
+            }
+            ns[i].ready = n->ready;
+            ns[i].slots_used = n->slots_used;
+            ns[i].kv_positions = n->kv_positions;
+            ns[i].peak_rss = n->peak_rss;
+            ns[i].weight_bytes = n->weight_bytes;
+            ns[i].kv_bytes = n->kv_bytes;
+            np[i] = &ns[i];
+        }
+        r.n_nodes = (size_t)i;
+        r.nodes = np;
+    }
+    net_send(conn, BATON__FRAME_KIND__FRAME_HEALTH_REPLY, call_id, &r.base, NULL, 0);
+    net_send_status(conn, call_id, BATON__STATUS_CODE__STATUS_OK, "");
+    free(ns);
+    free(np);
+}
+
+static void handle_model_info(coord *c, net_conn *conn, uint32_t call_id) {
+    Baton__ModelInfoReply r = BATON__MODEL_INFO_REPLY__INIT;
+    r.n_layer = c->hp.n_layer;
+    r.n_embd = c->hp.n_embd;
+    r.n_vocab = c->hp.n_vocab;
+    r.n_ctx = (uint32_t)c->o.n_ctx;
+    r.has_tokenizer = c->tok != NULL;
+    r.model_path = (char *)c->o.model_path;
+    net_send(conn, BATON__FRAME_KIND__FRAME_MODEL_INFO_REPLY, call_id, &r.base, NULL, 0);
+    net_send_status(conn, call_id, BATON__STATUS_CODE__STATUS_OK, "");
+}
+
+static void handle_tokenize(coord *c, net_conn *conn, uint32_t call_id, const Baton__TokenizeRequest *t) {
+    if (!c->tok) {
+        net_send_status(conn, call_id, BATON__STATUS_CODE__STATUS_FAILED_PRECONDITION, "the model file has no tokenizer");
+        return;
+    }
+    Baton__TokenizeReply r = BATON__TOKENIZE_REPLY__INIT;
+    int32_t *ids = NULL;
+    char *text = NULL;
+    if (t->text && t->text[0]) {
+        size_t len = strlen(t->text);
+        int64_t cap = (int64_t)len + 16, n = -1;
+        ids = malloc((size_t)cap * sizeof *ids);
+        if (ids) n = tok_encode(c->tok, t->text, len, t->parse_special ? TOK_SPECIAL_PARSE : TOK_SPECIAL_PLAIN, ids, cap);
+        if (n < 0 || n > cap) {
+            free(ids);
+            net_send_status(conn, call_id, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "the text cannot be encoded");
+            return;
+        }
+        r.n_tokens = (size_t)n;
+        r.tokens = ids;
+    } else {
+        int64_t need = tok_decode(c->tok, t->tokens, (int64_t)t->n_tokens, NULL, 0);
+        if (need < 0 || !(text = malloc((size_t)need + 1))) {
+            net_send_status(conn, call_id, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "invalid token id");
+            return;
+        }
+        tok_decode(c->tok, t->tokens, (int64_t)t->n_tokens, text, (size_t)need + 1);
+        text[need] = 0;
+        r.text = text;
+    }
+    net_send(conn, BATON__FRAME_KIND__FRAME_TOKENIZE_REPLY, call_id, &r.base, NULL, 0);
+    net_send_status(conn, call_id, BATON__STATUS_CODE__STATUS_OK, "");
+    free(ids);
+    free(text);
+}
+
+static void handle_client_frame(coord *c, net_conn *conn, const frame_header *h, const uint8_t *msg) {
+    switch (h->kind) {
+    case BATON__FRAME_KIND__FRAME_GENERATE: {
+        Baton__GenerateRequest *g = baton__generate_request__unpack(NULL, h->msg_len, msg);
+        if (!g) {
+            net_send_status(conn, h->call_id, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "malformed request");
+            return;
+        }
+        sched_generate(c, conn, h->call_id, g);
+        baton__generate_request__free_unpacked(g, NULL);
+        break;
+    }
+    case BATON__FRAME_KIND__FRAME_CANCEL: sched_cancel(c, conn, h->call_id, false); break;
+    case BATON__FRAME_KIND__FRAME_HEALTH: handle_health(c, conn, h->call_id); break;
+    case BATON__FRAME_KIND__FRAME_MODEL_INFO: handle_model_info(c, conn, h->call_id); break;
+    case BATON__FRAME_KIND__FRAME_TOKENIZE: {
+        Baton__TokenizeRequest *t = baton__tokenize_request__unpack(NULL, h->msg_len, msg);
+        if (!t) {
+            net_send_status(conn, h->call_id, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "malformed request");
+            return;
+        }
+        handle_tokenize(c, conn, h->call_id, t);
+        baton__tokenize_request__free_unpacked(t, NULL);
+        break;
+    }
+    default:
+        net_send_status(conn, h->call_id, BATON__STATUS_CODE__STATUS_UNIMPLEMENTED, "unknown call kind");
+        break;
+    }
+}
+
+/* --- connections ---------------------------------------------------------- */
+
+static void on_open(net_conn *conn) { (void)conn; }
+
+static void on_frame(net_conn *conn, const frame_header *h, const uint8_t *msg, const uint8_t *payload) {
+    coord *c = net_user(conn);
+    (void)payload;
+    if (net_peer_role(conn) == BATON__ROLE__ROLE_WORKER) {
+        coord_node *n = node_of(c, conn);
+        if (!n) {
+            if (h->kind == BATON__FRAME_KIND__FRAME_JOIN) handle_join(c, conn, h, msg);
+            return;
+        }
+        handle_worker_frame(c, n, h, msg);
+    } else {
+        handle_client_frame(c, conn, h, msg);
+    }
+}
+
+static void on_close(net_conn *conn, const char *why) {
+    coord *c = net_user(conn);
+    coord_node *n = node_of(c, conn);
+    if (!n) {
+        sched_cancel(c, conn, 0, true);
+        return;
+    }
+    for (coord_node **pp = &c->nodes; *pp; pp = &(*pp)->next)
+        if (*pp == n) {
+            *pp = n->next;
+            break;
+        }
+    c->n_nodes--;
+    logf_("worker %u left: %s", (unsigned)n->id, why);
+    bool in_plan = n->stage >= 0 && c->planned;
+    free(n);
+    if (in_plan) plan_broken(c, "a worker of the pipeline left");
+}
+
+static void on_tick(uv_timer_t *t) {
+    coord *c = t->data;
+    uint64_t now = net_now_ms();
+    if (now - c->last_beat_ms >= HEARTBEAT_MS) {
+        c->last_beat_ms = now;
+        Baton__Heartbeat hb = BATON__HEARTBEAT__INIT;
+        hb.time_ms = now;
+        hb.want_status = true;
+        for (coord_node *n = c->nodes; n; n = n->next)
+            net_send(n->conn, BATON__FRAME_KIND__FRAME_HEARTBEAT, 0, &hb.base, NULL, 0);
+    }
+    sched_tick(c);
+}
+
+int coord_init(coord *c, const coord_opts *o, uv_loop_t *loop, char *err, size_t errlen) {
+    memset(c, 0, sizeof *c);
+    c->o = *o;
+    c->loop = loop;
+    c->gf = gguf_open(o->model_path, err, errlen);
+    if (!c->gf) return -1;
+    if (model_read_hparams(c->gf, &c->hp, err, errlen) != 0) return -1;
+    if (c->o.n_ctx <= 0) c->o.n_ctx = c->hp.n_ctx_train < 4096 ? (int)c->hp.n_ctx_train : 4096;
+    if (gguf_find_key(c->gf, "tokenizer.ggml.tokens") >= 0) {
+        char terr[256];
+        c->tok = tok_load_gguf(c->gf, terr, sizeof terr);
+        if (!c->tok) logf_("the model's tokenizer cannot be loaded (%s): token ids only", terr);
+        else c->n_eog = tok_eog_ids(c->tok, c->eog, 8);
+    }
+    c->slot_req = calloc((size_t)c->o.n_slots, sizeof *c->slot_req);
+    if (!c->slot_req) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    c->cfg = (net_config){.cluster_id = o->cluster_id, .role = BATON__ROLE__ROLE_COORDINATOR, .name = "coordinator",
+                          .max_frame = o->max_frame, .log_prefix = "baton-coord"};
+    static const net_handlers h = {.on_open = on_open, .on_frame = on_frame, .on_close = on_close};
+    c->server = net_listen(loop, &c->cfg, o->listen, NET_ROLE_BIT(CLIENT) | NET_ROLE_BIT(WORKER) | NET_ROLE_BIT(ADMIN),
+                           &h, c, err, errlen);
+    if (!c->server) return -1;
+    uv_timer_init(loop, &c->tick);
+    c->tick.data = c;
+    uv_timer_start(&c->tick, on_tick, 50, 50);
+    const char *colon = strrchr(o->listen, ':');
+    logf_("listening on %.*s:%d (model %s: %u layers, embedding %u, vocabulary %u%s), waiting for %d worker(s)",
+          (int)(colon - o->listen), o->listen, net_server_port(c->server), o->model_path, (unsigned)c->hp.n_layer,
+          (unsigned)c->hp.n_embd, (unsigned)c->hp.n_vocab,
+          c->tok ? ", tokenizer" : "", o->want_workers);
+    return 0;
+}
+
+void coord_free(coord *c) {
+    free(c->slot_req);
+    tok_free(c->tok);
+    gguf_close(c->gf);
+    while (c->nodes) {
+        coord_node *n = c->nodes;
+        c->nodes = n->next;
+        free(n);
+    }
+}

@@ -1,0 +1,150 @@
+/* coord.h - the coordinator's state: nodes, the plan, requests, the scheduler.
+ *
+ * Everything runs on one libuv loop thread; nothing here computes a layer.
+ *   coord.c  - node registry, planning and assignment, the client API server
+ *   sched.c  - the request record and the continuous-batching scheduler
+ *
+ * Data path: a Generate call becomes a coord_request (its prompt ids, sampling
+ * parameters and the tokens generated so far: enough to replay it). The scheduler
+ * gives it a KV slot, cuts its prompt into chunks and, step after step, packs
+ * chunks and decode tokens of many requests into micro-batches (StageFrames) sent
+ * to the first stage. Several micro-batches are in flight so every stage works.
+ * The last stage sends back one sampled token per finished prompt or decode
+ * token; the scheduler appends it, streams it to the client and decides whether
+ * the request goes on.
+ */
+#ifndef BATON_COORD_H
+#define BATON_COORD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "baton.pb-c.h"
+#include "gguf.h"
+#include "model.h"
+#include "net.h"
+#include "plan.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+typedef struct coord_opts {
+    const char *listen, *model_path, *cluster_id;
+    int want_workers;     /* plan once this many have joined */
+    int n_slots;          /* sequences in flight at once (KV slots per worker) */
+    int n_ctx;            /* positions per slot */
+    int max_batch;        /* tokens per micro-batch */
+    int chunk;            /* prompt tokens per chunk */
+    int max_inflight;     /* micro-batches in flight; 0: stages + 1 */
+    uint64_t max_frame;
+} coord_opts;
+
+typedef struct coord_node {
+    uint32_t id;
+    net_conn *conn;
+    char listen[128];
+    uint64_t mem;
+    double speed;
+    uint32_t cores;
+    char isa[32];
+    int stage;              /* index in the plan, -1 if unused */
+    bool ready;
+    uint32_t slots_used;
+    uint64_t kv_positions, peak_rss, weight_bytes, kv_bytes;
+    struct coord_node *next;
+} coord_node;
+
+typedef enum coord_req_state {
+    REQ_QUEUED = 0,   /* waiting for a slot */
+    REQ_ACTIVE = 1,   /* prefilling or decoding */
+    REQ_DONE = 2,     /* status sent; waits for its frames to drain before the slot is freed */
+} coord_req_state;
+
+typedef struct coord_request {
+    uint32_t id;
+    net_conn *client;       /* NULL once the client is gone */
+    uint32_t call_id;
+    coord_req_state state;
+    /* the record: enough to replay the request on a new plan */
+    int32_t *prompt;
+    int32_t n_prompt;
+    int32_t *gen;           /* generated tokens */
+    float *logprob;
+    int32_t n_gen, cap_gen;
+    Baton__SamplingParams sampling;
+    uint32_t max_tokens;
+    bool ignore_eos;
+    /* progress */
+    int32_t slot;           /* -1 while queued */
+    int32_t fed;            /* tokens sent into the pipeline (prompt, then generated) */
+    int32_t inflight;       /* micro-batches holding tokens of this request */
+    bool awaiting;          /* a sampled token is on its way */
+    uint64_t t_recv_ms, t_first_ms, t_last_ms, deadline_ms;
+    tok_stream *ts;
+    stop_matcher *stops;
+    struct coord_request *next;
+} coord_request;
+
+typedef struct coord_batch {
+    uint64_t step_id;
+    coord_request **reqs;   /* requests with tokens in this batch */
+    int n_reqs;
+    struct coord_batch *next;
+} coord_batch;
+
+typedef struct coord {
+    coord_opts o;
+    uv_loop_t *loop;
+    net_config cfg;
+    net_server *server;
+    uv_timer_t tick;
+    /* model */
+    gguf_file *gf;
+    model_hparams hp;
+    tokenizer *tok;          /* NULL if the file has none */
+    int32_t eog[8];
+    int n_eog;
+    /* nodes and plan */
+    coord_node *nodes;
+    uint32_t next_node_id;
+    int n_nodes;
+    plan_result plan;
+    coord_node *stage_nodes[PLAN_MAX_NODES];
+    uint32_t plan_id;
+    bool planned, serving;
+    char plan_error[512];
+    /* requests */
+    coord_request *reqs;     /* all live requests, in arrival order */
+    uint32_t next_req_id;
+    coord_request **slot_req;/* [n_slots] */
+    coord_batch *inflight;   /* oldest first */
+    int n_inflight;
+    uint64_t next_step;
+    uint64_t last_beat_ms;
+} coord;
+
+/* coord.c */
+int coord_init(coord *c, const coord_opts *o, uv_loop_t *loop, char *err, size_t errlen);
+void coord_free(coord *c);
+/* Send a DropSequence for a slot to the first stage (it travels down the pipeline). */
+void coord_drop_slot(coord *c, int32_t slot);
+/* Sends frame to the first stage. 0 or -1. */
+int coord_send_first(coord *c, uint32_t kind, const ProtobufCMessage *msg);
+
+/* sched.c */
+/* Validates and queues a Generate call; on error the call ends with a status here. */
+void sched_generate(coord *c, net_conn *client, uint32_t call_id, const Baton__GenerateRequest *g);
+/* The client cancelled call_id (or, with call_id 0 and all=true, went away). */
+void sched_cancel(coord *c, net_conn *client, uint32_t call_id, bool all);
+void sched_on_result(coord *c, const Baton__StageResult *r);
+/* The pipeline broke: forget every micro-batch in flight and queue every live
+ * request again from its record (prompt + tokens generated so far), so that the
+ * next plan replays it and the client sees a pause, not an error. */
+void sched_requeue_all(coord *c);
+/* Ends every request with `code` (no plan can serve them). */
+void sched_fail_all(coord *c, int code, const char *msg);
+void sched_tick(coord *c);   /* deadlines */
+void sched_pump(coord *c);   /* send micro-batches while there is room */
+int sched_count(const coord *c, coord_req_state st);
+
+#endif

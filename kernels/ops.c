@@ -1,0 +1,528 @@
+/* ops.c - run-time dispatch of the kernels in ops.h: CPU detection (cpuid and
+ * xgetbv), the BATON_ISA / BATON_THREADS settings, the precision setting, and the
+ * thread pool that splits work by output rows.
+ *
+ * Thread-count invariance: a matmul task is a range of whole output rows (in
+ * tiles of 16) and an attention task is one whole query head, and every kernel
+ * computes an output element from its own inputs only, so which thread - or how
+ * many - computed it never changes a bit.
+ *
+ * What each level runs: AVX-512 has its own quantized matmul (packed tiles,
+ * VNNI), float dots, rmsnorm, swiglu, add and attention. AVX2 has its own float
+ * dot (EXACT and float-type matmuls) and add; its quantized FAST matmul, and
+ * every level's rope, store_row, embed and activation quantizer, are the scalar
+ * code - identical bits by construction.
+ */
+#include <cpuid.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ops_internal.h"
+
+#define KERN_MAX_THREADS 256
+
+typedef void (*kern_task_fn)(void *ctx, int task);
+
+/* ------------------------------------------------------------ CPU detection */
+
+static struct {
+    int detected;
+    kern_level best;
+    int has_vnni, has_bf16;
+    char features[256];
+} cpu;
+
+/* XCR0: which register states the OS saves (bit 1 SSE, 2 AVX, 5-7 AVX-512). */
+static uint64_t read_xcr0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static void feature_add(const char *name, int present) {
+    if (!present) return;
+    size_t len = strlen(cpu.features);
+    snprintf(cpu.features + len, sizeof cpu.features - len, "%s%s", len ? " " : "", name);
+}
+
+/* Fill `cpu` once: the best level this CPU and OS support. */
+static void cpu_detect(void) {
+    if (cpu.detected) return;
+    cpu.detected = 1;
+    cpu.best = KERN_SCALAR;
+    uint32_t a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
+    uint64_t xcr0 = osxsave ? read_xcr0() : 0;
+    int ymm_os = (xcr0 & 0x6) == 0x6, zmm_os = (xcr0 & 0xe6) == 0xe6;
+    uint32_t b7 = 0, c7 = 0, d7 = 0, a71 = 0;
+    if (__get_cpuid_count(7, 0, &a, &b7, &c7, &d7)) {
+        uint32_t bb, cc, dd;
+        __get_cpuid_count(7, 1, &a71, &bb, &cc, &dd);
+    }
+    int avx2 = (b7 >> 5) & 1, f = (b7 >> 16) & 1, dq = (b7 >> 17) & 1, bw = (b7 >> 30) & 1, vl = (b7 >> 31) & 1;
+    int vnni = (c7 >> 11) & 1, bf16 = (a71 >> 5) & 1;
+    int amx = (d7 >> 24) & 1;
+    feature_add("avx", avx && ymm_os);
+    feature_add("avx2", avx2 && ymm_os);
+    feature_add("fma", fma && ymm_os);
+    feature_add("f16c", f16c && ymm_os);
+    feature_add("avx512f", f && zmm_os);
+    feature_add("avx512bw", bw && zmm_os);
+    feature_add("avx512vl", vl && zmm_os);
+    feature_add("avx512dq", dq && zmm_os);
+    feature_add("avx512vnni", vnni && zmm_os);
+    feature_add("avx512bf16", bf16 && zmm_os);
+    feature_add("amx-tile", amx);
+    if (avx && avx2 && fma && f16c && ymm_os) cpu.best = KERN_AVX2;
+    /* The AVX-512 kernels use VNNI for every integer dot: require it. */
+    if (cpu.best == KERN_AVX2 && f && bw && vl && dq && vnni && zmm_os) cpu.best = KERN_AVX512;
+    cpu.has_vnni = vnni && zmm_os;
+    cpu.has_bf16 = bf16 && zmm_os;
+}
+
+/* ------------------------------------------------------------ settings */
+
+static struct {
+    int inited;
+    kern_level level;
+    kern_precision prec;
+} g;
+
+static const char *const level_names[] = {"scalar", "avx2", "avx512"};
+
+const char *kern_level_name(kern_level level) {
+    return (unsigned)level < 3 ? level_names[level] : "unknown";
+}
+
+kern_level kern_best_level(void) {
+    cpu_detect();
+    return cpu.best;
+}
+
+kern_level kern_get_level(void) {
+    if (!g.inited) kern_init(0);
+    return g.level;
+}
+
+/* Force a level; -1 (and no change) if this CPU lacks it. */
+int kern_set_level(kern_level level) {
+    cpu_detect();
+    if ((unsigned)level > (unsigned)cpu.best) return -1;
+    g.level = level;
+    return 0;
+}
+
+void kern_set_precision(kern_precision p) { g.prec = p == KERN_EXACT ? KERN_EXACT : KERN_FAST; }
+kern_precision kern_get_precision(void) { return g.prec; }
+
+const char *kern_cpu_features(void) {
+    cpu_detect();
+    return cpu.features;
+}
+
+/* ------------------------------------------------------------ thread pool */
+
+static _Thread_local void *scratch; /* per-thread buffer for quantized activations */
+static _Thread_local size_t scratch_cap;
+
+/* Workers sleep on a condition variable between jobs; the caller takes part in
+ * every job and tasks are claimed from an atomic counter. (A lock-free futex
+ * version lost a wake-up under load; a job is microseconds to milliseconds of
+ * work, so the mutex costs little.) */
+static struct {
+    pthread_t tid[KERN_MAX_THREADS];
+    int n; /* threads including the caller */
+    pthread_mutex_t busy; /* one job at a time; a second caller runs serially */
+    pthread_mutex_t lock;
+    pthread_cond_t start, done;
+    uint64_t gen;  /* bumped for each job (under lock) */
+    int pending;   /* workers still in the current job (under lock) */
+    int stop;
+    _Atomic int next;
+    kern_task_fn fn;
+    void *ctx;
+    int n_tasks;
+} pool = {.busy = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER,
+          .start = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+/* Frees a thread's activation scratch when that thread exits (threads the kernels
+ * did not start, such as a worker's compute thread, call kern_matmul too). */
+static void scratch_free_at_exit(void *p) { free(p); }
+static void scratch_key_init(void) { pthread_key_create(&scratch_key, scratch_free_at_exit); }
+
+static void pool_work(void) {
+    int i;
+    while ((i = atomic_fetch_add(&pool.next, 1)) < pool.n_tasks) pool.fn(pool.ctx, i);
+}
+
+static void *pool_worker(void *arg) {
+    uint64_t seen = (uint64_t)(uintptr_t)arg; /* the generation when the pool started */
+    for (;;) {
+        pthread_mutex_lock(&pool.lock);
+        while (pool.gen == seen && !pool.stop) pthread_cond_wait(&pool.start, &pool.lock);
+        if (pool.stop) {
+            pthread_mutex_unlock(&pool.lock);
+            return NULL;
+        }
+        seen = pool.gen;
+        pthread_mutex_unlock(&pool.lock);
+        pool_work();
+        pthread_mutex_lock(&pool.lock);
+        if (--pool.pending == 0) pthread_cond_signal(&pool.done);
+        pthread_mutex_unlock(&pool.lock);
+    }
+}
+
+/* Run fn(ctx, i) for i < n_tasks over the pool; returns when all are done. */
+static void pool_run(kern_task_fn fn, void *ctx, int n_tasks) {
+    if (n_tasks <= 0) return;
+    if (pool.n <= 1 || n_tasks == 1 || pthread_mutex_trylock(&pool.busy) != 0) {
+        for (int i = 0; i < n_tasks; i++) fn(ctx, i);
+        return;
+    }
+    pthread_mutex_lock(&pool.lock);
+    pool.fn = fn;
+    pool.ctx = ctx;
+    pool.n_tasks = n_tasks;
+    atomic_store(&pool.next, 0);
+    pool.pending = pool.n - 1;
+    pool.gen++;
+    pthread_cond_broadcast(&pool.start);
+    pthread_mutex_unlock(&pool.lock);
+    pool_work();
+    pthread_mutex_lock(&pool.lock);
+    while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.lock);
+    pthread_mutex_unlock(&pool.lock);
+    pthread_mutex_unlock(&pool.busy);
+}
+
+static void pool_stop(void) {
+    if (pool.n <= 1) {
+        pool.n = 0;
+        return;
+    }
+    pthread_mutex_lock(&pool.busy);
+    pthread_mutex_lock(&pool.lock);
+    pool.stop = 1;
+    pthread_cond_broadcast(&pool.start);
+    pthread_mutex_unlock(&pool.lock);
+    for (int i = 1; i < pool.n; i++) pthread_join(pool.tid[i], NULL);
+    pool.stop = 0;
+    pool.n = 0;
+    pthread_mutex_unlock(&pool.busy);
+}
+
+static void pool_start(int n) {
+    pool.n = 1;
+    uintptr_t gen0 = (uintptr_t)pool.gen;
+    for (int i = 1; i < n; i++) {
+        if (pthread_create(&pool.tid[i], NULL, pool_worker, (void *)gen0) != 0) break;
+        pool.n = i + 1;
+    }
+}
+
+/* Detect the CPU, apply BATON_ISA / BATON_THREADS, (re)start the pool. An
+ * explicit n_threads > 0 wins over BATON_THREADS; 0 means one per core. */
+int kern_init(int n_threads) {
+    cpu_detect();
+    int rc = 0;
+    if (!g.inited) {
+        g.level = cpu.best;
+        g.prec = KERN_FAST;
+    }
+    const char *isa = getenv("BATON_ISA");
+    if (isa && *isa) {
+        int want = -1;
+        for (int l = 0; l < 3; l++)
+            if (!strcmp(isa, level_names[l])) want = l;
+        if (want < 0) {
+            fprintf(stderr, "kernels: BATON_ISA=%s is not one of scalar, avx2, avx512\n", isa);
+            rc = -1;
+        } else if (kern_set_level((kern_level)want) != 0) {
+            fprintf(stderr, "kernels: BATON_ISA=%s is not supported by this CPU (best: %s)\n", isa,
+                    level_names[cpu.best]);
+            rc = -1;
+        }
+    }
+    if (n_threads <= 0) {
+        const char *env = getenv("BATON_THREADS");
+        if (env && *env) n_threads = atoi(env);
+    }
+    if (n_threads <= 0) n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > KERN_MAX_THREADS) n_threads = KERN_MAX_THREADS;
+    if (!g.inited || pool.n != n_threads) {
+        pool_stop();
+        pool_start(n_threads);
+    }
+    g.inited = 1;
+    return rc;
+}
+
+void kern_shutdown(void) {
+    pool_stop();
+    free(scratch); /* the calling thread's; other threads' are freed with them */
+    scratch = NULL;
+    pthread_once(&scratch_once, scratch_key_init);
+    pthread_setspecific(scratch_key, NULL);
+    scratch_cap = 0;
+    g.inited = 0;
+}
+
+int kern_threads(void) {
+    if (!g.inited) kern_init(0);
+    return pool.n;
+}
+
+/* ------------------------------------------------------------ matrices */
+
+int kern_matrix_prepare(kern_matrix *m) {
+    if (!m) return 0;
+    if (!g.inited) kern_init(0);
+    kern_matrix_release(m);
+#if defined(__x86_64__)
+    if (g.level == KERN_AVX512) {
+        int rc = kern_pack_avx512(m);
+        return rc < 0 ? -1 : 0;
+    }
+#endif
+    return 0;
+}
+
+void kern_matrix_release(kern_matrix *m) {
+    if (!m) return;
+    free(m->packed);
+    m->packed = NULL;
+    m->packed_bytes = 0;
+}
+
+/* A per-thread scratch buffer of at least `bytes` (NULL if out of memory). */
+static void *scratch_get(size_t bytes) {
+    if (bytes > scratch_cap) {
+        pthread_once(&scratch_once, scratch_key_init);
+        free(scratch);
+        scratch = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        scratch_cap = scratch ? bytes : 0;
+        pthread_setspecific(scratch_key, scratch);
+    }
+    return scratch;
+}
+
+typedef struct {
+    uint8_t *q;
+    const float *x;
+    int64_t cols;
+    size_t bytes; /* per token */
+    int x32;
+    kern_level level;
+} quant_ctx;
+
+/* Quantize token `t` of a matmul's input (ops_internal.h: one definition, every level). */
+static void quant_task(void *arg, int t) {
+    const quant_ctx *c = arg;
+    void *dst = c->q + (size_t)t * c->bytes;
+    const float *src = c->x + (size_t)t * c->cols;
+#if defined(__x86_64__)
+    if (c->level == KERN_AVX512) {
+        if (c->x32)
+            kern_quantize_x32_avx512(dst, src, c->cols);
+        else
+            kern_quantize_x256_avx512(dst, src, c->cols);
+        return;
+    }
+#endif
+    if (c->x32)
+        kern_quantize_x32(dst, src, c->cols);
+    else
+        kern_quantize_x256(dst, src, c->cols);
+}
+
+typedef struct {
+    kern_mm_job job;
+    void (*rows)(const kern_mm_job *, int64_t, int64_t);
+    int64_t rows_per_task;
+} mm_ctx;
+
+static void mm_task(void *arg, int task) {
+    const mm_ctx *c = arg;
+    int64_t r0 = (int64_t)task * c->rows_per_task, r1 = r0 + c->rows_per_task;
+    if (r1 > c->job.w->rows) r1 = c->job.w->rows;
+    if (r0 < r1) c->rows(&c->job, r0, r1);
+}
+
+/* Whether m->packed holds the layout of `level`. */
+static int packed_for(const kern_matrix *m, kern_level level) {
+    const kern_pack_header *h = m->packed;
+    return h && m->packed_bytes >= sizeof *h && h->magic == KERN_PACK_MAGIC && h->level == (uint32_t)level &&
+           h->type == m->type;
+}
+
+void kern_matmul(float *y, const kern_matrix *w, const float *x, int n_tokens, const float *bias) {
+    if (!g.inited) kern_init(0);
+    if (!y || !w || !x || n_tokens <= 0 || w->rows <= 0 || !tensor_row_bytes(w->type, w->cols)) return;
+    mm_ctx c = {.job = {.w = w, .x = x, .n_tokens = n_tokens, .bias = bias, .y = y, .prec = g.prec}};
+    if (g.prec == KERN_FAST && (kern_mm_uses_x32(w->type) || kern_mm_uses_x256(w->type))) {
+        int x32 = kern_mm_uses_x32(w->type);
+        if (w->cols % (x32 ? 32 : 256)) return;
+        size_t bytes = (size_t)(w->cols / (x32 ? 32 : 256)) * (x32 ? sizeof(kq8_32) : sizeof(kq8_256));
+        uint8_t *q = scratch_get((size_t)n_tokens * bytes);
+        if (!q) return;
+        quant_ctx qc = {q, x, w->cols, bytes, x32, g.level};
+        if (n_tokens > 1)
+            pool_run(quant_task, &qc, n_tokens); /* one token per task: the same bits */
+        else
+            quant_task(&qc, 0);
+        c.job.xq = q;
+    }
+    c.rows = kern_mm_rows_scalar;
+    c.job.dot = kern_dot16_ref;
+#if defined(__x86_64__)
+    if (g.level >= KERN_AVX2) c.job.dot = kern_dot16_avx2; /* same bits, 16 lanes as 2 x 8 */
+    /* AVX-512: quantized FAST needs the packed tiles (else the scalar loop, same bits) */
+    int quant_fast = g.prec == KERN_FAST && c.job.xq;
+    if (g.level == KERN_AVX512 && (!quant_fast || packed_for(w, KERN_AVX512))) c.rows = kern_mm_rows_avx512;
+#endif
+    /* tasks of whole 16-row tiles, about 4 per thread */
+    int64_t tiles = (w->rows + 15) / 16;
+    int64_t per = tiles / ((int64_t)pool.n * 4);
+    if (per < 1) per = 1;
+    c.rows_per_task = per * 16;
+    int64_t n_tasks = (w->rows + c.rows_per_task - 1) / c.rows_per_task;
+    pool_run(mm_task, &c, (int)n_tasks);
+}
+
+void kern_embed(float *y, const kern_matrix *e, int64_t row) {
+    if (!y || !e) return;
+    size_t rb = tensor_row_bytes(e->type, e->cols);
+    if (row < 0 || row >= e->rows || !rb) {
+        memset(y, 0, (size_t)(e->cols > 0 ? e->cols : 0) * sizeof(float));
+        return;
+    }
+    quant_dequantize_row(e->type, (const uint8_t *)e->data + (size_t)row * rb, y, e->cols);
+}
+
+/* ------------------------------------------------------------ vector ops */
+
+void kern_rmsnorm(float *y, const float *x, const float *w, int n, float eps) {
+    if (n <= 0) return;
+#if defined(__x86_64__)
+    if (g.level == KERN_AVX512) {
+        kern_rmsnorm_avx512(y, x, w, n, eps);
+        return;
+    }
+#endif
+    kern_rmsnorm_scalar(y, x, w, n, eps);
+}
+
+void kern_swiglu(float *y, const float *gate, const float *up, int n) {
+#if defined(__x86_64__)
+    if (g.level == KERN_AVX512) {
+        kern_swiglu_avx512(y, gate, up, n);
+        return;
+    }
+#endif
+    kern_swiglu_scalar(y, gate, up, n);
+}
+
+void kern_add(float *y, const float *x, int n) {
+#if defined(__x86_64__)
+    if (g.level == KERN_AVX512) {
+        kern_add_avx512(y, x, n);
+        return;
+    }
+    if (g.level == KERN_AVX2) {
+        kern_add_avx2(y, x, n);
+        return;
+    }
+#endif
+    kern_add_scalar(y, x, n);
+}
+
+/* cos/sin of pos * base^(-2i/head_dim), computed in double and rounded once, so
+ * every level rotates with the same two floats. */
+void kern_rope_neox(float *x, int n_heads, int head_dim, int32_t pos, float base) {
+    int half = head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        double theta = (double)pos * pow((double)base, -2.0 * i / head_dim);
+        float c = (float)cos(theta), s = (float)sin(theta);
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)h * head_dim;
+            float x0 = v[i], x1 = v[i + half];
+            v[i] = x0 * c - x1 * s;
+            v[i + half] = x0 * s + x1 * c;
+        }
+    }
+}
+
+void kern_store_row(uint32_t type, void *dst, const float *src, int n) {
+    if (type == TENSOR_F16) {
+        uint16_t *h = dst;
+        for (int i = 0; i < n; i++) h[i] = f32_to_fp16(src[i]);
+    } else {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+    }
+}
+
+typedef struct {
+    float *out;
+    const float *q;
+    const kern_kv_view *kv;
+    int n_pos, n_head, n_head_kv, head_dim;
+    kern_level level;
+} att_ctx;
+
+static void att_task(void *arg, int h) {
+    const att_ctx *c = arg;
+    int group = c->n_head / c->n_head_kv;
+    const float *q = c->q + (size_t)h * c->head_dim;
+    float *o = c->out + (size_t)h * c->head_dim;
+#if defined(__x86_64__)
+    if (c->level == KERN_AVX512) {
+        kern_attention_head_avx512(o, q, c->kv, c->n_pos, h / group, c->n_head_kv, c->head_dim);
+        return;
+    }
+#endif
+    kern_attention_head_scalar(o, q, c->kv, c->n_pos, h / group, c->n_head_kv, c->head_dim);
+}
+
+void kern_attention(float *out, const float *q, const kern_kv_view *kv, int n_pos, int n_head, int n_head_kv,
+                    int head_dim) {
+    if (!g.inited) kern_init(0);
+    if (!out || !q || !kv || n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv || head_dim <= 0) return;
+    att_ctx c = {out, q, kv, n_pos, n_head, n_head_kv, head_dim, g.level};
+    /* short contexts are cheaper on one thread than a pool wake-up */
+    if ((int64_t)n_pos * head_dim * n_head < 65536) {
+        for (int h = 0; h < n_head; h++) att_task(&c, h);
+        return;
+    }
+    pool_run(att_task, &c, n_head);
+}
+
+double kern_peak_int8(double seconds, double (*now)(void)) {
+    if (!g.inited) kern_init(0);
+#if defined(__x86_64__)
+    if (g.level == KERN_AVX512) return kern_peak_int8_avx512(seconds, now);
+#endif
+    return 0.0;
+}
+
+uint64_t kern_stream_sum(const void *buf, size_t bytes) {
+    if (!g.inited) kern_init(0);
+#if defined(__x86_64__)
+    if (g.level == KERN_AVX512) return kern_stream_sum_avx512(buf, bytes);
+#endif
+    const uint64_t *w = buf;
+    uint64_t s0 = 0, s1 = 0;
+    for (size_t i = 0; i + 2 <= bytes / 8; i += 2) s0 += w[i], s1 += w[i + 1];
+    return s0 + s1;
+}

@@ -1,0 +1,94 @@
+/* ops_internal.h - what the dispatch layer (ops.c), the scalar reference
+ * (ops_scalar.c) and the ISA kernels (cpu/ops_avx512.c) share. Not a public API.
+ *
+ * FAST arithmetic, defined once here and reproduced bit for bit by every level:
+ *
+ *  Activations (quantized types). Each token's row is cut into blocks of 32
+ *  (kq8_32, for Q4_0/Q8_0 weights) or 256 (kq8_256, for Q4_K/Q6_K). Per block:
+ *  amax = max|x|, d = amax / 127, id = amax ? 127 / amax : 0,
+ *  q[i] = nearbyintf(x[i] * id) (round half to even), plus integer block sums.
+ *  kern_quantize_x32/x256 (scalar) define it; the AVX-512 versions reproduce it
+ *  bit for bit (same amax, same scalar d and id, same product, clamp, RNE).
+ *
+ *  Weights x activations. Per output element y[t][r], per weight block b in
+ *  increasing order, an exact int32 dot `isum` of the block's integer weights
+ *  with q, then one float step:
+ *      Q8_0, Q4_0:  acc = fmaf(d_w * d_x, (float)isum, acc)
+ *      Q6_K:        acc = fmaf(d_w * d_x, (float)isum, acc)
+ *                   (isum = sum_j sc_j * (dot_j - 32 * bsum16_j))
+ *      Q4_K:        acc = fmaf(d_w * d_x, (float)isum_sc, acc);
+ *                   acc = fmaf(-(dmin_w * d_x), (float)isum_min, acc)
+ *  starting from acc = +0, then y = acc + bias[r] (or acc). Integer sums are
+ *  exact, so their evaluation order is free; the float chain is sequential per
+ *  output element, which SIMD reproduces with lane = output row.
+ *
+ *  Float dots (F32/F16/BF16 weights in both precisions, EXACT for all types after
+ *  quant_dequantize_row, attention scores, rmsnorm): 16 lanes, lane l
+ *  accumulates a[c]*b[c] for c = l mod 16 in increasing c with fmaf, then a fixed
+ *  tree: for h = 8,4,2,1: lane[i] += lane[i+h]. kern_dot16_ref is the definition.
+ */
+#ifndef BATON_OPS_INTERNAL_H
+#define BATON_OPS_INTERNAL_H
+
+#include <stdint.h>
+
+#include "ops.h"
+
+typedef struct { float d; int32_t sum; int8_t q[32]; } kq8_32;
+typedef struct { float d; int16_t bsum16[16]; int16_t bsum32[8]; int8_t q[256]; } kq8_256;
+
+/* One matmul call, split by output rows over the pool. */
+typedef struct kern_mm_job {
+    const kern_matrix *w;
+    const float *x;     /* [n_tokens][cols] */
+    const void *xq;     /* quantized x: [n_tokens][cols/32] kq8_32 or [n_tokens][cols/256] kq8_256 (FAST) */
+    int n_tokens;
+    const float *bias;  /* [rows] or NULL */
+    float *y;           /* [n_tokens][rows] */
+    kern_precision prec;
+    float (*dot)(const float *, const float *, int64_t); /* the level's kern_dot16 (scalar loop) */
+} kern_mm_job;
+
+/* Header at the start of kern_matrix.packed: which layout it holds. */
+typedef struct kern_pack_header {
+    uint32_t magic;     /* KERN_PACK_MAGIC */
+    uint32_t level;     /* kern_level the layout is for */
+    uint32_t type;
+    uint32_t pad;
+} kern_pack_header;
+#define KERN_PACK_MAGIC 0x4b505431u /* "KPT1" */
+#define KERN_PACK_ALIGN 64
+
+/* scalar reference (ops_scalar.c) */
+float kern_expf_ref(float x);
+float kern_dot16_ref(const float *a, const float *b, int64_t n);
+void kern_quantize_x32(kq8_32 *out, const float *x, int64_t n);
+void kern_quantize_x256(kq8_256 *out, const float *x, int64_t n);
+void kern_mm_rows_scalar(const kern_mm_job *j, int64_t r0, int64_t r1);
+int kern_mm_uses_x32(uint32_t type);   /* FAST activation format for a weight type */
+int kern_mm_uses_x256(uint32_t type);
+void kern_rmsnorm_scalar(float *y, const float *x, const float *w, int n, float eps);
+void kern_swiglu_scalar(float *y, const float *gate, const float *up, int n);
+void kern_add_scalar(float *y, const float *x, int n);
+void kern_attention_head_scalar(float *out, const float *q, const kern_kv_view *kv, int n_pos, int kvh,
+                                int n_head_kv, int head_dim);
+
+/* AVX-512 (cpu/ops_avx512.c); only called after detection */
+int kern_pack_avx512(kern_matrix *m);                  /* 0, 1 = type not packed, -1 = OOM */
+void kern_mm_rows_avx512(const kern_mm_job *j, int64_t r0, int64_t r1); /* r0 % 16 == 0 */
+void kern_quantize_x32_avx512(kq8_32 *out, const float *x, int64_t n);   /* same bits as scalar */
+void kern_quantize_x256_avx512(kq8_256 *out, const float *x, int64_t n);
+uint64_t kern_stream_sum_avx512(const void *buf, size_t bytes);
+double kern_peak_int8_avx512(double seconds, double (*now)(void));
+float kern_dot16_avx512(const float *a, const float *b, int64_t n);
+void kern_rmsnorm_avx512(float *y, const float *x, const float *w, int n, float eps);
+void kern_swiglu_avx512(float *y, const float *gate, const float *up, int n);
+void kern_add_avx512(float *y, const float *x, int n);
+void kern_attention_head_avx512(float *out, const float *q, const kern_kv_view *kv, int n_pos, int kvh,
+                                int n_head_kv, int head_dim);
+
+/* AVX2 (cpu/ops_avx2.c) */
+float kern_dot16_avx2(const float *a, const float *b, int64_t n);
+void kern_add_avx2(float *y, const float *x, int n);
+
+#endif

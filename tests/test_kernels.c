@@ -1,0 +1,350 @@
+/* test_kernels.c - every operation of ops.h at every level this CPU has
+ * (scalar, avx2, avx512), against float64 references and against each other.
+ *
+ * Checked:
+ *  - matmul, every type (f32 f16 bf16 q8_0 q4_0 q4_K q6_K), ragged shapes (rows
+ *    1 3 17 255, tokens 1 2 5 33, cols 32k / 256k with odd k, 37 for float types):
+ *      EXACT within 1e-5 * sum|w x| of the float64 dot of the dequantized weights;
+ *      FAST within sum_i |w_i| * amax(x block)/254 * 1.01 + 1e-5 * sum|w x| (the
+ *      activation rounding bound), bias included;
+ *      BIT-EXACT: every level == scalar (both precisions); each token computed
+ *      alone == the batched call; 1 thread == 2 threads; with and without packing.
+ *  - rmsnorm, swiglu, add, rope, attention (f16 and f32 cache, GQA, 1..70
+ *    positions), embed, store_row: within tolerance of float64 and bit-exact
+ *    across levels.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+
+static int failures, checks;
+#define CHECK(cond, ...)                                    \
+    do {                                                    \
+        checks++;                                           \
+        if (!(cond)) {                                      \
+            failures++;                                     \
+            if (failures < 30) {                            \
+                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+                fprintf(stderr, __VA_ARGS__);               \
+                fputc('\n', stderr);                        \
+            }                                               \
+        }                                                   \
+    } while (0)
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((rng >> 40) * (1.0 / (1u << 23))) - 1.0f;
+}
+
+static int n_levels;
+static kern_level levels[3];
+
+static void set_level(kern_level l) {
+    if (kern_set_level(l)) {
+        fprintf(stderr, "cannot set level %s\n", kern_level_name(l));
+        exit(1);
+    }
+}
+
+/* ------------------------------------------------------------ matmul */
+
+static void matmul_case(uint32_t type, int64_t rows, int64_t cols, int nt) {
+    size_t rb = tensor_row_bytes(type, cols);
+    float *wf = malloc(sizeof(float) * rows * cols), *wd = malloc(sizeof(float) * rows * cols);
+    uint8_t *wq = malloc(rb * rows);
+    float *x = malloc(sizeof(float) * nt * cols), *bias = malloc(sizeof(float) * rows);
+    float *y[3][2], *ys = malloc(sizeof(float) * nt * rows), *y1 = malloc(sizeof(float) * rows);
+    for (int64_t i = 0; i < rows * cols; i++) wf[i] = frand() * (1.0f + (float)(i % 7));
+    for (int64_t r = 0; r < rows; r++) {
+        quant_quantize_row(type, wf + r * cols, wq + r * rb, cols);
+        quant_dequantize_row(type, wq + r * rb, wd + r * cols, cols);
+        bias[r] = frand();
+    }
+    for (int64_t i = 0; i < nt * cols; i++) x[i] = frand() * (i % 5 == 0 ? 4.0f : 1.0f);
+    kern_matrix m = {.type = type, .rows = rows, .cols = cols, .data = wq};
+    const char *tn = tensor_type_get(type)->name;
+    int blk = (type == TENSOR_Q4_K || type == TENSOR_Q6_K) ? 256 : 32;
+    int quantized = type == TENSOR_Q8_0 || type == TENSOR_Q4_0 || type == TENSOR_Q4_K || type == TENSOR_Q6_K;
+    for (int li = 0; li < n_levels; li++) {
+        set_level(levels[li]);
+        if (kern_matrix_prepare(&m)) CHECK(0, "prepare failed");
+        for (int p = 0; p < 2; p++) {
+            kern_set_precision(p ? KERN_EXACT : KERN_FAST);
+            y[li][p] = malloc(sizeof(float) * nt * rows);
+            const float *b = (rows % 2) ? bias : NULL;
+            kern_matmul(y[li][p], &m, x, nt, b);
+            /* against float64 */
+            int bad = 0;
+            for (int t = 0; t < nt && !bad; t++)
+                for (int64_t r = 0; r < rows && !bad; r++) {
+                    double ref = b ? b[r] : 0, mag = 0, qerr = 0;
+                    for (int64_t c = 0; c < cols; c++) {
+                        ref += (double)wd[r * cols + c] * x[t * cols + c];
+                        mag += fabs((double)wd[r * cols + c] * x[t * cols + c]);
+                    }
+                    if (p == 0 && quantized)
+                        for (int64_t c0 = 0; c0 < cols; c0 += blk) {
+                            double amax = 0, sw = 0;
+                            for (int64_t c = c0; c < c0 + blk; c++) {
+                                amax = fmax(amax, fabs(x[t * cols + c]));
+                                sw += fabs(wd[r * cols + c]);
+                            }
+                            qerr += sw * amax / 254.0 * 1.01;
+                        }
+                    double tol = 1e-5 * mag + qerr + 1e-6 * (b ? fabs(b[r]) : 0);
+                    double got = y[li][p][t * rows + r];
+                    if (!(fabs(got - ref) <= tol)) {
+                        bad = 1;
+                        CHECK(0, "%s %s %s rows %lld cols %lld tokens %d: y[%d][%lld] = %.8g, want %.8g +- %.3g",
+                              kern_level_name(levels[li]), tn, p ? "exact" : "fast", (long long)rows, (long long)cols,
+                              nt, t, (long long)r, got, ref, tol);
+                    }
+                }
+            checks++;
+            /* bit-exact against scalar */
+            if (li > 0)
+                CHECK(!memcmp(y[li][p], y[0][p], sizeof(float) * nt * rows),
+                      "%s %s %s rows %lld cols %lld tokens %d: differs from scalar", kern_level_name(levels[li]), tn,
+                      p ? "exact" : "fast", (long long)rows, (long long)cols, nt);
+            /* each token alone == batched */
+            if (nt > 1) {
+                int same = 1;
+                for (int t = 0; t < nt; t++) {
+                    kern_matmul(y1, &m, x + t * cols, 1, b);
+                    if (memcmp(y1, y[li][p] + t * rows, sizeof(float) * rows)) same = 0;
+                }
+                CHECK(same, "%s %s %s rows %lld tokens %d: single-token calls differ from the batched call",
+                      kern_level_name(levels[li]), tn, p ? "exact" : "fast", (long long)rows, nt);
+            }
+            /* one thread == two threads; unpacked == packed */
+            kern_init(1);
+            kern_matmul(ys, &m, x, nt, b);
+            CHECK(!memcmp(ys, y[li][p], sizeof(float) * nt * rows), "%s %s %s: 1 thread differs from 2",
+                  kern_level_name(levels[li]), tn, p ? "exact" : "fast");
+            kern_init(2);
+            kern_matrix raw = m;
+            raw.packed = NULL, raw.packed_bytes = 0;
+            kern_matmul(ys, &raw, x, nt, b);
+            CHECK(!memcmp(ys, y[li][p], sizeof(float) * nt * rows), "%s %s %s: unpacked differs from packed",
+                  kern_level_name(levels[li]), tn, p ? "exact" : "fast");
+        }
+        kern_matrix_release(&m);
+    }
+    for (int li = 0; li < n_levels; li++) free(y[li][0]), free(y[li][1]);
+    free(wf), free(wd), free(wq), free(x), free(bias), free(ys), free(y1);
+}
+
+/* Inputs with inf, NaN, exact ties and tiny values: the activation quantizer must
+ * give the same bits at every level (FAST), and no output may be NaN for the
+ * all-finite tokens. */
+static void test_quantizer_edges(void) {
+    const int64_t cols = 512, rows = 17;
+    static const uint32_t types[] = {TENSOR_Q8_0, TENSOR_Q4_K};
+    float x[3 * 512], wf[17 * 512];
+    for (int i = 0; i < 3 * 512; i++) x[i] = (float)((i % 9) - 4) * 0.5f; /* ties at .5 after scaling */
+    x[3] = INFINITY, x[40] = NAN, x[300] = -INFINITY;                     /* token 0 only */
+    for (int i = 512; i < 1024; i++) x[i] = 1e-30f * (float)(i % 7);
+    for (int i = 0; i < 17 * 512; i++) wf[i] = frand();
+    for (size_t k = 0; k < 2; k++) {
+        size_t rb = tensor_row_bytes(types[k], cols);
+        uint8_t *wq = malloc(rb * rows);
+        for (int r = 0; r < rows; r++) quant_quantize_row(types[k], wf + r * cols, wq + r * rb, cols);
+        kern_matrix m = {.type = types[k], .rows = rows, .cols = cols, .data = wq};
+        float y[3][3 * 17];
+        kern_set_precision(KERN_FAST);
+        for (int li = 0; li < n_levels; li++) {
+            set_level(levels[li]);
+            kern_matrix_prepare(&m);
+            kern_matmul(y[li], &m, x, 3, NULL);
+            kern_matrix_release(&m);
+            if (li)
+                CHECK(!memcmp(y[li], y[0], sizeof y[0]), "%s %s: edge-case activations differ from scalar",
+                      kern_level_name(levels[li]), tensor_type_get(types[k])->name);
+            int nan = 0;
+            for (int i = 17; i < 3 * 17; i++) nan |= y[li][i] != y[li][i];
+            CHECK(!nan, "%s: NaN output for finite tokens", kern_level_name(levels[li]));
+        }
+        free(wq);
+    }
+}
+
+static void test_matmul(void) {
+    static const uint32_t types[] = {TENSOR_F32, TENSOR_F16, TENSOR_BF16, TENSOR_Q8_0,
+                                     TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K};
+    static const struct { int64_t rows; int nt; } shapes[] = {{1, 1}, {3, 2}, {17, 5}, {255, 1}, {17, 33}, {255, 5}};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        uint32_t t = types[ti];
+        int64_t colsv[2];
+        if (t == TENSOR_Q4_K || t == TENSOR_Q6_K)
+            colsv[0] = 256, colsv[1] = 256 * 3;
+        else if (t == TENSOR_Q8_0 || t == TENSOR_Q4_0)
+            colsv[0] = 32 * 3, colsv[1] = 32 * 13;
+        else
+            colsv[0] = 37, colsv[1] = 32 * 5;
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int c = 0; c < 2; c++) matmul_case(t, shapes[s].rows, colsv[c], shapes[s].nt);
+    }
+}
+
+/* ------------------------------------------------------------ vector ops */
+
+static void test_vector_ops(void) {
+    const int ns[] = {1, 15, 16, 37, 128, 5120 + 3};
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+        int n = ns[k];
+        float *x = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n), *u = malloc(sizeof(float) * n);
+        float *out[3][3];
+        for (int i = 0; i < n; i++) x[i] = frand() * 12.0f, w[i] = frand(), u[i] = frand();
+        if (n > 3) x[0] = 95.0f, x[1] = -95.0f, x[2] = -0.0f; /* exp clamp paths */
+        for (int li = 0; li < n_levels; li++) {
+            set_level(levels[li]);
+            for (int o = 0; o < 3; o++) out[li][o] = malloc(sizeof(float) * n);
+            kern_rmsnorm(out[li][0], x, w, n, 1e-5f);
+            kern_swiglu(out[li][1], x, u, n);
+            memcpy(out[li][2], u, sizeof(float) * n);
+            kern_add(out[li][2], x, n);
+            double ss = 0;
+            for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+            double sc = 1.0 / sqrt(ss / n + 1e-5);
+            int bad[3] = {0, 0, 0};
+            for (int i = 0; i < n; i++) {
+                double rn = x[i] * sc * w[i], sw = x[i] / (1.0 + exp(-(double)x[i])) * u[i], ad = (double)u[i] + x[i];
+                if (!(fabs(out[li][0][i] - rn) <= 1e-5 * fabs(rn) + 1e-7)) bad[0] = 1;
+                if (!(fabs(out[li][1][i] - sw) <= 1e-5 * fabs(sw) + 1e-7)) bad[1] = 1;
+                if (!(fabs(out[li][2][i] - ad) <= 1e-6 * fabs(ad))) bad[2] = 1;
+            }
+            CHECK(!bad[0], "%s rmsnorm n=%d off the float64 value", kern_level_name(levels[li]), n);
+            CHECK(!bad[1], "%s swiglu n=%d off the float64 value", kern_level_name(levels[li]), n);
+            CHECK(!bad[2], "%s add n=%d off the float64 value", kern_level_name(levels[li]), n);
+            if (li > 0)
+                for (int o = 0; o < 3; o++)
+                    CHECK(!memcmp(out[li][o], out[0][o], sizeof(float) * n), "%s op %d n=%d differs from scalar",
+                          kern_level_name(levels[li]), o, n);
+        }
+        for (int li = 0; li < n_levels; li++)
+            for (int o = 0; o < 3; o++) free(out[li][o]);
+        free(x), free(w), free(u);
+    }
+    /* rope: against float64 rotation, bit-exact across levels */
+    const int H = 3, hd = 128;
+    float base[3 * 128], r[3][3 * 128];
+    for (int i = 0; i < H * hd; i++) base[i] = frand();
+    for (int li = 0; li < n_levels; li++) {
+        set_level(levels[li]);
+        memcpy(r[li], base, sizeof base);
+        kern_rope_neox(r[li], H, hd, 777, 1e6f);
+        int bad = 0;
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < hd / 2; i++) {
+                double th = 777.0 * pow(1e6, -2.0 * i / hd);
+                double a = base[h * hd + i], b = base[h * hd + i + hd / 2];
+                double e0 = a * cos(th) - b * sin(th), e1 = a * sin(th) + b * cos(th);
+                if (fabs(r[li][h * hd + i] - e0) > 1e-6 || fabs(r[li][h * hd + i + hd / 2] - e1) > 1e-6) bad = 1;
+            }
+        CHECK(!bad, "%s rope off the float64 rotation", kern_level_name(levels[li]));
+        if (li) CHECK(!memcmp(r[li], r[0], sizeof base), "%s rope differs from scalar", kern_level_name(levels[li]));
+    }
+    /* embed and store_row */
+    float row[64], back[64], e[64];
+    uint16_t h16[64];
+    for (int i = 0; i < 64; i++) row[i] = frand();
+    uint8_t q8[2 * 68];
+    quant_quantize_row(TENSOR_Q8_0, row, q8, 64);
+    quant_quantize_row(TENSOR_Q8_0, row, q8 + 68, 64);
+    kern_matrix em = {.type = TENSOR_Q8_0, .rows = 2, .cols = 64, .data = q8};
+    quant_dequantize_row(TENSOR_Q8_0, q8 + 68, back, 64);
+    kern_embed(e, &em, 1);
+    CHECK(!memcmp(e, back, sizeof e), "embed row 1 differs from quant_dequantize_row");
+    kern_embed(e, &em, 5);
+    CHECK(e[0] == 0.0f && e[63] == 0.0f, "embed of an out-of-range row must give zeros");
+    kern_store_row(TENSOR_F16, h16, row, 64);
+    int bad = 0;
+    for (int i = 0; i < 64; i++) bad |= h16[i] != f32_to_fp16(row[i]);
+    CHECK(!bad, "store_row f16 differs from f32_to_fp16");
+}
+
+/* ------------------------------------------------------------ attention */
+
+static void attention_case(uint32_t kvtype, int n_pos, int n_head, int n_kv, int hd) {
+    size_t esz = kvtype == TENSOR_F16 ? 2 : 4, stride = (size_t)n_kv * hd * esz + 16;
+    uint8_t *k = calloc((size_t)n_pos, stride), *v = calloc((size_t)n_pos, stride);
+    float *kf = malloc(sizeof(float) * n_pos * n_kv * hd), *vf = malloc(sizeof(float) * n_pos * n_kv * hd);
+    float *q = malloc(sizeof(float) * n_head * hd), *out[3];
+    for (int p = 0; p < n_pos; p++) {
+        float tk[1024], tv[1024];
+        for (int i = 0; i < n_kv * hd; i++) tk[i] = frand() * 3.0f, tv[i] = frand();
+        kern_store_row(kvtype, k + p * stride, tk, n_kv * hd);
+        kern_store_row(kvtype, v + p * stride, tv, n_kv * hd);
+        for (int i = 0; i < n_kv * hd; i++) {
+            kf[p * n_kv * hd + i] = kvtype == TENSOR_F16 ? fp16_to_f32(f32_to_fp16(tk[i])) : tk[i];
+            vf[p * n_kv * hd + i] = kvtype == TENSOR_F16 ? fp16_to_f32(f32_to_fp16(tv[i])) : tv[i];
+        }
+    }
+    for (int i = 0; i < n_head * hd; i++) q[i] = frand() * 2.0f;
+    kern_kv_view view = {kvtype, k, v, stride};
+    for (int li = 0; li < n_levels; li++) {
+        set_level(levels[li]);
+        out[li] = malloc(sizeof(float) * n_head * hd);
+        kern_attention(out[li], q, &view, n_pos, n_head, n_kv, hd);
+        int bad = 0;
+        for (int h = 0; h < n_head; h++) {
+            int kh = h / (n_head / n_kv);
+            double *s = malloc(sizeof(double) * n_pos), mx = -1e300, sum = 0;
+            for (int p = 0; p < n_pos; p++) {
+                s[p] = 0;
+                for (int d = 0; d < hd; d++) s[p] += (double)q[h * hd + d] * kf[(p * n_kv + kh) * hd + d];
+                s[p] /= sqrt(hd);
+                if (s[p] > mx) mx = s[p];
+            }
+            for (int p = 0; p < n_pos; p++) sum += (s[p] = exp(s[p] - mx));
+            for (int d = 0; d < hd; d++) {
+                double o = 0;
+                for (int p = 0; p < n_pos; p++) o += s[p] / sum * vf[(p * n_kv + kh) * hd + d];
+                if (!(fabs(out[li][h * hd + d] - o) <= 2e-5)) bad = 1;
+            }
+            free(s);
+        }
+        CHECK(!bad, "%s attention %s n_pos %d off the float64 softmax", kern_level_name(levels[li]),
+              kvtype == TENSOR_F16 ? "f16" : "f32", n_pos);
+        if (li)
+            CHECK(!memcmp(out[li], out[0], sizeof(float) * n_head * hd), "%s attention n_pos %d differs from scalar",
+                  kern_level_name(levels[li]), n_pos);
+    }
+    for (int li = 0; li < n_levels; li++) free(out[li]);
+    free(k), free(v), free(kf), free(vf), free(q);
+}
+
+int main(void) {
+    if (kern_init(2)) {
+        fprintf(stderr, "kern_init failed\n");
+        return 1;
+    }
+    kern_level best = kern_best_level();
+    for (int l = 0; l <= (int)best; l++) levels[n_levels++] = (kern_level)l;
+    printf("cpu features: %s\nlevels tested:", kern_cpu_features());
+    for (int i = 0; i < n_levels; i++) printf(" %s", kern_level_name(levels[i]));
+    printf("\n");
+    CHECK(kern_set_level((kern_level)3) == -1, "an unknown level must be refused");
+
+    test_vector_ops();
+    printf("vector ops done (%d checks, %d failures)\n", checks, failures);
+    attention_case(TENSOR_F16, 1, 4, 2, 128);
+    attention_case(TENSOR_F16, 70, 8, 2, 128);
+    attention_case(TENSOR_F32, 33, 5, 5, 40);
+    attention_case(TENSOR_F32, 600, 2, 1, 64);
+    printf("attention done (%d checks, %d failures)\n", checks, failures);
+    test_quantizer_edges();
+    test_matmul();
+    printf("matmul done (%d checks, %d failures)\n", checks, failures);
+    kern_shutdown();
+    if (failures) {
+        printf("test_kernels: %d of %d checks FAILED\n", failures, checks);
+        return 1;
+    }
+    printf("test_kernels: all %d checks passed\n", checks);
+    return 0;
+}

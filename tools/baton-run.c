@@ -1,0 +1,438 @@
+/* baton-run - the whole model in one process: the reference the cluster is tested
+ * against, and the simplest way to run a model on one machine.
+ *
+ *   baton-run --model FILE --tokens 1,2,3 [--max-tokens N] [--greedy] [--json]
+ *   baton-run --model FILE --prompt TEXT [--chat] ...   text in, text out
+ *   baton-run --model FILE | --tokenizer-json FILE --tokenize CORPUS   ids per line
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "forward.h"
+#include "gguf.h"
+#include "model.h"
+#include "ops.h"
+#include "tokenizer.h"
+
+#define PREFILL_CHUNK 64
+
+typedef struct run_opts {
+    const char *model_path;
+    const char *tokens;
+    const char *logits_out;
+    const char *prompt;         /* --prompt: text instead of --tokens */
+    const char *tokenize;       /* --tokenize: corpus to turn into ids */
+    const char *tokenizer_json; /* --tokenizer-json: instead of the GGUF's tokenizer */
+    int max_tokens;
+    int threads;
+    int ctx;
+    uint32_t kv_type;
+    bool json, exact, info, chat;
+} run_opts;
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("baton-run: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: baton-run --model FILE --tokens ID,ID,... [options]\n"
+            "\n"
+            "Runs a Qwen2 GGUF model in this process and generates greedily.\n"
+            "\n"
+            "  --model FILE        GGUF model file (required)\n"
+            "  --tokens LIST       prompt as comma-separated token ids\n"
+            "  --max-tokens N      tokens to generate (default 16)\n"
+            "  --greedy            pick the most likely token (the default)\n"
+            "  --json              print one JSON object: tokens and timings\n"
+            "  --exact             f32 activations x dequantized weights (reference precision)\n"
+            "  --logits-out FILE   write float32 logits of every position fed to the model\n"
+            "  --threads N         compute threads (default: all cores)\n"
+            "  --ctx N             context length of the KV cache (default: prompt + max tokens)\n"
+            "  --kv f16|f32        KV-cache number format (default f16)\n"
+            "  --info              print the model's hyperparameters and exit\n"
+            "  --prompt TEXT       prompt as text (special-token strings recognised); prints\n"
+            "                      the generated text and stops at an end-of-generation token\n"
+            "  --chat              with --prompt: TEXT is a user message in the ChatML template\n"
+            "                      (special-token strings in it stay text)\n"
+            "  --tokenizer-json F  use this Hugging Face tokenizer.json, not the GGUF's\n"
+            "  --tokenize CORPUS   print the ids of each line of CORPUS as a JSON array and exit\n"
+            "                      (CORPUS.jsonl: one JSON string per line; else plain lines);\n"
+            "                      fails, naming the line, unless decode(encode(x)) == normalize(x)\n"
+            "  --help              this text\n"
+            "\n"
+            "Environment: BATON_ISA=scalar|avx2|avx512 forces a kernel level.\n");
+}
+
+static int parse_int(const char *s, const char *what, int min, int max) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) die("%s must be an integer in [%d, %d], got '%s'", what, min, max, s);
+    return (int)v;
+}
+
+/* Parse "1,2,3" into a malloc'd array. */
+static int32_t *parse_tokens(const char *s, int *n_out) {
+    int cap = 16, n = 0;
+    int32_t *v = malloc((size_t)cap * sizeof *v);
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > INT32_MAX) die("--tokens: '%s' is not a list of token ids", s);
+        if (n == cap) v = realloc(v, (size_t)(cap *= 2) * sizeof *v);
+        v[n++] = (int32_t)x;
+        p = end;
+        if (*p == ',') p++;
+        else if (*p) die("--tokens: unexpected '%c' in '%s'", *p, s);
+    }
+    if (!n) die("--tokens: empty list");
+    *n_out = n;
+    return v;
+}
+
+/* Index of the largest logit, lowest index on ties. */
+static int32_t argmax(const float *x, int32_t n) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static void parse_args(int argc, char **argv, run_opts *o) {
+    enum { OPT_TOKENS = 256, OPT_MAX, OPT_GREEDY, OPT_JSON, OPT_EXACT, OPT_LOGITS, OPT_THREADS, OPT_CTX, OPT_KV, OPT_INFO,
+           OPT_PROMPT, OPT_CHAT, OPT_TOKENIZE, OPT_TOKJSON };
+    static const struct option longs[] = {
+        {"model", required_argument, 0, 'm'},        {"tokens", required_argument, 0, OPT_TOKENS},
+        {"max-tokens", required_argument, 0, OPT_MAX}, {"greedy", no_argument, 0, OPT_GREEDY},
+        {"json", no_argument, 0, OPT_JSON},           {"exact", no_argument, 0, OPT_EXACT},
+        {"logits-out", required_argument, 0, OPT_LOGITS}, {"threads", required_argument, 0, OPT_THREADS},
+        {"ctx", required_argument, 0, OPT_CTX},       {"kv", required_argument, 0, OPT_KV},
+        {"info", no_argument, 0, OPT_INFO},           {"help", no_argument, 0, 'h'},
+        {"prompt", required_argument, 0, OPT_PROMPT}, {"chat", no_argument, 0, OPT_CHAT},
+        {"tokenize", required_argument, 0, OPT_TOKENIZE}, {"tokenizer-json", required_argument, 0, OPT_TOKJSON},
+        {0, 0, 0, 0},
+    };
+    *o = (run_opts){.max_tokens = 16, .kv_type = TENSOR_F16};
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "m:h", longs, NULL)) != -1) {
+        switch (c) {
+        case 'm': o->model_path = optarg; break;
+        case OPT_TOKENS: o->tokens = optarg; break;
+        case OPT_MAX: o->max_tokens = parse_int(optarg, "--max-tokens", 0, 1 << 20); break;
+        case OPT_GREEDY: break;
+        case OPT_JSON: o->json = true; break;
+        case OPT_EXACT: o->exact = true; break;
+        case OPT_LOGITS: o->logits_out = optarg; break;
+        case OPT_THREADS: o->threads = parse_int(optarg, "--threads", 1, 1024); break;
+        case OPT_CTX: o->ctx = parse_int(optarg, "--ctx", 1, 1 << 24); break;
+        case OPT_KV:
+            if (!strcmp(optarg, "f16")) o->kv_type = TENSOR_F16;
+            else if (!strcmp(optarg, "f32")) o->kv_type = TENSOR_F32;
+            else die("--kv must be f16 or f32, got '%s'", optarg);
+            break;
+        case OPT_INFO: o->info = true; break;
+        case OPT_PROMPT: o->prompt = optarg; break;
+        case OPT_CHAT: o->chat = true; break;
+        case OPT_TOKENIZE: o->tokenize = optarg; break;
+        case OPT_TOKJSON: o->tokenizer_json = optarg; break;
+        case 'h': usage(stdout); exit(0);
+        default: die("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) die("unexpected argument '%s' (see --help)", argv[optind]);
+    if (!o->model_path && !(o->tokenize && o->tokenizer_json)) die("--model FILE is required (see --help)");
+    if (o->tokens && o->prompt) die("--tokens and --prompt exclude each other");
+    if (o->chat && !o->prompt) die("--chat needs --prompt TEXT");
+    if (!o->tokens && !o->prompt && !o->info && !o->tokenize) die("--tokens or --prompt is required (see --help)");
+}
+
+/* The tokenizer: from --tokenizer-json when given, else from the GGUF. Dies on error. */
+static tokenizer *load_tokenizer(const run_opts *o, const gguf_file *g) {
+    char err[512];
+    tokenizer *tok = o->tokenizer_json ? tok_load_json(o->tokenizer_json, err, sizeof err) : tok_load_gguf(g, err, sizeof err);
+    if (!tok) die("%s", err);
+    return tok;
+}
+
+/* --tokenize: one JSON array of ids per line of the corpus (special-token strings
+ * recognised), checking that the ids decode to the normalized line. 0, or 1 when a
+ * line fails (named on stderr). */
+static int run_tokenize(const run_opts *o) {
+    char err[512];
+    gguf_file *g = NULL;
+    if (!o->tokenizer_json && !(g = gguf_open(o->model_path, err, sizeof err))) die("%s", err);
+    tokenizer *tok = load_tokenizer(o, g);
+    FILE *f = fopen(o->tokenize, "rb");
+    if (!f) die("cannot open '%s': %s", o->tokenize, strerror(errno));
+    size_t plen = strlen(o->tokenize);
+    bool jsonl = plen > 6 && !strcmp(o->tokenize + plen - 6, ".jsonl");
+    char *line = NULL, *dec = NULL, *norm = NULL;
+    size_t cap = 0, dec_cap = 0, norm_cap = 0;
+    int32_t *ids = NULL;
+    int64_t id_cap = 0;
+    long lineno = 0;
+    int rc = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        if (n > 0 && line[n - 1] == '\n') line[--n] = 0;
+        const char *text = line;
+        size_t len = (size_t)n;
+        json_t *js = NULL;
+        if (jsonl) {
+            json_error_t je;
+            js = json_loadb(line, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+            if (!js || !json_is_string(js)) die("%s:%ld: not a JSON string", o->tokenize, lineno);
+            text = json_string_value(js);
+            len = json_string_length(js);
+        }
+        int64_t m = tok_encode(tok, text, len, TOK_SPECIAL_PARSE, ids, id_cap);
+        if (m > id_cap) {
+            id_cap = m + 256;
+            if (!(ids = realloc(ids, sizeof *ids * (size_t)id_cap))) die("out of memory");
+            m = tok_encode(tok, text, len, TOK_SPECIAL_PARSE, ids, id_cap);
+        }
+        if (m < 0) die("%s:%ld: %s", o->tokenize, lineno, tok_last_error());
+        putchar('[');
+        for (int64_t i = 0; i < m; i++) printf(i ? ",%d" : "%d", (int)ids[i]);
+        fputs("]\n", stdout);
+        int64_t d = tok_decode(tok, ids, m, dec, dec_cap);
+        if (d >= 0 && (size_t)d >= dec_cap) {
+            dec_cap = (size_t)d + 256;
+            if (!(dec = realloc(dec, dec_cap))) die("out of memory");
+            d = tok_decode(tok, ids, m, dec, dec_cap);
+        }
+        int64_t w = tok_normalize(tok, text, len, norm, norm_cap);
+        if (w >= 0 && (size_t)w >= norm_cap) {
+            norm_cap = (size_t)w + 256;
+            if (!(norm = realloc(norm, norm_cap))) die("out of memory");
+            w = tok_normalize(tok, text, len, norm, norm_cap);
+        }
+        if (d < 0 || d != w || memcmp(dec, norm, (size_t)d) != 0) {
+            fprintf(stderr, "baton-run: %s:%ld: decoding the ids does not give the text back\n", o->tokenize, lineno);
+            rc = 1;
+        }
+        json_decref(js);
+    }
+    fclose(f);
+    free(line);
+    free(dec);
+    free(norm);
+    free(ids);
+    tok_free(tok);
+    gguf_close(g);
+    return rc;
+}
+
+/* --prompt: the prompt's ids (malloc'd), from the text or, with --chat, from a
+ * one-message ChatML conversation with the generation prompt. Dies on error. */
+static int32_t *encode_prompt(const run_opts *o, const tokenizer *tok, int *n_out) {
+    chat_message msg = {"user", o->prompt};
+    int64_t n = o->chat ? chat_encode(tok, &msg, 1, true, TOK_SPECIAL_PLAIN, NULL, 0)
+                        : tok_encode(tok, o->prompt, strlen(o->prompt), TOK_SPECIAL_PARSE, NULL, 0);
+    if (n < 0) die("--prompt: %s", tok_last_error());
+    if (n == 0) die("--prompt: the text has no tokens");
+    if (n > INT32_MAX / 2) die("--prompt: too long");
+    int32_t *ids = malloc(sizeof *ids * (size_t)n);
+    if (!ids) die("out of memory");
+    if (o->chat) chat_encode(tok, &msg, 1, true, TOK_SPECIAL_PLAIN, ids, n);
+    else tok_encode(tok, o->prompt, strlen(o->prompt), TOK_SPECIAL_PARSE, ids, n);
+    *n_out = (int)n;
+    return ids;
+}
+
+/* True when id ends generation for this tokenizer. */
+static bool is_eog(const tokenizer *tok, int32_t id) {
+    int32_t eog[8];
+    int n = tok_eog_ids(tok, eog, 8);
+    for (int i = 0; i < n; i++)
+        if (eog[i] == id) return true;
+    return false;
+}
+
+/* The text of the generated ids, whole UTF-8 characters only (malloc'd). */
+static char *decode_text(const tokenizer *tok, const int32_t *ids, int n) {
+    tok_stream *st = tok_stream_new(tok);
+    size_t len = 0, cap = 256;
+    char *text = malloc(cap);
+    if (!st || !text) die("out of memory");
+    for (int i = 0; i <= n; i++) {
+        const char *p;
+        size_t l;
+        if (i < n) {
+            if (tok_stream_feed(st, ids[i], &p, &l) != 0) die("%s", tok_last_error());
+        } else {
+            tok_stream_flush(st, &p, &l);
+        }
+        if (len + l + 1 > cap) {
+            while (len + l + 1 > cap) cap *= 2;
+            if (!(text = realloc(text, cap))) die("out of memory");
+        }
+        memcpy(text + len, p, l);
+        len += l;
+    }
+    text[len] = 0;
+    tok_stream_free(st);
+    return text;
+}
+
+static void print_info(const model *m) {
+    const model_hparams *hp = &m->hp;
+    printf("layers %u, embedding %u, heads %u (kv %u, dim %u), ffn %u, vocab %u, context %u, rope base %g, rms eps %g\n",
+           hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff, hp->n_vocab, hp->n_ctx_train,
+           (double)hp->rope_base, (double)hp->rms_eps);
+    printf("weights %.1f MiB\n", (double)m->weight_bytes / (1 << 20));
+}
+
+int main(int argc, char **argv) {
+    run_opts o;
+    parse_args(argc, argv, &o);
+    if (o.tokenize) return run_tokenize(&o);
+    if (kern_init(o.threads) != 0) die("cannot start the kernels (see above)");
+    if (o.exact) kern_set_precision(KERN_EXACT);
+
+    char err[512];
+    double t0 = now();
+    model *m = model_load(o.model_path, NULL, err, sizeof err);
+    if (!m) die("%s", err);
+    double load_s = now() - t0;
+    if (o.info) {
+        print_info(m);
+        model_free(m);
+        return 0;
+    }
+    const int32_t V = (int32_t)m->hp.n_vocab, E = (int32_t)m->hp.n_embd;
+
+    int n_prompt;
+    tokenizer *tok = o.prompt ? load_tokenizer(&o, m->file) : NULL;
+    int32_t *prompt = tok ? encode_prompt(&o, tok, &n_prompt) : parse_tokens(o.tokens, &n_prompt);
+    for (int i = 0; i < n_prompt; i++)
+        if ((uint32_t)prompt[i] >= (uint32_t)V) die("token id %d is outside the vocabulary [0, %d)", (int)prompt[i], (int)V);
+    int ctx = o.ctx ? o.ctx : n_prompt + o.max_tokens;
+    if (n_prompt + o.max_tokens > ctx) die("prompt (%d) + max tokens (%d) exceed the context %d", n_prompt, o.max_tokens, ctx);
+
+    kv_cache *kv = kv_cache_new(m, 1, ctx, o.kv_type, err, sizeof err);
+    if (!kv) die("%s", err);
+    fwd_ctx *fc = fwd_ctx_new(m, PREFILL_CHUNK);
+    float *hidden = malloc((size_t)PREFILL_CHUNK * E * sizeof(float));
+    float *logits = malloc((size_t)PREFILL_CHUNK * V * sizeof(float));
+    int32_t *gen = malloc(((size_t)o.max_tokens + 1) * sizeof *gen);
+    if (!fc || !hidden || !logits || !gen) die("out of memory");
+    FILE *lf = NULL;
+    if (o.logits_out && !(lf = fopen(o.logits_out, "wb"))) die("cannot write '%s': %s", o.logits_out, strerror(errno));
+
+    int32_t slots[PREFILL_CHUNK], pos[PREFILL_CHUNK];
+    uint8_t want[PREFILL_CHUNK];
+    memset(slots, 0, sizeof slots);
+
+    /* Prefill in chunks; logits only for the last prompt token unless all are asked for. */
+    double t1 = now();
+    int32_t next = -1;
+    for (int done = 0; done < n_prompt;) {
+        int n = n_prompt - done < PREFILL_CHUNK ? n_prompt - done : PREFILL_CHUNK;
+        for (int t = 0; t < n; t++) {
+            pos[t] = done + t;
+            want[t] = lf != NULL || done + t == n_prompt - 1;
+        }
+        fwd_batch b = {.n = n, .tokens = prompt + done, .slot = slots, .pos = pos, .logits = want};
+        int nw = forward_run(fc, kv, &b, hidden, logits, err, sizeof err);
+        if (nw < 0) die("%s", err);
+        if (lf && fwrite(logits, sizeof(float), (size_t)nw * V, lf) != (size_t)nw * V) die("write error on '%s'", o.logits_out);
+        done += n;
+        if (done == n_prompt) next = argmax(logits + (size_t)(nw - 1) * V, V);
+    }
+    double prefill_s = now() - t1;
+
+    /* Decode one token at a time. */
+    double t2 = now();
+    int n_gen = 0;
+    while (n_gen < o.max_tokens) {
+        if (tok && is_eog(tok, next)) break; /* text mode ends at <|im_end|> and friends */
+        gen[n_gen++] = next;
+        if (n_gen == o.max_tokens) break;
+        int32_t p = n_prompt + n_gen - 1;
+        uint8_t w = 1;
+        fwd_batch b = {.n = 1, .tokens = &next, .slot = slots, .pos = &p, .logits = &w};
+        if (forward_run(fc, kv, &b, hidden, logits, err, sizeof err) < 0) die("%s", err);
+        if (lf && fwrite(logits, sizeof(float), (size_t)V, lf) != (size_t)V) die("write error on '%s'", o.logits_out);
+        next = argmax(logits, V);
+    }
+    double decode_s = now() - t2;
+    if (lf && fclose(lf) != 0) die("write error on '%s'", o.logits_out);
+
+    double prefill_tps = prefill_s > 0 ? n_prompt / prefill_s : 0;
+    double decode_tps = n_gen > 1 && decode_s > 0 ? (n_gen - 1) / decode_s : 0;
+    if (o.json) {
+        json_t *j = json_object(), *toks = json_array();
+        for (int i = 0; i < n_gen; i++) json_array_append_new(toks, json_integer(gen[i]));
+        json_object_set_new(j, "tokens", toks);
+        if (tok) {
+            char *text = decode_text(tok, gen, n_gen);
+            json_object_set_new(j, "text", json_string(text));
+            free(text);
+        }
+        json_object_set_new(j, "n_prompt", json_integer(n_prompt));
+        json_object_set_new(j, "load_s", json_real(load_s));
+        json_object_set_new(j, "prefill_tok_s", json_real(prefill_tps));
+        json_object_set_new(j, "decode_tok_s", json_real(decode_tps));
+        json_object_set_new(j, "peak_rss_mb", json_real(peak_rss_mb()));
+        json_object_set_new(j, "isa", json_string(kern_level_name(kern_get_level())));
+        json_object_set_new(j, "threads", json_integer(kern_threads()));
+        json_object_set_new(j, "weights_mb", json_real((double)m->weight_bytes / (1 << 20)));
+        char *s = json_dumps(j, JSON_COMPACT);
+        puts(s);
+        free(s);
+        json_decref(j);
+    } else {
+        if (tok) {
+            char *text = decode_text(tok, gen, n_gen);
+            printf("%s\n", text);
+            free(text);
+        } else {
+            for (int i = 0; i < n_gen; i++) printf("%s%d", i ? "," : "", (int)gen[i]);
+            printf("\n");
+        }
+        fprintf(stderr, "load %.2f s, prefill %d tokens at %.1f tok/s, decode %d tokens at %.2f tok/s, peak RSS %.0f MiB (%s, %d threads)\n",
+                load_s, n_prompt, prefill_tps, n_gen, decode_tps, peak_rss_mb(), kern_level_name(kern_get_level()),
+                kern_threads());
+    }
+    free(gen);
+    free(logits);
+    free(hidden);
+    free(prompt);
+    tok_free(tok);
+    fwd_ctx_free(fc);
+    kv_cache_free(kv);
+    model_free(m);
+    kern_shutdown();
+    return 0;
+}

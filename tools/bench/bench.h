@@ -1,0 +1,35 @@
+/* bench.h - how a benchmark joins baton-bench.
+ *
+ * Each tools/bench/NAME.c defines its entry point and registers it:
+ *
+ *     static int bench_codec(int argc, char **argv) { ... }
+ *     BENCH_REGISTER(codec, "activation codecs: bytes per token, GB/s, logit error", bench_codec)
+ *
+ * `baton-bench codec [args]` then runs it; `baton-bench` alone lists them all and
+ * `baton-bench all` runs every one with default arguments. Figures are printed as
+ * ratios to limits measured in the same run (bench_measure_bandwidth and friends),
+ * as a table, or as one JSON object with --json.
+ */
+#ifndef BATON_BENCH_H
+#define BATON_BENCH_H
+
+#include <stdbool.h>
+
+typedef int (*bench_fn)(int argc, char **argv);
+
+void bench_register(const char *name, const char *help, bench_fn fn);
+
+#define BENCH_REGISTER(name, help, fn)                                     \
+    __attribute__((constructor)) static void bench_register_##name(void) { \
+        bench_register(#name, help, fn);                                   \
+    }
+
+/* Seconds on a monotonic clock. */
+double bench_now(void);
+/* True when --json is among the arguments. */
+bool bench_want_json(int argc, char **argv);
+/* Memory read bandwidth of this machine, GB/s, measured over `threads` threads
+ * (0: all cores) by streaming a buffer far larger than the caches. */
+double bench_measure_bandwidth(int threads);
+
+#endif

@@ -1,0 +1,346 @@
+/* kernels.c - `baton-bench kernels` and `baton-bench decode`: how close the CPU
+ * kernels come to this machine's limits, measured in the same run.
+ *
+ * kernels: memory read bandwidth (1 and 2 threads) and peak int8 dot arithmetic,
+ * then for the QwQ-32B projection shapes and every weight type: GB/s of weights
+ * streamed by a 1-token matmul (1 and 2 threads) as a ratio to the bandwidth, and
+ * GFLOP/s of a 128-token matmul (2 threads) as a ratio to peak int8 arithmetic.
+ * Weights are random bytes with small valid scales (speed does not depend on
+ * values). Options: --quick (only 5120x5120), --type NAME, --json.
+ *
+ * decode: a generated `--preset qwq-32b --layers 4` model (or --model FILE):
+ * decode ms per layer and tokens/s with 1 and 2 threads against the bandwidth
+ * bound (bandwidth / weight bytes per token), prefill tokens/s for a 128-token
+ * prompt, and the per-token cost ratio decode / prefill.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "forward.h"
+#include "ops.h"
+
+static uint64_t kb_rng = 88172645463325252ull;
+static uint64_t kb_next(void) {
+    kb_rng ^= kb_rng << 13, kb_rng ^= kb_rng >> 7, kb_rng ^= kb_rng << 17;
+    return kb_rng;
+}
+
+/* A rows x cols matrix of `type` with random payload and valid small scales. */
+static void *kb_random_matrix(uint32_t type, int64_t rows, int64_t cols) {
+    size_t rb = tensor_row_bytes(type, cols), n = rb * (size_t)rows;
+    uint8_t *p = malloc(n);
+    if (!p) return NULL;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        uint64_t v = kb_next();
+        memcpy(p + i, &v, 8);
+    }
+    const tensor_type_info *ti = tensor_type_get(type);
+    size_t nblocks = n / ti->block_bytes;
+    uint16_t small = f32_to_fp16(0.001f);
+    for (size_t b = 0; b < nblocks; b++) {
+        uint8_t *blk = p + b * ti->block_bytes;
+        if (type == TENSOR_F16) {
+            uint16_t h = f32_to_fp16((float)(kb_next() % 2000) * 1e-3f - 1.0f);
+            memcpy(blk, &h, 2);
+        } else if (type == TENSOR_BF16) {
+            uint16_t h = f32_to_bf16((float)(kb_next() % 2000) * 1e-3f - 1.0f);
+            memcpy(blk, &h, 2);
+        } else if (type == TENSOR_F32) {
+            float f = (float)(kb_next() % 2000) * 1e-3f - 1.0f;
+            memcpy(blk, &f, 4);
+        } else if (type == TENSOR_Q8_0 || type == TENSOR_Q4_0) {
+            memcpy(blk, &small, 2);
+        } else if (type == TENSOR_Q4_K) {
+            memcpy(blk, &small, 2);
+            memcpy(blk + 2, &small, 2);
+        } else if (type == TENSOR_Q6_K) {
+            memcpy(blk + 208, &small, 2);
+        }
+    }
+    return p;
+}
+
+typedef struct {
+    double seconds, ops;
+} kb_peak_job;
+
+typedef struct {
+    uint8_t *buf;
+    size_t bytes;
+    uint64_t sum;
+} kb_stream_job;
+
+static void *kb_stream_thread(void *arg) {
+    kb_stream_job *j = arg;
+    for (int r = 0; r < 3; r++) j->sum += kern_stream_sum(j->buf, j->bytes);
+    return NULL;
+}
+
+/* Read bandwidth with the kernels' own wide loads (GB/s, best of 3), threads 1-2:
+ * bench_measure_bandwidth's loop compiles to 16-byte loads here. */
+static double kb_stream_bandwidth(int threads) {
+    const size_t per = (size_t)256 << 20;
+    kb_stream_job j[2];
+    pthread_t tid[2];
+    for (int t = 0; t < threads; t++) {
+        j[t].buf = aligned_alloc(64, per);
+        if (!j[t].buf) return 0;
+        memset(j[t].buf, t + 1, per);
+        j[t].bytes = per, j[t].sum = 0;
+    }
+    double best = 0;
+    for (int trial = 0; trial < 3; trial++) {
+        double t0 = bench_now();
+        for (int t = 0; t < threads; t++) pthread_create(&tid[t], NULL, kb_stream_thread, &j[t]);
+        for (int t = 0; t < threads; t++) pthread_join(tid[t], NULL);
+        double gbs = 3.0 * per * threads / (bench_now() - t0) / 1e9;
+        if (gbs > best) best = gbs;
+    }
+    uint64_t sink = 0;
+    for (int t = 0; t < threads; t++) sink += j[t].sum, free(j[t].buf);
+    if (sink == 42) fputc(' ', stderr);
+    return best;
+}
+
+static void *kb_peak_thread(void *arg) {
+    kb_peak_job *j = arg;
+    j->ops = kern_peak_int8(j->seconds, bench_now);
+    return NULL;
+}
+
+/* Seconds per call of a matmul, best of repeated runs for about `budget` s. */
+static double kb_time_matmul(float *y, const kern_matrix *m, const float *x, int nt, double budget) {
+    kern_matmul(y, m, x, nt, NULL); /* warm */
+    double best = 1e30, t_start = bench_now();
+    int runs = 0;
+    while (runs < 3 || (bench_now() - t_start < budget && runs < 200)) {
+        double t0 = bench_now();
+        kern_matmul(y, m, x, nt, NULL);
+        double dt = bench_now() - t0;
+        if (dt < best) best = dt;
+        runs++;
+    }
+    return best;
+}
+
+static int bench_kernels(int argc, char **argv) {
+    int json = bench_want_json(argc, argv), quick = 0;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--type") && i + 1 < argc) only = argv[++i];
+        else if (strcmp(argv[i], "--json")) {
+            fprintf(stderr, "baton-bench kernels: unknown option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (kern_init(2)) return 1;
+    double pbw1 = bench_measure_bandwidth(1), pbw2 = bench_measure_bandwidth(2);
+    double sbw1 = kb_stream_bandwidth(1), sbw2 = kb_stream_bandwidth(2);
+    /* ratios use the larger of the two probes: the true limit is at least that */
+    double bw1 = pbw1 > sbw1 ? pbw1 : sbw1, bw2 = pbw2 > sbw2 ? pbw2 : sbw2;
+    /* best of 3 trials: the machine may be shared, and a busy core only lowers a figure */
+    double peak1 = 0, peak2 = 0;
+    for (int trial = 0; trial < 3; trial++) {
+        double p1 = kern_peak_int8(0.2, bench_now);
+        if (p1 > peak1) peak1 = p1;
+        kb_peak_job pj[2] = {{0.2, 0}, {0.2, 0}};
+        pthread_t tid[2];
+        for (int i = 0; i < 2; i++) pthread_create(&tid[i], NULL, kb_peak_thread, &pj[i]);
+        for (int i = 0; i < 2; i++) pthread_join(tid[i], NULL);
+        if (pj[0].ops + pj[1].ops > peak2) peak2 = pj[0].ops + pj[1].ops;
+    }
+    if (json)
+        printf("{\"isa\":\"%s\",\"features\":\"%s\",\"bandwidth_1t_gbs\":%.2f,\"bandwidth_2t_gbs\":%.2f,"
+               "\"bench_bandwidth_1t_gbs\":%.2f,\"bench_bandwidth_2t_gbs\":%.2f,\"stream512_1t_gbs\":%.2f,"
+               "\"stream512_2t_gbs\":%.2f,\"int8_peak_1t_tops\":%.3f,\"int8_peak_2t_tops\":%.3f,\"results\":[",
+               kern_level_name(kern_get_level()), kern_cpu_features(), bw1, bw2, pbw1, pbw2, sbw1, sbw2, peak1 / 1e12,
+               peak2 / 1e12);
+    else
+        printf("level %s (%s)\nbench_measure_bandwidth: %.2f / %.2f GB/s, wide-load stream: %.2f / %.2f GB/s "
+               "(1 / 2 threads)\nratios below use the larger: %.2f GB/s (1 thread), %.2f GB/s (2 threads)\n"
+               "peak int8 dot (vpdpbusd): %.3f TOPS (1 thread), %.3f TOPS (2 threads)\n\n"
+               "%-6s %-12s %9s %6s %9s %6s %11s %7s\n",
+               kern_level_name(kern_get_level()), kern_cpu_features(), pbw1, pbw2, sbw1, sbw2, bw1, bw2, peak1 / 1e12,
+               peak2 / 1e12, "type",
+               "shape", "dec1 GB/s", "ratio", "dec2 GB/s", "ratio", "pf128 GF/s", "/peak");
+    static const struct { int64_t rows, cols; } shapes[] = {{5120, 5120}, {1024, 5120}, {27648, 5120}, {5120, 27648}};
+    static const uint32_t types[] = {TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K, TENSOR_Q8_0,
+                                     TENSOR_F16, TENSOR_BF16, TENSOR_F32};
+    int first = 1;
+    for (size_t s = 0; s < (quick ? 1 : sizeof shapes / sizeof shapes[0]); s++) {
+        int64_t rows = shapes[s].rows, cols = shapes[s].cols;
+        float *x = malloc(sizeof(float) * 128 * cols), *y = malloc(sizeof(float) * 128 * rows);
+        if (!x || !y) return 1;
+        for (int64_t i = 0; i < 128 * cols; i++) x[i] = (float)(kb_next() % 2001) * 1e-3f - 1.0f;
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            const tensor_type_info *info = tensor_type_get(types[ti]);
+            if (only && strcmp(only, info->name)) continue;
+            void *data = kb_random_matrix(types[ti], rows, cols);
+            if (!data) return 1;
+            kern_matrix m = {.type = types[ti], .rows = rows, .cols = cols, .data = data};
+            if (kern_matrix_prepare(&m)) return 1;
+            double bytes = (double)tensor_row_bytes(types[ti], cols) * rows;
+            kern_init(1);
+            double t1 = kb_time_matmul(y, &m, x, 1, 0.4);
+            kern_init(2);
+            double t2 = kb_time_matmul(y, &m, x, 1, 0.4);
+            double tp = kb_time_matmul(y, &m, x, 128, 0.5);
+            double g1 = bytes / t1 / 1e9, g2 = bytes / t2 / 1e9, gf = 2.0 * rows * cols * 128 / tp / 1e9;
+            int quantized = types[ti] != TENSOR_F16 && types[ti] != TENSOR_BF16 && types[ti] != TENSOR_F32;
+            double pr = quantized && peak2 > 0 ? gf * 1e9 / peak2 : 0;
+            if (json)
+                printf("%s{\"type\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"decode_1t_gbs\":%.2f,\"decode_1t_ratio\":%.3f,"
+                       "\"decode_2t_gbs\":%.2f,\"decode_2t_ratio\":%.3f,\"prefill128_gflops\":%.1f,"
+                       "\"prefill128_ratio_to_int8_peak\":%.3f}",
+                       first ? "" : ",", info->name, (long long)rows, (long long)cols, g1, g1 / bw1, g2, g2 / bw2, gf, pr);
+            else
+                printf("%-6s %5lldx%-6lld %9.2f %6.2f %9.2f %6.2f %11.1f %7.3f\n", info->name, (long long)rows,
+                       (long long)cols, g1, g1 / bw1, g2, g2 / bw2, gf, pr);
+            fflush(stdout);
+            first = 0;
+            kern_matrix_release(&m);
+            free(data);
+        }
+        free(x), free(y);
+    }
+    if (json) printf("]}\n");
+    return 0;
+}
+BENCH_REGISTER(kernels, "CPU kernels: decode GB/s vs bandwidth, prefill GFLOP/s vs int8 peak", bench_kernels)
+
+/* ------------------------------------------------------------ decode */
+
+/* Generate a 4-layer qwq-32b-shaped model of `type` under /tmp with
+ * baton-mkmodel (found next to this binary). 0 or -1. */
+static int kb_make_model(const char *type, char *path, size_t len) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    snprintf(path, len, "/tmp/baton-bench-qwq4-%s.gguf", type);
+    if (access(path, R_OK) == 0) return 0;
+    char cmd[8192];
+    /* written under a temporary name so that an interrupted run leaves no partial file */
+    snprintf(cmd, sizeof cmd,
+             "'%s/baton-mkmodel' --preset qwq-32b --layers 4 --vocab 1024 --type %s -o '%s.part' >/dev/null && "
+             "mv '%s.part' '%s'",
+             exe, type, path, path, path);
+    fprintf(stderr, "baton-bench decode: generating %s\n", path);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int kb_decode_one(const char *path, double bw1, double bw2, int json, int *first) {
+    char err[512];
+    model *m = model_load(path, &(model_slice){0, -1, false, false}, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "baton-bench decode: %s\n", err);
+        return 1;
+    }
+    const int n_layers = m->slice.layer_end - m->slice.layer_begin; /* end is exclusive */
+    const int E = (int)m->hp.n_embd, P = 128, D = 8;
+    kv_cache *kv = kv_cache_new(m, 1, P + D + 1, TENSOR_F16, err, sizeof err);
+    fwd_ctx *c = fwd_ctx_new(m, P);
+    float *hidden = malloc(sizeof(float) * P * E);
+    int32_t tok[128], slot[128], pos[128];
+    if (!kv || !c || !hidden) {
+        fprintf(stderr, "baton-bench decode: %s\n", kv ? "out of memory" : err);
+        return 1;
+    }
+    double res[2][2]; /* [threads-1][decode s/token, prefill s/token] */
+    for (int th = 1; th <= 2; th++) {
+        kern_init(th);
+        kv_cache_clear_slot(kv, 0);
+        for (int i = 0; i < P; i++) tok[i] = 0, slot[i] = 0, pos[i] = i;
+        for (int64_t i = 0; i < (int64_t)P * E; i++) hidden[i] = (float)(kb_next() % 2001) * 1e-3f - 1.0f;
+        fwd_batch b = {.n = P, .tokens = tok, .slot = slot, .pos = pos};
+        double t0 = bench_now();
+        if (forward_run(c, kv, &b, hidden, NULL, err, sizeof err)) {
+            fprintf(stderr, "baton-bench decode: %s\n", err);
+            return 1;
+        }
+        res[th - 1][1] = (bench_now() - t0) / P;
+        double best = 1e30;
+        for (int d = 0; d < D; d++) {
+            int32_t p1 = P + d;
+            fwd_batch b1 = {.n = 1, .tokens = tok, .slot = slot, .pos = &p1};
+            double t1 = bench_now();
+            if (forward_run(c, kv, &b1, hidden, NULL, err, sizeof err)) {
+                fprintf(stderr, "baton-bench decode: %s\n", err);
+                return 1;
+            }
+            double dt = bench_now() - t1;
+            if (dt < best) best = dt;
+        }
+        res[th - 1][0] = best;
+    }
+    double bytes = (double)m->weight_bytes;
+    for (int th = 1; th <= 2; th++) {
+        double dec = res[th - 1][0], pf = res[th - 1][1], bw = th == 1 ? bw1 : bw2;
+        double bound = bytes / (bw * 1e9);
+        if (json)
+            printf("%s{\"model\":\"%s\",\"threads\":%d,\"layers\":%d,\"weight_bytes_per_token\":%.0f,"
+                   "\"decode_ms_per_layer\":%.3f,\"decode_tok_s\":%.2f,\"decode_ratio_to_bandwidth\":%.3f,"
+                   "\"prefill128_tok_s\":%.2f,\"prefill_ms_per_token_layer\":%.4f,\"decode_over_prefill\":%.1f}",
+                   *first ? "" : ",", path, th, n_layers, bytes, dec * 1e3 / n_layers, 1 / dec, bound / dec, 1 / pf,
+                   pf * 1e3 / n_layers, dec / pf);
+        else
+            printf("%-40s %2d %6.3f %8.2f %6.3f %10.2f %10.4f %7.1f\n", path, th, dec * 1e3 / n_layers, 1 / dec,
+                   bound / dec, 1 / pf, pf * 1e3 / n_layers, dec / pf);
+        *first = 0;
+    }
+    free(hidden);
+    fwd_ctx_free(c);
+    kv_cache_free(kv);
+    model_free(m);
+    return 0;
+}
+
+static int bench_decode(int argc, char **argv) {
+    int json = bench_want_json(argc, argv);
+    const char *model_path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
+        else if (strcmp(argv[i], "--json")) {
+            fprintf(stderr, "baton-bench decode: unknown option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (kern_init(2)) return 1;
+    double bw1 = bench_measure_bandwidth(1), bw2 = bench_measure_bandwidth(2);
+    double sbw1 = kb_stream_bandwidth(1), sbw2 = kb_stream_bandwidth(2);
+    if (sbw1 > bw1) bw1 = sbw1;
+    if (sbw2 > bw2) bw2 = sbw2;
+    if (json)
+        printf("{\"isa\":\"%s\",\"bandwidth_1t_gbs\":%.2f,\"bandwidth_2t_gbs\":%.2f,\"results\":[",
+               kern_level_name(kern_get_level()), bw1, bw2);
+    else
+        printf("level %s; bandwidth %.2f GB/s (1 thread), %.2f GB/s (2 threads)\n%-40s %2s %6s %8s %6s %10s %10s %7s\n",
+               kern_level_name(kern_get_level()), bw1, bw2, "model", "th", "ms/lay", "tok/s", "ratio", "pf tok/s",
+               "pf ms/t/l", "dec/pf");
+    int first = 1, rc = 0;
+    if (model_path) {
+        rc = kb_decode_one(model_path, bw1, bw2, json, &first);
+    } else {
+        static const char *const types[] = {"q8_0", "q4_k_m", "q4_0"};
+        for (int i = 0; i < 3 && !rc; i++) {
+            char path[512];
+            if (kb_make_model(types[i], path, sizeof path)) {
+                fprintf(stderr, "baton-bench decode: cannot generate the %s model\n", types[i]);
+                rc = 1;
+                break;
+            }
+            rc = kb_decode_one(path, bw1, bw2, json, &first);
+        }
+    }
+    if (json) printf("]}\n");
+    return rc;
+}
+BENCH_REGISTER(decode, "forward-pass decode/prefill speed of a 4-layer QwQ-32B-shaped model vs bandwidth", bench_decode)

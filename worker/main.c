@@ -1,0 +1,518 @@
+/* baton-worker - one stage of the pipeline.
+ *
+ * Joins the coordinator, reports its capacity, receives an assignment (a layer
+ * range, embed/head flags, its successor), loads only that slice and then turns
+ * incoming stage frames into outgoing ones: from the coordinator (first stage)
+ * or its predecessor, to its successor, or - on the last stage - sampled tokens
+ * back to the coordinator. The libuv loop only moves bytes; forward passes run
+ * on the stage's compute thread (stage.h).
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "forward.h"
+#include "frame.h"
+#include "net.h"
+#include "stage.h"
+
+#define MAX_PENDING_JOBS 8 /* stop reading from the source above this many queued jobs */
+
+typedef struct worker_opts {
+    const char *coordinator, *model_path, *listen, *cluster_id;
+    int threads;
+    uint64_t memory;
+    double speed;
+    uint32_t kv_type;
+    uint64_t max_frame;
+} worker_opts;
+
+typedef struct worker {
+    worker_opts o;
+    uv_loop_t *loop;
+    net_config cfg_worker, cfg_peer;
+    net_server *server;
+    char listen_addr[128];
+    net_conn *coord;        /* to the coordinator */
+    net_conn *succ;         /* to the successor, when not last */
+    net_conn *pred;         /* from the predecessor, when not first */
+    model *m;
+    kv_cache *kv;
+    stage *st;
+    uv_async_t wake;
+    uv_timer_t retry;
+    int connect_tries;
+    Baton__Assignment *asg; /* current assignment (owned) */
+    bool ready_sent, exiting;
+    double measured_speed;
+} worker;
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "baton-worker: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+static void logf_(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "baton-worker: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* VmHWM (peak resident set) of this process in bytes, 0 if unknown. */
+static uint64_t peak_rss_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    uint64_t kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kb = strtoull(line + 6, NULL, 10);
+    fclose(f);
+    return kb * 1024;
+}
+
+/* MemAvailable from /proc/meminfo in bytes, 0 if unknown. */
+static uint64_t mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    uint64_t kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "MemAvailable:", 13)) kb = strtoull(line + 13, NULL, 10);
+    fclose(f);
+    return kb * 1024;
+}
+
+/* Seconds one decode token takes through one layer: loads layer 0 alone and
+ * times a few single-token passes. */
+static double measure_speed(const char *path, char *err, size_t errlen) {
+    model_slice sl = {0, 1, false, false};
+    model *m = model_load(path, &sl, err, errlen);
+    if (!m) return -1;
+    kv_cache *kv = kv_cache_new(m, 1, 16, TENSOR_F16, err, errlen);
+    fwd_ctx *ctx = fwd_ctx_new(m, 1);
+    float *h = calloc(m->hp.n_embd, sizeof(float));
+    double best = -1;
+    if (kv && ctx && h) {
+        for (int it = 0; it < 5; it++) {
+            for (uint32_t i = 0; i < m->hp.n_embd; i++) h[i] = (float)((i * 7919u + (unsigned)it) % 97) / 97.0f - 0.5f;
+            int32_t tok = 0, slot = 0, pos = it;
+            uint8_t want = 0;
+            fwd_batch b = {.n = 1, .tokens = &tok, .slot = &slot, .pos = &pos, .logits = &want};
+            double t0 = now_s();
+            if (forward_run(ctx, kv, &b, h, NULL, err, errlen) < 0) break;
+            double dt = now_s() - t0;
+            if (it > 0 && (best < 0 || dt < best)) best = dt; /* the first pass faults the pages in */
+        }
+    }
+    free(h);
+    fwd_ctx_free(ctx);
+    kv_cache_free(kv);
+    model_free(m);
+    if (best <= 0) best = 1e-6;
+    return best;
+}
+
+static void send_status(worker *w) {
+    if (!w->coord) return;
+    Baton__WorkerStatus ws = BATON__WORKER_STATUS__INIT;
+    if (w->st) stage_usage(w->st, &ws.slots_used, &ws.kv_positions);
+    ws.peak_rss = peak_rss_bytes();
+    net_send(w->coord, BATON__FRAME_KIND__FRAME_WORKER_STATUS, 0, &ws.base, NULL, 0);
+}
+
+static void send_ready(worker *w, bool ok, const char *error) {
+    Baton__Ready r = BATON__READY__INIT;
+    r.plan_id = w->asg ? w->asg->plan_id : 0;
+    r.ok = ok;
+    r.error = (char *)(error ? error : "");
+    r.weight_bytes = w->m ? w->m->weight_bytes : 0;
+    r.kv_bytes = w->kv ? kv_cache_bytes(w->kv) : 0;
+    net_send(w->coord, BATON__FRAME_KIND__FRAME_READY, 0, &r.base, NULL, 0);
+    w->ready_sent = ok;
+    if (ok)
+        logf_("ready: layers [%d,%d)%s%s, weights %.1f MiB, KV %.1f MiB, successor %s", (int)w->asg->layer_begin,
+              (int)w->asg->layer_end, w->asg->embed ? " +embed" : "", w->asg->head ? " +head" : "",
+              (double)r.weight_bytes / 1048576.0, (double)r.kv_bytes / 1048576.0,
+              w->asg->successor[0] ? w->asg->successor : "(coordinator)");
+}
+
+/* Pauses the source of frames while the successor's queue or our job queue is full. */
+static void update_backpressure(worker *w) {
+    bool full = (w->succ && net_queued_bytes(w->succ) > NET_HIGH_WATER) ||
+                (w->st && stage_pending(w->st) > MAX_PENDING_JOBS);
+    net_conn *src = w->asg && w->asg->embed ? w->coord : w->pred;
+    if (src) net_pause(src, full);
+}
+
+/* --- frames in ---------------------------------------------------------- */
+
+static void submit_frame(worker *w, net_conn *c, const frame_header *h, const uint8_t *msg, const uint8_t *payload) {
+    if (!w->st) {
+        logf_("stage frame before the slice is loaded; dropped");
+        return;
+    }
+    Baton__StageFrame *f = baton__stage_frame__unpack(NULL, h->msg_len, msg);
+    if (!f) {
+        net_close(c, "malformed stage frame");
+        return;
+    }
+    stage_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        baton__stage_frame__free_unpacked(f, NULL);
+        return;
+    }
+    j->kind = STAGE_JOB_FRAME;
+    j->frame = f;
+    if (h->payload_len) {
+        if (frame_crc32(0, payload, h->payload_len) != f->crc32 || f->raw_size != h->payload_len ||
+            f->codec != BATON__CODEC__CODEC_F32) {
+            j->failed = 1;
+            snprintf(j->err, sizeof j->err, "activation payload failed its checksum or size check");
+        }
+        j->hidden = malloc(h->payload_len);
+        if (!j->hidden) {
+            stage_job_free(j);
+            return;
+        }
+        memcpy(j->hidden, payload, h->payload_len);
+        j->hidden_len = h->payload_len;
+    }
+    stage_submit(w->st, j);
+    update_backpressure(w);
+}
+
+static void submit_drop(worker *w, const frame_header *h, const uint8_t *msg) {
+    Baton__DropSequence *d = baton__drop_sequence__unpack(NULL, h->msg_len, msg);
+    if (!d) return;
+    if (!w->st) {
+        baton__drop_sequence__free_unpacked(d, NULL);
+        return;
+    }
+    stage_job *j = calloc(1, sizeof *j);
+    if (j) j->drop_slots = malloc(d->n_slots * sizeof(int32_t) + 1);
+    if (!j || !j->drop_slots) {
+        stage_job_free(j);
+        baton__drop_sequence__free_unpacked(d, NULL);
+        return;
+    }
+    j->kind = STAGE_JOB_DROP;
+    memcpy(j->drop_slots, d->slots, d->n_slots * sizeof(int32_t));
+    j->n_drop = d->n_slots;
+    baton__drop_sequence__free_unpacked(d, NULL);
+    stage_submit(w->st, j);
+}
+
+/* --- frames out --------------------------------------------------------- */
+
+static void send_result_error(worker *w, const stage_job *j) {
+    Baton__StageResult r = BATON__STAGE_RESULT__INIT;
+    r.step_id = j->frame ? j->frame->step_id : 0;
+    r.code = BATON__STATUS_CODE__STATUS_INTERNAL;
+    r.error = (char *)j->err;
+    net_send(w->coord, BATON__FRAME_KIND__FRAME_STAGE_RESULT, 0, &r.base, NULL, 0);
+}
+
+/* Hands finished jobs to the network: hidden states to the successor, tokens to
+ * the coordinator, drops down the pipeline. */
+static void on_wake(uv_async_t *a) {
+    worker *w = a->data;
+    stage_job *j;
+    while (w->st && (j = stage_take_done(w->st))) {
+        if (j->kind == STAGE_JOB_DROP) {
+            if (w->succ) {
+                Baton__DropSequence d = BATON__DROP_SEQUENCE__INIT;
+                d.n_slots = j->n_drop;
+                d.slots = j->drop_slots;
+                net_send(w->succ, BATON__FRAME_KIND__FRAME_DROP_SEQUENCE, 0, &d.base, NULL, 0);
+            }
+            send_status(w);
+        } else if (j->failed) {
+            logf_("stage frame %llu failed: %s", (unsigned long long)(j->frame ? j->frame->step_id : 0), j->err);
+            send_result_error(w, j);
+        } else if (w->asg->head) {
+            Baton__StageResult r = BATON__STAGE_RESULT__INIT;
+            r.step_id = j->frame->step_id;
+            Baton__SampledToken *toks = calloc(j->n_res + 1, sizeof *toks);
+            Baton__SampledToken **ptrs = calloc(j->n_res + 1, sizeof *ptrs);
+            if (toks && ptrs) {
+                for (size_t i = 0; i < j->n_res; i++) {
+                    baton__sampled_token__init(&toks[i]);
+                    toks[i].slot = j->res_slot[i];
+                    toks[i].token = j->res_token[i];
+                    toks[i].logprob = j->res_logprob[i];
+                    ptrs[i] = &toks[i];
+                }
+                r.n_tokens = j->n_res;
+                r.tokens = ptrs;
+                net_send(w->coord, BATON__FRAME_KIND__FRAME_STAGE_RESULT, 0, &r.base, NULL, 0);
+            }
+            free(toks);
+            free(ptrs);
+        } else if (w->succ) {
+            Baton__StageFrame *f = j->frame;
+            f->width = w->m->hp.n_embd;
+            f->codec = BATON__CODEC__CODEC_F32;
+            f->raw_size = j->hidden_len;
+            f->crc32 = frame_crc32(0, j->hidden, j->hidden_len);
+            net_send(w->succ, BATON__FRAME_KIND__FRAME_STAGE, 0, &f->base, j->hidden, j->hidden_len);
+        }
+        stage_job_free(j);
+    }
+    update_backpressure(w);
+}
+
+/* --- assignment --------------------------------------------------------- */
+
+static void on_succ_open(net_conn *c) {
+    worker *w = net_user(c);
+    if (!w->ready_sent) send_ready(w, true, NULL);
+}
+static void on_succ_drain(net_conn *c) { update_backpressure(net_user(c)); }
+static void on_succ_close(net_conn *c, const char *why) {
+    worker *w = net_user(c);
+    if (w->succ == c) w->succ = NULL;
+    if (w->exiting) return;
+    logf_("successor connection lost: %s", why);
+    if (!w->ready_sent && w->coord) send_ready(w, false, why);
+}
+static void on_succ_frame(net_conn *c, const frame_header *h, const uint8_t *m, const uint8_t *p) {
+    (void)c, (void)h, (void)m, (void)p;
+}
+
+static void unload(worker *w) {
+    stage_free(w->st); /* finishes queued jobs first */
+    w->st = NULL;
+    kv_cache_free(w->kv);
+    w->kv = NULL;
+    model_free(w->m);
+    w->m = NULL;
+}
+
+static void handle_assignment(worker *w, const frame_header *h, const uint8_t *msg) {
+    Baton__Assignment *a = baton__assignment__unpack(NULL, h->msg_len, msg);
+    if (!a) {
+        net_close(w->coord, "malformed assignment");
+        return;
+    }
+    if (w->succ) net_close(w->succ, "new assignment");
+    w->succ = NULL;
+    unload(w);
+    if (w->asg) baton__assignment__free_unpacked(w->asg, NULL);
+    w->asg = a;
+    w->ready_sent = false;
+    char err[512];
+    model_slice sl = {a->layer_begin, a->layer_end, a->embed, a->head};
+    double t0 = now_s();
+    w->m = model_load(w->o.model_path, &sl, err, sizeof err);
+    if (w->m) w->kv = kv_cache_new(w->m, (int32_t)a->n_slots, (int32_t)a->n_ctx, w->o.kv_type, err, sizeof err);
+    if (w->kv) w->st = stage_new(w->m, w->kv, (int32_t)a->max_batch, &w->wake, err, sizeof err);
+    if (!w->st) {
+        logf_("cannot take layers [%d,%d): %s", (int)a->layer_begin, (int)a->layer_end, err);
+        unload(w);
+        send_ready(w, false, err);
+        return;
+    }
+    logf_("loaded layers [%d,%d) in %.2f s", (int)a->layer_begin, (int)a->layer_end, now_s() - t0);
+    if (a->successor && a->successor[0]) {
+        static const net_handlers sh = {.on_open = on_succ_open, .on_frame = on_succ_frame,
+                                        .on_drain = on_succ_drain, .on_close = on_succ_close};
+        w->succ = net_connect(w->loop, &w->cfg_peer, a->successor, NET_ROLE_BIT(PEER), &sh, w, err, sizeof err);
+        if (!w->succ) send_ready(w, false, err);
+    } else {
+        send_ready(w, true, NULL);
+    }
+}
+
+/* --- coordinator connection ------------------------------------------- */
+
+static void connect_coordinator(worker *w);
+static void on_retry(uv_timer_t *t) { connect_coordinator(t->data); }
+
+static void on_coord_open(net_conn *c) {
+    worker *w = net_user(c);
+    Baton__Join j = BATON__JOIN__INIT;
+    j.listen_address = w->listen_addr;
+    j.free_memory = w->o.memory ? w->o.memory : mem_available();
+    j.cores = (uint32_t)kern_threads();
+    j.isa = (char *)kern_level_name(kern_get_level());
+    j.seconds_per_layer = w->measured_speed;
+    net_send(c, BATON__FRAME_KIND__FRAME_JOIN, 0, &j.base, NULL, 0);
+    logf_("joined %s (listening on %s, %.1f MiB usable, %.3g s/layer)", w->o.coordinator, w->listen_addr,
+          (double)j.free_memory / 1048576.0, w->measured_speed);
+}
+
+static void on_coord_frame(net_conn *c, const frame_header *h, const uint8_t *msg, const uint8_t *payload) {
+    worker *w = net_user(c);
+    switch (h->kind) {
+    case BATON__FRAME_KIND__FRAME_ASSIGNMENT: handle_assignment(w, h, msg); break;
+    case BATON__FRAME_KIND__FRAME_STAGE: submit_frame(w, c, h, msg, payload); break;
+    case BATON__FRAME_KIND__FRAME_DROP_SEQUENCE: submit_drop(w, h, msg); break;
+    case BATON__FRAME_KIND__FRAME_HEARTBEAT: send_status(w); break;
+    default: logf_("ignoring frame kind %u from the coordinator", (unsigned)h->kind); break;
+    }
+}
+
+static void on_coord_close(net_conn *c, const char *why) {
+    worker *w = net_user(c);
+    if (w->coord == c) w->coord = NULL;
+    if (w->exiting) return;
+    if (!w->asg && w->connect_tries < 50 && strstr(why, "cannot connect")) {
+        uv_timer_start(&w->retry, on_retry, 200, 0);
+        return;
+    }
+    logf_("coordinator connection lost (%s); exiting", why);
+    w->exiting = true;
+    uv_stop(w->loop);
+}
+
+static void connect_coordinator(worker *w) {
+    static const net_handlers ch = {.on_open = on_coord_open, .on_frame = on_coord_frame, .on_close = on_coord_close};
+    char err[256];
+    w->connect_tries++;
+    w->coord = net_connect(w->loop, &w->cfg_worker, w->o.coordinator, NET_ROLE_BIT(COORDINATOR), &ch, w, err,
+                           sizeof err);
+    if (!w->coord) die("%s", err);
+}
+
+/* --- predecessor connections ------------------------------------------ */
+
+static void on_pred_open(net_conn *c) {
+    worker *w = net_user(c);
+    if (w->pred && w->pred != c) net_close(w->pred, "replaced by a new predecessor");
+    w->pred = c;
+}
+static void on_pred_frame(net_conn *c, const frame_header *h, const uint8_t *msg, const uint8_t *payload) {
+    worker *w = net_user(c);
+    if (h->kind == BATON__FRAME_KIND__FRAME_STAGE) submit_frame(w, c, h, msg, payload);
+    else if (h->kind == BATON__FRAME_KIND__FRAME_DROP_SEQUENCE) submit_drop(w, h, msg);
+    else logf_("ignoring frame kind %u from the predecessor", (unsigned)h->kind);
+}
+static void on_pred_close(net_conn *c, const char *why) {
+    worker *w = net_user(c);
+    if (w->pred == c) w->pred = NULL;
+    (void)why;
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+    worker *w = s->data;
+    logf_("signal %d, shutting down", signum);
+    w->exiting = true;
+    uv_stop(s->loop);
+}
+
+/* --- startup ------------------------------------------------------------- */
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: baton-worker --coordinator HOST:PORT --model FILE [options]\n"
+            "  --listen HOST:PORT   where the predecessor stage connects (default 127.0.0.1:0, any port)\n"
+            "  --threads N          kernel threads (default: one per core)\n"
+            "  --memory BYTES       memory this worker offers (default: MemAvailable); suffixes K, M, G\n"
+            "  --speed S            seconds per layer to report instead of measuring\n"
+            "  --kv f16|f32         KV-cache type (default f16)\n"
+            "  --cluster-id ID      must match the coordinator's (default \"baton\")\n"
+            "  --max-frame BYTES    largest frame accepted (default 256M)\n");
+}
+
+static uint64_t parse_bytes(const char *s, const char *what) {
+    char *end;
+    double v = strtod(s, &end);
+    double mul = 1;
+    if (*end == 'K' || *end == 'k') mul = 1024, end++;
+    else if (*end == 'M' || *end == 'm') mul = 1048576, end++;
+    else if (*end == 'G' || *end == 'g') mul = 1073741824.0, end++;
+    if (*end || !(v >= 0)) die("%s: bad size '%s'", what, s);
+    return (uint64_t)(v * mul);
+}
+
+int main(int argc, char **argv) {
+    worker w;
+    memset(&w, 0, sizeof w);
+    w.o = (worker_opts){.listen = "127.0.0.1:0", .cluster_id = "baton", .kv_type = TENSOR_F16, .speed = -1};
+    static const struct option longs[] = {
+        {"coordinator", required_argument, 0, 'c'}, {"model", required_argument, 0, 'm'},
+        {"listen", required_argument, 0, 'l'},      {"threads", required_argument, 0, 't'},
+        {"memory", required_argument, 0, 'M'},      {"speed", required_argument, 0, 's'},
+        {"kv", required_argument, 0, 'k'},          {"cluster-id", required_argument, 0, 'C'},
+        {"max-frame", required_argument, 0, 'F'},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        switch (ch) {
+        case 'c': w.o.coordinator = optarg; break;
+        case 'm': w.o.model_path = optarg; break;
+        case 'l': w.o.listen = optarg; break;
+        case 't': w.o.threads = atoi(optarg); if (w.o.threads < 1) die("--threads must be >= 1"); break;
+        case 'M': w.o.memory = parse_bytes(optarg, "--memory"); break;
+        case 's': w.o.speed = atof(optarg); if (!(w.o.speed > 0)) die("--speed must be > 0"); break;
+        case 'k':
+            if (!strcmp(optarg, "f16")) w.o.kv_type = TENSOR_F16;
+            else if (!strcmp(optarg, "f32")) w.o.kv_type = TENSOR_F32;
+            else die("--kv must be f16 or f32");
+            break;
+        case 'C': w.o.cluster_id = optarg; break;
+        case 'F': w.o.max_frame = parse_bytes(optarg, "--max-frame"); break;
+        case 'h': usage(stdout); return 0;
+        default: die("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) die("unexpected argument '%s'", argv[optind]);
+    if (!w.o.coordinator || !w.o.model_path) die("--coordinator and --model are required (see --help)");
+    if (kern_init(w.o.threads) != 0) die("cannot start the kernels");
+
+    char err[512];
+    if (w.o.speed > 0) w.measured_speed = w.o.speed;
+    else if ((w.measured_speed = measure_speed(w.o.model_path, err, sizeof err)) < 0) die("%s", err);
+
+    w.loop = uv_default_loop();
+    w.cfg_worker = (net_config){.cluster_id = w.o.cluster_id, .role = BATON__ROLE__ROLE_WORKER, .name = "worker",
+                                .max_frame = w.o.max_frame, .log_prefix = "baton-worker"};
+    w.cfg_peer = w.cfg_worker;
+    w.cfg_peer.role = BATON__ROLE__ROLE_PEER;
+    static const net_handlers ph = {.on_open = on_pred_open, .on_frame = on_pred_frame, .on_close = on_pred_close};
+    w.server = net_listen(w.loop, &w.cfg_peer, w.o.listen, NET_ROLE_BIT(PEER), &ph, &w, err, sizeof err);
+    if (!w.server) die("%s", err);
+    const char *colon = strrchr(w.o.listen, ':');
+    snprintf(w.listen_addr, sizeof w.listen_addr, "%.*s:%d", (int)(colon - w.o.listen), w.o.listen,
+             net_server_port(w.server));
+    uv_async_init(w.loop, &w.wake, on_wake);
+    w.wake.data = &w;
+    uv_timer_init(w.loop, &w.retry);
+    w.retry.data = &w;
+    static uv_signal_t sig_int, sig_term;
+    uv_signal_init(w.loop, &sig_int);
+    uv_signal_init(w.loop, &sig_term);
+    sig_int.data = sig_term.data = &w;
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
+    signal(SIGPIPE, SIG_IGN);
+    connect_coordinator(&w);
+    uv_run(w.loop, UV_RUN_DEFAULT);
+
+    w.exiting = true;
+    unload(&w);
+    if (w.asg) baton__assignment__free_unpacked(w.asg, NULL);
+    kern_shutdown();
+    return 0;
+}
