@@ -28,7 +28,12 @@ for p in "${prompts[@]}"; do
 done
 echo "reference (baton-run): ${#refs[@]} prompts, e.g. [${refs[0]}]"
 
-seeded_first=""
+# seeded sampling: the single-process runner is the reference too
+seeded_first=$(T "$BIN/tools/baton-run" --model "$MODEL" --tokens 1,2,3 --max-tokens $MAXTOK \
+    --temperature 0.9 --top-k 40 --seed 1234 --json | json_tokens) || { echo "FAIL: baton-run (seeded)"; exit 1; }
+greedy_123=$(T "$BIN/tools/baton-run" --model "$MODEL" --tokens 1,2,3 --max-tokens $MAXTOK --json | json_tokens)
+echo "reference seeded sampling (baton-run): [$seeded_first]"
+[ -n "$seeded_first" ] && [ "$seeded_first" != "$greedy_123" ] || { echo "FAIL: seeded sampling is empty or equals greedy"; fail=1; }
 for n in 1 2 3 4; do
     cluster_start "$MODEL" "$n" --ctx 512 --slots 4 --chunk 64 || { fail=1; break; }
     cluster_wait_serving 60 || { fail=1; cluster_stop; break; }
@@ -48,14 +53,10 @@ for n in 1 2 3 4; do
     done
     s=$(T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "1,2,3" --max-tokens $MAXTOK --ignore-eos \
         --temperature 0.9 --top-k 40 --seed 1234 --json | json_tokens)
-    if [ -z "$seeded_first" ]; then
-        seeded_first=$s
-        echo "  seeded sampling (1 worker): [$s]"
-        [ -n "$s" ] || { echo "  FAIL: seeded sampling gave no tokens"; fail=1; }
-    elif [ "$s" = "$seeded_first" ]; then
-        echo "  ok   seeded sampling equal to the 1-worker run"
+    if [ "$s" = "$seeded_first" ]; then
+        echo "  ok   seeded sampling equal to baton-run"
     else
-        echo "  FAIL seeded sampling [$s] != 1-worker [$seeded_first]"
+        echo "  FAIL seeded sampling [$s] != baton-run [$seeded_first]"
         fail=1
     fi
     # a bad request ends with INVALID_ARGUMENT (exit code 3) and the cluster keeps serving

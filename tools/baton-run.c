@@ -19,6 +19,7 @@
 #include "gguf.h"
 #include "model.h"
 #include "ops.h"
+#include "sampler.h"
 #include "tokenizer.h"
 
 #define PREFILL_CHUNK 64
@@ -35,6 +36,7 @@ typedef struct run_opts {
     int ctx;
     uint32_t kv_type;
     bool json, exact, info, chat;
+    sampler_params sampling; /* greedy unless --temperature > 0 */
 } run_opts;
 
 static void die(const char *fmt, ...) {
@@ -69,6 +71,8 @@ static void usage(FILE *out) {
             "  --tokens LIST       prompt as comma-separated token ids\n"
             "  --max-tokens N      tokens to generate (default 16)\n"
             "  --greedy            pick the most likely token (the default)\n"
+            "  --temperature T     sample at temperature T (0: greedy)\n"
+            "  --top-k K  --top-p P  --min-p P  --seed S   sampling filters and seed\n"
             "  --json              print one JSON object: tokens and timings\n"
             "  --exact             f32 activations x dequantized weights (reference precision)\n"
             "  --logits-out FILE   write float32 logits of every position fed to the model\n"
@@ -87,6 +91,14 @@ static void usage(FILE *out) {
             "  --help              this text\n"
             "\n"
             "Environment: BATON_ISA=scalar|avx2|avx512 forces a kernel level.\n");
+}
+
+static float parse_float(const char *s, const char *what, double min, double max) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= min && v <= max)) die("%s must be a number in [%g, %g], got '%s'", what, min, max, s);
+    return (float)v;
 }
 
 static int parse_int(const char *s, const char *what, int min, int max) {
@@ -118,17 +130,18 @@ static int32_t *parse_tokens(const char *s, int *n_out) {
     return v;
 }
 
-/* Index of the largest logit, lowest index on ties. */
-static int32_t argmax(const float *x, int32_t n) {
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
+/* The next token, chosen exactly as the last stage of a cluster chooses it
+ * (sampler.h: a pure function of logits, history, seed and step). */
+static int32_t pick(const run_opts *o, const float *row, int32_t V, const int32_t *hist, int32_t n_hist, uint64_t step,
+                    sampler_scratch *sc) {
+    int32_t t = sampler_sample(&o->sampling, row, V, hist, n_hist, step, sc, NULL);
+    if (t < 0) die("cannot sample: invalid sampling parameters or non-finite logits");
+    return t;
 }
 
 static void parse_args(int argc, char **argv, run_opts *o) {
     enum { OPT_TOKENS = 256, OPT_MAX, OPT_GREEDY, OPT_JSON, OPT_EXACT, OPT_LOGITS, OPT_THREADS, OPT_CTX, OPT_KV, OPT_INFO,
-           OPT_PROMPT, OPT_CHAT, OPT_TOKENIZE, OPT_TOKJSON };
+           OPT_PROMPT, OPT_CHAT, OPT_TOKENIZE, OPT_TOKJSON, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_SEED };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},        {"tokens", required_argument, 0, OPT_TOKENS},
         {"max-tokens", required_argument, 0, OPT_MAX}, {"greedy", no_argument, 0, OPT_GREEDY},
@@ -138,9 +151,12 @@ static void parse_args(int argc, char **argv, run_opts *o) {
         {"info", no_argument, 0, OPT_INFO},           {"help", no_argument, 0, 'h'},
         {"prompt", required_argument, 0, OPT_PROMPT}, {"chat", no_argument, 0, OPT_CHAT},
         {"tokenize", required_argument, 0, OPT_TOKENIZE}, {"tokenizer-json", required_argument, 0, OPT_TOKJSON},
+        {"temperature", required_argument, 0, OPT_TEMP}, {"top-k", required_argument, 0, OPT_TOPK},
+        {"top-p", required_argument, 0, OPT_TOPP},    {"min-p", required_argument, 0, OPT_MINP},
+        {"seed", required_argument, 0, OPT_SEED},
         {0, 0, 0, 0},
     };
-    *o = (run_opts){.max_tokens = 16, .kv_type = TENSOR_F16};
+    *o = (run_opts){.max_tokens = 16, .kv_type = TENSOR_F16, .sampling = sampler_defaults()};
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "m:h", longs, NULL)) != -1) {
@@ -148,7 +164,12 @@ static void parse_args(int argc, char **argv, run_opts *o) {
         case 'm': o->model_path = optarg; break;
         case OPT_TOKENS: o->tokens = optarg; break;
         case OPT_MAX: o->max_tokens = parse_int(optarg, "--max-tokens", 0, 1 << 20); break;
-        case OPT_GREEDY: break;
+        case OPT_GREEDY: o->sampling.temperature = 0; break;
+        case OPT_TEMP: o->sampling.temperature = parse_float(optarg, "--temperature", 0, 100); break;
+        case OPT_TOPK: o->sampling.top_k = parse_int(optarg, "--top-k", 0, 1 << 30); break;
+        case OPT_TOPP: o->sampling.top_p = parse_float(optarg, "--top-p", 0, 1); break;
+        case OPT_MINP: o->sampling.min_p = parse_float(optarg, "--min-p", 0, 1); break;
+        case OPT_SEED: o->sampling.seed = (uint64_t)parse_int(optarg, "--seed", 0, INT32_MAX); break;
         case OPT_JSON: o->json = true; break;
         case OPT_EXACT: o->exact = true; break;
         case OPT_LOGITS: o->logits_out = optarg; break;
@@ -345,7 +366,12 @@ int main(int argc, char **argv) {
     fwd_ctx *fc = fwd_ctx_new(m, PREFILL_CHUNK);
     float *hidden = malloc((size_t)PREFILL_CHUNK * E * sizeof(float));
     float *logits = malloc((size_t)PREFILL_CHUNK * V * sizeof(float));
-    int32_t *gen = malloc(((size_t)o.max_tokens + 1) * sizeof *gen);
+    /* hist: the sequence the sampler's penalties see (prompt, then generated tokens) */
+    int32_t *hist = malloc(((size_t)n_prompt + o.max_tokens + 1) * sizeof *hist);
+    int32_t *gen = hist ? hist + n_prompt : NULL;
+    sampler_scratch *sc = sampler_scratch_new(V);
+    if (!sc) die("out of memory");
+    if (hist) memcpy(hist, prompt, (size_t)n_prompt * sizeof *hist);
     if (!fc || !hidden || !logits || !gen) die("out of memory");
     FILE *lf = NULL;
     if (o.logits_out && !(lf = fopen(o.logits_out, "wb"))) die("cannot write '%s': %s", o.logits_out, strerror(errno));
@@ -368,7 +394,7 @@ int main(int argc, char **argv) {
         if (nw < 0) die("%s", err);
         if (lf && fwrite(logits, sizeof(float), (size_t)nw * V, lf) != (size_t)nw * V) die("write error on '%s'", o.logits_out);
         done += n;
-        if (done == n_prompt) next = argmax(logits + (size_t)(nw - 1) * V, V);
+        if (done == n_prompt) next = pick(&o, logits + (size_t)(nw - 1) * V, V, hist, n_prompt, 0, sc);
     }
     double prefill_s = now() - t1;
 
@@ -384,7 +410,7 @@ int main(int argc, char **argv) {
         fwd_batch b = {.n = 1, .tokens = &next, .slot = slots, .pos = &p, .logits = &w};
         if (forward_run(fc, kv, &b, hidden, logits, err, sizeof err) < 0) die("%s", err);
         if (lf && fwrite(logits, sizeof(float), (size_t)V, lf) != (size_t)V) die("write error on '%s'", o.logits_out);
-        next = argmax(logits, V);
+        next = pick(&o, logits, V, hist, n_prompt + n_gen, (uint64_t)n_gen, sc);
     }
     double decode_s = now() - t2;
     if (lf && fclose(lf) != 0) die("write error on '%s'", o.logits_out);
@@ -425,7 +451,8 @@ int main(int argc, char **argv) {
                 load_s, n_prompt, prefill_tps, n_gen, decode_tps, peak_rss_mb(), kern_level_name(kern_get_level()),
                 kern_threads());
     }
-    free(gen);
+    free(hist);
+    sampler_scratch_free(sc);
     free(logits);
     free(hidden);
     free(prompt);
