@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "quant.h"
 
@@ -156,6 +158,21 @@ static float *load_vector(const gguf_file *f, const char *name, int64_t n, uint6
     return v;
 }
 
+/* Prepare a matrix for the kernels. When they keep a repacked copy, the file's
+ * pages of that tensor are dropped from memory: the copy is what is read from now
+ * on (paths that still read the original fault it back in from the page cache),
+ * so a worker's resident memory is its share of the weights once, not twice. */
+static int prepare_matrix(kern_matrix *m) {
+    if (kern_matrix_prepare(m)) return -1;
+    if (m->packed && m->data) {
+        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        uintptr_t begin = ((uintptr_t)m->data + page - 1) & ~(page - 1);
+        uintptr_t end = ((uintptr_t)m->data + (uintptr_t)m->rows * tensor_row_bytes(m->type, m->cols)) & ~(page - 1);
+        if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
+    }
+    return 0;
+}
+
 static int load_layer(model *m, int32_t il, model_layer *L, char *err, size_t errlen) {
     const model_hparams *hp = &m->hp;
     const gguf_file *f = m->file;
@@ -178,7 +195,7 @@ static int load_layer(model *m, int32_t il, model_layer *L, char *err, size_t er
 #undef NAME
     kern_matrix *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
     for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
-        if (kern_matrix_prepare(mats[i])) {
+        if (prepare_matrix(mats[i])) {
             set_err(err, errlen, "out of memory preparing layer %d", (int)il);
             return -1;
         }
@@ -226,7 +243,7 @@ model *model_load(const char *path, const model_slice *slice, char *err, size_t 
         /* Models with tied embeddings have no output.weight: the head reuses token_embd. */
         const char *head = gguf_find_tensor(m->file, "output.weight") ? "output.weight" : "token_embd.weight";
         if (load_matrix(m->file, head, E, V, &m->output, &m->weight_bytes, sub, sizeof sub)) goto fail_sub;
-        if (kern_matrix_prepare(&m->output)) {
+        if (prepare_matrix(&m->output)) {
             set_err(err, errlen, "out of memory preparing the output head");
             goto fail;
         }
