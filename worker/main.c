@@ -289,8 +289,10 @@ static void on_succ_open(net_conn *c) {
 static void on_succ_drain(net_conn *c) { update_backpressure(net_user(c)); }
 static void on_succ_close(net_conn *c, const char *why) {
     worker *w = net_user(c);
-    if (w->succ == c) w->succ = NULL;
-    if (w->exiting) return;
+    /* The close of a successor from an earlier assignment (dead, or replaced by
+     * a new plan) says nothing about the current one: ignore it. */
+    if (w->succ != c || w->exiting) return;
+    w->succ = NULL;
     logf_("successor connection lost: %s", why);
     if (!w->ready_sent && w->coord) send_ready(w, false, why);
 }
