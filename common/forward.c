@@ -6,6 +6,8 @@
  */
 #include "forward.h"
 
+#include "errmsg.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,21 +26,13 @@ struct fwd_ctx {
     float *hn;    /* [B][n_embd]      final-normed rows that want logits */
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 kv_cache *kv_cache_new(const model *m, int32_t n_slots, int32_t n_ctx, uint32_t type, char *err, size_t errlen) {
     if (type != TENSOR_F16 && type != TENSOR_F32) {
-        set_err(err, errlen, "KV cache type must be f16 or f32");
+        err_set(err, errlen, "KV cache type must be f16 or f32");
         return NULL;
     }
     if (n_slots < 1 || n_ctx < 1) {
-        set_err(err, errlen, "KV cache needs at least one slot and one position");
+        err_set(err, errlen, "KV cache needs at least one slot and one position");
         return NULL;
     }
     kv_cache *kv = calloc(1, sizeof *kv);
@@ -58,7 +52,7 @@ kv_cache *kv_cache_new(const model *m, int32_t n_slots, int32_t n_ctx, uint32_t 
     return kv;
 oom:
     kv_cache_free(kv);
-    set_err(err, errlen, "out of memory for a KV cache of %d slots x %d positions", (int)n_slots, (int)n_ctx);
+    err_set(err, errlen, "out of memory for a KV cache of %d slots x %d positions", (int)n_slots, (int)n_ctx);
     return NULL;
 }
 
@@ -129,25 +123,25 @@ void fwd_ctx_free(fwd_ctx *c) {
 static int check_batch(const fwd_ctx *c, const kv_cache *kv, const fwd_batch *b, char *err, size_t errlen) {
     const model *m = c->m;
     if (b->n < 1 || b->n > c->max_batch) {
-        set_err(err, errlen, "batch of %d tokens (allowed 1..%d)", (int)b->n, (int)c->max_batch);
+        err_set(err, errlen, "batch of %d tokens (allowed 1..%d)", (int)b->n, (int)c->max_batch);
         return -1;
     }
     if (kv->n_layers != m->slice.layer_end - m->slice.layer_begin) {
-        set_err(err, errlen, "KV cache was made for another slice");
+        err_set(err, errlen, "KV cache was made for another slice");
         return -1;
     }
     for (int32_t t = 0; t < b->n; t++) {
         if (b->slot[t] < 0 || b->slot[t] >= kv->n_slots) {
-            set_err(err, errlen, "token %d: slot %d outside [0, %d)", (int)t, (int)b->slot[t], (int)kv->n_slots);
+            err_set(err, errlen, "token %d: slot %d outside [0, %d)", (int)t, (int)b->slot[t], (int)kv->n_slots);
             return -1;
         }
         if (b->pos[t] < 0 || b->pos[t] >= kv->n_ctx) {
-            set_err(err, errlen, "token %d: position %d outside the context [0, %d)", (int)t, (int)b->pos[t],
+            err_set(err, errlen, "token %d: position %d outside the context [0, %d)", (int)t, (int)b->pos[t],
                     (int)kv->n_ctx);
             return -1;
         }
         if (m->slice.embed && (b->tokens[t] < 0 || (uint32_t)b->tokens[t] >= m->hp.n_vocab)) {
-            set_err(err, errlen, "token id %d outside the vocabulary [0, %u)", (int)b->tokens[t], m->hp.n_vocab);
+            err_set(err, errlen, "token id %d outside the vocabulary [0, %u)", (int)b->tokens[t], m->hp.n_vocab);
             return -1;
         }
     }

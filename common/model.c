@@ -9,30 +9,23 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "errmsg.h"
 #include "quant.h"
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Read a required unsigned key that must fit in 32 bits and be at least `min`. */
 static int need_u32(const gguf_file *f, const char *key, uint32_t min, uint32_t *out, char *err, size_t errlen) {
     uint64_t v;
     int rc = gguf_get_uint(f, key, &v);
     if (rc == -1) {
-        set_err(err, errlen, "missing required key '%s'", key);
+        err_set(err, errlen, "missing required key '%s'", key);
         return -1;
     }
     if (rc != 0) {
-        set_err(err, errlen, "key '%s' is not an unsigned integer", key);
+        err_set(err, errlen, "key '%s' is not an unsigned integer", key);
         return -1;
     }
     if (v < min || v > UINT32_MAX) {
-        set_err(err, errlen, "key '%s' = %llu is out of range", key, (unsigned long long)v);
+        err_set(err, errlen, "key '%s' = %llu is out of range", key, (unsigned long long)v);
         return -1;
     }
     *out = (uint32_t)v;
@@ -44,11 +37,11 @@ int model_read_hparams(const gguf_file *f, model_hparams *hp, char *err, size_t 
     const char *arch;
     size_t arch_len;
     if (gguf_get_string(f, "general.architecture", &arch, &arch_len) != 0) {
-        set_err(err, errlen, "missing required key 'general.architecture'");
+        err_set(err, errlen, "missing required key 'general.architecture'");
         return -1;
     }
     if (arch_len != 5 || memcmp(arch, "qwen2", 5) != 0) {
-        set_err(err, errlen, "architecture '%.*s' is not supported (expected 'qwen2')", (int)(arch_len > 64 ? 64 : arch_len), arch);
+        err_set(err, errlen, "architecture '%.*s' is not supported (expected 'qwen2')", (int)(arch_len > 64 ? 64 : arch_len), arch);
         return -1;
     }
     if (need_u32(f, "qwen2.block_count", 1, &hp->n_layer, err, errlen) ||
@@ -63,32 +56,32 @@ int model_read_hparams(const gguf_file *f, model_hparams *hp, char *err, size_t 
         hp->n_head_kv = hp->n_head;
     }
     if (hp->n_embd % hp->n_head) {
-        set_err(err, errlen, "embedding length %u is not a multiple of the head count %u", hp->n_embd, hp->n_head);
+        err_set(err, errlen, "embedding length %u is not a multiple of the head count %u", hp->n_embd, hp->n_head);
         return -1;
     }
     hp->head_dim = hp->n_embd / hp->n_head;
     if (hp->head_dim % 2) {
-        set_err(err, errlen, "head dimension %u is odd; RoPE needs an even one", hp->head_dim);
+        err_set(err, errlen, "head dimension %u is odd; RoPE needs an even one", hp->head_dim);
         return -1;
     }
     if (hp->n_head % hp->n_head_kv) {
-        set_err(err, errlen, "head count %u is not a multiple of the KV head count %u", hp->n_head, hp->n_head_kv);
+        err_set(err, errlen, "head count %u is not a multiple of the KV head count %u", hp->n_head, hp->n_head_kv);
         return -1;
     }
     double v;
     if (gguf_get_float(f, "qwen2.attention.layer_norm_rms_epsilon", &v) != 0) {
-        set_err(err, errlen, "missing required key 'qwen2.attention.layer_norm_rms_epsilon'");
+        err_set(err, errlen, "missing required key 'qwen2.attention.layer_norm_rms_epsilon'");
         return -1;
     }
     if (!(v > 0 && v < 1)) {
-        set_err(err, errlen, "key 'qwen2.attention.layer_norm_rms_epsilon' = %g is out of range", v);
+        err_set(err, errlen, "key 'qwen2.attention.layer_norm_rms_epsilon' = %g is out of range", v);
         return -1;
     }
     hp->rms_eps = (float)v;
     hp->rope_base = 10000.0f; /* the GGUF default when the key is absent */
     if (gguf_get_float(f, "qwen2.rope.freq_base", &v) == 0) {
         if (!(v > 1 && v < 1e12)) {
-            set_err(err, errlen, "key 'qwen2.rope.freq_base' = %g is out of range", v);
+            err_set(err, errlen, "key 'qwen2.rope.freq_base' = %g is out of range", v);
             return -1;
         }
         hp->rope_base = (float)v;
@@ -96,11 +89,11 @@ int model_read_hparams(const gguf_file *f, model_hparams *hp, char *err, size_t 
     const gguf_tensor *t = gguf_find_tensor(f, "token_embd.weight");
     if (!t) t = gguf_find_tensor(f, "output.weight");
     if (!t || t->n_dims != 2) {
-        set_err(err, errlen, "cannot tell the vocabulary size: no 2-D 'token_embd.weight' or 'output.weight'");
+        err_set(err, errlen, "cannot tell the vocabulary size: no 2-D 'token_embd.weight' or 'output.weight'");
         return -1;
     }
     if (t->ne[1] < 1 || t->ne[1] > INT32_MAX) {
-        set_err(err, errlen, "tensor '%s': vocabulary size %lld is out of range", t->name, (long long)t->ne[1]);
+        err_set(err, errlen, "tensor '%s': vocabulary size %lld is out of range", t->name, (long long)t->ne[1]);
         return -1;
     }
     hp->n_vocab = (uint32_t)t->ne[1];
@@ -112,18 +105,18 @@ static int load_matrix(const gguf_file *f, const char *name, int64_t cols, int64
                        uint64_t *bytes, char *err, size_t errlen) {
     const gguf_tensor *t = gguf_find_tensor(f, name);
     if (!t) {
-        set_err(err, errlen, "missing tensor '%s'", name);
+        err_set(err, errlen, "missing tensor '%s'", name);
         return -1;
     }
     if (t->n_dims != 2 || t->ne[0] != cols || t->ne[1] != rows) {
-        set_err(err, errlen, "tensor '%s' has shape [%lld, %lld] (%u dims), expected [%lld, %lld]", name,
+        err_set(err, errlen, "tensor '%s' has shape [%lld, %lld] (%u dims), expected [%lld, %lld]", name,
                 (long long)t->ne[0], (long long)(t->n_dims > 1 ? t->ne[1] : 1), t->n_dims, (long long)cols,
                 (long long)rows);
         return -1;
     }
     const tensor_type_info *ti = tensor_type_get(t->type);
     if (!ti) {
-        set_err(err, errlen, "tensor '%s' has unsupported type %u", name, t->type);
+        err_set(err, errlen, "tensor '%s' has unsupported type %u", name, t->type);
         return -1;
     }
     *m = (kern_matrix){.type = t->type, .rows = rows, .cols = cols, .data = t->data};
@@ -136,21 +129,21 @@ static float *load_vector(const gguf_file *f, const char *name, int64_t n, uint6
                           size_t errlen) {
     const gguf_tensor *t = gguf_find_tensor(f, name);
     if (!t) {
-        set_err(err, errlen, "missing tensor '%s'", name);
+        err_set(err, errlen, "missing tensor '%s'", name);
         return NULL;
     }
     if (t->n_dims != 1 || t->ne[0] != n) {
-        set_err(err, errlen, "tensor '%s' has shape [%lld] (%u dims), expected [%lld]", name, (long long)t->ne[0],
+        err_set(err, errlen, "tensor '%s' has shape [%lld] (%u dims), expected [%lld]", name, (long long)t->ne[0],
                 t->n_dims, (long long)n);
         return NULL;
     }
     float *v = malloc((size_t)n * sizeof *v);
     if (!v) {
-        set_err(err, errlen, "out of memory loading '%s'", name);
+        err_set(err, errlen, "out of memory loading '%s'", name);
         return NULL;
     }
     if (quant_dequantize_row(t->type, t->data, v, n) != 0) {
-        set_err(err, errlen, "tensor '%s': cannot decode type %u", name, t->type);
+        err_set(err, errlen, "tensor '%s': cannot decode type %u", name, t->type);
         free(v);
         return NULL;
     }
@@ -196,7 +189,7 @@ static int load_layer(model *m, int32_t il, model_layer *L, char *err, size_t er
     kern_matrix *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
     for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
         if (prepare_matrix(mats[i])) {
-            set_err(err, errlen, "out of memory preparing layer %d", (int)il);
+            err_set(err, errlen, "out of memory preparing layer %d", (int)il);
             return -1;
         }
     return 0;
@@ -206,7 +199,7 @@ model *model_load(const char *path, const model_slice *slice, char *err, size_t 
     char sub[256];
     model *m = calloc(1, sizeof *m);
     if (!m) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     m->file = gguf_open(path, err, errlen);
@@ -215,14 +208,14 @@ model *model_load(const char *path, const model_slice *slice, char *err, size_t 
         return NULL;
     }
     if (model_read_hparams(m->file, &m->hp, sub, sizeof sub)) {
-        set_err(err, errlen, "%s: %s", path, sub);
+        err_set(err, errlen, "%s: %s", path, sub);
         goto fail;
     }
     m->slice = slice ? *slice : (model_slice){0, -1, true, true};
     if (m->slice.layer_end < 0) m->slice.layer_end = (int32_t)m->hp.n_layer;
     if (m->slice.layer_begin < 0 || m->slice.layer_begin > m->slice.layer_end ||
         (uint32_t)m->slice.layer_end > m->hp.n_layer) {
-        set_err(err, errlen, "%s: layer range [%d, %d) is outside the model's %u layers", path,
+        err_set(err, errlen, "%s: layer range [%d, %d) is outside the model's %u layers", path,
                 (int)m->slice.layer_begin, (int)m->slice.layer_end, m->hp.n_layer);
         goto fail;
     }
@@ -232,7 +225,7 @@ model *model_load(const char *path, const model_slice *slice, char *err, size_t 
     int32_t n = m->slice.layer_end - m->slice.layer_begin;
     m->layers = calloc(n ? (size_t)n : 1, sizeof *m->layers);
     if (!m->layers) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         goto fail;
     }
     for (int32_t i = 0; i < n; i++)
@@ -244,13 +237,13 @@ model *model_load(const char *path, const model_slice *slice, char *err, size_t 
         const char *head = gguf_find_tensor(m->file, "output.weight") ? "output.weight" : "token_embd.weight";
         if (load_matrix(m->file, head, E, V, &m->output, &m->weight_bytes, sub, sizeof sub)) goto fail_sub;
         if (prepare_matrix(&m->output)) {
-            set_err(err, errlen, "out of memory preparing the output head");
+            err_set(err, errlen, "out of memory preparing the output head");
             goto fail;
         }
     }
     return m;
 fail_sub:
-    set_err(err, errlen, "%s: %s", path, sub);
+    err_set(err, errlen, "%s: %s", path, sub);
 fail:
     model_free(m);
     return NULL;
