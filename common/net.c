@@ -22,7 +22,7 @@ struct net_conn {
     bool hello_sent, hello_got, opened;
     bool closing, close_after_flush, paused, reading;
     char close_why[256];
-    uint32_t peer_role;
+    uint32_t peer_role, peer_codecs;
     char peer_name[128];
     char peer_addr[64];
 };
@@ -204,6 +204,7 @@ static void send_hello(net_conn *c) {
     h.cluster_id = (char *)c->cfg.cluster_id;
     h.name = (char *)c->cfg.name;
     h.accepted = true;
+    h.codecs = c->cfg.codecs | 1u;
     send_raw(c, BATON__FRAME_KIND__FRAME_HELLO, 0, &h.base, NULL, 0);
     c->hello_sent = true;
 }
@@ -264,6 +265,7 @@ static int handle_pre_hello(net_conn *c, const frame_header *fh, const uint8_t *
         stop = 1;
     } else {
         c->peer_role = (uint32_t)h->role;
+        c->peer_codecs = h->codecs | 1u;
         snprintf(c->peer_name, sizeof c->peer_name, "%s", h->name ? h->name : "");
         c->hello_got = true;
     }
@@ -462,3 +464,4 @@ void net_set_user(net_conn *c, void *user) { c->user = user; }
 uint32_t net_peer_role(const net_conn *c) { return c->peer_role; }
 const char *net_peer_name(const net_conn *c) { return c->peer_name; }
 const char *net_peer_addr(const net_conn *c) { return c->peer_addr; }
+uint32_t net_peer_codecs(const net_conn *c) { return c->peer_codecs; }

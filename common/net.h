@@ -37,6 +37,7 @@ typedef struct net_config {
     const char *name;       /* for the peer's logs */
     uint64_t max_frame;     /* 0: FRAME_DEFAULT_MAX */
     const char *log_prefix; /* e.g. "baton-worker" */
+    uint32_t codecs;        /* bit (1 << Baton__Codec) per stage codec we decode; 0: f32 only */
 } net_config;
 
 typedef struct net_conn net_conn;
@@ -85,6 +86,9 @@ void net_set_user(net_conn *c, void *user);
 uint32_t net_peer_role(const net_conn *c);
 const char *net_peer_name(const net_conn *c); /* the name from its hello */
 const char *net_peer_addr(const net_conn *c); /* "ip:port" */
+/* The codecs the peer said in its hello it can decode (bit 1 << Baton__Codec);
+ * f32 is always among them. */
+uint32_t net_peer_codecs(const net_conn *c);
 
 /* Milliseconds on a monotonic clock. */
 uint64_t net_now_ms(void);

@@ -806,7 +806,7 @@ static int mk_parse_args(int argc, char **argv, mk_options *o) {
                 done = true;
             }
         if (done) continue;
-        int64_t v;
+        int64_t v = 0;
         if (!strcmp(a, "--preset")) o->preset = val;
         else if (!strcmp(a, "--type")) o->type = val;
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = val;
