@@ -381,6 +381,9 @@ int baton_health(baton_client *c, baton_health_info *out, char *msg, size_t msgl
             o->peak_rss = n->peak_rss;
             o->weight_bytes = n->weight_bytes;
             o->kv_bytes = n->kv_bytes;
+            o->hop_bytes = n->hop_bytes;
+            o->hop_frames = n->hop_frames;
+            o->busy_us = n->busy_us;
         }
     }
     baton__health_reply__free_unpacked(r, NULL);

@@ -120,6 +120,7 @@ typedef struct baton_node_info {
     bool embed, head, ready;
     uint32_t slots_used;
     uint64_t kv_positions, peak_rss, weight_bytes, kv_bytes;
+    uint64_t hop_bytes, hop_frames, busy_us; /* stage frames sent to its successor; compute time */
 } baton_node_info;
 
 typedef struct baton_health_info {

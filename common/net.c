@@ -18,6 +18,7 @@ struct net_conn {
     void *user;
     frame_reader reader;
     size_t queued;            /* bytes written but not yet confirmed */
+    uint64_t bytes_sent, frames_sent;
     bool above_high;          /* queue went above the high-water mark */
     bool hello_sent, hello_got, opened;
     bool closing, close_after_flush, paused, reading;
@@ -180,6 +181,8 @@ static int send_raw(net_conn *c, uint32_t kind, uint32_t call_id, const Protobuf
         return -1;
     }
     c->queued += total;
+    c->bytes_sent += total;
+    c->frames_sent++;
     if (c->queued > NET_HIGH_WATER) c->above_high = true;
     return 0;
 }
@@ -459,6 +462,8 @@ void net_server_close(net_server *s) {
 }
 
 size_t net_queued_bytes(const net_conn *c) { return c ? c->queued : 0; }
+uint64_t net_bytes_sent(const net_conn *c) { return c ? c->bytes_sent : 0; }
+uint64_t net_frames_sent(const net_conn *c) { return c ? c->frames_sent : 0; }
 void *net_user(const net_conn *c) { return c->user; }
 void net_set_user(net_conn *c, void *user) { c->user = user; }
 uint32_t net_peer_role(const net_conn *c) { return c->peer_role; }

@@ -77,6 +77,9 @@ int net_send(net_conn *c, uint32_t kind, uint32_t call_id, const ProtobufCMessag
 int net_send_status(net_conn *c, uint32_t call_id, int code, const char *message);
 
 size_t net_queued_bytes(const net_conn *c);
+/* Bytes (headers included) and frames queued for sending on c since it opened. */
+uint64_t net_bytes_sent(const net_conn *c);
+uint64_t net_frames_sent(const net_conn *c);
 void net_pause(net_conn *c, bool paused); /* stop/resume reading */
 /* Close after the queued writes are flushed; on_close follows with `why`. */
 void net_close(net_conn *c, const char *why);

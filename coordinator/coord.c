@@ -211,6 +211,9 @@ static void handle_worker_frame(coord *c, coord_node *n, const frame_header *h, 
             n->slots_used = ws->slots_used;
             n->kv_positions = ws->kv_positions;
             n->peak_rss = ws->peak_rss;
+            n->hop_bytes = ws->hop_bytes;
+            n->hop_frames = ws->hop_frames;
+            n->busy_us = ws->busy_us;
             baton__worker_status__free_unpacked(ws, NULL);
         }
         break;
@@ -249,6 +252,9 @@ static void handle_health(coord *c, net_conn *conn, uint32_t call_id) {
             ns[i].peak_rss = n->peak_rss;
             ns[i].weight_bytes = n->weight_bytes;
             ns[i].kv_bytes = n->kv_bytes;
+            ns[i].hop_bytes = n->hop_bytes;
+            ns[i].hop_frames = n->hop_frames;
+            ns[i].busy_us = n->busy_us;
             np[i] = &ns[i];
         }
         r.n_nodes = (size_t)i;

@@ -51,6 +51,7 @@ typedef struct coord_node {
     bool ready;
     uint32_t slots_used;
     uint64_t kv_positions, peak_rss, weight_bytes, kv_bytes;
+    uint64_t hop_bytes, hop_frames, busy_us; /* as its last WorkerStatus said */
     struct coord_node *next;
 } coord_node;
 

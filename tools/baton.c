@@ -348,6 +348,9 @@ static int cmd_health(baton_client *c, cli *o) {
             json_object_set_new(e, "peak_rss", json_integer((json_int_t)n->peak_rss));
             json_object_set_new(e, "weight_bytes", json_integer((json_int_t)n->weight_bytes));
             json_object_set_new(e, "kv_bytes", json_integer((json_int_t)n->kv_bytes));
+            json_object_set_new(e, "hop_bytes", json_integer((json_int_t)n->hop_bytes));
+            json_object_set_new(e, "hop_frames", json_integer((json_int_t)n->hop_frames));
+            json_object_set_new(e, "busy_us", json_integer((json_int_t)n->busy_us));
             json_array_append_new(nodes, e);
         }
         json_object_set_new(j, "nodes", nodes);

@@ -50,6 +50,7 @@ typedef struct worker {
     Baton__Assignment *asg; /* current assignment (owned) */
     bool ready_sent, exiting;
     double measured_speed;
+    uint64_t hop_bytes, hop_frames; /* stage frames sent to successors, all plans */
 } worker;
 
 static void die(const char *fmt, ...) {
@@ -136,6 +137,9 @@ static void send_status(worker *w) {
     Baton__WorkerStatus ws = BATON__WORKER_STATUS__INIT;
     if (w->st) stage_usage(w->st, &ws.slots_used, &ws.kv_positions);
     ws.peak_rss = peak_rss_bytes();
+    ws.hop_bytes = w->hop_bytes;
+    ws.hop_frames = w->hop_frames;
+    ws.busy_us = w->st ? stage_busy_us(w->st) : 0;
     net_send(w->coord, BATON__FRAME_KIND__FRAME_WORKER_STATUS, 0, &ws.base, NULL, 0);
 }
 
@@ -273,7 +277,11 @@ static void on_wake(uv_async_t *a) {
             f->codec = BATON__CODEC__CODEC_F32;
             f->raw_size = j->hidden_len;
             f->crc32 = frame_crc32(0, j->hidden, j->hidden_len);
-            net_send(w->succ, BATON__FRAME_KIND__FRAME_STAGE, 0, &f->base, j->hidden, j->hidden_len);
+            uint64_t before = net_bytes_sent(w->succ);
+            if (net_send(w->succ, BATON__FRAME_KIND__FRAME_STAGE, 0, &f->base, j->hidden, j->hidden_len) == 0) {
+                w->hop_bytes += net_bytes_sent(w->succ) - before;
+                w->hop_frames++;
+            }
         }
         stage_job_free(j);
     }

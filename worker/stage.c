@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "frame.h"
 #include "sampler.h"
@@ -37,6 +38,7 @@ struct stage {
     int32_t *pos_filled;             /* [n_slots]: positions fed, 0 = free */
     uint32_t usage_slots;            /* under mu */
     uint64_t usage_positions;
+    uint64_t busy_us;                /* under mu */
 };
 
 static void job_fail(stage_job *j, const char *fmt, ...) {
@@ -183,6 +185,13 @@ static void run_frame(stage *s, stage_job *j) {
     free(row_of);
 }
 
+/* Monotonic seconds. */
+static double now_s_stage(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static void *stage_main(void *arg) {
     stage *s = arg;
     pthread_mutex_lock(&s->mu);
@@ -194,6 +203,7 @@ static void *stage_main(void *arg) {
         if (!s->in_head) s->in_tail = NULL;
         pthread_mutex_unlock(&s->mu);
 
+        double t_job = now_s_stage();
         if (j->kind == STAGE_JOB_DROP) {
             for (size_t i = 0; i < j->n_drop; i++) slot_clear(s, j->drop_slots[i]);
         } else {
@@ -207,6 +217,7 @@ static void *stage_main(void *arg) {
         }
 
         pthread_mutex_lock(&s->mu);
+        s->busy_us += (uint64_t)((now_s_stage() - t_job) * 1e6);
         s->usage_slots = used;
         s->usage_positions = positions;
         j->next = NULL;
@@ -306,6 +317,13 @@ size_t stage_pending(stage *s) {
     size_t n = s->pending;
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+uint64_t stage_busy_us(stage *s) {
+    pthread_mutex_lock(&s->mu);
+    uint64_t us = s->busy_us;
+    pthread_mutex_unlock(&s->mu);
+    return us;
 }
 
 void stage_usage(stage *s, uint32_t *slots_used, uint64_t *positions) {

@@ -54,6 +54,8 @@ stage_job *stage_take_done(stage *s);            /* NULL when none */
 size_t stage_pending(stage *s);                  /* submitted, not yet taken back */
 /* Slots holding a sequence and positions filled, as of the last finished job. */
 void stage_usage(stage *s, uint32_t *slots_used, uint64_t *positions);
+/* Microseconds the compute thread has spent running jobs since stage_new. */
+uint64_t stage_busy_us(stage *s);
 
 void stage_job_free(stage_job *job);             /* accepts NULL */
 
