@@ -103,7 +103,7 @@ static int read_status(baton_client *c, const frame_header *h, char *msg, size_t
     return code;
 }
 
-baton_client *baton_connect(const char *host_port, const char *cluster_id, char *err, size_t errlen) {
+static baton_client *connect_as(const char *host_port, const char *cluster_id, int role, char *err, size_t errlen) {
     const char *colon = host_port ? strrchr(host_port, ':') : NULL;
     if (!colon) {
         snprintf(err, errlen, "server address '%s' is not HOST:PORT", host_port ? host_port : "");
@@ -135,9 +135,9 @@ baton_client *baton_connect(const char *host_port, const char *cluster_id, char 
     c->fd = fd;
     Baton__Hello h = BATON__HELLO__INIT;
     h.protocol_version = FRAME_PROTOCOL_VERSION;
-    h.role = BATON__ROLE__ROLE_CLIENT;
+    h.role = (Baton__Role)role;
     h.cluster_id = (char *)(cluster_id ? cluster_id : "baton");
-    h.name = "client";
+    h.name = role == BATON__ROLE__ROLE_ADMIN ? "admin" : "client";
     h.accepted = true;
     frame_header fh;
     if (send_frame(c, BATON__FRAME_KIND__FRAME_HELLO, 0, &h.base) != 0 || read_frame(c, &fh) != 0) {
@@ -161,6 +161,14 @@ baton_client *baton_connect(const char *host_port, const char *cluster_id, char 
     }
     baton__hello__free_unpacked(sh, NULL);
     return c;
+}
+
+baton_client *baton_connect(const char *host_port, const char *cluster_id, char *err, size_t errlen) {
+    return connect_as(host_port, cluster_id, BATON__ROLE__ROLE_CLIENT, err, errlen);
+}
+
+baton_client *baton_connect_admin(const char *host_port, const char *cluster_id, char *err, size_t errlen) {
+    return connect_as(host_port, cluster_id, BATON__ROLE__ROLE_ADMIN, err, errlen);
 }
 
 void baton_close(baton_client *c) {
@@ -350,12 +358,13 @@ int baton_detokenize(baton_client *c, const int32_t *ids, size_t n_ids, char **t
     return st;
 }
 
-int baton_health(baton_client *c, baton_health_info *out, char *msg, size_t msglen) {
+/* The health or admin-state call: both answer a HealthReply. */
+static int health_call(baton_client *c, uint32_t kind, uint32_t reply_kind, baton_health_info *out, char *msg,
+                       size_t msglen) {
     memset(out, 0, sizeof *out);
     Baton__HealthRequest req = BATON__HEALTH_REQUEST__INIT;
     void *rep;
-    int st = simple_call(c, BATON__FRAME_KIND__FRAME_HEALTH, &req.base, BATON__FRAME_KIND__FRAME_HEALTH_REPLY, &rep,
-                         &baton__health_reply__descriptor, msg, msglen);
+    int st = simple_call(c, kind, &req.base, reply_kind, &rep, &baton__health_reply__descriptor, msg, msglen);
     if (st != BATON_STATUS_OK) return st;
     Baton__HealthReply *r = rep;
     out->serving = r->serving;
@@ -363,6 +372,17 @@ int baton_health(baton_client *c, baton_health_info *out, char *msg, size_t msgl
     out->active_requests = r->active_requests;
     out->queued_requests = r->queued_requests;
     snprintf(out->plan_error, sizeof out->plan_error, "%s", r->plan_error ? r->plan_error : "");
+    out->plan_id = r->plan_id;
+    out->inflight_batches = r->inflight_batches;
+    out->predicted_step_s = r->predicted_step_s;
+    out->tokens_per_s = r->tokens_per_s;
+    out->uptime_s = r->uptime_s;
+    out->step_seconds_avg = r->step_seconds_avg;
+    out->tokens_generated = r->tokens_generated;
+    out->tokens_prompt = r->tokens_prompt;
+    out->requests_total = r->requests_total;
+    out->requests_failed = r->requests_failed;
+    out->replans = r->replans;
     out->nodes = calloc(r->n_nodes + 1, sizeof *out->nodes);
     if (out->nodes) {
         out->n_nodes = r->n_nodes;
@@ -384,9 +404,54 @@ int baton_health(baton_client *c, baton_health_info *out, char *msg, size_t msgl
             o->hop_bytes = n->hop_bytes;
             o->hop_frames = n->hop_frames;
             o->busy_us = n->busy_us;
+            snprintf(o->state, sizeof o->state, "%s", n->state ? n->state : "");
+            o->memory = n->memory;
+            snprintf(o->isa, sizeof o->isa, "%s", n->isa ? n->isa : "");
+            o->cores = n->cores;
+            o->seconds_per_layer = n->seconds_per_layer;
+            o->heartbeat_age_ms = n->heartbeat_age_ms;
+            o->stage = n->stage;
+            o->stage_seconds = n->stage_seconds;
+            o->steps = n->steps;
         }
     }
     baton__health_reply__free_unpacked(r, NULL);
+    return st;
+}
+
+int baton_health(baton_client *c, baton_health_info *out, char *msg, size_t msglen) {
+    return health_call(c, BATON__FRAME_KIND__FRAME_HEALTH, BATON__FRAME_KIND__FRAME_HEALTH_REPLY, out, msg, msglen);
+}
+
+int baton_admin_state(baton_client *c, baton_health_info *out, char *msg, size_t msglen) {
+    return health_call(c, BATON__FRAME_KIND__FRAME_ADMIN_STATE, BATON__FRAME_KIND__FRAME_ADMIN_STATE_REPLY, out, msg,
+                       msglen);
+}
+
+int baton_admin_node_op(baton_client *c, int op, uint32_t node_id, char *msg, size_t msglen) {
+    Baton__AdminNodeOp req = BATON__ADMIN_NODE_OP__INIT;
+    req.op = (Baton__AdminOp)op;
+    req.node_id = node_id;
+    void *rep;
+    int st = simple_call(c, BATON__FRAME_KIND__FRAME_ADMIN_NODE_OP, &req.base, BATON__FRAME_KIND__FRAME_ADMIN_NODE_OP_REPLY,
+                         &rep, &baton__admin_node_op_reply__descriptor, msg, msglen);
+    if (st != BATON_STATUS_OK) return st;
+    Baton__AdminNodeOpReply *r = rep;
+    snprintf(msg, msglen, "%s", r->message ? r->message : "");
+    baton__admin_node_op_reply__free_unpacked(r, NULL);
+    return st;
+}
+
+int baton_metrics(baton_client *c, char **text, char *msg, size_t msglen) {
+    Baton__MetricsRequest req = BATON__METRICS_REQUEST__INIT;
+    void *rep;
+    *text = NULL;
+    int st = simple_call(c, BATON__FRAME_KIND__FRAME_METRICS, &req.base, BATON__FRAME_KIND__FRAME_METRICS_REPLY, &rep,
+                         &baton__metrics_reply__descriptor, msg, msglen);
+    if (st != BATON_STATUS_OK) return st;
+    Baton__MetricsReply *r = rep;
+    *text = strdup(r->text ? r->text : "");
+    baton__metrics_reply__free_unpacked(r, NULL);
     return st;
 }
 

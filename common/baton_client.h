@@ -53,6 +53,8 @@ typedef struct baton_client baton_client;
 
 /* Connect and exchange hellos. cluster_id NULL means "baton". NULL with a message. */
 baton_client *baton_connect(const char *host_port, const char *cluster_id, char *err, size_t errlen);
+/* The same with role ADMIN: the connection may also make the baton_admin_* calls. */
+baton_client *baton_connect_admin(const char *host_port, const char *cluster_id, char *err, size_t errlen);
 void baton_close(baton_client *c); /* accepts NULL */
 
 typedef struct baton_chat_msg {
@@ -121,6 +123,15 @@ typedef struct baton_node_info {
     uint32_t slots_used;
     uint64_t kv_positions, peak_rss, weight_bytes, kv_bytes;
     uint64_t hop_bytes, hop_frames, busy_us; /* stage frames sent to its successor; compute time */
+    char state[16];             /* serving, loading, idle, draining, drained, removing, removed, dead */
+    uint64_t memory;            /* bytes it offered */
+    char isa[32];
+    uint32_t cores;
+    double seconds_per_layer;   /* measured when it joined */
+    uint64_t heartbeat_age_ms;
+    int32_t stage;              /* -1: no layers */
+    double stage_seconds;       /* predicted time of its stage per step */
+    uint64_t steps;             /* stage frames computed */
 } baton_node_info;
 
 typedef struct baton_health_info {
@@ -129,10 +140,27 @@ typedef struct baton_health_info {
     baton_node_info *nodes;     /* malloc'd, n_nodes of them */
     size_t n_nodes;
     char plan_error[256];
+    uint32_t plan_id, inflight_batches;
+    double predicted_step_s, tokens_per_s, uptime_s, step_seconds_avg;
+    uint64_t tokens_generated, tokens_prompt, requests_total, requests_failed, replans;
 } baton_health_info;
 
 int baton_health(baton_client *c, baton_health_info *out, char *msg, size_t msglen);
 void baton_health_free(baton_health_info *h);
+
+/* --- admin calls (a connection from baton_connect_admin) ---------------- */
+
+/* Like baton_health, with every node (also the dead and removed ones). */
+int baton_admin_state(baton_client *c, baton_health_info *out, char *msg, size_t msglen);
+
+enum baton_admin_op { BATON_ADMIN_DRAIN = 1, BATON_ADMIN_UNDRAIN = 2, BATON_ADMIN_REMOVE = 3, BATON_ADMIN_REBALANCE = 4 };
+
+/* Drain, undrain or remove node_id, or rebalance (node_id unused). Status
+ * code; msg gets the coordinator's one-line answer, or the error. */
+int baton_admin_node_op(baton_client *c, int op, uint32_t node_id, char *msg, size_t msglen);
+
+/* The coordinator's metrics in Prometheus text format (*text malloc'd). */
+int baton_metrics(baton_client *c, char **text, char *msg, size_t msglen);
 
 typedef struct baton_model_info {
     uint32_t n_layer, n_embd, n_vocab, n_ctx;

@@ -6,7 +6,9 @@
 
 #include "coord.h"
 
-#define HEARTBEAT_MS 500
+#define HEARTBEAT_MS 1000
+#define SWITCH_WAIT_MS 10000  /* longest wait for the micro-batches in flight before a re-plan */
+#define LOADING_GRACE_MS 60000 /* a worker loading its slice may be silent this long */
 
 static void logf_(const char *fmt, ...) {
     va_list ap;
@@ -48,42 +50,100 @@ static uint64_t tensor_bytes_prefix(const gguf_file *f, const char *prefix) {
     return sum;
 }
 
-/* Plans over the joined nodes (in join order) and sends every stage its assignment. */
-static void make_plan(coord *c) {
-    int nn = 0;
-    coord_node *order[PLAN_MAX_NODES];
-    plan_node pn[PLAN_MAX_NODES];
-    for (coord_node *n = c->nodes; n && nn < PLAN_MAX_NODES; n = n->next) {
-        order[nn] = n;
-        pn[nn] = (plan_node){n->mem, n->speed};
-        n->stage = -1;
-        n->ready = false;
-        nn++;
-    }
+/* The plan inputs of the model file: weight bytes per layer (*lb, malloc'd), KV, embed and head. */
+static int plan_model_of(coord *c, plan_model *pm, uint64_t **lb) {
     const int32_t L = (int32_t)c->hp.n_layer;
-    uint64_t *lb = calloc((size_t)L, sizeof *lb);
-    if (!lb) return;
+    *lb = calloc((size_t)L + 1, sizeof **lb);
+    if (!*lb) return -1;
     uint64_t total = 0;
     for (int32_t l = 0; l < L; l++) {
         char prefix[32];
         snprintf(prefix, sizeof prefix, "blk.%d.", (int)l);
-        lb[l] = tensor_bytes_prefix(c->gf, prefix);
-        total += lb[l];
+        (*lb)[l] = tensor_bytes_prefix(c->gf, prefix);
+        total += (*lb)[l];
     }
     const gguf_tensor *te = gguf_find_tensor(c->gf, "token_embd.weight");
     const gguf_tensor *to = gguf_find_tensor(c->gf, "output.weight");
     const gguf_tensor *tn = gguf_find_tensor(c->gf, "output_norm.weight");
-    plan_model pm = {.n_layer = L, .layer_bytes = lb};
-    pm.kv_bytes_per_layer = model_kv_bytes_per_token(&c->hp, TENSOR_F16) * (uint64_t)c->o.n_ctx * (uint64_t)c->o.n_slots;
-    pm.embed_bytes = te ? te->bytes : 0;
-    pm.head_bytes = (to ? to->bytes : pm.embed_bytes) + (tn ? tn->bytes : 0);
+    *pm = (plan_model){.n_layer = L, .layer_bytes = *lb};
+    pm->kv_bytes_per_layer = model_kv_bytes_per_token(&c->hp, TENSOR_F16) * (uint64_t)c->o.n_ctx * (uint64_t)c->o.n_slots;
+    pm->embed_bytes = te ? te->bytes : 0;
+    pm->head_bytes = (to ? to->bytes : pm->embed_bytes) + (tn ? tn->bytes : 0);
     double avg = L ? (double)total / L : 1;
-    pm.embed_cost = 0;
-    pm.head_cost = avg > 0 ? (double)pm.head_bytes / avg : 0;
-    char err[512];
-    int rc = plan_layers(&pm, pn, nn, &c->plan, err, sizeof err);
+    pm->embed_cost = 0;
+    pm->head_cost = avg > 0 ? (double)pm->head_bytes / avg : 0;
+    return 0;
+}
+
+static bool node_eligible(const coord_node *n) { return !n->drained && !n->removing; }
+
+int coord_plan_dry(coord *c, plan_result *out, coord_node **order, int *n_order, char *err, size_t errlen) {
+    int nn = 0;
+    static plan_node pn[PLAN_MAX_NODES];
+    for (coord_node *n = c->nodes; n && nn < PLAN_MAX_NODES; n = n->next) {
+        if (!node_eligible(n)) continue;
+        order[nn] = n;
+        pn[nn] = (plan_node){n->mem, n->speed};
+        nn++;
+    }
+    *n_order = nn;
+    plan_model pm;
+    uint64_t *lb;
+    if (plan_model_of(c, &pm, &lb) != 0) {
+        snprintf(err, errlen, "out of memory planning");
+        return -1;
+    }
+    int rc = plan_layers(&pm, pn, nn, out, err, errlen);
     free(lb);
-    if (rc != 0) {
+    if (rc != 0 && nn < c->n_nodes) {
+        size_t l = strlen(err);
+        snprintf(err + l, errlen - l, " (%d drained worker(s) left out)", c->n_nodes - nn);
+    }
+    return rc;
+}
+
+/* Moves a node from the registry to the short list of dead ones (for `nodes`). */
+static void node_retire(coord *c, coord_node *n) {
+    for (coord_node **pp = &c->nodes; *pp; pp = &(*pp)->next)
+        if (*pp == n) {
+            *pp = n->next;
+            break;
+        }
+    c->n_nodes--;
+    for (int s = 0; s < PLAN_MAX_NODES; s++)
+        if (c->stage_nodes[s] == n) c->stage_nodes[s] = NULL;
+    n->conn = NULL;
+    n->dead = true;
+    n->stage = -1;
+    n->ready = false;
+    n->next = c->dead;
+    c->dead = n;
+    int k = 0;
+    for (coord_node *d = c->dead, *prev = NULL; d; prev = d, d = d->next)
+        if (++k > 8) { /* keep the 8 newest */
+            prev->next = NULL;
+            while (d) {
+                coord_node *nx = d->next;
+                free(d);
+                d = nx;
+            }
+            break;
+        }
+}
+
+/* Plans over the eligible nodes (in join order) and sends every stage its
+ * assignment; nodes left out get a release (they free their slice), and nodes
+ * being removed are disconnected. */
+static void make_plan(coord *c) {
+    coord_node *order[PLAN_MAX_NODES];
+    int nn = 0;
+    for (coord_node *n = c->nodes; n; n = n->next) {
+        n->stage = -1;
+        n->ready = false;
+    }
+    memset(c->stage_nodes, 0, sizeof c->stage_nodes);
+    char err[512];
+    if (coord_plan_dry(c, &c->plan, order, &nn, err, sizeof err) != 0) {
         snprintf(c->plan_error, sizeof c->plan_error, "%s", err);
         logf_("cannot plan: %s", err);
         c->planned = false;
@@ -92,6 +152,7 @@ static void make_plan(coord *c) {
     c->plan_error[0] = 0;
     c->planned = true;
     c->plan_id++;
+    c->stats.replans++;
     logf_("plan %u over %d worker(s), slowest stage %.3g s:", (unsigned)c->plan_id, nn, c->plan.bottleneck);
     for (int s = 0; s < c->plan.n_stages; s++) {
         const plan_stage *ps = &c->plan.stages[s];
@@ -114,6 +175,23 @@ static void make_plan(coord *c) {
               (double)ps->bytes / 1048576.0);
         net_send(n->conn, BATON__FRAME_KIND__FRAME_ASSIGNMENT, 0, &a.base, NULL, 0);
     }
+    for (coord_node *n = c->nodes, *nx; n; n = nx) {
+        nx = n->next;
+        if (n->stage >= 0) continue;
+        Baton__Assignment a = BATON__ASSIGNMENT__INIT;
+        a.node_id = n->id;
+        a.plan_id = c->plan_id;
+        a.release = true;
+        net_send(n->conn, BATON__FRAME_KIND__FRAME_ASSIGNMENT, 0, &a.base, NULL, 0);
+        if (n->removing) {
+            logf_("worker %u removed", (unsigned)n->id);
+            net_conn *conn = n->conn;
+            node_retire(c, n);
+            net_close(conn, "removed by an admin");
+        } else {
+            logf_("  worker %u (%s): no layers (%s)", (unsigned)n->id, n->listen, n->drained ? "drained" : "idle");
+        }
+    }
 }
 
 /* Ends every request when no plan can serve them. */
@@ -123,17 +201,54 @@ static void fail_unplannable(coord *c) {
     sched_fail_all(c, BATON__STATUS_CODE__STATUS_UNAVAILABLE, msg);
 }
 
-/* Called when the pipeline loses a member: plan again over the survivors
- * (--workers only gates the first plan) and replay the live requests from their
- * records; with no plan possible, end them with UNAVAILABLE. */
-static void plan_broken(coord *c, const char *why) {
-    logf_("pipeline broken (%s): re-planning", why);
+/* Switches to a new plan now: forget the micro-batches in flight, plan over
+ * the eligible nodes (--workers only gates the first plan) and replay the live
+ * requests from their records; with no plan possible, end them with UNAVAILABLE. */
+static void switch_plan(coord *c, const char *why) {
+    logf_("re-planning (%s)", why);
+    c->stats.replan_wall_ms = metrics_wall_ms();
+    c->stats.recovered_wall_ms = 0;
+    c->switching = false;
     c->serving = false;
     c->planned = false;
     memset(c->stage_nodes, 0, sizeof c->stage_nodes);
     sched_requeue_all(c);
     make_plan(c); /* with no worker left this records why nothing can be served */
     if (!c->planned) fail_unplannable(c);
+}
+
+/* Called when the pipeline loses a member. */
+static void plan_broken(coord *c, const char *why) {
+    logf_("pipeline broken (%s)", why);
+    switch_plan(c, why);
+}
+
+void coord_replan_graceful(coord *c, const char *why) {
+    snprintf(c->switch_why, sizeof c->switch_why, "%s", why);
+    if (!c->planned || c->n_inflight == 0) {
+        switch_plan(c, why);
+        return;
+    }
+    c->switching = true;
+    c->switch_start_ms = net_now_ms();
+    logf_("%s: waiting for %d micro-batch(es) in flight before re-planning", why, c->n_inflight);
+}
+
+/* A worker is gone (connection dropped or silent): forget it, re-plan if it held layers. */
+static void node_lost(coord *c, coord_node *n, const char *why) {
+    bool in_plan = n->stage >= 0 && c->planned;
+    logf_("worker %u left: %s", (unsigned)n->id, why);
+    c->stats.workers_dead++;
+    node_retire(c, n);
+    if (in_plan) plan_broken(c, "a worker of the pipeline left");
+}
+
+const char *coord_node_state(const coord *c, const coord_node *n) {
+    if (n->dead) return n->removing ? "removed" : "dead";
+    if (n->removing) return "removing";
+    if (n->drained) return n->stage >= 0 ? "draining" : "drained";
+    if (n->stage < 0) return "idle";
+    return n->ready && c->serving ? "serving" : "loading";
 }
 
 /* --- node messages ------------------------------------------------------ */
@@ -157,6 +272,7 @@ static void handle_join(coord *c, net_conn *conn, const frame_header *h, const u
     n->cores = j->cores;
     snprintf(n->isa, sizeof n->isa, "%s", j->isa ? j->isa : "");
     n->stage = -1;
+    n->last_seen_ms = net_now_ms();
     baton__join__free_unpacked(j, NULL);
     coord_node **pp = &c->nodes;
     while (*pp) pp = &(*pp)->next;
@@ -165,6 +281,7 @@ static void handle_join(coord *c, net_conn *conn, const frame_header *h, const u
     logf_("worker %u joined from %s: listens on %s, %.1f MiB, %u cores, %s, %.3g s/layer", (unsigned)n->id,
           net_peer_addr(conn), n->listen, (double)n->mem / 1048576.0, (unsigned)n->cores, n->isa, n->speed);
     if (!c->planned && (c->n_nodes >= c->o.want_workers || c->plan_id > 0)) make_plan(c);
+    else if (c->planned) logf_("worker %u is idle until the next re-plan (batonctl rebalance)", (unsigned)n->id);
 }
 
 static void handle_ready(coord *c, coord_node *n, const frame_header *h, const uint8_t *msg) {
@@ -203,6 +320,7 @@ static void handle_worker_frame(coord *c, coord_node *n, const frame_header *h, 
             sched_on_result(c, r);
             baton__stage_result__free_unpacked(r, NULL);
         }
+        if (c->switching && c->n_inflight == 0) switch_plan(c, c->switch_why);
         break;
     }
     case BATON__FRAME_KIND__FRAME_WORKER_STATUS: {
@@ -214,6 +332,9 @@ static void handle_worker_frame(coord *c, coord_node *n, const frame_header *h, 
             n->hop_bytes = ws->hop_bytes;
             n->hop_frames = ws->hop_frames;
             n->busy_us = ws->busy_us;
+            n->weight_bytes = ws->weight_bytes;
+            n->kv_bytes = ws->kv_bytes;
+            n->steps = ws->steps;
             baton__worker_status__free_unpacked(ws, NULL);
         }
         break;
@@ -224,42 +345,82 @@ static void handle_worker_frame(coord *c, coord_node *n, const frame_header *h, 
 
 /* --- client calls -------------------------------------------------------- */
 
+static void node_status_fill(coord *c, const coord_node *n, Baton__NodeStatus *ns, uint64_t now) {
+    baton__node_status__init(ns);
+    ns->node_id = n->id;
+    ns->address = (char *)n->listen;
+    ns->stage = n->stage;
+    if (n->stage >= 0) {
+        const plan_stage *ps = &c->plan.stages[n->stage];
+        ns->layer_begin = ps->layer_begin;
+        ns->layer_end = ps->layer_end;
+        ns->embed = ps->embed;
+        ns->head = ps->head;
+        ns->stage_seconds = ps->seconds;
+    }
+    ns->ready = n->ready;
+    ns->slots_used = n->slots_used;
+    ns->kv_positions = n->kv_positions;
+    ns->peak_rss = n->peak_rss;
+    ns->weight_bytes = n->weight_bytes;
+    ns->kv_bytes = n->kv_bytes;
+    ns->hop_bytes = n->hop_bytes;
+    ns->hop_frames = n->hop_frames;
+    ns->busy_us = n->busy_us;
+    ns->state = (char *)coord_node_state(c, n);
+    ns->memory = n->mem;
+    ns->isa = (char *)n->isa;
+    ns->cores = n->cores;
+    ns->seconds_per_layer = n->speed;
+    ns->heartbeat_age_ms = now - n->last_seen_ms;
+    ns->steps = n->steps;
+}
+
+void coord_fill_health(coord *c, Baton__HealthReply *r, Baton__NodeStatus **ns, Baton__NodeStatus ***np) {
+    r->serving = c->serving;
+    r->n_workers = (uint32_t)c->n_nodes;
+    r->active_requests = (uint32_t)sched_count(c, REQ_ACTIVE);
+    r->queued_requests = (uint32_t)sched_count(c, REQ_QUEUED);
+    r->plan_error = c->plan_error;
+    r->plan_id = c->planned ? c->plan_id : 0;
+    r->predicted_step_s = c->planned ? c->plan.bottleneck : 0;
+    r->tokens_per_s = metrics_tokens_per_s(c);
+    r->tokens_generated = c->stats.tokens_generated;
+    r->tokens_prompt = c->stats.tokens_prompt;
+    for (int k = 0; k < 17; k++) {
+        r->requests_total += c->stats.req_by_code[k];
+        if (k != BATON__STATUS_CODE__STATUS_OK && k != BATON__STATUS_CODE__STATUS_CANCELLED)
+            r->requests_failed += c->stats.req_by_code[k];
+    }
+    uint64_t now = net_now_ms();
+    r->uptime_s = (double)(now - c->stats.start_ms) / 1000.0;
+    r->inflight_batches = (uint32_t)c->n_inflight;
+    r->step_seconds_avg = c->stats.steps ? (double)c->stats.step_us_sum / 1e6 / (double)c->stats.steps : 0;
+    r->replans = c->stats.replans;
+    int n_dead = 0;
+    for (coord_node *d = c->dead; d; d = d->next) n_dead++;
+    *ns = calloc((size_t)(c->n_nodes + n_dead) + 1, sizeof **ns);
+    *np = calloc((size_t)(c->n_nodes + n_dead) + 1, sizeof **np);
+    if (!*ns || !*np) return;
+    int i = 0;
+    for (coord_node *n = c->nodes; n; n = n->next, i++) {
+        node_status_fill(c, n, &(*ns)[i], now);
+        (*np)[i] = &(*ns)[i];
+    }
+    for (coord_node *n = c->dead; n; n = n->next, i++) {
+        node_status_fill(c, n, &(*ns)[i], now);
+        (*np)[i] = &(*ns)[i];
+    }
+    r->n_nodes = (size_t)i;
+    r->nodes = *np;
+}
+
+/* Health for clients: the live nodes only; admins (FRAME_ADMIN_STATE) also see the dead ones. */
 static void handle_health(coord *c, net_conn *conn, uint32_t call_id) {
     Baton__HealthReply r = BATON__HEALTH_REPLY__INIT;
-    r.serving = c->serving;
-    r.n_workers = (uint32_t)c->n_nodes;
-    r.active_requests = (uint32_t)sched_count(c, REQ_ACTIVE);
-    r.queued_requests = (uint32_t)sched_count(c, REQ_QUEUED);
-    r.plan_error = c->plan_error;
-    Baton__NodeStatus *ns = calloc((size_t)c->n_nodes + 1, sizeof *ns);
-    Baton__NodeStatus **np = calloc((size_t)c->n_nodes + 1, sizeof *np);
-    if (ns && np) {
-        int i = 0;
-        for (coord_node *n = c->nodes; n; n = n->next, i++) {
-            baton__node_status__init(&ns[i]);
-            ns[i].node_id = n->id;
-            ns[i].address = n->listen;
-            if (n->stage >= 0) {
-                const plan_stage *ps = &c->plan.stages[n->stage];
-                ns[i].layer_begin = ps->layer_begin;
-                ns[i].layer_end = ps->layer_end;
-                ns[i].embed = ps->embed;
-                ns[i].head = ps->head;
-            }
-            ns[i].ready = n->ready;
-            ns[i].slots_used = n->slots_used;
-            ns[i].kv_positions = n->kv_positions;
-            ns[i].peak_rss = n->peak_rss;
-            ns[i].weight_bytes = n->weight_bytes;
-            ns[i].kv_bytes = n->kv_bytes;
-            ns[i].hop_bytes = n->hop_bytes;
-            ns[i].hop_frames = n->hop_frames;
-            ns[i].busy_us = n->busy_us;
-            np[i] = &ns[i];
-        }
-        r.n_nodes = (size_t)i;
-        r.nodes = np;
-    }
+    Baton__NodeStatus *ns = NULL, **np = NULL;
+    coord_fill_health(c, &r, &ns, &np);
+    if (r.n_nodes > (size_t)c->n_nodes) r.n_nodes = (size_t)c->n_nodes;
     net_send(conn, BATON__FRAME_KIND__FRAME_HEALTH_REPLY, call_id, &r.base, NULL, 0);
     net_send_status(conn, call_id, BATON__STATUS_CODE__STATUS_OK, "");
     free(ns);
@@ -358,7 +519,13 @@ static void on_frame(net_conn *conn, const frame_header *h, const uint8_t *msg, 
             if (h->kind == BATON__FRAME_KIND__FRAME_JOIN) handle_join(c, conn, h, msg);
             return;
         }
+        n->last_seen_ms = net_now_ms();
         handle_worker_frame(c, n, h, msg);
+    } else if (h->kind >= BATON__FRAME_KIND__FRAME_ADMIN_STATE && h->kind <= BATON__FRAME_KIND__FRAME_METRICS_REPLY) {
+        if (net_peer_role(conn) == BATON__ROLE__ROLE_ADMIN) admin_handle_frame(c, conn, h, msg);
+        else
+            net_send_status(conn, h->call_id, BATON__STATUS_CODE__STATUS_PERMISSION_DENIED,
+                            "admin calls need an admin connection (batonctl)");
     } else {
         handle_client_frame(c, conn, h, msg);
     }
@@ -371,16 +538,24 @@ static void on_close(net_conn *conn, const char *why) {
         sched_cancel(c, conn, 0, true);
         return;
     }
-    for (coord_node **pp = &c->nodes; *pp; pp = &(*pp)->next)
-        if (*pp == n) {
-            *pp = n->next;
-            break;
-        }
-    c->n_nodes--;
-    logf_("worker %u left: %s", (unsigned)n->id, why);
-    bool in_plan = n->stage >= 0 && c->planned;
-    free(n);
-    if (in_plan) plan_broken(c, "a worker of the pipeline left");
+    node_lost(c, n, why);
+}
+
+/* Declares dead every worker silent for longer than the heartbeat timeout. */
+static void check_silence(coord *c, uint64_t now) {
+    uint64_t limit = (uint64_t)c->o.heartbeat_timeout_ms;
+    for (coord_node *n = c->nodes, *nx; n; n = nx) {
+        nx = n->next;
+        uint64_t allowed = n->stage >= 0 && !n->ready && limit < LOADING_GRACE_MS ? LOADING_GRACE_MS : limit;
+        if (now - n->last_seen_ms <= allowed) continue;
+        char why[96];
+        snprintf(why, sizeof why, "silent for %llu ms (heartbeat timeout %llu ms)",
+                 (unsigned long long)(now - n->last_seen_ms), (unsigned long long)limit);
+        net_conn *conn = n->conn;
+        node_lost(c, n, why); /* may re-plan and change the list: one per tick */
+        net_close(conn, why); /* its on_close finds no node any more */
+        return;
+    }
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -394,12 +569,20 @@ static void on_tick(uv_timer_t *t) {
         for (coord_node *n = c->nodes; n; n = n->next)
             net_send(n->conn, BATON__FRAME_KIND__FRAME_HEARTBEAT, 0, &hb.base, NULL, 0);
     }
+    check_silence(c, now);
+    if (c->switching && now - c->switch_start_ms > SWITCH_WAIT_MS) {
+        logf_("%d micro-batch(es) still in flight after %d ms: re-planning anyway", c->n_inflight, SWITCH_WAIT_MS);
+        switch_plan(c, c->switch_why);
+    }
+    metrics_sample(c, now);
     sched_tick(c);
 }
 
 int coord_init(coord *c, const coord_opts *o, uv_loop_t *loop, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     c->o = *o;
+    if (c->o.heartbeat_timeout_ms <= 0) c->o.heartbeat_timeout_ms = 3000;
+    c->stats.start_ms = net_now_ms();
     c->loop = loop;
     c->gf = gguf_open(o->model_path, err, errlen);
     if (!c->gf) return -1;
@@ -430,10 +613,17 @@ int coord_init(coord *c, const coord_opts *o, uv_loop_t *loop, char *err, size_t
           (int)(colon - o->listen), o->listen, net_server_port(c->server), o->model_path, (unsigned)c->hp.n_layer,
           (unsigned)c->hp.n_embd, (unsigned)c->hp.n_vocab,
           c->tok ? ", tokenizer" : "", o->want_workers);
+    if (o->metrics_listen && metrics_http_start(c, o->metrics_listen, err, errlen) != 0) return -1;
     return 0;
 }
 
 void coord_free(coord *c) {
+    metrics_http_stop(c);
+    while (c->dead) {
+        coord_node *n = c->dead;
+        c->dead = n->next;
+        free(n);
+    }
     free(c->slot_req);
     tok_free(c->tok);
     gguf_close(c->gf);

@@ -3,6 +3,21 @@
  * Everything runs on one libuv loop thread; nothing here computes a layer.
  *   coord.c  - node registry, planning and assignment, the client API server
  *   sched.c  - the request record and the continuous-batching scheduler
+ *   admin.c  - admin calls (state, drain/undrain/remove/rebalance, metrics)
+ *   metrics.c - the Prometheus text and its HTTP server (libh2o on the same loop)
+ *
+ * Membership: workers join at any time. A worker that joins while a plan is
+ * serving stays idle until a re-plan (admin `rebalance`, or the next failure,
+ * drain or remove); the first plan forms once --workers have joined, and a join
+ * while nothing is planned plans at once. Every second the coordinator sends a
+ * heartbeat and the worker answers with its status; a worker silent for
+ * heartbeat_timeout_ms, or whose connection drops, is declared dead.
+ * Re-planning after a failure is immediate (the micro-batches in flight are
+ * lost); after a drain, remove or rebalance the coordinator stops feeding the
+ * pipeline, waits for the micro-batches in flight to come back (a step
+ * boundary) and only then switches. Either way the live requests are replayed
+ * on the new plan from their records. Workers left out of a plan get an empty
+ * assignment and free their slice.
  *
  * Data path: a Generate call becomes a coord_request (its prompt ids, sampling
  * parameters and the tokens generated so far: enough to replay it). The scheduler
@@ -37,6 +52,8 @@ typedef struct coord_opts {
     int chunk;            /* prompt tokens per chunk */
     int max_inflight;     /* micro-batches in flight; 0: stages + 1 */
     uint64_t max_frame;
+    int heartbeat_timeout_ms; /* silence after which a worker is dead; 0: 3000 */
+    const char *metrics_listen; /* HOST:PORT of the Prometheus endpoint, NULL: none */
 } coord_opts;
 
 typedef struct coord_node {
@@ -52,6 +69,11 @@ typedef struct coord_node {
     uint32_t slots_used;
     uint64_t kv_positions, peak_rss, weight_bytes, kv_bytes;
     uint64_t hop_bytes, hop_frames, busy_us; /* as its last WorkerStatus said */
+    uint64_t steps;         /* stage frames computed, as its last WorkerStatus said */
+    uint64_t last_seen_ms;  /* last frame from it */
+    bool drained;           /* by an admin: left out of every plan until undrained */
+    bool removing;          /* disconnect it once the plan without it is in place */
+    bool dead;              /* in c->dead only: kept for `nodes` */
     struct coord_node *next;
 } coord_node;
 
@@ -88,10 +110,26 @@ typedef struct coord_request {
 
 typedef struct coord_batch {
     uint64_t step_id;
+    uint64_t sent_us;       /* when it left for the first stage */
     coord_request **reqs;   /* requests with tokens in this batch */
     int n_reqs;
     struct coord_batch *next;
 } coord_batch;
+
+typedef struct coord_stats {
+    uint64_t req_by_code[17];   /* ended requests by status code */
+    uint64_t tokens_prompt, tokens_generated;
+    uint64_t steps, step_us_sum; /* micro-batches back, their round-trip time */
+    uint64_t replans, workers_dead;
+    uint64_t rate_tokens[11];   /* tokens_generated at the last 11 whole seconds (ring) */
+    uint64_t rate_ms[11];
+    int rate_pos, rate_n;
+    uint64_t start_ms;
+    /* wall-clock ms (CLOCK_REALTIME) of the last re-plan and of the first token generated after it */
+    uint64_t replan_wall_ms, recovered_wall_ms;
+} coord_stats;
+
+typedef struct coord_metrics_http coord_metrics_http;
 
 typedef struct coord {
     coord_opts o;
@@ -107,12 +145,16 @@ typedef struct coord {
     int n_eog;
     /* nodes and plan */
     coord_node *nodes;
+    coord_node *dead;        /* the last few dead or removed workers, newest first (display only) */
     uint32_t next_node_id;
     int n_nodes;
     plan_result plan;
     coord_node *stage_nodes[PLAN_MAX_NODES];
     uint32_t plan_id;
     bool planned, serving;
+    bool switching;          /* a re-plan waits for the micro-batches in flight */
+    char switch_why[128];
+    uint64_t switch_start_ms;
     char plan_error[512];
     /* requests */
     coord_request *reqs;     /* all live requests, in arrival order */
@@ -122,6 +164,8 @@ typedef struct coord {
     int n_inflight;
     uint64_t next_step;
     uint64_t last_beat_ms;
+    coord_stats stats;
+    coord_metrics_http *http;
 } coord;
 
 /* coord.c */
@@ -131,6 +175,33 @@ void coord_free(coord *c);
 void coord_drop_slot(coord *c, int32_t slot);
 /* Sends frame to the first stage. 0 or -1. */
 int coord_send_first(coord *c, uint32_t kind, const ProtobufCMessage *msg);
+
+/* The plan our nodes would get now (drained nodes left out); order[] receives
+ * the nodes in plan order (index = plan_node index). 0, or -1 with a message. */
+int coord_plan_dry(coord *c, plan_result *out, coord_node **order, int *n_order, char *err, size_t errlen);
+/* Re-plan without losing work: stop feeding the pipeline, wait for the
+ * micro-batches in flight, then plan over the eligible nodes and replay. */
+void coord_replan_graceful(coord *c, const char *why);
+/* The state of a node as one word (serving, loading, idle, draining, drained, removing, dead). */
+const char *coord_node_state(const coord *c, const coord_node *n);
+/* Fills a HealthReply; the node arrays are allocated into ns and np (the caller frees both). */
+void coord_fill_health(coord *c, Baton__HealthReply *r, Baton__NodeStatus **ns, Baton__NodeStatus ***np);
+
+/* admin.c */
+/* Serves an admin frame (role ADMIN). */
+void admin_handle_frame(coord *c, net_conn *conn, const frame_header *h, const uint8_t *msg);
+
+/* metrics.c */
+/* The Prometheus text of the coordinator's counters and gauges (malloc'd). */
+char *metrics_render(coord *c);
+/* Serves GET /metrics on host_port on the coordinator's loop. 0, or -1 with a message. */
+int metrics_http_start(coord *c, const char *host_port, char *err, size_t errlen);
+void metrics_http_stop(coord *c);
+/* Once per tick: records the generated-token counter for tokens/s. */
+void metrics_sample(coord *c, uint64_t now_ms);
+double metrics_tokens_per_s(const coord *c);
+/* Milliseconds since the epoch (CLOCK_REALTIME), for timestamps other programs compare. */
+uint64_t metrics_wall_ms(void);
 
 /* sched.c */
 /* Validates and queues a Generate call; on error the call ends with a status here. */

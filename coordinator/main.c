@@ -18,7 +18,9 @@ static void usage(FILE *out) {
             "  --chunk N          prompt tokens per prefill chunk (default 64)\n"
             "  --inflight N       micro-batches in flight (default: stages + 1)\n"
             "  --cluster-id ID    clients and workers must present it (default \"baton\")\n"
-            "  --max-frame BYTES  largest frame accepted (default 268435456)\n");
+            "  --max-frame BYTES  largest frame accepted (default 268435456)\n"
+            "  --heartbeat-timeout MS  a worker silent this long is declared dead (default 3000)\n"
+            "  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n");
 }
 
 static int parse_int(const char *s, const char *what, int lo, int hi) {
@@ -47,6 +49,7 @@ int main(int argc, char **argv) {
         {"ctx", required_argument, 0, 'c'},       {"max-batch", required_argument, 0, 'b'},
         {"chunk", required_argument, 0, 'k'},     {"inflight", required_argument, 0, 'i'},
         {"cluster-id", required_argument, 0, 'C'}, {"max-frame", required_argument, 0, 'F'},
+        {"heartbeat-timeout", required_argument, 0, 'H'}, {"metrics-listen", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
     };
     opterr = 0;
@@ -63,6 +66,8 @@ int main(int argc, char **argv) {
         case 'i': o.max_inflight = parse_int(optarg, "--inflight", 1, 1024); break;
         case 'C': o.cluster_id = optarg; break;
         case 'F': o.max_frame = (uint64_t)parse_int(optarg, "--max-frame", 1024, 0x7fffffff); break;
+        case 'H': o.heartbeat_timeout_ms = parse_int(optarg, "--heartbeat-timeout", 100, 3600000); break;
+        case 'M': o.metrics_listen = optarg; break;
         case 'h': usage(stdout); return 0;
         default:
             fprintf(stderr, "baton-coord: unknown or incomplete option '%s' (see --help)\n", argv[optind - 1]);

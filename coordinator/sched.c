@@ -37,6 +37,7 @@ static void req_release(coord *c, coord_request *r) {
 static void req_finish(coord *c, coord_request *r, int code, const char *msg) {
     if (r->state == REQ_DONE) return;
     r->state = REQ_DONE;
+    if (code >= 0 && code < 17) c->stats.req_by_code[code]++;
     if (r->client) net_send_status(r->client, r->call_id, code, msg);
     if (r->inflight == 0) req_release(c, r);
 }
@@ -147,7 +148,8 @@ void sched_generate(coord *c, net_conn *client, uint32_t call_id, const Baton__G
     coord_request **pp = &c->reqs;
     while (*pp) pp = &(*pp)->next;
     *pp = r;
-    if (!c->serving && c->plan_error[0]) {
+    c->stats.tokens_prompt += (uint64_t)n;
+    if (!c->serving && !c->switching && c->plan_error[0]) {
         /* no plan fits the workers there are: say so rather than wait forever */
         char m[600];
         snprintf(m, sizeof m, "no plan: %s", c->plan_error);
@@ -231,6 +233,8 @@ static int emit_token(coord *c, coord_request *r, int32_t token, float logprob) 
     r->gen[r->n_gen] = token;
     r->logprob[r->n_gen] = logprob;
     r->n_gen++;
+    c->stats.tokens_generated++;
+    if (c->stats.replan_wall_ms && !c->stats.recovered_wall_ms) c->stats.recovered_wall_ms = metrics_wall_ms();
     uint64_t now = net_now_ms();
     if (r->n_gen == 1) r->t_first_ms = now;
     r->t_last_ms = now;
@@ -322,6 +326,8 @@ void sched_on_result(coord *c, const Baton__StageResult *res) {
     if (prev) prev->next = b->next;
     else c->inflight = b->next;
     c->n_inflight--;
+    c->stats.steps++;
+    c->stats.step_us_sum += uv_hrtime() / 1000 - b->sent_us;
     /* The batch still counts in each request's inflight here, so finishing one
      * cannot free it under us; the release happens below. */
     if (res->code != BATON__STATUS_CODE__STATUS_OK) {
@@ -409,7 +415,7 @@ static int build_batch(coord *c, Baton__StageFrame *f, int32_t *slots, int32_t *
 }
 
 void sched_pump(coord *c) {
-    if (!c->serving) return;
+    if (!c->serving || c->switching) return; /* switching: let the micro-batches in flight come back */
     /* hand free slots to queued requests, oldest first */
     for (coord_request *r = c->reqs; r; r = r->next) {
         if (r->state != REQ_QUEUED) continue;
@@ -440,6 +446,7 @@ void sched_pump(coord *c) {
         memcpy(b->reqs, reqs, (size_t)n_reqs * sizeof *reqs);
         b->n_reqs = n_reqs;
         b->step_id = f.step_id = ++c->next_step;
+        b->sent_us = uv_hrtime() / 1000;
         coord_batch **pp = &c->inflight;
         while (*pp) pp = &(*pp)->next;
         *pp = b;

@@ -51,6 +51,8 @@ typedef struct worker {
     bool ready_sent, exiting;
     double measured_speed;
     uint64_t hop_bytes, hop_frames; /* stage frames sent to successors, all plans */
+    uint64_t steps;                 /* stage frames computed, all plans */
+    uint64_t busy_us_before;        /* compute time of the slices of earlier plans */
 } worker;
 
 static void die(const char *fmt, ...) {
@@ -139,7 +141,10 @@ static void send_status(worker *w) {
     ws.peak_rss = peak_rss_bytes();
     ws.hop_bytes = w->hop_bytes;
     ws.hop_frames = w->hop_frames;
-    ws.busy_us = w->st ? stage_busy_us(w->st) : 0;
+    ws.busy_us = w->busy_us_before + (w->st ? stage_busy_us(w->st) : 0);
+    ws.weight_bytes = w->m ? w->m->weight_bytes : 0;
+    ws.kv_bytes = w->kv ? kv_cache_bytes(w->kv) : 0;
+    ws.steps = w->steps;
     net_send(w->coord, BATON__FRAME_KIND__FRAME_WORKER_STATUS, 0, &ws.base, NULL, 0);
 }
 
@@ -241,6 +246,7 @@ static void on_wake(uv_async_t *a) {
     worker *w = a->data;
     stage_job *j;
     while (w->st && (j = stage_take_done(w->st))) {
+        if (j->kind == STAGE_JOB_FRAME && !j->failed) w->steps++;
         if (j->kind == STAGE_JOB_DROP) {
             if (w->succ) {
                 Baton__DropSequence d = BATON__DROP_SEQUENCE__INIT;
@@ -309,6 +315,7 @@ static void on_succ_frame(net_conn *c, const frame_header *h, const uint8_t *m, 
 }
 
 static void unload(worker *w) {
+    if (w->st) w->busy_us_before += stage_busy_us(w->st);
     stage_free(w->st); /* finishes queued jobs first */
     w->st = NULL;
     kv_cache_free(w->kv);
@@ -329,6 +336,11 @@ static void handle_assignment(worker *w, const frame_header *h, const uint8_t *m
     if (w->asg) baton__assignment__free_unpacked(w->asg, NULL);
     w->asg = a;
     w->ready_sent = false;
+    if (a->release) { /* left out of the new plan (drained, removed, idle) */
+        logf_("plan %u gives this worker no layers: slice freed", (unsigned)a->plan_id);
+        send_status(w);
+        return;
+    }
     char err[512];
     model_slice sl = {a->layer_begin, a->layer_end, a->embed, a->head};
     double t0 = now_s();
