@@ -20,59 +20,12 @@ WORK=$(mktemp -d /tmp/baton-test-admin.XXXXXX)
 CLUSTER_DIR=$WORK
 fail=0
 trap 'cluster_stop; [ $fail = 0 ] || tail -n 25 "$WORK"/*.log; rm -rf "$WORK"' EXIT
-T() { timeout 60 "$@"; }
-CTL() { T "$BIN/tools/batonctl" "$@" --server "$CLUSTER_ADDR"; }
-PY=/usr/bin/python3
-json_tokens() { $PY -c 'import json,sys; d=json.loads(sys.stdin.read()); print(",".join(map(str,d["tokens"])))'; }
-# jget EXPR: evaluates EXPR on the JSON object d read from stdin
-jget() { $PY -c "import json,sys; d=json.loads(sys.stdin.read()); print($1)"; }
-ok() { echo "  ok   $*"; }
-bad() { echo "  FAIL $*"; fail=1; }
+. "$SRC/tests/cluster-streams.sh"
+streams_setup
 
-MODEL=$WORK/tiny6.gguf
-T "$BIN/tools/baton-mkmodel" --preset tiny --layers 6 --type q8_0 -o "$MODEL" >/dev/null || { echo "FAIL: mkmodel"; exit 1; }
-# 8 streams: prompts and lengths (some long), references from baton-run
-N_STREAMS=8
-LENS=(300 120 260 60 300 90 200 150)
-for i in $(seq 0 $((N_STREAMS - 1))); do
-    PROMPTS[$i]="$((i + 5)),$((i * 7 + 3)),$((i * 13 + 11))"
-    REFS[$i]=$(T "$BIN/tools/baton-run" --model "$MODEL" --tokens "${PROMPTS[$i]}" --max-tokens "${LENS[$i]}" --json | json_tokens)
-done
-
-# start_streams TAG: runs the 8 generations in the background (pids in STREAM_PIDS)
-start_streams() {
-    STREAM_PIDS=()
-    for i in $(seq 0 $((N_STREAMS - 1))); do
-        "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${PROMPTS[$i]}" --max-tokens "${LENS[$i]}" \
-            --ignore-eos --json > "$WORK/$1-$i.json" 2> "$WORK/$1-$i.err" &
-        STREAM_PIDS+=($!)
-    done
-}
-# wait_midstream N: until all 8 streams run and N more tokens were generated
-wait_midstream() {
-    local base k s
-    base=$(CTL status --json | jget 'd["tokens_generated"]')
-    for k in $(seq 1 400); do
-        s=$(CTL status --json | jget 'str(d["active"]) + " " + str(d["tokens_generated"])')
-        [ "${s% *}" = $N_STREAMS ] && [ "${s#* }" -ge $((base + $1)) ] && return 0
-        sleep 0.02
-    done
-    echo "streams did not start"; return 1
-}
-# check_streams TAG WHAT: every stream exited 0 with baton-run's tokens
-check_streams() {
-    local i rc good=0
-    for i in $(seq 0 $((N_STREAMS - 1))); do
-        wait "${STREAM_PIDS[$i]}"; rc=$?
-        got=$(json_tokens < "$WORK/$1-$i.json" 2>/dev/null)
-        if [ $rc = 0 ] && [ "$got" = "${REFS[$i]}" ]; then good=$((good + 1)); else
-            echo "    stream $i: exit $rc $(cat "$WORK/$1-$i.err"), tokens equal: $([ "$got" = "${REFS[$i]}" ] && echo yes || echo no)"; fi
-    done
-    [ $good = $N_STREAMS ] && ok "$2: all $N_STREAMS streams OK with baton-run's tokens" || bad "$2: $good of $N_STREAMS streams correct"
-}
-# node_field ID EXPR: EXPR on the node n with that id in `batonctl nodes --json`
-node_field() { CTL nodes --json | jget "[$2 for n in d['nodes'] if n['id'] == $1][0]"; }
-
+# equal reported speeds: the planner's choices (every worker gets layers) do not depend on timing
+SPEED=0.001
+WORKER_OPTS="--speed $SPEED"
 cluster_start "$MODEL" 3 --ctx 512 --slots 8 --metrics-listen 127.0.0.1:0 --heartbeat-timeout 2000 || exit 1
 cluster_wait_serving 60 || { fail=1; exit 1; }
 MPORT=$(sed -n 's/.*metrics on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$CLUSTER_DIR/coord.log" | head -1)
@@ -109,6 +62,9 @@ wait_midstream 60 || fail=1
 CTL drain 2 > "$WORK/drain.txt"; rc=$?
 [ $rc = 0 ] && ok "drain 2: $(cat "$WORK/drain.txt")" || bad "drain 2: exit $rc"
 check_streams drain "drain under load"
+replayed=$(grep -o '[0-9]* request(s) will be replayed' "$WORK/coord.log" | tail -1 | cut -d' ' -f1)
+[ "${replayed:-0}" -gt 0 ] && ok "the drain switched plans mid-stream: $replayed request(s) paused and replayed" \
+    || bad "the drain did not happen under load"
 failed=$(CTL status --json | jget 'd["requests_failed"]')
 [ "$failed" = 0 ] && ok "no request failed" || bad "$failed request(s) failed"
 for k in $(seq 1 60); do # the worker's own report (a heartbeat each second) says it freed its slice
@@ -124,7 +80,7 @@ s=$(node_field 2 'n["state"] + " " + str(n["layers"])')
 [ "${s% *}" = serving ] && [ "${s#* }" -gt 0 ] && ok "undrain + rebalance: worker 2 $s layers" || bad "after rebalance worker 2: $s"
 
 # 3. a worker that joins later: idle until rebalance, then in the plan
-"$BIN/worker/baton-worker" --coordinator "$CLUSTER_ADDR" --model "$MODEL" --threads 1 > "$WORK/worker-4.log" 2>&1 &
+"$BIN/worker/baton-worker" --coordinator "$CLUSTER_ADDR" --model "$MODEL" --threads 1 --speed $SPEED > "$WORK/worker-4.log" 2>&1 &
 CLUSTER_PIDS+=($!)
 CLUSTER_WORKER_PIDS+=($!)
 for k in $(seq 1 100); do

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# test_cluster_netns.sh - a worker lost to the network, not to a crash.
+#
+# The test builds its own network (as root): a hub namespace holding the
+# coordinator, the clients and a bridge, and one namespace per worker joined to
+# the bridge by a veth pair; addresses 10.77.0.0/24 exist inside these
+# namespaces only. While 8 greedy streams run, the hub side of worker 2's link
+# goes down (`ip link set ... down`): no connection closes, the coordinator only
+# stops hearing worker 2. It must declare it dead within --heartbeat-timeout,
+# re-plan over workers 1 and 3 (still reachable) and finish every stream with
+# the tokens of a fault-free run. Everything is removed in the exit trap.
+set -u
+BIN=${BATON_BUILD:?set BATON_BUILD to the build folder}
+SRC=${BATON_SRC:?set BATON_SRC to the source folder}
+WORK=$(mktemp -d /tmp/baton-test-netns.XXXXXX)
+fail=0
+SUFFIX=${WORK##*.}
+HUB=baton-hub-$SUFFIX
+NSS=()
+PIDS=()
+TIMEOUT_MS=1500
+stop_procs() { # SIGTERM, SIGKILL after 3 s: the processes this test started only
+    local p
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 1 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    PIDS=()
+}
+cleanup() {
+    stop_procs
+    for ns in "${NSS[@]}"; do ip netns del "$ns" 2>/dev/null; done
+    [ $fail = 0 ] || tail -n 25 "$WORK"/*.log
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+if [ "$(id -u)" != 0 ] || ! ip netns add "$HUB" 2>"$WORK/netns.err"; then
+    echo "FAIL: this test needs root and network namespaces: $(cat "$WORK/netns.err" 2>/dev/null)"
+    fail=1
+    exit 1
+fi
+NSS+=("$HUB")
+RUN="ip netns exec $HUB"
+. "$SRC/tests/cluster-streams.sh"
+streams_setup
+
+# the network: bridge br0 in the hub (10.77.0.1), worker K at 10.77.0.(K+1)
+fail=1 # until the network stands
+set -e
+ip -n "$HUB" link set lo up
+ip -n "$HUB" link add br0 type bridge
+ip -n "$HUB" addr add 10.77.0.1/24 dev br0
+ip -n "$HUB" link set br0 up
+for k in 1 2 3; do
+    ns=baton-w$k-$SUFFIX
+    ip netns add "$ns"
+    NSS+=("$ns")
+    ip -n "$ns" link set lo up
+    ip link add "link$k" netns "$HUB" type veth peer name eth0 netns "$ns"
+    ip -n "$HUB" link set "link$k" master br0 up
+    ip -n "$ns" addr add "10.77.0.$((k + 1))/24" dev eth0
+    ip -n "$ns" link set eth0 up
+done
+set +e
+fail=0
+
+$RUN "$BIN/coordinator/baton-coord" --listen 10.77.0.1:0 --model "$MODEL" --workers 3 --ctx 512 --slots 8 \
+    --heartbeat-timeout $TIMEOUT_MS --metrics-listen 10.77.0.1:0 > "$WORK/coord.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do
+    port=$(sed -n 's/.*listening on 10\.77\.0\.1:\([0-9]*\).*/\1/p' "$WORK/coord.log" | head -1)
+    [ -n "$port" ] && break
+    sleep 0.05
+done
+[ -n "$port" ] || { echo "FAIL: coordinator did not start"; fail=1; exit 1; }
+CLUSTER_ADDR=10.77.0.1:$port
+MPORT=$(sed -n 's/.*metrics on http:\/\/10\.77\.0\.1:\([0-9]*\).*/\1/p' "$WORK/coord.log" | head -1)
+for k in 1 2 3; do
+    ip netns exec "baton-w$k-$SUFFIX" "$BIN/worker/baton-worker" --coordinator "$CLUSTER_ADDR" --model "$MODEL" \
+        --threads 1 --listen "10.77.0.$((k + 1)):0" > "$WORK/worker-$k.log" 2>&1 &
+    PIDS+=($!)
+    sleep 0.1 # join in order: worker 1 is the first stage
+done
+for _ in $(seq 1 300); do
+    [ "$(CTL status --json 2>/dev/null | jget 'd["serving"]')" = True ] && break
+    sleep 0.1
+done
+s=$(CTL plan --json | jget '" ".join("%d@%s" % (n["id"], n["address"]) for n in d["stages"])')
+echo "$s" | grep -q "^1@10.77.0.2:[0-9]* 2@10.77.0.3:[0-9]* 3@10.77.0.4:[0-9]*$" && ok "3 workers in 3 namespaces serve: $s" \
+    || { bad "plan over the namespaces: '$s'"; exit 1; }
+
+start_streams cut
+wait_midstream 60 || fail=1
+t_cut=$(date +%s.%N)
+ip -n "$HUB" link set link2 down
+check_streams cut "link of worker 2 cut"
+metrics=$($RUN /usr/bin/python3 -c "import urllib.request; print(urllib.request.urlopen('http://10.77.0.1:$MPORT/metrics', timeout=10).read().decode())")
+t_replan=$(echo "$metrics" | sed -n 's/^baton_last_replan_timestamp_seconds //p')
+t_rec=$(echo "$metrics" | sed -n 's/^baton_last_recovery_timestamp_seconds //p')
+detect=$(/usr/bin/python3 -c "print('%.0f' % ((float('$t_replan') - float('$t_cut')) * 1000))")
+pause=$(/usr/bin/python3 -c "print('%.0f' % ((float('$t_rec') - float('$t_cut')) * 1000))")
+why=$(grep -o "worker 2 left: silent for [0-9]* ms" "$WORK/coord.log" | head -1)
+if [ -n "$why" ] && [ "$detect" -ge $((TIMEOUT_MS - 1000)) ] && [ "$detect" -le $((TIMEOUT_MS + 500)) ]; then
+    ok "cut detected and re-planned $detect ms after the cut (timeout $TIMEOUT_MS ms: $why); first token after $pause ms"
+else
+    bad "detection: re-plan $detect ms after the cut, log '$why'"
+fi
+s=$(CTL nodes --json | jget '" ".join("%d:%s" % (n["id"], n["state"]) for n in d["nodes"]) + " layers " + str(sum(n["layers"] for n in d["nodes"]))')
+[ "$s" = "1:serving 3:serving 2:dead layers 6" ] && ok "nodes after the cut: $s" || bad "nodes after the cut: $s"
+got=$($RUN "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${PROMPTS[5]}" --max-tokens "${LENS[5]}" --ignore-eos --json | json_tokens)
+[ "$got" = "${REFS[5]}" ] && ok "the 2 reachable workers serve new requests" || bad "after the cut: wrong tokens"
+
+stop_procs
+if grep -l -E "ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:" "$WORK"/*.log >/dev/null 2>&1; then
+    bad "sanitizer report in the logs"
+fi
+[ $fail = 0 ] && echo "test_cluster_netns: all passed" || echo "test_cluster_netns: FAILED"
+exit $fail
