@@ -65,7 +65,7 @@ static void per_node(FILE *f, coord *c, const char *name, const char *type, cons
                      double (*value)(const coord_node *n, uint64_t now), uint64_t now) {
     head(f, name, type, help);
     for (coord_node *n = c->nodes; n; n = n->next)
-        fprintf(f, "%s{node=\"%u\",address=\"%s\",stage=\"%d\"} %.17g\n", name, (unsigned)n->id, n->listen, n->stage,
+        fprintf(f, "%s{node=\"%u\",address=\"%s\",stage=\"%d\"} %.9g\n", name, (unsigned)n->id, n->listen, n->stage,
                 value(n, now));
 }
 

@@ -2,10 +2,11 @@
 # Installs the Debian packages Baton builds and tests with. Idempotent: packages
 # already present are not touched, and apt-get runs only when something is missing.
 set -euo pipefail
+# libh2o-dev: the build of libh2o on libuv (/metrics); its h2o.h includes openssl/ssl.h (libssl-dev)
 pkgs=(build-essential cmake pkg-config
       libuv1-dev libprotobuf-c-dev protobuf-c-compiler
       libopenmpi-dev openmpi-bin liblz4-dev
-      libpcre2-dev libjansson-dev libsodium-dev libh2o-dev
+      libpcre2-dev libjansson-dev libsodium-dev libh2o-dev libssl-dev
       python3 python3-numpy iproute2 nodejs npm procps)
 missing=()
 for p in "${pkgs[@]}"; do
