@@ -2,7 +2,7 @@
 # test_cluster_admin.sh - node management on a loopback cluster of 3 workers (batonctl):
 #  1. metrics: GET /metrics (libh2o) after one request: the generated-token and
 #     request counters equal what the client received; `batonctl metrics` agrees;
-#     a client connection may not make admin calls;
+#     an admin call on a client connection is refused (PERMISSION_DENIED); unknown node: exit 5;
 #  2. drain under load: 8 concurrent greedy streams, `batonctl drain 2` mid-stream:
 #     no stream fails, each gets exactly baton-run's tokens, afterwards worker 2
 #     holds no layers (the plan and the worker's own report say 0 bytes);
@@ -51,6 +51,35 @@ ctl_gen=$(CTL metrics | sed -n 's/^baton_tokens_generated_total //p')
 $PY -c "import urllib.request,sys
 try: urllib.request.urlopen('http://127.0.0.1:$MPORT/nothing', timeout=10); sys.exit(1)
 except urllib.error.HTTPError as e: sys.exit(0 if e.code == 404 else 1)" && ok "GET /nothing: 404" || bad "GET /nothing is not a 404"
+# an admin call on a client connection (role CLIENT) is refused: speak the frame protocol by hand
+# (proto/frame.h header; Hello{protocol_version=1, role=CLIENT, cluster_id, accepted}; AdminNodeOp{REBALANCE})
+code=$($PY - "$CLUSTER_ADDR" <<'PYEOF'
+import socket, struct, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=10)
+def send(kind, call, msg):
+    s.sendall(struct.pack("<IHHIII", 0x314E5442, kind, 0, call, len(msg), 0) + msg)
+def recv_exact(n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c: raise SystemExit("closed")
+        b += c
+    return b
+def recv():
+    magic, kind, flags, call, ml, pl = struct.unpack("<IHHIII", recv_exact(20))
+    return kind, call, recv_exact(ml + pl)[:ml]
+send(1, 0, b"\x08\x01\x10\x01\x1a\x05baton\x28\x01")   # FRAME_HELLO
+assert recv()[0] == 1
+send(52, 7, b"\x08\x04")                                   # FRAME_ADMIN_NODE_OP, op REBALANCE
+while True:
+    kind, call, msg = recv()
+    if kind == 2 and call == 7:                               # CallStatus{code = 1, message = 2}
+        print(msg[1] if msg[:1] == b"\x08" else 0, msg[msg.index(b"\x12") + 2:].decode() if b"\x12" in msg else "")
+        break
+PYEOF
+)
+[ "${code%% *}" = 7 ] && ok "admin call on a client connection: PERMISSION_DENIED (${code#* })" || bad "admin call as a client: '$code'"
 CTL drain 99 >/dev/null 2>"$WORK/nf.txt"; rc=$?
 [ $rc = 5 ] && ok "drain of an unknown node: exit 5 ($(cat "$WORK/nf.txt"))" || bad "drain 99: exit $rc"
 CTL frobnicate >/dev/null 2>&1; rc=$?
