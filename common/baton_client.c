@@ -433,8 +433,9 @@ int baton_admin_node_op(baton_client *c, int op, uint32_t node_id, char *msg, si
     req.op = (Baton__AdminOp)op;
     req.node_id = node_id;
     void *rep;
-    int st = simple_call(c, BATON__FRAME_KIND__FRAME_ADMIN_NODE_OP, &req.base, BATON__FRAME_KIND__FRAME_ADMIN_NODE_OP_REPLY,
-                         &rep, &baton__admin_node_op_reply__descriptor, msg, msglen);
+    int st = simple_call(c, BATON__FRAME_KIND__FRAME_ADMIN_NODE_OP, &req.base,
+                         BATON__FRAME_KIND__FRAME_ADMIN_NODE_OP_REPLY, &rep, &baton__admin_node_op_reply__descriptor, msg,
+                         msglen);
     if (st != BATON_STATUS_OK) return st;
     Baton__AdminNodeOpReply *r = rep;
     snprintf(msg, msglen, "%s", r->message ? r->message : "");

@@ -153,7 +153,12 @@ void baton_health_free(baton_health_info *h);
 /* Like baton_health, with every node (also the dead and removed ones). */
 int baton_admin_state(baton_client *c, baton_health_info *out, char *msg, size_t msglen);
 
-enum baton_admin_op { BATON_ADMIN_DRAIN = 1, BATON_ADMIN_UNDRAIN = 2, BATON_ADMIN_REMOVE = 3, BATON_ADMIN_REBALANCE = 4 };
+enum baton_admin_op {
+    BATON_ADMIN_DRAIN = 1,     /* move its layers to the others at a step boundary; it then holds none */
+    BATON_ADMIN_UNDRAIN = 2,   /* eligible again (the next re-plan gives it layers) */
+    BATON_ADMIN_REMOVE = 3,    /* drain, then disconnect it */
+    BATON_ADMIN_REBALANCE = 4, /* re-plan over every eligible worker */
+};
 
 /* Drain, undrain or remove node_id, or rebalance (node_id unused). Status
  * code; msg gets the coordinator's one-line answer, or the error. */

@@ -126,8 +126,8 @@ char *metrics_render(coord *c) {
         for (coord_node *n = c->nodes; n; n = n->next) n_state += !strcmp(coord_node_state(c, n), states[k]);
         fprintf(f, "baton_nodes{state=\"%s\"} %d\n", states[k], n_state);
     }
-    per_node(f, c, "baton_stage_busy_seconds_total", "counter", "Time a worker's compute thread spent in forward passes.",
-             v_busy, now);
+    per_node(f, c, "baton_stage_busy_seconds_total", "counter",
+             "Time a worker's compute thread spent in forward passes.", v_busy, now);
     per_node(f, c, "baton_stage_steps_total", "counter", "Stage frames a worker computed.", v_steps, now);
     per_node(f, c, "baton_hop_bytes_total", "counter", "Bytes of stage frames a worker sent to its successor.",
              v_hop_bytes, now);
