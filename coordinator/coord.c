@@ -97,7 +97,7 @@ int coord_plan_dry(coord *c, plan_result *out, coord_node **order, int *n_order,
     free(lb);
     if (rc != 0 && nn < c->n_nodes) {
         size_t l = strlen(err);
-        snprintf(err + l, errlen - l, " (%d drained worker(s) left out)", c->n_nodes - nn);
+        snprintf(err + l, errlen - l, " (%d worker(s) drained or being removed)", c->n_nodes - nn);
     }
     return rc;
 }
