@@ -53,6 +53,20 @@ typedef struct baton_client baton_client;
 
 /* Connect and exchange hellos. cluster_id NULL means "baton". NULL with a message. */
 baton_client *baton_connect(const char *host_port, const char *cluster_id, char *err, size_t errlen);
+
+typedef struct baton_connect_opts {
+    const char *cluster_id;  /* NULL: "baton" */
+    const char *api_key;     /* proved (never sent) when the coordinator requires keys; NULL: none */
+    bool admin;              /* connect as an admin (role ADMIN) instead of a client */
+    const char *admin_token; /* an admin's token, proved like an API key; NULL: none */
+} baton_connect_opts;
+
+/* baton_connect with options. NULL with a message and, in *status (may be NULL),
+ * why: UNAUTHENTICATED or PERMISSION_DENIED when the coordinator refused our
+ * credentials or cluster id, INVALID_ARGUMENT for a bad key, UNAVAILABLE when it
+ * cannot be reached. */
+baton_client *baton_connect_with(const char *host_port, const baton_connect_opts *o, int *status, char *err,
+                                 size_t errlen);
 void baton_close(baton_client *c); /* accepts NULL */
 
 typedef struct baton_chat_msg {

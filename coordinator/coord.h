@@ -37,6 +37,10 @@ typedef struct coord_opts {
     int chunk;            /* prompt tokens per chunk */
     int max_inflight;     /* micro-batches in flight; 0: stages + 1 */
     uint64_t max_frame;
+    /* access control (auth.h); NULL: that check is off */
+    const char *secret_file;      /* cluster secret every worker must prove */
+    const char *admin_token_file; /* token admin connections must prove */
+    const char *api_keys_file;    /* keys clients must prove one of */
 } coord_opts;
 
 typedef struct coord_node {
@@ -122,6 +126,9 @@ typedef struct coord {
     int n_inflight;
     uint64_t next_step;
     uint64_t last_beat_ms;
+    /* access control: what cfg points at */
+    auth_key secret, admin_token;
+    auth_keyring api_keys;
 } coord;
 
 /* coord.c */

@@ -25,6 +25,7 @@
 
 typedef struct worker_opts {
     const char *coordinator, *model_path, *listen, *cluster_id;
+    const char *secret_file; /* cluster secret to prove to the coordinator and the other workers */
     int threads;
     uint64_t memory;
     double speed;
@@ -49,8 +50,10 @@ typedef struct worker {
     int connect_tries;
     Baton__Assignment *asg; /* current assignment (owned) */
     bool ready_sent, exiting;
+    bool joined;            /* the coordinator let us in (a refusal exits with 1) */
     double measured_speed;
     uint64_t hop_bytes, hop_frames; /* stage frames sent to successors, all plans */
+    auth_key secret;                /* what cfg_worker.secret points at, when set */
 } worker;
 
 static void die(const char *fmt, ...) {
@@ -359,6 +362,7 @@ static void on_retry(uv_timer_t *t) { connect_coordinator(t->data); }
 
 static void on_coord_open(net_conn *c) {
     worker *w = net_user(c);
+    w->joined = true;
     Baton__Join j = BATON__JOIN__INIT;
     j.listen_address = w->listen_addr;
     j.free_memory = w->o.memory ? w->o.memory : mem_available();
@@ -440,7 +444,8 @@ static void usage(FILE *out) {
             "  --speed S            seconds per layer to report instead of measuring\n"
             "  --kv f16|f32         KV-cache type (default f16)\n"
             "  --cluster-id ID      must match the coordinator's (default \"baton\")\n"
-            "  --max-frame BYTES    largest frame accepted (default 256M)\n");
+            "  --max-frame BYTES    largest frame accepted (default 256M)\n"
+            "  --secret FILE        cluster secret, as given to the coordinator (default: $BATON_SECRET_FILE)\n");
 }
 
 static uint64_t parse_bytes(const char *s, const char *what) {
@@ -463,8 +468,8 @@ int main(int argc, char **argv) {
         {"listen", required_argument, 0, 'l'},      {"threads", required_argument, 0, 't'},
         {"memory", required_argument, 0, 'M'},      {"speed", required_argument, 0, 's'},
         {"kv", required_argument, 0, 'k'},          {"cluster-id", required_argument, 0, 'C'},
-        {"max-frame", required_argument, 0, 'F'},   {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        {"max-frame", required_argument, 0, 'F'},   {"secret", required_argument, 0, 'S'},
+        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0},
     };
     opterr = 0;
     int ch;
@@ -483,21 +488,30 @@ int main(int argc, char **argv) {
             break;
         case 'C': w.o.cluster_id = optarg; break;
         case 'F': w.o.max_frame = parse_bytes(optarg, "--max-frame"); break;
+        case 'S': w.o.secret_file = optarg; break;
         case 'h': usage(stdout); return 0;
         default: die("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
         }
     }
     if (optind < argc) die("unexpected argument '%s'", argv[optind]);
     if (!w.o.coordinator || !w.o.model_path) die("--coordinator and --model are required (see --help)");
+    if (!w.o.secret_file) w.o.secret_file = getenv("BATON_SECRET_FILE");
+    if (w.o.secret_file && !*w.o.secret_file) w.o.secret_file = NULL;
+    char err[512];
+    if (w.o.secret_file) {
+        int rc = auth_key_load(w.o.secret_file, "cluster secret", &w.secret, err, sizeof err);
+        if (rc < 0) die("%s", err);
+        if (rc > 0) logf_("%s", err);
+    }
     if (kern_init(w.o.threads) != 0) die("cannot start the kernels");
 
-    char err[512];
     if (w.o.speed > 0) w.measured_speed = w.o.speed;
     else if ((w.measured_speed = measure_speed(w.o.model_path, err, sizeof err)) < 0) die("%s", err);
 
     w.loop = uv_default_loop();
     w.cfg_worker = (net_config){.cluster_id = w.o.cluster_id, .role = BATON__ROLE__ROLE_WORKER, .name = "worker",
-                                .max_frame = w.o.max_frame, .log_prefix = "baton-worker"};
+                                .max_frame = w.o.max_frame, .log_prefix = "baton-worker",
+                                .secret = w.o.secret_file ? &w.secret : NULL};
     w.cfg_peer = w.cfg_worker;
     w.cfg_peer.role = BATON__ROLE__ROLE_PEER;
     static const net_handlers ph = {.on_open = on_pred_open, .on_frame = on_pred_frame, .on_close = on_pred_close};
@@ -524,5 +538,5 @@ int main(int argc, char **argv) {
     unload(&w);
     if (w.asg) baton__assignment__free_unpacked(w.asg, NULL);
     kern_shutdown();
-    return 0;
+    return w.joined ? 0 : 1;
 }
