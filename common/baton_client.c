@@ -438,6 +438,7 @@ int baton_health(baton_client *c, baton_health_info *out, char *msg, size_t msgl
             o->hop_bytes = n->hop_bytes;
             o->hop_frames = n->hop_frames;
             o->busy_us = n->busy_us;
+            o->queue_peak = n->queue_peak;
         }
     }
     baton__health_reply__free_unpacked(r, NULL);

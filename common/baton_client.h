@@ -135,6 +135,7 @@ typedef struct baton_node_info {
     uint32_t slots_used;
     uint64_t kv_positions, peak_rss, weight_bytes, kv_bytes;
     uint64_t hop_bytes, hop_frames, busy_us; /* stage frames sent to its successor; compute time */
+    uint64_t queue_peak;                     /* most bytes ever queued for its successor */
 } baton_node_info;
 
 typedef struct baton_health_info {

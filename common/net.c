@@ -47,6 +47,16 @@ typedef struct write_req {
     uint8_t bytes[];
 } write_req;
 
+static size_t high_water = 32u << 20, low_water = 8u << 20;
+
+size_t net_high_water(void) { return high_water; }
+size_t net_low_water(void) { return low_water; }
+
+void net_set_water_marks(size_t high, size_t low) {
+    high_water = high ? high : 1;
+    low_water = low < high_water ? low : high_water / 4;
+}
+
 /* Monotonic milliseconds. */
 uint64_t net_now_ms(void) {
     struct timespec ts;

@@ -18,7 +18,9 @@
  * Writes are queued without limit; net_queued_bytes says how much is waiting, and
  * on_drain runs when the queue falls below the low-water mark after having been
  * above the high-water mark, so a relay can stop reading (net_pause) while its
- * outgoing queue is full. All functions run on the loop thread only.
+ * outgoing queue is full: a slow receiver then slows its sender instead of
+ * growing the sender's memory. The marks are process-wide (net_set_water_marks).
+ * All functions run on the loop thread only.
  */
 #ifndef BATON_NET_H
 #define BATON_NET_H
@@ -33,8 +35,8 @@
 #include "frame.h"
 
 #define NET_ROLE_BIT(r) (1u << BATON__ROLE__ROLE_##r)
-#define NET_HIGH_WATER (32u << 20)
-#define NET_LOW_WATER (8u << 20)
+#define NET_HIGH_WATER net_high_water() /* bytes; default 32 MiB */
+#define NET_LOW_WATER net_low_water()   /* bytes; default 8 MiB */
 #define NET_HANDSHAKE_MAX_FRAME (64u << 10) /* largest frame before authentication */
 
 typedef struct net_config {
@@ -104,6 +106,12 @@ const char *net_peer_addr(const net_conn *c); /* "ip:port" */
 /* The codecs the peer said in its hello it can decode (bit 1 << Baton__Codec);
  * f32 is always among them. */
 uint32_t net_peer_codecs(const net_conn *c);
+
+/* The write-queue marks of every connection of this process. Set them before
+ * connecting; low must be below high (otherwise low becomes high / 4). */
+size_t net_high_water(void);
+size_t net_low_water(void);
+void net_set_water_marks(size_t high, size_t low);
 
 /* Milliseconds on a monotonic clock. */
 uint64_t net_now_ms(void);

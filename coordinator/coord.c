@@ -214,6 +214,7 @@ static void handle_worker_frame(coord *c, coord_node *n, const frame_header *h, 
             n->hop_bytes = ws->hop_bytes;
             n->hop_frames = ws->hop_frames;
             n->busy_us = ws->busy_us;
+            n->queue_peak = ws->queue_peak;
             baton__worker_status__free_unpacked(ws, NULL);
         }
         break;
@@ -255,6 +256,7 @@ static void handle_health(coord *c, net_conn *conn, uint32_t call_id) {
             ns[i].hop_bytes = n->hop_bytes;
             ns[i].hop_frames = n->hop_frames;
             ns[i].busy_us = n->busy_us;
+            ns[i].queue_peak = n->queue_peak;
             np[i] = &ns[i];
         }
         r.n_nodes = (size_t)i;

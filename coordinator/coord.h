@@ -56,6 +56,7 @@ typedef struct coord_node {
     uint32_t slots_used;
     uint64_t kv_positions, peak_rss, weight_bytes, kv_bytes;
     uint64_t hop_bytes, hop_frames, busy_us; /* as its last WorkerStatus said */
+    uint64_t queue_peak;
     struct coord_node *next;
 } coord_node;
 

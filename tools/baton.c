@@ -366,6 +366,7 @@ static int cmd_health(baton_client *c, cli *o) {
             json_object_set_new(e, "hop_bytes", json_integer((json_int_t)n->hop_bytes));
             json_object_set_new(e, "hop_frames", json_integer((json_int_t)n->hop_frames));
             json_object_set_new(e, "busy_us", json_integer((json_int_t)n->busy_us));
+            json_object_set_new(e, "queue_peak", json_integer((json_int_t)n->queue_peak));
             json_array_append_new(nodes, e);
         }
         json_object_set_new(j, "nodes", nodes);

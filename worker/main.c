@@ -53,6 +53,7 @@ typedef struct worker {
     bool joined;            /* the coordinator let us in (a refusal exits with 1) */
     double measured_speed;
     uint64_t hop_bytes, hop_frames; /* stage frames sent to successors, all plans */
+    uint64_t queue_peak;            /* most bytes ever queued for a successor */
     auth_key secret;                /* what cfg_worker.secret points at, when set */
 } worker;
 
@@ -143,6 +144,7 @@ static void send_status(worker *w) {
     ws.hop_bytes = w->hop_bytes;
     ws.hop_frames = w->hop_frames;
     ws.busy_us = w->st ? stage_busy_us(w->st) : 0;
+    ws.queue_peak = w->queue_peak;
     net_send(w->coord, BATON__FRAME_KIND__FRAME_WORKER_STATUS, 0, &ws.base, NULL, 0);
 }
 
@@ -284,6 +286,7 @@ static void on_wake(uv_async_t *a) {
             if (net_send(w->succ, BATON__FRAME_KIND__FRAME_STAGE, 0, &f->base, j->hidden, j->hidden_len) == 0) {
                 w->hop_bytes += net_bytes_sent(w->succ) - before;
                 w->hop_frames++;
+                if (net_queued_bytes(w->succ) > w->queue_peak) w->queue_peak = net_queued_bytes(w->succ);
             }
         }
         stage_job_free(j);
@@ -445,7 +448,8 @@ static void usage(FILE *out) {
             "  --kv f16|f32         KV-cache type (default f16)\n"
             "  --cluster-id ID      must match the coordinator's (default \"baton\")\n"
             "  --max-frame BYTES    largest frame accepted (default 256M)\n"
-            "  --secret FILE        cluster secret, as given to the coordinator (default: $BATON_SECRET_FILE)\n");
+            "  --secret FILE        cluster secret, as given to the coordinator (default: $BATON_SECRET_FILE)\n"
+            "  --queue-limit BYTES  stop taking frames while this much waits for the successor (default 32M)\n");
 }
 
 static uint64_t parse_bytes(const char *s, const char *what) {
@@ -469,7 +473,8 @@ int main(int argc, char **argv) {
         {"memory", required_argument, 0, 'M'},      {"speed", required_argument, 0, 's'},
         {"kv", required_argument, 0, 'k'},          {"cluster-id", required_argument, 0, 'C'},
         {"max-frame", required_argument, 0, 'F'},   {"secret", required_argument, 0, 'S'},
-        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0},
+        {"queue-limit", required_argument, 0, 'Q'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     opterr = 0;
     int ch;
@@ -489,6 +494,12 @@ int main(int argc, char **argv) {
         case 'C': w.o.cluster_id = optarg; break;
         case 'F': w.o.max_frame = parse_bytes(optarg, "--max-frame"); break;
         case 'S': w.o.secret_file = optarg; break;
+        case 'Q': {
+            uint64_t q = parse_bytes(optarg, "--queue-limit");
+            if (q < 4096) die("--queue-limit must be at least 4K");
+            net_set_water_marks((size_t)q, (size_t)(q / 4));
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: die("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
         }
