@@ -22,15 +22,7 @@ CLUSTER_DIR=$WORK
 fail=0
 stopped=""
 gen_pids=()
-cleanup() {
-    [ -n "$stopped" ] && kill -CONT "$stopped" 2>/dev/null
-    local p
-    for p in "${gen_pids[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    cluster_stop
-    [ $fail = 0 ] || tail -n 15 "$WORK"/*.log
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap '[ -n "$stopped" ] && kill -CONT "$stopped"; cluster_stop; [ $fail = 0 ] || tail -n 15 "$WORK"/*.log; rm -rf "$WORK"' EXIT
 T() { timeout 120 "$@"; }
 json_tokens() { /usr/bin/python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(",".join(map(str,d["tokens"])))'; }
 ok() { echo "  ok   $*"; }
@@ -79,6 +71,7 @@ for i in $(seq 0 $((NSTREAMS - 1))); do
     "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${prompts[$((i % 2))]}" --max-tokens 4 --ignore-eos \
         --json > "$WORK/gen-$i.json" 2> "$WORK/gen-$i.err" &
     gen_pids+=($!)
+    CLUSTER_PIDS+=($!) # cluster_stop ends them if the test stops early
 done
 
 # 1. the predecessor's queue fills up to the limit, then it stops sending

@@ -21,15 +21,7 @@ SRC=${BATON_SRC:?set BATON_SRC to the source folder}
 WORK=$(mktemp -d /tmp/baton-test-auth.XXXXXX)
 CLUSTER_DIR=$WORK
 fail=0
-extra_pids=()
-cleanup() {
-    local p
-    for p in "${extra_pids[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    cluster_stop
-    [ $fail = 0 ] || tail -n 15 "$WORK"/*.log
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap 'cluster_stop; [ $fail = 0 ] || tail -n 15 "$WORK"/*.log; rm -rf "$WORK"' EXIT
 T() { timeout 60 "$@"; }
 json_tokens() { /usr/bin/python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(",".join(map(str,d["tokens"])))'; }
 ok() { echo "  ok   $*"; }
@@ -180,12 +172,12 @@ def pump(src, dst, record):
 t = threading.Thread(target=pump, args=(b, a, True)); t.start()
 pump(a, b, True); t.join()
 EOF
-extra_pids+=($!)
+CLUSTER_PIDS+=($!) # cluster_stop ends the relay and the worker behind it
 for i in $(seq 1 100); do [ -s "$WORK/relay.port" ] && break; sleep 0.05; done
 "$BIN/worker/baton-worker" --coordinator "127.0.0.1:$(cat "$WORK/relay.port")" --model "$MODEL" --threads 1 \
     --speed 0.001 --secret "$WORK/secret" > "$WORK/worker-relay.log" 2>&1 &
-extra_pids+=($!)
-for i in $(seq 1 100); do grep -q "^baton-worker: joined" "$WORK/worker-relay.log" && break; sleep 0.05; done
+CLUSTER_PIDS+=($!)
+for i in $(seq 1 100); do grep -qs "^baton-worker: joined" "$WORK/worker-relay.log" && break; sleep 0.05; done
 secret=$(tr -d '\n' < "$WORK/secret")
 if grep -q "^baton-worker: joined" "$WORK/worker-relay.log" && [ -s "$WORK/relay.bytes" ] \
     && ! grep -qF "$secret" "$WORK/relay.bytes" && ! grep -qF "${secret:0:16}" "$WORK/relay.bytes"; then
