@@ -47,16 +47,6 @@ typedef struct write_req {
     uint8_t bytes[];
 } write_req;
 
-static size_t high_water = 32u << 20, low_water = 8u << 20;
-
-size_t net_high_water(void) { return high_water; }
-size_t net_low_water(void) { return low_water; }
-
-void net_set_water_marks(size_t high, size_t low) {
-    high_water = high ? high : 1;
-    low_water = low < high_water ? low : high_water / 4;
-}
-
 /* Monotonic milliseconds. */
 uint64_t net_now_ms(void) {
     struct timespec ts;
@@ -418,6 +408,17 @@ static int handle_pre_hello(net_conn *c, const frame_header *fh, const uint8_t *
     if (want == BATON__FRAME_KIND__FRAME_HELLO) return handle_hello(c, fh, msg);
     if (want == BATON__FRAME_KIND__FRAME_AUTH_PROOF) return handle_auth_proof(c, fh, msg);
     return handle_auth_ok(c, fh, msg);
+}
+
+/* The write-queue marks (NET_HIGH_WATER, NET_LOW_WATER), process-wide. */
+static size_t high_water = 32u << 20, low_water = 8u << 20;
+
+size_t net_high_water(void) { return high_water; }
+size_t net_low_water(void) { return low_water; }
+
+void net_set_water_marks(size_t high, size_t low) {
+    high_water = high ? high : 1;
+    low_water = low < high_water ? low : high_water / 4;
 }
 
 static int frame_dispatch(void *ctx, const frame_header *fh, const uint8_t *msg, const uint8_t *payload) {
