@@ -341,6 +341,10 @@ static int handle_auth_proof(net_conn *c, const frame_header *fh, const uint8_t 
              auth_keyring_match(c->cfg.client_keys, AUTH_CLIENT, AUTH_CONNECTOR, &t, p->key_proof.data,
                                 p->key_proof.len) < 0)
         refuse(c, unauth, "the client's API key is not accepted");
+    else if (c->peer_role == BATON__ROLE__ROLE_ADMIN && !c->cfg.admin_token && c->cfg.client_keys)
+        /* an open admin door would bypass the API keys */
+        refuse(c, BATON__STATUS_CODE__STATUS_PERMISSION_DENIED,
+               "admin calls are off: this %s requires API keys but has no admin token", role_name(c->cfg.role));
     else if (c->peer_role == BATON__ROLE__ROLE_ADMIN && c->cfg.admin_token && !p->key_proof.len)
         refuse(c, unauth, "the admin presented no admin token (this cluster requires one)");
     else if (c->peer_role == BATON__ROLE__ROLE_ADMIN && c->cfg.admin_token &&

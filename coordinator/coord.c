@@ -433,7 +433,9 @@ static int load_access(coord *c, char *err, size_t errlen) {
     }
     logf_("access control: workers %s; admin calls %s; client calls %s",
           c->cfg.secret ? "must prove the cluster secret" : "are not checked (no --secret)",
-          c->cfg.admin_token ? "need the admin token" : "are open (no --admin-token-file)",
+          c->cfg.admin_token   ? "need the admin token"
+          : c->cfg.client_keys ? "are refused (API keys but no --admin-token-file)"
+                               : "are open (no --admin-token-file)",
           c->cfg.client_keys ? "need an API key" : "are open (no --api-keys)");
     return 0;
 }

@@ -10,7 +10,8 @@
  * missing secret is refused with UNAUTHENTICATED and a reason on both sides; a
  * node that holds a secret refuses a peer that has none; a connector detects an
  * acceptor that cannot prove the secret; clients need an API key and admins
- * the admin token when those are on; a frame sent after the hello but before
+ * the admin token when those are on (and no admin gets in where keys are on
+ * but no token is set); a frame sent after the hello but before
  * the proof is refused and never reaches the server's handler.
  */
 #include <arpa/inet.h>
@@ -366,8 +367,13 @@ static void test_live(void) {
     net_config ocfg = scfg; /* a coordinator with no credentials at all */
     ocfg.secret = NULL, ocfg.client_keys = NULL, ocfg.admin_token = NULL;
     net_server *open_s = net_listen(&loop, &ocfg, "127.0.0.1:0", roles, &sh, &L, err, sizeof err);
-    CHECK(s && open_s, "listen: %s", err);
-    if (!s || !open_s) return;
+    net_config kcfg = ocfg; /* API keys but no admin token */
+    kcfg.client_keys = &ring;
+    net_server *keys_s = net_listen(&loop, &kcfg, "127.0.0.1:0", roles, &sh, &L, err, sizeof err);
+    CHECK(s && open_s && keys_s, "listen: %s", err);
+    if (!s || !open_s || !keys_s) return;
+    char keys_addr[64];
+    snprintf(keys_addr, sizeof keys_addr, "127.0.0.1:%d", net_server_port(keys_s));
     snprintf(addr, sizeof addr, "127.0.0.1:%d", net_server_port(s));
     snprintf(open_addr, sizeof open_addr, "127.0.0.1:%d", net_server_port(open_s));
     const uint32_t coord = NET_ROLE_BIT(COORDINATOR);
@@ -400,11 +406,15 @@ static void test_live(void) {
     expect(&L, "admin with a wrong token", &ad, addr, coord, "admin token does not match");
     ad.credential = &token;
     expect(&L, "admin with the token", &ad, addr, coord, NULL);
+    expect(&L, "admin where keys are on and no token is set", &ad, keys_addr, coord, "admin calls are off");
+    ad.credential = NULL;
+    expect(&L, "admin without a token, no credentials anywhere", &ad, open_addr, coord, NULL);
 
     test_frame_before_auth(&L, net_server_port(s));
 
     net_server_close(s);
     net_server_close(open_s);
+    net_server_close(keys_s);
     run_for(&loop, 10);
     uv_loop_close(&loop);
 }
