@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "baton.pb-c.h"
 #include "frame.h"
 
@@ -103,7 +104,77 @@ static int read_status(baton_client *c, const frame_header *h, char *msg, size_t
     return code;
 }
 
-static baton_client *connect_as(const char *host_port, const char *cluster_id, int role, char *err, size_t errlen) {
+/* The hello, the proof and the answer (see AuthProof in baton.proto). 0, or a
+ * status code with the reason in err. */
+static int handshake(baton_client *c, const char *host_port, const baton_connect_opts *o, const auth_key *cred,
+                     char *err, size_t errlen) {
+    uint8_t nonce[AUTH_NONCE_BYTES], mac[AUTH_MAC_BYTES];
+    auth_nonce(nonce);
+    Baton__Hello h = BATON__HELLO__INIT;
+    h.protocol_version = FRAME_PROTOCOL_VERSION;
+    h.role = o->admin ? BATON__ROLE__ROLE_ADMIN : BATON__ROLE__ROLE_CLIENT;
+    h.cluster_id = (char *)(o->cluster_id ? o->cluster_id : "baton");
+    h.name = o->admin ? "admin" : "client";
+    h.accepted = true;
+    h.nonce = (ProtobufCBinaryData){sizeof nonce, nonce};
+    if (send_frame(c, BATON__FRAME_KIND__FRAME_HELLO, 0, &h.base) != 0) {
+        snprintf(err, errlen, "connection to %s lost during the hello", host_port);
+        return BATON_STATUS_UNAVAILABLE;
+    }
+    for (int step = 0; step < 2; step++) { /* 0: the server's hello, 1: its answer to our proof */
+        frame_header fh;
+        if (read_frame(c, &fh) != 0) {
+            snprintf(err, errlen, "connection to %s lost during the hello", host_port);
+            return BATON_STATUS_UNAVAILABLE;
+        }
+        if (fh.kind == BATON__FRAME_KIND__FRAME_CALL_STATUS) {
+            char m[200];
+            int code = read_status(c, &fh, m, sizeof m);
+            snprintf(err, errlen, "%s refused the connection: %s", host_port, m);
+            return code ? code : BATON_STATUS_UNKNOWN;
+        }
+        if (step == 1) {
+            if (fh.kind == BATON__FRAME_KIND__FRAME_AUTH_OK) return BATON_STATUS_OK;
+            break;
+        }
+        Baton__Hello *sh =
+            fh.kind == BATON__FRAME_KIND__FRAME_HELLO ? baton__hello__unpack(NULL, fh.msg_len, c->buf) : NULL;
+        if (!sh || sh->protocol_version != FRAME_PROTOCOL_VERSION || sh->role != BATON__ROLE__ROLE_COORDINATOR ||
+            sh->nonce.len != AUTH_NONCE_BYTES) {
+            if (sh) baton__hello__free_unpacked(sh, NULL);
+            break;
+        }
+        auth_transcript t = {h.cluster_id, h.role, BATON__ROLE__ROLE_COORDINATOR, nonce, sh->nonce.data};
+        Baton__AuthProof p = BATON__AUTH_PROOF__INIT;
+        if (cred) {
+            auth_mac(cred, o->admin ? AUTH_ADMIN : AUTH_CLIENT, AUTH_CONNECTOR, &t, mac);
+            p.key_proof = (ProtobufCBinaryData){sizeof mac, mac};
+        }
+        baton__hello__free_unpacked(sh, NULL);
+        if (send_frame(c, BATON__FRAME_KIND__FRAME_AUTH_PROOF, 0, &p.base) != 0) {
+            snprintf(err, errlen, "connection to %s lost during the hello", host_port);
+            return BATON_STATUS_UNAVAILABLE;
+        }
+    }
+    snprintf(err, errlen, "%s is not a Baton coordinator speaking protocol %d", host_port, FRAME_PROTOCOL_VERSION);
+    return BATON_STATUS_UNAVAILABLE;
+}
+
+baton_client *baton_connect_with(const char *host_port, const baton_connect_opts *o, int *status, char *err,
+                                 size_t errlen) {
+    int st_local;
+    if (!status) status = &st_local;
+    *status = BATON_STATUS_INVALID_ARGUMENT;
+    const char *cred_str = o->admin ? o->admin_token : o->api_key;
+    auth_key cred;
+    if (cred_str) {
+        char why[160];
+        if (auth_key_from(cred_str, strlen(cred_str), &cred, why, sizeof why) != 0) {
+            snprintf(err, errlen, "the %s %s", o->admin ? "admin token" : "API key", why);
+            return NULL;
+        }
+    }
+    *status = BATON_STATUS_UNAVAILABLE;
     const char *colon = host_port ? strrchr(host_port, ':') : NULL;
     if (!colon) {
         snprintf(err, errlen, "server address '%s' is not HOST:PORT", host_port ? host_port : "");
@@ -133,42 +204,22 @@ static baton_client *connect_as(const char *host_port, const char *cluster_id, i
         return NULL;
     }
     c->fd = fd;
-    Baton__Hello h = BATON__HELLO__INIT;
-    h.protocol_version = FRAME_PROTOCOL_VERSION;
-    h.role = (Baton__Role)role;
-    h.cluster_id = (char *)(cluster_id ? cluster_id : "baton");
-    h.name = role == BATON__ROLE__ROLE_ADMIN ? "admin" : "client";
-    h.accepted = true;
-    frame_header fh;
-    if (send_frame(c, BATON__FRAME_KIND__FRAME_HELLO, 0, &h.base) != 0 || read_frame(c, &fh) != 0) {
-        snprintf(err, errlen, "connection to %s lost during the hello", host_port);
+    *status = handshake(c, host_port, o, cred_str ? &cred : NULL, err, errlen);
+    if (*status != BATON_STATUS_OK) {
         baton_close(c);
         return NULL;
     }
-    if (fh.kind == BATON__FRAME_KIND__FRAME_CALL_STATUS) {
-        char m[200];
-        read_status(c, &fh, m, sizeof m);
-        snprintf(err, errlen, "%s refused the connection: %s", host_port, m);
-        baton_close(c);
-        return NULL;
-    }
-    Baton__Hello *sh = fh.kind == BATON__FRAME_KIND__FRAME_HELLO ? baton__hello__unpack(NULL, fh.msg_len, c->buf) : NULL;
-    if (!sh || sh->protocol_version != FRAME_PROTOCOL_VERSION || sh->role != BATON__ROLE__ROLE_COORDINATOR) {
-        snprintf(err, errlen, "%s is not a Baton coordinator speaking protocol %d", host_port, FRAME_PROTOCOL_VERSION);
-        if (sh) baton__hello__free_unpacked(sh, NULL);
-        baton_close(c);
-        return NULL;
-    }
-    baton__hello__free_unpacked(sh, NULL);
     return c;
 }
 
 baton_client *baton_connect(const char *host_port, const char *cluster_id, char *err, size_t errlen) {
-    return connect_as(host_port, cluster_id, BATON__ROLE__ROLE_CLIENT, err, errlen);
+    baton_connect_opts o = {.cluster_id = cluster_id};
+    return baton_connect_with(host_port, &o, NULL, err, errlen);
 }
 
 baton_client *baton_connect_admin(const char *host_port, const char *cluster_id, char *err, size_t errlen) {
-    return connect_as(host_port, cluster_id, BATON__ROLE__ROLE_ADMIN, err, errlen);
+    baton_connect_opts o = {.cluster_id = cluster_id, .admin = true};
+    return baton_connect_with(host_port, &o, NULL, err, errlen);
 }
 
 void baton_close(baton_client *c) {
@@ -413,6 +464,7 @@ static int health_call(baton_client *c, uint32_t kind, uint32_t reply_kind, bato
             o->stage = n->stage;
             o->stage_seconds = n->stage_seconds;
             o->steps = n->steps;
+            o->queue_peak = n->queue_peak;
         }
     }
     baton__health_reply__free_unpacked(r, NULL);

@@ -55,6 +55,20 @@ typedef struct baton_client baton_client;
 baton_client *baton_connect(const char *host_port, const char *cluster_id, char *err, size_t errlen);
 /* The same with role ADMIN: the connection may also make the baton_admin_* calls. */
 baton_client *baton_connect_admin(const char *host_port, const char *cluster_id, char *err, size_t errlen);
+
+typedef struct baton_connect_opts {
+    const char *cluster_id;  /* NULL: "baton" */
+    const char *api_key;     /* proved (never sent) when the coordinator requires keys; NULL: none */
+    bool admin;              /* connect as an admin (role ADMIN) instead of a client */
+    const char *admin_token; /* an admin's token, proved like an API key; NULL: none */
+} baton_connect_opts;
+
+/* baton_connect with options. NULL with a message and, in *status (may be NULL),
+ * why: UNAUTHENTICATED or PERMISSION_DENIED when the coordinator refused our
+ * credentials or cluster id, INVALID_ARGUMENT for a bad key, UNAVAILABLE when it
+ * cannot be reached. */
+baton_client *baton_connect_with(const char *host_port, const baton_connect_opts *o, int *status, char *err,
+                                 size_t errlen);
 void baton_close(baton_client *c); /* accepts NULL */
 
 typedef struct baton_chat_msg {
@@ -132,6 +146,7 @@ typedef struct baton_node_info {
     int32_t stage;              /* -1: no layers */
     double stage_seconds;       /* predicted time of its stage per step */
     uint64_t steps;             /* stage frames computed */
+    uint64_t queue_peak;                     /* most bytes ever queued for its successor */
 } baton_node_info;
 
 typedef struct baton_health_info {

@@ -26,6 +26,9 @@ struct net_conn {
     uint32_t peer_role, peer_codecs;
     char peer_name[128];
     char peer_addr[64];
+    /* access control (handle_pre_hello) */
+    uint8_t nonce[AUTH_NONCE_BYTES], peer_nonce[AUTH_NONCE_BYTES];
+    bool connector;           /* we sent the first hello: we prove first, then wait for AuthOk */
 };
 
 struct net_server {
@@ -208,6 +211,9 @@ static void send_hello(net_conn *c) {
     h.name = (char *)c->cfg.name;
     h.accepted = true;
     h.codecs = c->cfg.codecs | 1u;
+    auth_nonce(c->nonce);
+    h.nonce = (ProtobufCBinaryData){AUTH_NONCE_BYTES, c->nonce};
+    c->connector = !c->hello_got;
     send_raw(c, BATON__FRAME_KIND__FRAME_HELLO, 0, &h.base, NULL, 0);
     c->hello_sent = true;
 }
@@ -232,7 +238,155 @@ static const char *role_name(uint32_t r) {
     return r < sizeof names / sizeof *names ? names[r] : "unknown";
 }
 
-/* Handles the frames that arrive before the hello is complete. */
+/* Worker, peer and coordinator: the roles that hold the cluster secret. */
+static bool node_role(uint32_t r) {
+    return r == BATON__ROLE__ROLE_WORKER || r == BATON__ROLE__ROLE_PEER || r == BATON__ROLE__ROLE_COORDINATOR;
+}
+
+/* A link between two nodes: both sides prove the cluster secret (if they hold one). */
+static bool node_link(const net_conn *c) { return node_role(c->cfg.role) && node_role(c->peer_role); }
+
+/* What both ends of c know once the hellos have crossed. */
+static auth_transcript conn_transcript(const net_conn *c) {
+    auth_transcript t = {.cluster_id = c->cfg.cluster_id};
+    t.role_connector = c->connector ? c->cfg.role : c->peer_role;
+    t.role_acceptor = c->connector ? c->peer_role : c->cfg.role;
+    t.nonce_connector = c->connector ? c->nonce : c->peer_nonce;
+    t.nonce_acceptor = c->connector ? c->peer_nonce : c->nonce;
+    return t;
+}
+
+/* The authentication is done: frames flow both ways from now on. */
+static int open_conn(net_conn *c) {
+    c->opened = true;
+    c->reader.max_frame = c->cfg.max_frame;
+    if (c->h.on_open) c->h.on_open(c);
+    return c->closing || c->close_after_flush;
+}
+
+/* Checks the peer's hello; the acceptor answers with its own. 0, or 1 if refused. */
+static int handle_hello(net_conn *c, const frame_header *fh, const uint8_t *msg) {
+    Baton__Hello *h = baton__hello__unpack(NULL, fh->msg_len, msg);
+    if (!h) {
+        refuse(c, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "malformed hello");
+        return 1;
+    }
+    int stop = 1;
+    if (h->protocol_version != FRAME_PROTOCOL_VERSION) {
+        refuse(c, BATON__STATUS_CODE__STATUS_FAILED_PRECONDITION, "protocol version %u, this side speaks %u",
+               (unsigned)h->protocol_version, (unsigned)FRAME_PROTOCOL_VERSION);
+    } else if (strcmp(h->cluster_id ? h->cluster_id : "", c->cfg.cluster_id) != 0) {
+        refuse(c, BATON__STATUS_CODE__STATUS_PERMISSION_DENIED, "cluster id '%s' does not match this cluster's '%s'",
+               h->cluster_id ? h->cluster_id : "", c->cfg.cluster_id);
+    } else if ((uint32_t)h->role >= 32 || !(c->accept_roles & (1u << (uint32_t)h->role))) {
+        refuse(c, BATON__STATUS_CODE__STATUS_PERMISSION_DENIED, "role '%s' is not accepted here",
+               role_name((uint32_t)h->role));
+    } else if (h->nonce.len != AUTH_NONCE_BYTES) {
+        refuse(c, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "hello nonce of %zu bytes, expected %d",
+               h->nonce.len, AUTH_NONCE_BYTES);
+    } else {
+        c->peer_role = (uint32_t)h->role;
+        c->peer_codecs = h->codecs | 1u;
+        snprintf(c->peer_name, sizeof c->peer_name, "%s", h->name ? h->name : "");
+        memcpy(c->peer_nonce, h->nonce.data, AUTH_NONCE_BYTES);
+        c->hello_got = true;
+        stop = 0;
+    }
+    baton__hello__free_unpacked(h, NULL);
+    if (stop) return 1;
+    if (!c->hello_sent) {
+        send_hello(c); /* acceptor: now wait for the AuthProof */
+        return 0;
+    }
+    /* connector: prove what this link needs, then wait for the AuthOk */
+    auth_transcript t = conn_transcript(c);
+    uint8_t cluster_mac[AUTH_MAC_BYTES], key_mac[AUTH_MAC_BYTES];
+    Baton__AuthProof p = BATON__AUTH_PROOF__INIT;
+    if (node_link(c) && c->cfg.secret) {
+        auth_mac(c->cfg.secret, AUTH_NODE, AUTH_CONNECTOR, &t, cluster_mac);
+        p.cluster_proof = (ProtobufCBinaryData){AUTH_MAC_BYTES, cluster_mac};
+    }
+    if (!node_link(c) && c->cfg.credential) {
+        auth_mac(c->cfg.credential, c->cfg.role == BATON__ROLE__ROLE_ADMIN ? AUTH_ADMIN : AUTH_CLIENT, AUTH_CONNECTOR,
+                 &t, key_mac);
+        p.key_proof = (ProtobufCBinaryData){AUTH_MAC_BYTES, key_mac};
+    }
+    send_raw(c, BATON__FRAME_KIND__FRAME_AUTH_PROOF, 0, &p.base, NULL, 0);
+    return 0;
+}
+
+/* Acceptor: checks the connector's AuthProof against what this side requires;
+ * lets it in with an AuthOk (carrying our own proof on node links) or refuses it. */
+static int handle_auth_proof(net_conn *c, const frame_header *fh, const uint8_t *msg) {
+    Baton__AuthProof *p = baton__auth_proof__unpack(NULL, fh->msg_len, msg);
+    if (!p) {
+        refuse(c, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "malformed auth proof");
+        return 1;
+    }
+    auth_transcript t = conn_transcript(c);
+    const char *who = role_name(c->peer_role);
+    const int unauth = BATON__STATUS_CODE__STATUS_UNAUTHENTICATED;
+    int stop = 1;
+    if (node_link(c) && c->cfg.secret && !p->cluster_proof.len)
+        refuse(c, unauth, "the %s presented no cluster-secret proof (start it with --secret)", who);
+    else if (node_link(c) && c->cfg.secret &&
+             !auth_verify(c->cfg.secret, AUTH_NODE, AUTH_CONNECTOR, &t, p->cluster_proof.data, p->cluster_proof.len))
+        refuse(c, unauth, "the %s failed to prove the cluster secret (a different --secret?)", who);
+    else if (node_link(c) && !c->cfg.secret && p->cluster_proof.len)
+        refuse(c, unauth, "the %s holds a cluster secret but this %s has none (start it with --secret)", who,
+               role_name(c->cfg.role));
+    else if (c->peer_role == BATON__ROLE__ROLE_CLIENT && c->cfg.client_keys && !p->key_proof.len)
+        refuse(c, unauth, "the client presented no API key (this cluster requires one: --api-key)");
+    else if (c->peer_role == BATON__ROLE__ROLE_CLIENT && c->cfg.client_keys &&
+             auth_keyring_match(c->cfg.client_keys, AUTH_CLIENT, AUTH_CONNECTOR, &t, p->key_proof.data,
+                                p->key_proof.len) < 0)
+        refuse(c, unauth, "the client's API key is not accepted");
+    else if (c->peer_role == BATON__ROLE__ROLE_ADMIN && !c->cfg.admin_token && c->cfg.client_keys)
+        /* an open admin door would bypass the API keys */
+        refuse(c, BATON__STATUS_CODE__STATUS_PERMISSION_DENIED,
+               "admin calls are off: this %s requires API keys but has no admin token", role_name(c->cfg.role));
+    else if (c->peer_role == BATON__ROLE__ROLE_ADMIN && c->cfg.admin_token && !p->key_proof.len)
+        refuse(c, unauth, "the admin presented no admin token (this cluster requires one)");
+    else if (c->peer_role == BATON__ROLE__ROLE_ADMIN && c->cfg.admin_token &&
+             !auth_verify(c->cfg.admin_token, AUTH_ADMIN, AUTH_CONNECTOR, &t, p->key_proof.data, p->key_proof.len))
+        refuse(c, unauth, "the admin token does not match");
+    else
+        stop = 0;
+    baton__auth_proof__free_unpacked(p, NULL);
+    if (stop) return 1;
+    uint8_t mac[AUTH_MAC_BYTES];
+    Baton__AuthOk ok = BATON__AUTH_OK__INIT;
+    if (node_link(c) && c->cfg.secret) {
+        auth_mac(c->cfg.secret, AUTH_NODE, AUTH_ACCEPTOR, &t, mac);
+        ok.cluster_proof = (ProtobufCBinaryData){AUTH_MAC_BYTES, mac};
+    }
+    send_raw(c, BATON__FRAME_KIND__FRAME_AUTH_OK, 0, &ok.base, NULL, 0);
+    return open_conn(c);
+}
+
+/* Connector: the acceptor let us in; on a node link it must prove the secret too. */
+static int handle_auth_ok(net_conn *c, const frame_header *fh, const uint8_t *msg) {
+    Baton__AuthOk *ok = baton__auth_ok__unpack(NULL, fh->msg_len, msg);
+    if (!ok) {
+        refuse(c, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "malformed auth answer");
+        return 1;
+    }
+    auth_transcript t = conn_transcript(c);
+    bool bad = node_link(c) && c->cfg.secret &&
+               !auth_verify(c->cfg.secret, AUTH_NODE, AUTH_ACCEPTOR, &t, ok->cluster_proof.data, ok->cluster_proof.len);
+    bool missing = bad && !ok->cluster_proof.len;
+    baton__auth_ok__free_unpacked(ok, NULL);
+    if (bad) {
+        refuse(c, BATON__STATUS_CODE__STATUS_UNAUTHENTICATED, "the %s %s the cluster secret", role_name(c->peer_role),
+               missing ? "holds no cluster secret (start it with --secret); it cannot prove" : "failed to prove");
+        return 1;
+    }
+    return open_conn(c);
+}
+
+/* Handles the frames that arrive before the connection is open: the peer's
+ * hello, then the AuthProof (acceptor) or AuthOk (connector), or a status
+ * refusing us. Anything else is refused: nothing is served before this is done. */
 static int handle_pre_hello(net_conn *c, const frame_header *fh, const uint8_t *msg) {
     if (fh->kind == BATON__FRAME_KIND__FRAME_CALL_STATUS) {
         Baton__CallStatus *st = baton__call_status__unpack(NULL, fh->msg_len, msg);
@@ -243,41 +397,32 @@ static int handle_pre_hello(net_conn *c, const frame_header *fh, const uint8_t *
         close_now(c, why);
         return 1;
     }
-    if (fh->kind != BATON__FRAME_KIND__FRAME_HELLO) {
-        refuse(c, BATON__STATUS_CODE__STATUS_FAILED_PRECONDITION, "expected a hello first, got frame kind %u",
-               (unsigned)fh->kind);
+    uint32_t want = !c->hello_got ? BATON__FRAME_KIND__FRAME_HELLO
+                    : c->connector ? BATON__FRAME_KIND__FRAME_AUTH_OK
+                                   : BATON__FRAME_KIND__FRAME_AUTH_PROOF;
+    if (fh->kind != want) {
+        if (!c->hello_got)
+            refuse(c, BATON__STATUS_CODE__STATUS_FAILED_PRECONDITION, "expected a hello first, got frame kind %u",
+                   (unsigned)fh->kind);
+        else
+            refuse(c, BATON__STATUS_CODE__STATUS_UNAUTHENTICATED, "frame kind %u before authentication completed",
+                   (unsigned)fh->kind);
         return 1;
     }
-    Baton__Hello *h = baton__hello__unpack(NULL, fh->msg_len, msg);
-    if (!h) {
-        refuse(c, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "malformed hello");
-        return 1;
-    }
-    int stop = 0;
-    if (h->protocol_version != FRAME_PROTOCOL_VERSION) {
-        refuse(c, BATON__STATUS_CODE__STATUS_FAILED_PRECONDITION, "protocol version %u, this side speaks %u",
-               (unsigned)h->protocol_version, (unsigned)FRAME_PROTOCOL_VERSION);
-        stop = 1;
-    } else if (strcmp(h->cluster_id ? h->cluster_id : "", c->cfg.cluster_id) != 0) {
-        refuse(c, BATON__STATUS_CODE__STATUS_PERMISSION_DENIED, "cluster id '%s' does not match this cluster's '%s'",
-               h->cluster_id ? h->cluster_id : "", c->cfg.cluster_id);
-        stop = 1;
-    } else if ((uint32_t)h->role >= 32 || !(c->accept_roles & (1u << (uint32_t)h->role))) {
-        refuse(c, BATON__STATUS_CODE__STATUS_PERMISSION_DENIED, "role '%s' is not accepted here",
-               role_name((uint32_t)h->role));
-        stop = 1;
-    } else {
-        c->peer_role = (uint32_t)h->role;
-        c->peer_codecs = h->codecs | 1u;
-        snprintf(c->peer_name, sizeof c->peer_name, "%s", h->name ? h->name : "");
-        c->hello_got = true;
-    }
-    baton__hello__free_unpacked(h, NULL);
-    if (stop) return 1;
-    if (!c->hello_sent) send_hello(c);
-    c->opened = true;
-    if (c->h.on_open) c->h.on_open(c);
-    return c->closing || c->close_after_flush;
+    if (want == BATON__FRAME_KIND__FRAME_HELLO) return handle_hello(c, fh, msg);
+    if (want == BATON__FRAME_KIND__FRAME_AUTH_PROOF) return handle_auth_proof(c, fh, msg);
+    return handle_auth_ok(c, fh, msg);
+}
+
+/* The write-queue marks (NET_HIGH_WATER, NET_LOW_WATER), process-wide. */
+static size_t high_water = 32u << 20, low_water = 8u << 20;
+
+size_t net_high_water(void) { return high_water; }
+size_t net_low_water(void) { return low_water; }
+
+void net_set_water_marks(size_t high, size_t low) {
+    high_water = high ? high : 1;
+    low_water = low < high_water ? low : high_water / 4;
 }
 
 static int frame_dispatch(void *ctx, const frame_header *fh, const uint8_t *msg, const uint8_t *payload) {
@@ -350,6 +495,7 @@ static net_conn *conn_new(uv_loop_t *loop, const net_config *cfg, uint32_t accep
     c->h = *h;
     c->user = user;
     frame_reader_init(&c->reader, c->cfg.max_frame);
+    c->reader.max_frame = NET_HANDSHAKE_MAX_FRAME; /* until open_conn */
     uv_tcp_init(loop, &c->tcp);
     c->tcp.data = c;
     return c;

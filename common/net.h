@@ -1,10 +1,14 @@
 /* net.h - Baton connections over TCP on a libuv loop.
  *
  * A net_conn is one TCP connection carrying frames (proto/frame.h). Every
- * connection opens with a hello both ways (protocol version, role, cluster id);
- * the side that finds a mismatch sends a status naming it and closes, and the
- * other side logs that message. Only after both hellos does on_open run; only
- * then are other frames delivered to on_frame.
+ * connection opens with a hello both ways (protocol version, role, cluster id,
+ * a fresh nonce), then the connecting side sends its proofs (AuthProof) and the
+ * accepting side answers AuthOk: the credentials in net_config (auth.h) decide
+ * what must be proved. The side that finds a mismatch or a bad proof sends a
+ * status naming it (UNAUTHENTICATED for credentials) and closes, and the other
+ * side logs that message. Only after AuthOk does on_open run; only then are
+ * other frames delivered to on_frame, and any other frame before it closes the
+ * connection. Frames before that point may be at most NET_HANDSHAKE_MAX_FRAME.
  *
  *     net_config cfg = { .cluster_id = "default", .role = BATON__ROLE__ROLE_WORKER };
  *     net_handlers h = { .on_open = ..., .on_frame = ..., .on_close = ... };
@@ -14,7 +18,9 @@
  * Writes are queued without limit; net_queued_bytes says how much is waiting, and
  * on_drain runs when the queue falls below the low-water mark after having been
  * above the high-water mark, so a relay can stop reading (net_pause) while its
- * outgoing queue is full. All functions run on the loop thread only.
+ * outgoing queue is full: a slow receiver then slows its sender instead of
+ * growing the sender's memory. The marks are process-wide (net_set_water_marks).
+ * All functions run on the loop thread only.
  */
 #ifndef BATON_NET_H
 #define BATON_NET_H
@@ -24,12 +30,14 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "baton.pb-c.h"
 #include "frame.h"
 
 #define NET_ROLE_BIT(r) (1u << BATON__ROLE__ROLE_##r)
-#define NET_HIGH_WATER (32u << 20)
-#define NET_LOW_WATER (8u << 20)
+#define NET_HIGH_WATER net_high_water() /* bytes; default 32 MiB */
+#define NET_LOW_WATER net_low_water()   /* bytes; default 8 MiB */
+#define NET_HANDSHAKE_MAX_FRAME (64u << 10) /* largest frame before authentication */
 
 typedef struct net_config {
     const char *cluster_id; /* must match on both ends */
@@ -38,6 +46,12 @@ typedef struct net_config {
     uint64_t max_frame;     /* 0: FRAME_DEFAULT_MAX */
     const char *log_prefix; /* e.g. "baton-worker" */
     uint32_t codecs;        /* bit (1 << Baton__Codec) per stage codec we decode; 0: f32 only */
+    /* Access control (auth.h). NULL switches a check off; the keys must outlive
+     * every connection made with this config. */
+    const auth_key *secret;          /* cluster secret: node links (worker, peer, coordinator) prove it both ways */
+    const auth_keyring *client_keys; /* accepting: clients must prove one of these API keys */
+    const auth_key *admin_token;     /* accepting: admins must prove this token */
+    const auth_key *credential;      /* connecting as a client or admin: the API key or admin token we prove */
 } net_config;
 
 typedef struct net_conn net_conn;
@@ -92,6 +106,12 @@ const char *net_peer_addr(const net_conn *c); /* "ip:port" */
 /* The codecs the peer said in its hello it can decode (bit 1 << Baton__Codec);
  * f32 is always among them. */
 uint32_t net_peer_codecs(const net_conn *c);
+
+/* The write-queue marks of every connection of this process. Set them before
+ * connecting; low must be below high (otherwise low becomes high / 4). */
+size_t net_high_water(void);
+size_t net_low_water(void);
+void net_set_water_marks(size_t high, size_t low);
 
 /* Milliseconds on a monotonic clock. */
 uint64_t net_now_ms(void);

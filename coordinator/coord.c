@@ -335,6 +335,7 @@ static void handle_worker_frame(coord *c, coord_node *n, const frame_header *h, 
             n->weight_bytes = ws->weight_bytes;
             n->kv_bytes = ws->kv_bytes;
             n->steps = ws->steps;
+            n->queue_peak = ws->queue_peak;
             baton__worker_status__free_unpacked(ws, NULL);
         }
         break;
@@ -374,6 +375,7 @@ static void node_status_fill(coord *c, const coord_node *n, Baton__NodeStatus *n
     ns->seconds_per_layer = n->speed;
     ns->heartbeat_age_ms = now - n->last_seen_ms;
     ns->steps = n->steps;
+    ns->queue_peak = n->queue_peak;
 }
 
 void coord_fill_health(coord *c, Baton__HealthReply *r, Baton__NodeStatus **ns, Baton__NodeStatus ***np) {
@@ -578,6 +580,47 @@ static void on_tick(uv_timer_t *t) {
     sched_tick(c);
 }
 
+/* Loads one credential file into key and points *slot at it; warnings are logged. 0 or -1. */
+static int load_key(const char *path, const char *what, auth_key *key, const auth_key **slot, char *err,
+                    size_t errlen) {
+    if (!path) return 0;
+    char msg[512];
+    int rc = auth_key_load(path, what, key, msg, sizeof msg);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s", msg);
+        return -1;
+    }
+    if (rc > 0) logf_("%s", msg);
+    *slot = key;
+    return 0;
+}
+
+/* Reads the credentials of --secret, --admin-token-file and --api-keys into
+ * c->cfg and says in the log what is protected. 0, or -1 with a message. */
+static int load_access(coord *c, char *err, size_t errlen) {
+    const coord_opts *o = &c->o;
+    if (load_key(o->secret_file, "cluster secret", &c->secret, &c->cfg.secret, err, errlen) != 0 ||
+        load_key(o->admin_token_file, "admin token", &c->admin_token, &c->cfg.admin_token, err, errlen) != 0)
+        return -1;
+    if (o->api_keys_file) {
+        char msg[512];
+        int rc = auth_keyring_load(o->api_keys_file, &c->api_keys, msg, sizeof msg);
+        if (rc < 0) {
+            snprintf(err, errlen, "%s", msg);
+            return -1;
+        }
+        if (rc > 0) logf_("%s", msg);
+        c->cfg.client_keys = &c->api_keys;
+    }
+    logf_("access control: workers %s; admin calls %s; client calls %s",
+          c->cfg.secret ? "must prove the cluster secret" : "are not checked (no --secret)",
+          c->cfg.admin_token   ? "need the admin token"
+          : c->cfg.client_keys ? "are refused (API keys but no --admin-token-file)"
+                               : "are open (no --admin-token-file)",
+          c->cfg.client_keys ? "need an API key" : "are open (no --api-keys)");
+    return 0;
+}
+
 int coord_init(coord *c, const coord_opts *o, uv_loop_t *loop, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     c->o = *o;
@@ -601,6 +644,7 @@ int coord_init(coord *c, const coord_opts *o, uv_loop_t *loop, char *err, size_t
     }
     c->cfg = (net_config){.cluster_id = o->cluster_id, .role = BATON__ROLE__ROLE_COORDINATOR, .name = "coordinator",
                           .max_frame = o->max_frame, .log_prefix = "baton-coord"};
+    if (load_access(c, err, errlen) != 0) return -1;
     static const net_handlers h = {.on_open = on_open, .on_frame = on_frame, .on_close = on_close};
     c->server = net_listen(loop, &c->cfg, o->listen, NET_ROLE_BIT(CLIENT) | NET_ROLE_BIT(WORKER) | NET_ROLE_BIT(ADMIN),
                            &h, c, err, errlen);
@@ -624,6 +668,7 @@ void coord_free(coord *c) {
         c->dead = n->next;
         free(n);
     }
+    auth_keyring_free(&c->api_keys);
     free(c->slot_req);
     tok_free(c->tok);
     gguf_close(c->gf);

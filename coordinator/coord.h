@@ -54,6 +54,10 @@ typedef struct coord_opts {
     uint64_t max_frame;
     int heartbeat_timeout_ms; /* silence after which a worker is dead; 0: 3000 */
     const char *metrics_listen; /* HOST:PORT of the Prometheus endpoint, NULL: none */
+    /* access control (auth.h); NULL: that check is off */
+    const char *secret_file;      /* cluster secret every worker must prove */
+    const char *admin_token_file; /* token admin connections must prove */
+    const char *api_keys_file;    /* keys clients must prove one of */
 } coord_opts;
 
 typedef struct coord_node {
@@ -74,6 +78,7 @@ typedef struct coord_node {
     bool drained;           /* by an admin: left out of every plan until undrained */
     bool removing;          /* disconnect it once the plan without it is in place */
     bool dead;              /* in c->dead only: kept for `nodes` */
+    uint64_t queue_peak;
     struct coord_node *next;
 } coord_node;
 
@@ -166,6 +171,9 @@ typedef struct coord {
     uint64_t last_beat_ms;
     coord_stats stats;
     coord_metrics_http *http;
+    /* access control: what cfg points at */
+    auth_key secret, admin_token;
+    auth_keyring api_keys;
 } coord;
 
 /* coord.c */

@@ -20,7 +20,11 @@ static void usage(FILE *out) {
             "  --cluster-id ID    clients and workers must present it (default \"baton\")\n"
             "  --max-frame BYTES  largest frame accepted (default 268435456)\n"
             "  --heartbeat-timeout MS  a worker silent this long is declared dead (default 3000)\n"
-            "  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n");
+            "  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
+            "access control (files of at least 16 bytes; see README):\n"
+            "  --secret FILE           cluster secret every worker must prove (default: $BATON_SECRET_FILE)\n"
+            "  --admin-token-file FILE token admin connections must prove\n"
+            "  --api-keys FILE         API keys, one per line: clients must prove one\n");
 }
 
 static int parse_int(const char *s, const char *what, int lo, int hi) {
@@ -50,7 +54,9 @@ int main(int argc, char **argv) {
         {"chunk", required_argument, 0, 'k'},     {"inflight", required_argument, 0, 'i'},
         {"cluster-id", required_argument, 0, 'C'}, {"max-frame", required_argument, 0, 'F'},
         {"heartbeat-timeout", required_argument, 0, 'H'}, {"metrics-listen", required_argument, 0, 'M'},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
+        {"secret", required_argument, 0, 'S'},   {"admin-token-file", required_argument, 0, 'A'},
+        {"api-keys", required_argument, 0, 'K'},  {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     opterr = 0;
     int ch;
@@ -68,6 +74,9 @@ int main(int argc, char **argv) {
         case 'F': o.max_frame = (uint64_t)parse_int(optarg, "--max-frame", 1024, 0x7fffffff); break;
         case 'H': o.heartbeat_timeout_ms = parse_int(optarg, "--heartbeat-timeout", 100, 3600000); break;
         case 'M': o.metrics_listen = optarg; break;
+        case 'S': o.secret_file = optarg; break;
+        case 'A': o.admin_token_file = optarg; break;
+        case 'K': o.api_keys_file = optarg; break;
         case 'h': usage(stdout); return 0;
         default:
             fprintf(stderr, "baton-coord: unknown or incomplete option '%s' (see --help)\n", argv[optind - 1]);
@@ -79,6 +88,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (o.chunk > o.max_batch) o.chunk = o.max_batch;
+    if (!o.secret_file) o.secret_file = getenv("BATON_SECRET_FILE");
+    if (o.secret_file && !*o.secret_file) o.secret_file = NULL;
     signal(SIGPIPE, SIG_IGN);
     uv_loop_t *loop = uv_default_loop();
     static coord c;

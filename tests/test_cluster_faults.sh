@@ -67,7 +67,7 @@ rc=$?
 # 3. wrong cluster id
 T "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --cluster-id other >/dev/null 2>"$WORK/refused.txt"
 rc=$?
-if [ $rc = 14 ] && grep -q "cluster id" "$WORK/refused.txt"; then echo "  ok   wrong cluster id refused: $(cat "$WORK/refused.txt")"; else
+if [ $rc = 7 ] && grep -q "cluster id" "$WORK/refused.txt"; then echo "  ok   wrong cluster id refused: $(cat "$WORK/refused.txt")"; else
     echo "  FAIL wrong cluster id: exit $rc, $(cat "$WORK/refused.txt")"; fail=1; fi
 
 cluster_stop

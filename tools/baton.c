@@ -6,7 +6,10 @@
  *   baton health   --server HOST:PORT [--json]
  *
  * The exit code is the call's status (0 OK, 1 CANCELLED, 3 INVALID_ARGUMENT,
- * 4 DEADLINE_EXCEEDED, 14 UNAVAILABLE, ...); 2 also means a usage error.
+ * 4 DEADLINE_EXCEEDED, 14 UNAVAILABLE, 16 UNAUTHENTICATED, ...); 2 also means a
+ * usage error. A refused connection exits with the refusal's status.
+ * --api-key KEY (or $BATON_API_KEY) proves an API key when the coordinator wants
+ * one; --admin [--admin-token-file FILE] connects as an admin instead.
  * Ctrl-C (SIGINT) during a generation cancels the call (the cluster frees its
  * sequence) and exits with 1; a second Ctrl-C exits at once.
  */
@@ -18,13 +21,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "baton_client.h"
 
 #define MAX_STOPS 16
 
 typedef struct cli {
     const char *server, *cluster_id, *prompt, *tokens, *chat_file, *text, *system;
-    bool json, special, show_tokens;
+    const char *api_key, *admin_token_file;
+    bool json, special, show_tokens, admin;
     baton_gen_params p;
     const char *stops[MAX_STOPS];
     int n_stops;
@@ -43,7 +48,9 @@ static void usage(FILE *out) {
             "  --repeat-penalty R  --presence-penalty P  --frequency-penalty F  --penalty-last-n N\n"
             "  --stop STRING (repeatable)  --deadline-ms MS  --ignore-eos  --show-tokens\n"
             "  --system TEXT (chat)  --cluster-id ID  --json (one JSON object on stdout)\n"
-            "exit code: the call's status (0 OK, 1 CANCELLED, 3 INVALID_ARGUMENT, 4 DEADLINE_EXCEEDED, 14 UNAVAILABLE...)\n");
+            "  --api-key KEY (default: $BATON_API_KEY)  --admin  --admin-token-file FILE (implies --admin)\n"
+            "exit code: the call's status (0 OK, 1 CANCELLED, 3 INVALID_ARGUMENT, 4 DEADLINE_EXCEEDED, 14 UNAVAILABLE,\n"
+            "  16 UNAUTHENTICATED...)\n");
 }
 
 static void die(int code, const char *fmt, ...) {
@@ -86,7 +93,8 @@ static double num(const char *s, const char *what) {
 
 static void parse(int argc, char **argv, cli *o) {
     enum { O_SERVER = 256, O_PROMPT, O_TOKENS, O_CHAT, O_TEXT, O_MAX, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_SEED, O_REP,
-           O_PRES, O_FREQ, O_LASTN, O_STOP, O_DEADLINE, O_IGNORE, O_JSON, O_SPECIAL, O_SYSTEM, O_CLUSTER, O_SHOW };
+           O_PRES, O_FREQ, O_LASTN, O_STOP, O_DEADLINE, O_IGNORE, O_JSON, O_SPECIAL, O_SYSTEM, O_CLUSTER, O_SHOW,
+           O_API_KEY, O_ADMIN, O_ADMIN_TOKEN };
     static const struct option longs[] = {
         {"server", required_argument, 0, O_SERVER},     {"prompt", required_argument, 0, O_PROMPT},
         {"tokens", required_argument, 0, O_TOKENS},     {"chat", required_argument, 0, O_CHAT},
@@ -99,7 +107,9 @@ static void parse(int argc, char **argv, cli *o) {
         {"deadline-ms", required_argument, 0, O_DEADLINE}, {"ignore-eos", no_argument, 0, O_IGNORE},
         {"json", no_argument, 0, O_JSON},               {"special", no_argument, 0, O_SPECIAL},
         {"system", required_argument, 0, O_SYSTEM},     {"cluster-id", required_argument, 0, O_CLUSTER},
-        {"show-tokens", no_argument, 0, O_SHOW},        {"help", no_argument, 0, 'h'},
+        {"show-tokens", no_argument, 0, O_SHOW},        {"api-key", required_argument, 0, O_API_KEY},
+        {"admin", no_argument, 0, O_ADMIN},             {"admin-token-file", required_argument, 0, O_ADMIN_TOKEN},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -132,12 +142,17 @@ static void parse(int argc, char **argv, cli *o) {
         case O_SYSTEM: o->system = optarg; break;
         case O_CLUSTER: o->cluster_id = optarg; break;
         case O_SHOW: o->show_tokens = true; break;
+        case O_API_KEY: o->api_key = optarg; break;
+        case O_ADMIN: o->admin = true; break;
+        case O_ADMIN_TOKEN: o->admin_token_file = optarg, o->admin = true; break;
         case 'h': usage(stdout); exit(0);
         default: die(2, "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
         }
     }
     if (optind < argc) die(2, "unexpected argument '%s'", argv[optind]);
     if (!o->server) die(2, "--server HOST:PORT is required");
+    if (!o->api_key) o->api_key = getenv("BATON_API_KEY");
+    if (o->api_key && !*o->api_key) o->api_key = NULL;
     o->p.stop = o->stops;
     o->p.n_stop = (size_t)o->n_stops;
 }
@@ -351,6 +366,7 @@ static int cmd_health(baton_client *c, cli *o) {
             json_object_set_new(e, "hop_bytes", json_integer((json_int_t)n->hop_bytes));
             json_object_set_new(e, "hop_frames", json_integer((json_int_t)n->hop_frames));
             json_object_set_new(e, "busy_us", json_integer((json_int_t)n->busy_us));
+            json_object_set_new(e, "queue_peak", json_integer((json_int_t)n->queue_peak));
             json_array_append_new(nodes, e);
         }
         json_object_set_new(j, "nodes", nodes);
@@ -384,9 +400,19 @@ int main(int argc, char **argv) {
     memset(&o, 0, sizeof o);
     o.p = baton_gen_defaults();
     parse(argc - 1, argv + 1, &o);
-    char err[256];
-    baton_client *c = baton_connect(o.server, o.cluster_id, err, sizeof err);
-    if (!c) die(BATON_STATUS_UNAVAILABLE, "%s", err);
+    char err[512];
+    baton_connect_opts co = {.cluster_id = o.cluster_id, .api_key = o.api_key, .admin = o.admin};
+    char *token = NULL;
+    if (o.admin_token_file) {
+        int rc = auth_cred_read(o.admin_token_file, "admin token", &token, err, sizeof err);
+        if (rc < 0) die(BATON_STATUS_INVALID_ARGUMENT, "%s", err);
+        if (rc > 0) fprintf(stderr, "baton: %s\n", err);
+        co.admin_token = token;
+    }
+    int status;
+    baton_client *c = baton_connect_with(o.server, &co, &status, err, sizeof err);
+    auth_cred_free(token);
+    if (!c) die(status, "%s: %s", baton_status_name(status), err);
     signal(SIGINT, on_sigint);
     int st;
     if (!strcmp(cmd, "generate")) st = cmd_generate(c, &o);

@@ -20,17 +20,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "baton_client.h"
 
 typedef struct ctl {
-    const char *server, *cluster_id;
+    const char *server, *cluster_id, *token_file;
     bool json;
     uint32_t node;
 } ctl;
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: batonctl COMMAND [NODE] --server HOST:PORT [--json] [--cluster-id ID]\n"
+            "usage: batonctl COMMAND [NODE] --server HOST:PORT [--json] [--cluster-id ID] [--admin-token-file FILE]\n"
             "commands:\n"
             "  nodes         workers: id, address, state, layers, memory used/free, ISA, speed, last heartbeat\n"
             "  plan          layer ranges per worker and the plan's predicted step time\n"
@@ -43,6 +44,8 @@ static void usage(FILE *out) {
             "options:\n"
             "  --server HOST:PORT  the coordinator (default: $BATON_SERVER)\n"
             "  --json              one JSON object on stdout (nodes, plan, status)\n"
+            "  --admin-token-file FILE  the admin token, when the coordinator requires one\n"
+            "                      (default: $BATON_ADMIN_TOKEN_FILE)\n"
             "  --cluster-id ID     default \"baton\"\n"
             "exit code: the call's status (0 OK, 5 NOT_FOUND, 9 FAILED_PRECONDITION, 14 UNAVAILABLE...), 2 usage\n");
 }
@@ -280,11 +283,11 @@ static const struct {
 };
 
 int main(int argc, char **argv) {
-    ctl o = {.server = getenv("BATON_SERVER"), .cluster_id = NULL};
+    ctl o = {.server = getenv("BATON_SERVER"), .cluster_id = NULL, .token_file = getenv("BATON_ADMIN_TOKEN_FILE")};
     static const struct option longs[] = {
         {"server", required_argument, 0, 's'}, {"cluster-id", required_argument, 0, 'C'},
         {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        {"admin-token-file", required_argument, 0, 'T'}, {0, 0, 0, 0},
     };
     opterr = 0;
     int ch;
@@ -293,6 +296,7 @@ int main(int argc, char **argv) {
         case 's': o.server = optarg; break;
         case 'C': o.cluster_id = optarg; break;
         case 'j': o.json = true; break;
+        case 'T': o.token_file = optarg; break;
         case 'h': usage(stdout); return 0;
         default: die(2, "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
         }
@@ -316,8 +320,18 @@ int main(int argc, char **argv) {
     if (optind < argc) die(2, "unexpected argument '%s'", argv[optind]);
     if (!o.server) die(2, "--server HOST:PORT is required (or set BATON_SERVER)");
     char err[512];
-    baton_client *c = baton_connect_admin(o.server, o.cluster_id, err, sizeof err);
-    if (!c) die(BATON_STATUS_UNAVAILABLE, "%s", err);
+    baton_connect_opts co = {.cluster_id = o.cluster_id, .admin = true};
+    char *token = NULL;
+    if (o.token_file && o.token_file[0]) {
+        int rc = auth_cred_read(o.token_file, "admin token", &token, err, sizeof err);
+        if (rc < 0) die(BATON_STATUS_INVALID_ARGUMENT, "%s", err);
+        if (rc > 0) fprintf(stderr, "batonctl: %s\n", err);
+        co.admin_token = token;
+    }
+    int status;
+    baton_client *c = baton_connect_with(o.server, &co, &status, err, sizeof err);
+    auth_cred_free(token);
+    if (!c) die(status, "%s", err);
     int rc = commands[k].run(c, &o);
     baton_close(c);
     return rc;

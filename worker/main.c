@@ -25,6 +25,7 @@
 
 typedef struct worker_opts {
     const char *coordinator, *model_path, *listen, *cluster_id;
+    const char *secret_file; /* cluster secret to prove to the coordinator and the other workers */
     int threads;
     uint64_t memory;
     double speed;
@@ -46,13 +47,17 @@ typedef struct worker {
     stage *st;
     uv_async_t wake;
     uv_timer_t retry;
+    uv_timer_t beat;        /* our own status every second: alive even while reading is paused */
     int connect_tries;
     Baton__Assignment *asg; /* current assignment (owned) */
     bool ready_sent, exiting;
+    bool joined;            /* the coordinator let us in (a refusal exits with 1) */
     double measured_speed;
     uint64_t hop_bytes, hop_frames; /* stage frames sent to successors, all plans */
     uint64_t steps;                 /* stage frames computed, all plans */
     uint64_t busy_us_before;        /* compute time of the slices of earlier plans */
+    uint64_t queue_peak;            /* most bytes ever queued for a successor */
+    auth_key secret;                /* what cfg_worker.secret points at, when set */
 } worker;
 
 static void die(const char *fmt, ...) {
@@ -145,6 +150,7 @@ static void send_status(worker *w) {
     ws.weight_bytes = w->m ? w->m->weight_bytes : 0;
     ws.kv_bytes = w->kv ? kv_cache_bytes(w->kv) : 0;
     ws.steps = w->steps;
+    ws.queue_peak = w->queue_peak;
     net_send(w->coord, BATON__FRAME_KIND__FRAME_WORKER_STATUS, 0, &ws.base, NULL, 0);
 }
 
@@ -287,6 +293,7 @@ static void on_wake(uv_async_t *a) {
             if (net_send(w->succ, BATON__FRAME_KIND__FRAME_STAGE, 0, &f->base, j->hidden, j->hidden_len) == 0) {
                 w->hop_bytes += net_bytes_sent(w->succ) - before;
                 w->hop_frames++;
+                if (net_queued_bytes(w->succ) > w->queue_peak) w->queue_peak = net_queued_bytes(w->succ);
             }
         }
         stage_job_free(j);
@@ -371,6 +378,7 @@ static void on_retry(uv_timer_t *t) { connect_coordinator(t->data); }
 
 static void on_coord_open(net_conn *c) {
     worker *w = net_user(c);
+    w->joined = true;
     Baton__Join j = BATON__JOIN__INIT;
     j.listen_address = w->listen_addr;
     j.free_memory = w->o.memory ? w->o.memory : mem_available();
@@ -391,6 +399,13 @@ static void on_coord_frame(net_conn *c, const frame_header *h, const uint8_t *ms
     case BATON__FRAME_KIND__FRAME_HEARTBEAT: send_status(w); break;
     default: logf_("ignoring frame kind %u from the coordinator", (unsigned)h->kind); break;
     }
+}
+
+/* A status every second on our own: while backpressure pauses reading from the
+ * coordinator we cannot answer its heartbeats, but we are not dead. */
+static void on_beat(uv_timer_t *t) {
+    worker *w = t->data;
+    if (w->coord && w->joined) send_status(w);
 }
 
 static void on_coord_close(net_conn *c, const char *why) {
@@ -452,7 +467,9 @@ static void usage(FILE *out) {
             "  --speed S            seconds per layer to report instead of measuring\n"
             "  --kv f16|f32         KV-cache type (default f16)\n"
             "  --cluster-id ID      must match the coordinator's (default \"baton\")\n"
-            "  --max-frame BYTES    largest frame accepted (default 256M)\n");
+            "  --max-frame BYTES    largest frame accepted (default 256M)\n"
+            "  --secret FILE        cluster secret, as given to the coordinator (default: $BATON_SECRET_FILE)\n"
+            "  --queue-limit BYTES  stop taking frames while this much waits for the successor (default 32M)\n");
 }
 
 static uint64_t parse_bytes(const char *s, const char *what) {
@@ -475,7 +492,8 @@ int main(int argc, char **argv) {
         {"listen", required_argument, 0, 'l'},      {"threads", required_argument, 0, 't'},
         {"memory", required_argument, 0, 'M'},      {"speed", required_argument, 0, 's'},
         {"kv", required_argument, 0, 'k'},          {"cluster-id", required_argument, 0, 'C'},
-        {"max-frame", required_argument, 0, 'F'},   {"help", no_argument, 0, 'h'},
+        {"max-frame", required_argument, 0, 'F'},   {"secret", required_argument, 0, 'S'},
+        {"queue-limit", required_argument, 0, 'Q'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -495,21 +513,36 @@ int main(int argc, char **argv) {
             break;
         case 'C': w.o.cluster_id = optarg; break;
         case 'F': w.o.max_frame = parse_bytes(optarg, "--max-frame"); break;
+        case 'S': w.o.secret_file = optarg; break;
+        case 'Q': {
+            uint64_t q = parse_bytes(optarg, "--queue-limit");
+            if (q < 4096) die("--queue-limit must be at least 4K");
+            net_set_water_marks((size_t)q, (size_t)(q / 4));
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: die("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
         }
     }
     if (optind < argc) die("unexpected argument '%s'", argv[optind]);
     if (!w.o.coordinator || !w.o.model_path) die("--coordinator and --model are required (see --help)");
+    if (!w.o.secret_file) w.o.secret_file = getenv("BATON_SECRET_FILE");
+    if (w.o.secret_file && !*w.o.secret_file) w.o.secret_file = NULL;
+    char err[512];
+    if (w.o.secret_file) {
+        int rc = auth_key_load(w.o.secret_file, "cluster secret", &w.secret, err, sizeof err);
+        if (rc < 0) die("%s", err);
+        if (rc > 0) logf_("%s", err);
+    }
     if (kern_init(w.o.threads) != 0) die("cannot start the kernels");
 
-    char err[512];
     if (w.o.speed > 0) w.measured_speed = w.o.speed;
     else if ((w.measured_speed = measure_speed(w.o.model_path, err, sizeof err)) < 0) die("%s", err);
 
     w.loop = uv_default_loop();
     w.cfg_worker = (net_config){.cluster_id = w.o.cluster_id, .role = BATON__ROLE__ROLE_WORKER, .name = "worker",
-                                .max_frame = w.o.max_frame, .log_prefix = "baton-worker"};
+                                .max_frame = w.o.max_frame, .log_prefix = "baton-worker",
+                                .secret = w.o.secret_file ? &w.secret : NULL};
     w.cfg_peer = w.cfg_worker;
     w.cfg_peer.role = BATON__ROLE__ROLE_PEER;
     static const net_handlers ph = {.on_open = on_pred_open, .on_frame = on_pred_frame, .on_close = on_pred_close};
@@ -522,6 +555,9 @@ int main(int argc, char **argv) {
     w.wake.data = &w;
     uv_timer_init(w.loop, &w.retry);
     w.retry.data = &w;
+    uv_timer_init(w.loop, &w.beat);
+    w.beat.data = &w;
+    uv_timer_start(&w.beat, on_beat, 1000, 1000);
     static uv_signal_t sig_int, sig_term;
     uv_signal_init(w.loop, &sig_int);
     uv_signal_init(w.loop, &sig_term);
@@ -536,5 +572,5 @@ int main(int argc, char **argv) {
     unload(&w);
     if (w.asg) baton__assignment__free_unpacked(w.asg, NULL);
     kern_shutdown();
-    return 0;
+    return w.joined ? 0 : 1;
 }
