@@ -69,8 +69,10 @@ def recv_exact(n):
 def recv():
     magic, kind, flags, call, ml, pl = struct.unpack("<IHHIII", recv_exact(20))
     return kind, call, recv_exact(ml + pl)[:ml]
-send(1, 0, b"\x08\x01\x10\x01\x1a\x05baton\x28\x01")   # FRAME_HELLO
+send(1, 0, b"\x08\x01\x10\x01\x1a\x05baton\x28\x01\x42\x20" + bytes(32))  # FRAME_HELLO with a 32-byte nonce
 assert recv()[0] == 1
+send(60, 0, b"")                                            # FRAME_AUTH_PROOF (no key: none needed)
+assert recv()[0] == 61                                      # FRAME_AUTH_OK
 send(52, 7, b"\x08\x04")                                   # FRAME_ADMIN_NODE_OP, op REBALANCE
 while True:
     kind, call, msg = recv()

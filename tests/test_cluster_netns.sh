@@ -79,7 +79,7 @@ CLUSTER_ADDR=10.77.0.1:$port
 MPORT=$(sed -n 's/.*metrics on http:\/\/10\.77\.0\.1:\([0-9]*\).*/\1/p' "$WORK/coord.log" | head -1)
 for k in 1 2 3; do
     ip netns exec "baton-w$k-$SUFFIX" "$BIN/worker/baton-worker" --coordinator "$CLUSTER_ADDR" --model "$MODEL" \
-        --threads 1 --listen "10.77.0.$((k + 1)):0" > "$WORK/worker-$k.log" 2>&1 &
+        --threads 1 --speed 0.001 --listen "10.77.0.$((k + 1)):0" > "$WORK/worker-$k.log" 2>&1 &
     PIDS+=($!)
     sleep 0.1 # join in order: worker 1 is the first stage
 done
