@@ -19,6 +19,7 @@
 #include "forward.h"
 #include "frame.h"
 #include "net.h"
+#include "net_mpi.h"
 #include "stage.h"
 
 #define MAX_PENDING_JOBS 8 /* stop reading from the source above this many queued jobs */
@@ -30,6 +31,7 @@ typedef struct worker_opts {
     double speed;
     uint32_t kv_type;
     uint64_t max_frame;
+    bool mpi;               /* --mpi: coordinator mpi:0, listen on mpi:<rank> */
 } worker_opts;
 
 typedef struct worker {
@@ -440,7 +442,9 @@ static void usage(FILE *out) {
             "  --speed S            seconds per layer to report instead of measuring\n"
             "  --kv f16|f32         KV-cache type (default f16)\n"
             "  --cluster-id ID      must match the coordinator's (default \"baton\")\n"
-            "  --max-frame BYTES    largest frame accepted (default 256M)\n");
+            "  --max-frame BYTES    largest frame accepted (default 256M)\n"
+            "  --mpi                run under mpirun: the coordinator is rank 0 (mpi:0), stage frames\n"
+            "                       arrive on mpi:<this rank>; --coordinator and --listen are then not needed\n");
 }
 
 static uint64_t parse_bytes(const char *s, const char *what) {
@@ -464,7 +468,7 @@ int main(int argc, char **argv) {
         {"memory", required_argument, 0, 'M'},      {"speed", required_argument, 0, 's'},
         {"kv", required_argument, 0, 'k'},          {"cluster-id", required_argument, 0, 'C'},
         {"max-frame", required_argument, 0, 'F'},   {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        {"mpi", no_argument, 0, 'P'},               {0, 0, 0, 0},
     };
     opterr = 0;
     int ch;
@@ -483,15 +487,23 @@ int main(int argc, char **argv) {
             break;
         case 'C': w.o.cluster_id = optarg; break;
         case 'F': w.o.max_frame = parse_bytes(optarg, "--max-frame"); break;
+        case 'P': w.o.mpi = true; break;
         case 'h': usage(stdout); return 0;
         default: die("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
         }
     }
     if (optind < argc) die("unexpected argument '%s'", argv[optind]);
+    char err[512];
+    char mpi_listen[32];
+    if (w.o.mpi) {
+        if (net_mpi_init(err, sizeof err) != 0) die("%s", err);
+        snprintf(mpi_listen, sizeof mpi_listen, "mpi:%d", net_mpi_rank());
+        w.o.coordinator = "mpi:0";
+        w.o.listen = mpi_listen;
+    }
     if (!w.o.coordinator || !w.o.model_path) die("--coordinator and --model are required (see --help)");
     if (kern_init(w.o.threads) != 0) die("cannot start the kernels");
 
-    char err[512];
     if (w.o.speed > 0) w.measured_speed = w.o.speed;
     else if ((w.measured_speed = measure_speed(w.o.model_path, err, sizeof err)) < 0) die("%s", err);
 
@@ -524,5 +536,6 @@ int main(int argc, char **argv) {
     unload(&w);
     if (w.asg) baton__assignment__free_unpacked(w.asg, NULL);
     kern_shutdown();
+    net_mpi_finalize();
     return 0;
 }
