@@ -346,6 +346,7 @@ void net_io_set(net_conn *c, const net_io_ops *io, void *state) {
 }
 void *net_io_state(const net_conn *c) { return c->io_state; }
 bool net_io_closing(const net_conn *c) { return c->closing; }
+bool net_io_flushing(const net_conn *c) { return c->close_after_flush; }
 void net_io_fail(net_conn *c, const char *why) { close_now(c, why); }
 uv_loop_t *net_server_loop(const net_server *s) { return s->loop; }
 

@@ -48,6 +48,8 @@ void net_io_feed(net_conn *c, const uint8_t *bytes, size_t n);
 void net_io_write_done(net_write *w, int status);
 void net_io_fail(net_conn *c, const char *why);
 bool net_io_closing(const net_conn *c);
+/* net_close waits for the queued writes: incoming bytes are no longer wanted. */
+bool net_io_flushing(const net_conn *c);
 uv_loop_t *net_server_loop(const net_server *s);
 
 /* net_mpi.c: "mpi:RANK" addresses. */

@@ -401,15 +401,20 @@ static void complete_writes(mpi_conn *mc) {
     }
 }
 
+/* True while held messages should be taken: reading is on, or the connection
+ * only waits to flush its own writes (then they are dropped, as a closing TCP
+ * socket's kernel would, so two ends closing at once cannot wait on each other). */
+static bool taking(const mpi_conn *mc) { return mc->reading || net_io_flushing(mc->c); }
+
 /* Feeds held messages while reading is on; acknowledges each one taken. */
 static void feed_held(mpi_conn *mc) {
     net_conn *c = mc->c;
-    while (mc->reading && mc->held && !net_io_closing(c)) {
+    while (!net_io_closing(c) && mc->held && taking(mc)) { /* closing: mc is gone */
         mpi_item *it = mc->held;
         mc->held = it->next;
         if (!mc->held) mc->held_tail = NULL;
         post_ctl(mc->peer, MSG_ACK, mc->side ^ 1, mc->id);
-        net_io_feed(c, it->buf + HEAD_BYTES, it->len - HEAD_BYTES);
+        if (!net_io_flushing(c)) net_io_feed(c, it->buf + HEAD_BYTES, it->len - HEAD_BYTES);
         free_item(it);
     }
 }
@@ -425,7 +430,11 @@ static void mpi_read_start(net_conn *c) {
     if (mc->held) uv_async_send(&g.async); /* fed from the loop, not from inside net_pause */
 }
 
-static void mpi_read_stop(net_conn *c) { ((mpi_conn *)net_io_state(c))->reading = false; }
+static void mpi_read_stop(net_conn *c) {
+    mpi_conn *mc = net_io_state(c);
+    mc->reading = false;
+    if (mc->held && net_io_flushing(c)) uv_async_send(&g.async); /* drop them from the loop */
+}
 
 static int mpi_write(net_conn *c, net_write *w) {
     mpi_conn *mc = net_io_state(c);
@@ -574,7 +583,7 @@ static void on_async(uv_async_t *a) {
     }
     /* connections whose reading resumed */
     for (mpi_conn *mc = g.conns; mc;) {
-        if (mc->reading && mc->held) {
+        if (mc->held && taking(mc)) {
             feed_held(mc);
             mc = g.conns; /* feeding may close any connection: start over */
         } else {

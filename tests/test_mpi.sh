@@ -26,8 +26,10 @@ export OMPI_MCA_btl_vader_single_copy_mechanism=none
 export OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl=self,vader
 if [ "${BATON_SANITIZE:-}" = "ON" ] || [ "${BATON_SANITIZE:-}" = "1" ]; then
-    # libmpi keeps allocations until exit that LeakSanitizer calls leaks
+    # libmpi keeps allocations until exit that LeakSanitizer calls leaks, some in
+    # components unloaded by then: the slow unwinder finds libmpi under those
     export LSAN_OPTIONS="suppressions=$SRC/tests/lsan-mpi.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+    export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
 fi
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe --bind-to none)
 LAUNCH="$BIN/tools/baton-mpi"
@@ -65,6 +67,7 @@ check_prompts() {
 cluster_start "$MODEL" 2 "${COPTS[@]}" && cluster_wait_serving 60 || { echo "FAIL: TCP cluster"; exit 1; }
 check_prompts "$CLUSTER_ADDR" "TCP 2 workers"
 cluster_stop
+cluster_check_logs || fail=1
 
 # mpi_start NP LOG [baton-mpi options]: starts the job in the background (MPI_PID)
 mpi_start() {

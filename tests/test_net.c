@@ -17,6 +17,17 @@
 #define N_FRAMES 40
 #define FRAME_BASE (1u << 20)
 
+/* Sanitizer builds: OpenMPI keeps allocations until exit (some in components it
+ * has unloaded by then, so the slow unwinder is needed to see libmpi under them).
+ * The same list as tests/lsan-mpi.supp; Baton's own code is not suppressed. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "fast_unwind_on_malloc=0"; }
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) {
+    return "leak:libmpi.so\nleak:libopen-pal.so\nleak:libopen-rte.so\nleak:libpmix.so\nleak:libhwloc.so\n"
+           "leak:libevent\nleak:mca_\n";
+}
+
 static int failures;
 #define CHECK(cond, ...)                                         \
     do {                                                         \
