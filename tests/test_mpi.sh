@@ -130,6 +130,25 @@ for np in 3 5; do
     [ $fail = 0 ] || break
 done
 
+# a rank that dies ends the whole job (MPI's default), non-zero, without a hang
+if [ $fail = 0 ]; then
+    log=$WORK/die.log
+    mpi_start 3 "$log" "${COPTS[@]}"
+    for i in $(seq 1 600); do grep -q "serving" "$log" && break; kill -0 "$MPI_PID" 2>/dev/null || break; sleep 0.1; done
+    victim=""
+    for p in $(ps -o pid= --ppid "$MPI_PID"); do
+        [ "$(cat /proc/$p/comm 2>/dev/null)" = baton-worker ] && victim=$p
+    done
+    [ -n "$victim" ] && kill -KILL "$victim"
+    mpi_wait_exit "$log" 30
+    rc=$?
+    if [ -n "$victim" ] && [ $rc != 0 ] && [ $rc != 124 ]; then
+        echo "  ok   a worker rank killed: the job ended, exit code $rc"
+    else
+        echo "  FAIL a worker rank killed: exit code $rc"; tail -n 20 "$log"; fail=1
+    fi
+fi
+
 # start-up errors end the job, non-zero, with the reason in the log
 expect_error() { # LABEL PATTERN baton-mpi options...
     local label=$1 pat=$2 log=$WORK/err.log
