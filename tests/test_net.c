@@ -1,6 +1,7 @@
 /* test_net.c - the transports under net.h, TCP and MPI, through the same code:
- * one listener on "127.0.0.1:0,mpi"; a client connects over each transport in
- * turn and sends 40 frames of about 1 MiB (more than NET_HIGH_WATER) while the
+ * one listener on "127.0.0.1:0,mpi"; at the same time a client connects over
+ * TCP and two over MPI (two logical connections between the same ranks) and each
+ * sends 40 frames of about 1 MiB (more than NET_HIGH_WATER) while the
  * server keeps reading paused, so the client's queue must stay above the
  * low-water mark until the server resumes; the server checks every byte and
  * order, pauses again in the middle of a burst, and echoes each frame; the
@@ -40,119 +41,138 @@ static int failures;
     } while (0)
 
 typedef struct test_case {
-    const char *name;
-    uv_loop_t *loop;
+    const char *name, *addr;
     net_conn *cli, *srv;
-    uv_timer_t resume, guard;
+    uv_timer_t resume;
     int got, echoes, closed;
     bool drained, paused_mid;
     size_t queued_after_send, queued_at_resume, queued_at_end;
     char srv_peer[64];
 } test_case;
 
-static test_case tc;
+/* All cases run at once on one loop: TCP, and two MPI connections between the
+ * same two ends (rank 0 and itself), multiplexed over one communicator. */
+static test_case cases[] = {{.name = "tcp"}, {.name = "mpi", .addr = "mpi:0"}, {.name = "mpi2", .addr = "mpi:0"}};
+#define N_CASES (int)(sizeof cases / sizeof cases[0])
+static int ends_closed;
 
 static size_t frame_len(int i) { return FRAME_BASE + (size_t)i * 4099u; }
 static uint8_t frame_byte(int i, size_t j) { return (uint8_t)(i * 31 + j * 7); }
 
 static void on_resume(uv_timer_t *t) {
-    (void)t;
-    if (!tc.queued_at_resume) tc.queued_at_resume = net_queued_bytes(tc.cli);
-    net_pause(tc.srv, false);
+    test_case *tc = t->data;
+    if (!tc->queued_at_resume) tc->queued_at_resume = net_queued_bytes(tc->cli);
+    net_pause(tc->srv, false);
 }
 
 /* server */
 static void srv_open(net_conn *c) {
-    tc.srv = c;
-    snprintf(tc.srv_peer, sizeof tc.srv_peer, "%s", net_peer_addr(c));
+    test_case *tc = NULL;
+    for (int i = 0; i < N_CASES; i++)
+        if (!strcmp(net_peer_name(c), cases[i].name)) tc = &cases[i];
+    CHECK(tc != NULL, "unknown client '%s'", net_peer_name(c));
+    if (!tc) return;
+    net_set_user(c, tc);
+    tc->srv = c;
+    snprintf(tc->srv_peer, sizeof tc->srv_peer, "%s", net_peer_addr(c));
     net_pause(c, true); /* the client's frames pile up */
-    uv_timer_start(&tc.resume, on_resume, 150, 0);
+    uv_timer_start(&tc->resume, on_resume, 150, 0);
 }
 
 static void srv_frame(net_conn *c, const frame_header *h, const uint8_t *msg, const uint8_t *payload) {
     (void)msg;
-    int i = tc.got++;
+    test_case *tc = net_user(c);
+    int i = tc->got++;
     CHECK(h->kind == BATON__FRAME_KIND__FRAME_STAGE && h->call_id == (uint32_t)i, "%s: frame %d: kind %u call %u",
-          tc.name, i, (unsigned)h->kind, (unsigned)h->call_id);
-    CHECK(h->payload_len == frame_len(i), "%s: frame %d: %u bytes", tc.name, i, (unsigned)h->payload_len);
+          tc->name, i, (unsigned)h->kind, (unsigned)h->call_id);
+    CHECK(h->payload_len == frame_len(i), "%s: frame %d: %u bytes", tc->name, i, (unsigned)h->payload_len);
     size_t bad = 0;
     for (size_t j = 0; j < h->payload_len && j < frame_len(i); j += 61)
         if (payload[j] != frame_byte(i, j)) bad++;
-    CHECK(bad == 0, "%s: frame %d: %zu wrong bytes", tc.name, i, bad);
+    CHECK(bad == 0, "%s: frame %d: %zu wrong bytes", tc->name, i, bad);
     uint8_t echo[8] = {(uint8_t)i};
     net_send(c, BATON__FRAME_KIND__FRAME_STAGE, (uint32_t)i, NULL, echo, sizeof echo);
-    if (i == N_FRAMES / 2 && !tc.paused_mid) { /* pause in the middle of a burst */
-        tc.paused_mid = true;
+    if (i == N_FRAMES / 2 && !tc->paused_mid) { /* pause in the middle of a burst */
+        tc->paused_mid = true;
         net_pause(c, true);
-        uv_timer_start(&tc.resume, on_resume, 20, 0);
+        uv_timer_start(&tc->resume, on_resume, 20, 0);
     }
 }
 
 static void on_closed(net_conn *c, const char *why) {
-    (void)c, (void)why;
-    if (++tc.closed == 2) uv_stop(tc.loop);
+    test_case *tc = net_user(c);
+    (void)why;
+    if (tc) tc->closed++;
+    if (++ends_closed == 2 * N_CASES) uv_stop(uv_default_loop());
 }
 
 /* client */
 static void cli_open(net_conn *c) {
+    test_case *tc = net_user(c);
     uint8_t *buf = malloc(frame_len(N_FRAMES));
     for (int i = 0; i < N_FRAMES; i++) {
         for (size_t j = 0; j < frame_len(i); j++) buf[j] = frame_byte(i, j);
         CHECK(net_send(c, BATON__FRAME_KIND__FRAME_STAGE, (uint32_t)i, NULL, buf, frame_len(i)) == 0, "%s: send %d",
-              tc.name, i);
+              tc->name, i);
     }
     free(buf);
-    tc.queued_after_send = net_queued_bytes(c);
+    tc->queued_after_send = net_queued_bytes(c);
 }
 
 static void cli_frame(net_conn *c, const frame_header *h, const uint8_t *msg, const uint8_t *payload) {
     (void)msg;
-    CHECK(h->call_id == (uint32_t)tc.echoes && h->payload_len == 8 && payload[0] == (uint8_t)tc.echoes,
-          "%s: echo %d out of order", tc.name, tc.echoes);
-    if (++tc.echoes == N_FRAMES) {
-        tc.queued_at_end = net_queued_bytes(c);
+    test_case *tc = net_user(c);
+    CHECK(h->call_id == (uint32_t)tc->echoes && h->payload_len == 8 && payload[0] == (uint8_t)tc->echoes,
+          "%s: echo %d out of order", tc->name, tc->echoes);
+    if (++tc->echoes == N_FRAMES) {
+        tc->queued_at_end = net_queued_bytes(c);
         net_close(c, "done");
     }
 }
 
-static void cli_drain(net_conn *c) {
-    (void)c;
-    tc.drained = true;
-}
+static void cli_drain(net_conn *c) { ((test_case *)net_user(c))->drained = true; }
 
 static void on_guard(uv_timer_t *t) {
-    CHECK(0, "%s: timed out (got %d frames, %d echoes)", tc.name, tc.got, tc.echoes);
+    CHECK(0, "timed out");
     uv_stop(t->loop);
 }
 
-static void run_case(uv_loop_t *loop, const char *name, const char *addr) {
-    memset(&tc, 0, sizeof tc);
-    tc.name = name;
-    tc.loop = loop;
-    uv_timer_init(loop, &tc.resume);
-    uv_timer_init(loop, &tc.guard);
-    uv_timer_start(&tc.guard, on_guard, 60000, 0);
-    net_config cfg = {.cluster_id = "t", .role = BATON__ROLE__ROLE_PEER, .name = "client", .log_prefix = "test_net"};
+/* Connects every case, runs the loop until all ends closed, checks each. */
+static void run_cases(uv_loop_t *loop) {
+    uv_timer_t guard;
+    uv_timer_init(loop, &guard);
+    uv_timer_start(&guard, on_guard, 120000, 0);
     static const net_handlers ch = {.on_open = cli_open, .on_frame = cli_frame, .on_drain = cli_drain,
                                     .on_close = on_closed};
-    char err[256];
-    tc.cli = net_connect(loop, &cfg, addr, NET_ROLE_BIT(PEER), &ch, NULL, err, sizeof err);
-    CHECK(tc.cli != NULL, "%s: connect %s: %s", name, addr, err);
-    if (tc.cli) uv_run(loop, UV_RUN_DEFAULT);
-    uv_timer_stop(&tc.guard);
-    uv_timer_stop(&tc.resume);
-    CHECK(tc.got == N_FRAMES && tc.echoes == N_FRAMES, "%s: %d frames, %d echoes", name, tc.got, tc.echoes);
-    CHECK(tc.queued_after_send > NET_HIGH_WATER, "%s: %zu bytes queued after sending", name, tc.queued_after_send);
-    CHECK(tc.queued_at_resume > NET_LOW_WATER, "%s: only %zu bytes queued while the server was paused", name,
-          tc.queued_at_resume);
-    CHECK(tc.drained, "%s: no on_drain", name);
-    CHECK(tc.queued_at_end == 0, "%s: %zu bytes still queued at the end", name, tc.queued_at_end);
-    CHECK(tc.closed == 2, "%s: %d ends closed", name, tc.closed);
-    printf("%-4s ok: %d frames of ~1 MiB, queue %.1f MiB after sending, %.1f MiB held by the paused reader, "
-           "server saw peer %s\n",
-           name, tc.got, tc.queued_after_send / 1048576.0, tc.queued_at_resume / 1048576.0, tc.srv_peer);
-    uv_close((uv_handle_t *)&tc.resume, NULL);
-    uv_close((uv_handle_t *)&tc.guard, NULL);
+    for (int k = 0; k < N_CASES; k++) {
+        test_case *tc = &cases[k];
+        uv_timer_init(loop, &tc->resume);
+        tc->resume.data = tc;
+        net_config cfg = {.cluster_id = "t", .role = BATON__ROLE__ROLE_PEER, .name = tc->name,
+                          .log_prefix = "test_net"};
+        char err[256];
+        tc->cli = net_connect(loop, &cfg, tc->addr, NET_ROLE_BIT(PEER), &ch, tc, err, sizeof err);
+        CHECK(tc->cli != NULL, "%s: connect %s: %s", tc->name, tc->addr, err);
+        if (!tc->cli) ends_closed += 2;
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    for (int k = 0; k < N_CASES; k++) {
+        test_case *tc = &cases[k];
+        const char *name = tc->name;
+        CHECK(tc->got == N_FRAMES && tc->echoes == N_FRAMES, "%s: %d frames, %d echoes", name, tc->got, tc->echoes);
+        CHECK(tc->queued_after_send > NET_HIGH_WATER, "%s: %zu bytes queued after sending", name,
+              tc->queued_after_send);
+        CHECK(tc->queued_at_resume > NET_LOW_WATER, "%s: only %zu bytes queued while the server was paused", name,
+              tc->queued_at_resume);
+        CHECK(tc->drained, "%s: no on_drain", name);
+        CHECK(tc->queued_at_end == 0, "%s: %zu bytes still queued at the end", name, tc->queued_at_end);
+        CHECK(tc->closed == 2, "%s: %d ends closed", name, tc->closed);
+        printf("%-4s ok: %d frames of ~1 MiB, queue %.1f MiB after sending, %.1f MiB held by the paused reader, "
+               "server saw peer %s\n",
+               name, tc->got, tc->queued_after_send / 1048576.0, tc->queued_at_resume / 1048576.0, tc->srv_peer);
+        uv_close((uv_handle_t *)&tc->resume, NULL);
+    }
+    uv_close((uv_handle_t *)&guard, NULL);
     uv_run(loop, UV_RUN_NOWAIT);
 }
 
@@ -176,9 +196,9 @@ int main(void) {
     }
     char tcp_addr[64];
     snprintf(tcp_addr, sizeof tcp_addr, "127.0.0.1:%d", net_server_port(s));
-    run_case(loop, "tcp", tcp_addr);
-    run_case(loop, "mpi", "mpi:0");
-    CHECK(!strcmp(tc.srv_peer, "mpi:0"), "MPI peer address '%s'", tc.srv_peer);
+    cases[0].addr = tcp_addr;
+    run_cases(loop);
+    CHECK(!strcmp(cases[1].srv_peer, "mpi:0"), "MPI peer address '%s'", cases[1].srv_peer);
     /* bad MPI addresses fail at once with a message */
     net_config cfg = scfg;
     static const net_handlers none = {0};

@@ -25,6 +25,7 @@
 #include "bench.h"
 
 #define TB_MAX_PIDS 4
+#define TR_SPEED "0.01" /* s/layer every worker reports: the same plan in both modes, whatever the load */
 
 typedef struct tr_cluster {
     pid_t pids[TB_MAX_PIDS]; /* pids[0]: coordinator, or mpirun */
@@ -126,6 +127,7 @@ static int tr_start(tr_cluster *cl, bool mpi, const char *model, const char *thr
         setenv("OMPI_MCA_btl", "self,vader", 0);
         char *argv[] = {"mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "3", launch,
                         "--model", (char *)model, "--listen", "127.0.0.1:0", "--worker-threads", (char *)threads,
+                        "--worker-speed", TR_SPEED,
                         (char *)copts[0], (char *)copts[1], (char *)copts[2], (char *)copts[3], (char *)copts[4],
                         (char *)copts[5], NULL};
         cl->pids[cl->n++] = tr_spawn(argv, log);
@@ -137,7 +139,7 @@ static int tr_start(tr_cluster *cl, bool mpi, const char *model, const char *thr
     if (tr_wait_port(log, cl->pids[0], cl->addr, sizeof cl->addr) != 0) return -1;
     for (int k = 0; k < 2; k++) {
         char *wargv[] = {worker, "--coordinator", cl->addr, "--model", (char *)model, "--threads", (char *)threads,
-                         NULL};
+                         "--speed", TR_SPEED, NULL};
         cl->pids[cl->n++] = tr_spawn(wargv, log);
         usleep(200000); /* join in order */
     }
@@ -237,6 +239,9 @@ static int bench_transport(int argc, char **argv) {
             tr_measure(cl.addr, n_prompt, n_gen, reps, &res[m]) != 0) {
             fprintf(stderr, "baton-bench transport: the %s cluster failed (logs in %s)\n", names[m], dir);
             rc = 1;
+        } else {
+            fprintf(stderr, "%s: prefill %.1f tok/s, decode %.2f tok/s\n", names[m], res[m].prefill_tok_s,
+                    res[m].decode_tok_s);
         }
         tr_stop(&cl);
     }
