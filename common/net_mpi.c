@@ -259,11 +259,12 @@ static void *progress_main(void *arg) {
         }
         if (work) {
             idle = 0;
-        } else if (++idle < 64) {
-            sched_yield(); /* messages come in bursts: stay close for a moment */
+        } else if (++idle < 64 || sends.n) {
+            /* messages come in bursts: stay close for a moment; and a large send
+             * only moves (fragment by fragment) while this thread calls MPI */
+            sched_yield();
         } else {
-            long us = idle < 128 ? 50 : idle < 256 ? 200 : 500;
-            wait_for_work(us);
+            wait_for_work(idle < 1024 ? 50 : 200);
         }
     }
     if (sends.n)

@@ -6,9 +6,11 @@
  *
  * Without --model it writes the 4-layer QwQ-32B-shaped model (q8_0, vocabulary
  * 1024, about 2 GB) into a temporary folder under /tmp and deletes it after.
- * Both clusters run as child processes (baton-coord/baton-worker, and mpirun
- * -np 3 baton-mpi) and are driven through the client library; each figure is
- * the best of R runs, server-side times (receipt to first token, first to last).
+ * Both clusters run at once as child processes (baton-coord/baton-worker, and
+ * mpirun -np 3 baton-mpi), driven in turns through the client library so that
+ * load from elsewhere falls on both; every worker reports the same speed, so both
+ * get the same plan. Each figure is the best of R rounds, server-side times
+ * (receipt to first token, first to last).
  */
 #include <errno.h>
 #include <libgen.h>
@@ -161,32 +163,39 @@ static int tr_generate(const char *addr, const int32_t *toks, size_t n, uint32_t
     return rc == 0 && r->status == 0 ? 0 : -1;
 }
 
-static int tr_measure(const char *addr, int n_prompt, int n_gen, int reps, tr_result *out) {
-    int32_t *toks = malloc((size_t)n_prompt * sizeof *toks);
-    if (!toks) return -1;
-    for (int i = 0; i < n_prompt; i++) toks[i] = (int32_t)((i * 37 + 11) % 1000);
-    *out = (tr_result){0};
+/* The prompt: n ids below the model's vocabulary (malloc'd), or NULL. */
+static int32_t *tr_prompt(const char *addr, int n) {
+    char err[256];
+    baton_client *c = baton_connect(addr, "baton", err, sizeof err);
+    baton_model_info mi = {0};
+    int mrc = c ? baton_model(c, &mi, err, sizeof err) : -1;
+    baton_close(c);
+    if (mrc != 0 || mi.n_vocab == 0) return NULL;
+    int32_t *toks = malloc((size_t)n * sizeof *toks);
+    for (int i = 0; toks && i < n; i++) toks[i] = (int32_t)((i * 37u + 11u) % mi.n_vocab);
+    return toks;
+}
+
+/* One round on one cluster: a prefill-only call and a decode call; keeps the
+ * best figures in out. 0 or -1. */
+static int tr_round(const char *addr, const int32_t *toks, int n_prompt, int n_gen, tr_result *out) {
     int rc = 0;
-    for (int r = 0; r < reps && rc == 0; r++) {
-        baton_result res = {0};
-        if (tr_generate(addr, toks, (size_t)n_prompt, 1, &res) == 0 && res.prefill_s > 0) {
-            double v = n_prompt / res.prefill_s;
-            if (v > out->prefill_tok_s) out->prefill_tok_s = v;
-        } else {
-            rc = -1;
-        }
-        baton_result_free(&res);
-        baton_result dres = {0};
-        if (rc == 0 && tr_generate(addr, toks, 8, (uint32_t)n_gen, &dres) == 0 && dres.decode_s > 0 &&
-            dres.n_tokens > 1) {
-            double v = (double)(dres.n_tokens - 1) / dres.decode_s;
-            if (v > out->decode_tok_s) out->decode_tok_s = v;
-        } else {
-            rc = -1;
-        }
-        baton_result_free(&dres);
+    baton_result res = {0};
+    if (tr_generate(addr, toks, (size_t)n_prompt, 1, &res) == 0 && res.prefill_s > 0) {
+        double v = n_prompt / res.prefill_s;
+        if (v > out->prefill_tok_s) out->prefill_tok_s = v;
+    } else {
+        rc = -1;
     }
-    free(toks);
+    baton_result_free(&res);
+    baton_result dres = {0};
+    if (rc == 0 && tr_generate(addr, toks, 8, (uint32_t)n_gen, &dres) == 0 && dres.decode_s > 0 && dres.n_tokens > 1) {
+        double v = (double)(dres.n_tokens - 1) / dres.decode_s;
+        if (v > out->decode_tok_s) out->decode_tok_s = v;
+    } else {
+        rc = -1;
+    }
+    baton_result_free(&dres);
     return rc;
 }
 
@@ -232,19 +241,32 @@ static int bench_transport(int argc, char **argv) {
     const char *names[2] = {"tcp", "mpi"};
     tr_result res[2] = {{0}};
     int rc = 0;
+    /* both clusters up at once, measured in turns, so a change in the load of
+     * this machine falls on both */
+    tr_cluster cl[2];
+    memset(cl, 0, sizeof cl);
+    int32_t *toks = NULL;
     for (int m = 0; m < 2 && rc == 0; m++) {
-        tr_cluster cl = {0};
         fprintf(stderr, "%s: starting coordinator + 2 workers ...\n", names[m]);
-        if (tr_start(&cl, m == 1, model, threads, dir) != 0 || tr_wait_serving(cl.addr, 300) != 0 ||
-            tr_measure(cl.addr, n_prompt, n_gen, reps, &res[m]) != 0) {
-            fprintf(stderr, "baton-bench transport: the %s cluster failed (logs in %s)\n", names[m], dir);
+        if (tr_start(&cl[m], m == 1, model, threads, dir) != 0 || tr_wait_serving(cl[m].addr, 300) != 0) {
+            fprintf(stderr, "baton-bench transport: the %s cluster failed to start (logs in %s)\n", names[m], dir);
             rc = 1;
-        } else {
-            fprintf(stderr, "%s: prefill %.1f tok/s, decode %.2f tok/s\n", names[m], res[m].prefill_tok_s,
-                    res[m].decode_tok_s);
         }
-        tr_stop(&cl);
     }
+    if (rc == 0 && !(toks = tr_prompt(cl[0].addr, n_prompt))) rc = 1;
+    for (int r = 0; r < reps && rc == 0; r++)
+        for (int m = 0; m < 2 && rc == 0; m++) {
+            if (tr_round(cl[m].addr, toks, n_prompt, n_gen, &res[m]) != 0) {
+                fprintf(stderr, "baton-bench transport: a call to the %s cluster failed (logs in %s)\n", names[m],
+                        dir);
+                rc = 1;
+            } else {
+                fprintf(stderr, "round %d %s: best so far prefill %.1f tok/s, decode %.2f tok/s\n", r + 1, names[m],
+                        res[m].prefill_tok_s, res[m].decode_tok_s);
+            }
+        }
+    free(toks);
+    for (int m = 0; m < 2; m++) tr_stop(&cl[m]);
     if (rc == 0) {
         double rp = res[1].prefill_tok_s / res[0].prefill_tok_s, rd = res[1].decode_tok_s / res[0].decode_tok_s;
         if (bench_want_json(argc, argv)) {
