@@ -259,12 +259,12 @@ static void *progress_main(void *arg) {
         }
         if (work) {
             idle = 0;
-        } else if (++idle < 64 || sends.n) {
-            /* messages come in bursts: stay close for a moment; and a large send
-             * only moves (fragment by fragment) while this thread calls MPI */
-            sched_yield();
+        } else if (++idle < 16) {
+            sched_yield(); /* messages come in bursts: stay close for a moment */
         } else {
-            wait_for_work(idle < 1024 ? 50 : 200);
+            /* a large send only moves (fragment by fragment) while this thread
+             * calls MPI: poll often while one is in flight */
+            wait_for_work(sends.n ? 10 : idle < 1024 ? 50 : 200);
         }
     }
     if (sends.n)
