@@ -85,8 +85,9 @@ int main(int argc, char **argv) {
         } else if (!strncmp(a, "--worker-", 9)) {
             if (!coord) {
                 static char opt[MAX_ARGS][64];
-                snprintf(opt[i], sizeof opt[i], "--%s", a + 9);
-                args[n++] = opt[i];
+                snprintf(opt[n], sizeof opt[n], "--%s", a + 9);
+                args[n] = opt[n];
+                n++;
             }
             if (has_value) {
                 i++;
