@@ -1,5 +1,9 @@
-/* net.c - TCP connections carrying frames on a libuv loop. See net.h. */
+/* net.c - connections carrying frames on a libuv loop: framing, hello, queue
+ * accounting; the bytes go over TCP (here) or MPI (net_mpi.c) through the
+ * net_io_ops seam of net_io.h. See net.h. */
 #include "net.h"
+#include "net_io.h"
+#include "net_mpi.h"
 
 #include <netdb.h>
 #include <stdarg.h>
@@ -9,8 +13,10 @@
 #include <time.h>
 
 struct net_conn {
-    uv_tcp_t tcp;             /* first: the handle's data points back here too */
+    uv_tcp_t tcp;             /* first: the handle's data points back here too; unused but closed for MPI */
     uv_connect_t connect_req;
+    const net_io_ops *io;     /* the transport */
+    void *io_state;           /* the transport's per-connection state */
     net_config cfg;
     char cluster_id[128], name[128], log_prefix[64];
     uint32_t accept_roles;
@@ -33,19 +39,14 @@ struct net_conn {
 
 struct net_server {
     uv_tcp_t tcp;
+    uv_loop_t *loop;
+    bool has_tcp, has_mpi;    /* the transports it accepts on */
     net_config cfg;
     char cluster_id[128], name[128], log_prefix[64];
     uint32_t accept_roles;
     net_handlers h;
     void *user;
 };
-
-typedef struct write_req {
-    uv_write_t req;
-    net_conn *c;
-    size_t len;
-    uint8_t bytes[];
-} write_req;
 
 /* Monotonic milliseconds. */
 uint64_t net_now_ms(void) {
@@ -121,7 +122,14 @@ static void close_now(net_conn *c, const char *why) {
     if (c->closing) return;
     c->closing = true;
     if (!c->close_why[0]) copy_str(c->close_why, sizeof c->close_why, why);
+    if (c->io->close) c->io->close(c);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+/* Stops reading from the transport, if it reads. */
+static void read_stop(net_conn *c) {
+    if (c->reading) c->io->read_stop(c);
+    c->reading = false;
 }
 
 void net_close(net_conn *c, const char *why) {
@@ -130,13 +138,11 @@ void net_close(net_conn *c, const char *why) {
     if (c->queued == 0) close_now(c, c->close_why);
     else {
         c->close_after_flush = true;
-        if (c->reading) uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = false;
+        read_stop(c);
     }
 }
 
-static void on_write(uv_write_t *req, int status) {
-    write_req *w = (write_req *)req;
+void net_io_write_done(net_write *w, int status) {
     net_conn *c = w->c;
     c->queued -= w->len;
     free(w);
@@ -168,17 +174,18 @@ static int send_raw(net_conn *c, uint32_t kind, uint32_t call_id, const Protobuf
         return -1;
     }
     size_t total = FRAME_HEADER_BYTES + ml + payload_len;
-    write_req *w = malloc(sizeof *w + total);
+    net_write *w = malloc(sizeof *w + total);
     if (!w) return -1;
     w->c = c;
     w->len = total;
+    w->next = NULL;
+    w->sent = false;
     frame_header fh = {.kind = (uint16_t)kind, .call_id = call_id, .msg_len = (uint32_t)ml,
                        .payload_len = (uint32_t)payload_len};
     frame_header_encode(&fh, w->bytes);
     if (msg) protobuf_c_message_pack(msg, w->bytes + FRAME_HEADER_BYTES);
     if (payload_len) memcpy(w->bytes + FRAME_HEADER_BYTES + ml, payload, payload_len);
-    uv_buf_t buf = uv_buf_init((char *)w->bytes, (unsigned)total);
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+    int rc = c->io->write(c, w);
     if (rc < 0) {
         free(w);
         return -1;
@@ -441,6 +448,19 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 }
 
 /* Feeds bytes to the frame reader; keeps what a paused connection did not take. */
+void net_io_feed(net_conn *c, const uint8_t *bytes, size_t n) {
+    if (c->closing) return;
+    int rc = frame_reader_feed(&c->reader, bytes, n, frame_dispatch, c);
+    if (rc == -1) {
+        char why[300];
+        snprintf(why, sizeof why, "protocol error from %s: %s", c->peer_addr, c->reader.error);
+        fprintf(stderr, "%s: %s; closing that connection\n", c->cfg.log_prefix, why);
+        close_now(c, why);
+    } else if (rc == -2) {
+        close_now(c, "out of memory reading a frame");
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     net_conn *c = s->data;
     if (nread == 0) return;
@@ -451,17 +471,29 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         close_now(c, why);
         return;
     }
-    if (c->closing) return;
-    int rc = frame_reader_feed(&c->reader, (const uint8_t *)buf->base, (size_t)nread, frame_dispatch, c);
-    if (rc == -1) {
-        char why[300];
-        snprintf(why, sizeof why, "protocol error from %s: %s", c->peer_addr, c->reader.error);
-        fprintf(stderr, "%s: %s; closing that connection\n", c->cfg.log_prefix, why);
-        close_now(c, why);
-    } else if (rc == -2) {
-        close_now(c, "out of memory reading a frame");
-    }
+    net_io_feed(c, (const uint8_t *)buf->base, (size_t)nread);
 }
+
+/* --- the TCP transport --------------------------------------------------- */
+
+static void tcp_on_write(uv_write_t *req, int status) { net_io_write_done((net_write *)req, status); }
+static void tcp_read_start(net_conn *c) { uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read); }
+static void tcp_read_stop(net_conn *c) { uv_read_stop((uv_stream_t *)&c->tcp); }
+static int tcp_write(net_conn *c, net_write *w) {
+    uv_buf_t buf = uv_buf_init((char *)w->bytes, (unsigned)w->len);
+    return uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, tcp_on_write);
+}
+static const net_io_ops tcp_ops = {.read_start = tcp_read_start, .read_stop = tcp_read_stop, .write = tcp_write};
+
+void net_io_set(net_conn *c, const net_io_ops *io, void *state) {
+    c->io = io;
+    c->io_state = state;
+}
+void *net_io_state(const net_conn *c) { return c->io_state; }
+bool net_io_closing(const net_conn *c) { return c->closing; }
+bool net_io_flushing(const net_conn *c) { return c->close_after_flush; }
+void net_io_fail(net_conn *c, const char *why) { close_now(c, why); }
+uv_loop_t *net_server_loop(const net_server *s) { return s->loop; }
 
 /* Delivers frames a pause left in the reader's buffer. */
 static void drain_buffered(net_conn *c) {
@@ -475,12 +507,11 @@ void net_pause(net_conn *c, bool paused) {
     if (!c || c->closing || c->paused == paused) return;
     c->paused = paused;
     if (paused) {
-        if (c->reading) uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = false;
+        read_stop(c);
     } else {
         drain_buffered(c);
         if (!c->paused && !c->closing && !c->close_after_flush && !c->reading) {
-            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+            c->io->read_start(c);
             c->reading = true;
         }
     }
@@ -498,6 +529,7 @@ static net_conn *conn_new(uv_loop_t *loop, const net_config *cfg, uint32_t accep
     c->reader.max_frame = NET_HANDSHAKE_MAX_FRAME; /* until open_conn */
     uv_tcp_init(loop, &c->tcp);
     c->tcp.data = c;
+    c->io = &tcp_ops;
     return c;
 }
 
@@ -515,9 +547,11 @@ static void fill_peer_addr(net_conn *c) {
 }
 
 static void start_session(net_conn *c) {
-    uv_tcp_nodelay(&c->tcp, 1);
-    fill_peer_addr(c);
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (c->io == &tcp_ops) {
+        uv_tcp_nodelay(&c->tcp, 1);
+        fill_peer_addr(c);
+    }
+    c->io->read_start(c);
     c->reading = true;
 }
 
@@ -534,10 +568,13 @@ static void on_connected(uv_connect_t *req, int status) {
     send_hello(c);
 }
 
+void net_io_connected(net_conn *c) { on_connected(&c->connect_req, 0); }
+
 net_conn *net_connect(uv_loop_t *loop, const net_config *cfg, const char *host_port, uint32_t accept_roles,
                       const net_handlers *h, void *user, char *err, size_t errlen) {
+    bool mpi = net_is_mpi_addr(host_port);
     struct sockaddr_in addr;
-    if (net_parse_addr(host_port, &addr, err, errlen) != 0) return NULL;
+    if (!mpi && net_parse_addr(host_port, &addr, err, errlen) != 0) return NULL;
     net_conn *c = conn_new(loop, cfg, accept_roles, h, user);
     if (!c) {
         snprintf(err, errlen, "out of memory");
@@ -545,6 +582,12 @@ net_conn *net_connect(uv_loop_t *loop, const net_config *cfg, const char *host_p
     }
     snprintf(c->peer_addr, sizeof c->peer_addr, "%s", host_port);
     c->connect_req.data = c;
+    if (mpi) {
+        if (net_mpi_connect(c, loop, host_port, err, errlen) == 0) return c;
+        c->h.on_close = NULL;
+        close_now(c, err);
+        return NULL;
+    }
     int rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&addr, on_connected);
     if (rc < 0) {
         snprintf(err, errlen, "cannot connect to %s: %s", host_port, uv_strerror(rc));
@@ -571,32 +614,71 @@ static void on_connection(uv_stream_t *server, int status) {
     start_session(c);
 }
 
+net_conn *net_io_accept(net_server *s, const net_io_ops *io, void *state, const char *peer_addr) {
+    net_conn *c = conn_new(s->loop, &s->cfg, s->accept_roles, &s->h, s->user);
+    if (!c) return NULL;
+    net_io_set(c, io, state);
+    copy_str(c->peer_addr, sizeof c->peer_addr, peer_addr);
+    start_session(c);
+    return c;
+}
+
+bool net_is_mpi_addr(const char *addr) {
+    return addr && !strncmp(addr, "mpi", 3) && (addr[3] == 0 || addr[3] == ':');
+}
+
+/* Starts the TCP listener of s on host_port. 0, or -1 with a message. */
+static int listen_tcp(net_server *s, const char *host_port, char *err, size_t errlen) {
+    struct sockaddr_in addr;
+    if (net_parse_addr(host_port, &addr, err, errlen) != 0) return -1;
+    if (s->has_tcp) {
+        snprintf(err, errlen, "cannot listen on %s: one TCP address per listener", host_port);
+        return -1;
+    }
+    uv_tcp_init(s->loop, &s->tcp);
+    s->tcp.data = s;
+    s->has_tcp = true;
+    int rc = uv_tcp_bind(&s->tcp, (const struct sockaddr *)&addr, 0);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&s->tcp, 128, on_connection);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", host_port, uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 net_server *net_listen(uv_loop_t *loop, const net_config *cfg, const char *host_port, uint32_t accept_roles,
                        const net_handlers *h, void *user, char *err, size_t errlen) {
-    struct sockaddr_in addr;
-    if (net_parse_addr(host_port, &addr, err, errlen) != 0) return NULL;
     net_server *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     copy_cfg(&s->cfg, s->cluster_id, s->name, s->log_prefix, cfg);
+    s->loop = loop;
     s->accept_roles = accept_roles;
     s->h = *h;
     s->user = user;
-    uv_tcp_init(loop, &s->tcp);
-    s->tcp.data = s;
-    int rc = uv_tcp_bind(&s->tcp, (const struct sockaddr *)&addr, 0);
-    if (rc == 0) rc = uv_listen((uv_stream_t *)&s->tcp, 128, on_connection);
-    if (rc < 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", host_port, uv_strerror(rc));
-        uv_close((uv_handle_t *)&s->tcp, free_server);
+    const char *p = host_port ? host_port : "";
+    int rc = 0;
+    do { /* comma-separated addresses */
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        char one[256];
+        snprintf(one, sizeof one, "%.*s", (int)(n < sizeof one ? n : sizeof one - 1), p);
+        if (!net_is_mpi_addr(one)) rc = listen_tcp(s, one, err, errlen);
+        else if ((rc = net_mpi_listen(s, one, err, errlen)) == 0) s->has_mpi = true;
+        p = comma ? comma + 1 : NULL;
+    } while (rc == 0 && p);
+    if (rc != 0) {
+        net_server_close(s);
         return NULL;
     }
     return s;
 }
 
 int net_server_port(const net_server *s) {
+    if (!s->has_tcp) return s->has_mpi ? net_mpi_rank() : -1;
     struct sockaddr_storage ss;
     int len = sizeof ss;
     if (uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len) != 0) return -1;
@@ -604,7 +686,10 @@ int net_server_port(const net_server *s) {
 }
 
 void net_server_close(net_server *s) {
-    if (s) uv_close((uv_handle_t *)&s->tcp, free_server);
+    if (!s) return;
+    if (s->has_mpi) net_mpi_unlisten(s);
+    if (s->has_tcp) uv_close((uv_handle_t *)&s->tcp, free_server);
+    else free(s);
 }
 
 size_t net_queued_bytes(const net_conn *c) { return c ? c->queued : 0; }

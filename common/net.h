@@ -1,14 +1,16 @@
-/* net.h - Baton connections over TCP on a libuv loop.
+/* net.h - Baton connections over TCP or MPI on a libuv loop.
  *
- * A net_conn is one TCP connection carrying frames (proto/frame.h). Every
- * connection opens with a hello both ways (protocol version, role, cluster id,
- * a fresh nonce), then the connecting side sends its proofs (AuthProof) and the
- * accepting side answers AuthOk: the credentials in net_config (auth.h) decide
- * what must be proved. The side that finds a mismatch or a bad proof sends a
- * status naming it (UNAUTHENTICATED for credentials) and closes, and the other
- * side logs that message. Only after AuthOk does on_open run; only then are
- * other frames delivered to on_frame, and any other frame before it closes the
- * connection. Frames before that point may be at most NET_HANDSHAKE_MAX_FRAME.
+ * A net_conn is one connection carrying frames (proto/frame.h): TCP for a
+ * "HOST:PORT" address, MPI for "mpi:RANK" (after net_mpi_init, net_mpi.h);
+ * everything below works the same over both. Every connection opens with a
+ * hello both ways (protocol version, role, cluster id, a fresh nonce), then the
+ * connecting side sends its proofs (AuthProof) and the accepting side answers
+ * AuthOk: the credentials in net_config (auth.h) decide what must be proved. The
+ * side that finds a mismatch or a bad proof sends a status naming it
+ * (UNAUTHENTICATED for credentials) and closes, and the other side logs that
+ * message. Only after AuthOk does on_open run; only then are other frames
+ * delivered to on_frame, and any other frame before it closes the connection.
+ * Frames before that point may be at most NET_HANDSHAKE_MAX_FRAME.
  *
  *     net_config cfg = { .cluster_id = "default", .role = BATON__ROLE__ROLE_WORKER };
  *     net_handlers h = { .on_open = ..., .on_frame = ..., .on_close = ... };
@@ -75,12 +77,16 @@ int net_parse_addr(const char *host_port, struct sockaddr_in *out, char *err, si
 net_conn *net_connect(uv_loop_t *loop, const net_config *cfg, const char *host_port, uint32_t accept_roles,
                       const net_handlers *h, void *user, char *err, size_t errlen);
 
-/* Listen on HOST:PORT (port 0: any; net_server_port tells which). Each accepted
+/* True for an MPI address: "mpi" or "mpi:RANK". */
+bool net_is_mpi_addr(const char *addr);
+
+/* Listen on HOST:PORT (port 0: any; net_server_port tells which), on "mpi"
+ * (MPI connections from any rank), or on both: "HOST:PORT,mpi". Each accepted
  * connection gets the handlers with user pointer `user` (change it per connection
  * with net_set_user in on_open). NULL with a message on error. */
 net_server *net_listen(uv_loop_t *loop, const net_config *cfg, const char *host_port, uint32_t accept_roles,
                        const net_handlers *h, void *user, char *err, size_t errlen);
-int net_server_port(const net_server *s);
+int net_server_port(const net_server *s); /* the TCP port; MPI only: this rank */
 void net_server_close(net_server *s); /* stops accepting; open connections stay */
 
 /* Queue one frame: msg (may be NULL for an empty message) then payload bytes.

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "coord.h"
+#include "net_mpi.h"
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -24,7 +25,9 @@ static void usage(FILE *out) {
             "access control (files of at least 16 bytes; see README):\n"
             "  --secret FILE           cluster secret every worker must prove (default: $BATON_SECRET_FILE)\n"
             "  --admin-token-file FILE token admin connections must prove\n"
-            "  --api-keys FILE         API keys, one per line: clients must prove one\n");
+            "  --api-keys FILE         API keys, one per line: clients must prove one\n"
+            "  --mpi              run under mpirun as rank 0: workers (ranks 1..N-1) join over MPI,\n"
+            "                     clients still use --listen; --workers defaults to N-1\n");
 }
 
 static int parse_int(const char *s, const char *what, int lo, int hi) {
@@ -38,6 +41,45 @@ static int parse_int(const char *s, const char *what, int lo, int hi) {
 }
 
 static uv_signal_t sig_int, sig_term;
+static int exit_code;
+
+/* --mpi: starts MPI and adds "mpi" to the addresses listened on. 0, or -1 after
+ * printing why. */
+static int coord_mpi_setup(coord_opts *o, bool *workers_set, char *listen, size_t cap) {
+    char err[256];
+    if (net_mpi_init(err, sizeof err) != 0) {
+        fprintf(stderr, "baton-coord: %s\n", err);
+        return -1;
+    }
+    if (net_mpi_rank() != 0 || net_mpi_size() < 2) {
+        fprintf(stderr, "baton-coord: --mpi needs to be rank 0 of at least 2 ranks (this is rank %d of %d)\n",
+                net_mpi_rank(), net_mpi_size());
+        return -1;
+    }
+    if (!*workers_set) o->want_workers = net_mpi_size() - 1;
+    snprintf(listen, cap, "%s,mpi", o->listen);
+    o->listen = listen;
+    return 0;
+}
+
+/* Under MPI no other worker can join: once all ranks have joined and no plan
+ * fits, end the job with that error instead of waiting. */
+static void on_mpi_watch(uv_timer_t *t) {
+    const coord *c = t->data;
+    int joined = 0;
+    for (const coord_node *n = c->nodes; n; n = n->next) joined++;
+    if (joined < c->o.want_workers || c->planned || !c->plan_error[0]) return;
+    fprintf(stderr, "baton-coord: the %d worker rank(s) cannot hold the model: %s\n", joined, c->plan_error);
+    exit_code = 1;
+    uv_stop(t->loop);
+}
+
+static void coord_mpi_watch(coord *c, uv_loop_t *loop) {
+    static uv_timer_t t;
+    uv_timer_init(loop, &t);
+    t.data = c;
+    uv_timer_start(&t, on_mpi_watch, 100, 100);
+}
 
 static void on_signal(uv_signal_t *s, int signum) {
     fprintf(stderr, "baton-coord: signal %d, shutting down\n", signum);
@@ -56,15 +98,18 @@ int main(int argc, char **argv) {
         {"heartbeat-timeout", required_argument, 0, 'H'}, {"metrics-listen", required_argument, 0, 'M'},
         {"secret", required_argument, 0, 'S'},   {"admin-token-file", required_argument, 0, 'A'},
         {"api-keys", required_argument, 0, 'K'},  {"help", no_argument, 0, 'h'},
+        {"mpi", no_argument, 0, 'P'},
         {0, 0, 0, 0},
     };
     opterr = 0;
     int ch;
+    bool mpi = false, workers_set = false;
     while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
         switch (ch) {
         case 'l': o.listen = optarg; break;
         case 'm': o.model_path = optarg; break;
-        case 'w': o.want_workers = parse_int(optarg, "--workers", 1, PLAN_MAX_NODES); break;
+        case 'w': o.want_workers = parse_int(optarg, "--workers", 1, PLAN_MAX_NODES), workers_set = true; break;
+        case 'P': mpi = true; break;
         case 's': o.n_slots = parse_int(optarg, "--slots", 1, 4096); break;
         case 'c': o.n_ctx = parse_int(optarg, "--ctx", 1, 1 << 24); break;
         case 'b': o.max_batch = parse_int(optarg, "--max-batch", 1, 1 << 16); break;
@@ -90,6 +135,8 @@ int main(int argc, char **argv) {
     if (o.chunk > o.max_batch) o.chunk = o.max_batch;
     if (!o.secret_file) o.secret_file = getenv("BATON_SECRET_FILE");
     if (o.secret_file && !*o.secret_file) o.secret_file = NULL;
+    char listen_mpi[300];
+    if (mpi && coord_mpi_setup(&o, &workers_set, listen_mpi, sizeof listen_mpi) != 0) return 1;
     signal(SIGPIPE, SIG_IGN);
     uv_loop_t *loop = uv_default_loop();
     static coord c;
@@ -102,7 +149,9 @@ int main(int argc, char **argv) {
     uv_signal_init(loop, &sig_term);
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
+    if (mpi) coord_mpi_watch(&c, loop);
     uv_run(loop, UV_RUN_DEFAULT);
     coord_free(&c);
-    return 0;
+    net_mpi_finalize();
+    return exit_code;
 }

@@ -19,6 +19,7 @@
 #include "forward.h"
 #include "frame.h"
 #include "net.h"
+#include "net_mpi.h"
 #include "stage.h"
 
 #define MAX_PENDING_JOBS 8 /* stop reading from the source above this many queued jobs */
@@ -31,6 +32,7 @@ typedef struct worker_opts {
     double speed;
     uint32_t kv_type;
     uint64_t max_frame;
+    bool mpi;               /* --mpi: coordinator mpi:0, listen on mpi:<rank> */
 } worker_opts;
 
 typedef struct worker {
@@ -469,7 +471,9 @@ static void usage(FILE *out) {
             "  --cluster-id ID      must match the coordinator's (default \"baton\")\n"
             "  --max-frame BYTES    largest frame accepted (default 256M)\n"
             "  --secret FILE        cluster secret, as given to the coordinator (default: $BATON_SECRET_FILE)\n"
-            "  --queue-limit BYTES  stop taking frames while this much waits for the successor (default 32M)\n");
+            "  --queue-limit BYTES  stop taking frames while this much waits for the successor (default 32M)\n"
+            "  --mpi                run under mpirun: the coordinator is rank 0 (mpi:0), stage frames\n"
+            "                       arrive on mpi:<this rank>; --coordinator and --listen are then not needed\n");
 }
 
 static uint64_t parse_bytes(const char *s, const char *what) {
@@ -494,7 +498,7 @@ int main(int argc, char **argv) {
         {"kv", required_argument, 0, 'k'},          {"cluster-id", required_argument, 0, 'C'},
         {"max-frame", required_argument, 0, 'F'},   {"secret", required_argument, 0, 'S'},
         {"queue-limit", required_argument, 0, 'Q'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        {"mpi", no_argument, 0, 'P'},               {0, 0, 0, 0},
     };
     opterr = 0;
     int ch;
@@ -520,15 +524,23 @@ int main(int argc, char **argv) {
             net_set_water_marks((size_t)q, (size_t)(q / 4));
             break;
         }
+        case 'P': w.o.mpi = true; break;
         case 'h': usage(stdout); return 0;
         default: die("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
         }
     }
     if (optind < argc) die("unexpected argument '%s'", argv[optind]);
+    char err[512];
+    char mpi_listen[32];
+    if (w.o.mpi) {
+        if (net_mpi_init(err, sizeof err) != 0) die("%s", err);
+        snprintf(mpi_listen, sizeof mpi_listen, "mpi:%d", net_mpi_rank());
+        w.o.coordinator = "mpi:0";
+        w.o.listen = mpi_listen;
+    }
     if (!w.o.coordinator || !w.o.model_path) die("--coordinator and --model are required (see --help)");
     if (!w.o.secret_file) w.o.secret_file = getenv("BATON_SECRET_FILE");
     if (w.o.secret_file && !*w.o.secret_file) w.o.secret_file = NULL;
-    char err[512];
     if (w.o.secret_file) {
         int rc = auth_key_load(w.o.secret_file, "cluster secret", &w.secret, err, sizeof err);
         if (rc < 0) die("%s", err);
@@ -572,5 +584,6 @@ int main(int argc, char **argv) {
     unload(&w);
     if (w.asg) baton__assignment__free_unpacked(w.asg, NULL);
     kern_shutdown();
+    net_mpi_finalize();
     return w.joined ? 0 : 1;
 }
