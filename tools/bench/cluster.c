@@ -68,11 +68,12 @@ typedef struct cb_env {
 } cb_env;
 
 /* One running cluster. */
-typedef struct cb_cluster {
+typedef struct cb_cluster cb_cluster;
+struct cb_cluster {
     pid_t pids[CB_MAX_PROCS]; /* [0] coordinator, then the workers */
     int n_pids, n_workers;
     char addr[64];
-} cb_cluster;
+};
 
 /* One stream's figures. */
 typedef struct cb_stream {
@@ -85,12 +86,31 @@ typedef struct cb_stream {
     int32_t tokens[CB_MAX_TOKENS];
     double times[CB_MAX_TOKENS]; /* client clock when each token arrived */
     int n;
+    const struct cb_cluster *cpu_of; /* set: read its CPU time at the first and last token */
+    double cpu_first, cpu_last;
 } cb_stream;
 
 static void cb_log(const char *fmt, const char *a, const char *b) {
     fprintf(stderr, "baton-bench cluster: ");
     fprintf(stderr, fmt, a, b);
     fputc('\n', stderr);
+}
+
+/* What an interrupt (SIGINT, SIGTERM) must undo: the processes of the running
+ * cluster and the files of the temporary folder. Set before they exist. */
+static struct {
+    const cb_cluster *cluster;
+    char files[CB_MAX_WORKERS + 4][300]; /* unlinked in order; the last is the folder */
+    int n_files;
+} cb_undo;
+
+static void cb_on_signal(int sig) {
+    if (cb_undo.cluster)
+        for (int i = 0; i < cb_undo.cluster->n_pids; i++) kill(cb_undo.cluster->pids[i], SIGTERM);
+    for (int i = 0; i + 1 < cb_undo.n_files; i++) unlink(cb_undo.files[i]);
+    if (cb_undo.n_files) rmdir(cb_undo.files[cb_undo.n_files - 1]);
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 /* Starts argv[0] with stdout and stderr sent to `log` (created). Its pid, or -1. */
@@ -135,6 +155,34 @@ static void cb_stop(cb_cluster *cl) {
         usleep(20000);
     }
     cl->n_pids = 0;
+    cb_undo.cluster = NULL;
+}
+
+/* CPU seconds (user + system) the cluster's processes have used so far. */
+static double cb_cpu_seconds(const cb_cluster *cl) {
+    double sum = 0;
+    for (int i = 0; i < cl->n_pids; i++) {
+        char path[64], buf[1024];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)cl->pids[i]);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        /* fields after the ")" closing the command name: state is field 3, utime 14, stime 15 */
+        char *p = strrchr(buf, ')');
+        unsigned long long ut = 0, st = 0;
+        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
+            sum += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    }
+    return sum;
+}
+
+/* CPU seconds this process has used so far. */
+static double cb_cpu_self(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* True while every process of the cluster is alive. */
@@ -188,6 +236,7 @@ static int cb_cluster_start(const cb_env *e, const cb_opts *o, int n, int thread
     snprintf(log, sizeof log, "%s/coord.log", e->dir);
     char *cargv[] = {coord_bin, "--listen", "127.0.0.1:0", "--model", (char *)e->model, "--workers", nw,
                      "--ctx", ctx, "--slots", slots, NULL};
+    cb_undo.cluster = cl;
     pid_t pid = cb_spawn(cargv, log);
     if (pid < 0) return -1;
     cl->pids[cl->n_pids++] = pid;
@@ -240,7 +289,7 @@ static int cb_cluster_wait(const cb_env *e, cb_cluster *cl) {
 /* Stage traffic as the health call reports it, per worker in join order. */
 typedef struct cb_hop_snap {
     int n;
-    uint64_t bytes[CB_MAX_WORKERS], frames[CB_MAX_WORKERS];
+    uint64_t bytes[CB_MAX_WORKERS], frames[CB_MAX_WORKERS], busy_us[CB_MAX_WORKERS];
     bool head[CB_MAX_WORKERS], idle[CB_MAX_WORKERS]; /* last stage; no slot in use */
 } cb_hop_snap;
 
@@ -257,6 +306,7 @@ static int cb_hops(const char *addr, cb_hop_snap *s) {
     for (size_t i = 0; i < h.n_nodes && s->n < CB_MAX_WORKERS; i++, s->n++) {
         s->bytes[i] = h.nodes[i].hop_bytes;
         s->frames[i] = h.nodes[i].hop_frames;
+        s->busy_us[i] = h.nodes[i].busy_us;
         s->head[i] = h.nodes[i].head;
         s->idle[i] = h.nodes[i].slots_used == 0;
     }
@@ -264,16 +314,19 @@ static int cb_hops(const char *addr, cb_hop_snap *s) {
     return 0;
 }
 
-/* Bytes and frames every worker sent to its successor since `before`: waits (3 s
- * at most) for the status each worker sends once it has freed the run's slots -
- * after its last frame of the run - so that every counter is final. 0, or -1. */
-static int cb_hops_since(const char *addr, const cb_hop_snap *before, uint64_t *bytes, uint64_t *frames) {
+/* Bytes and frames every worker sent to its successor since `before`, and its
+ * compute time (summed): waits (3 s at most) for the status each worker sends
+ * once it has freed the run's slots - after its last frame of the run - so that
+ * every counter is final. 0, or -1. */
+static int cb_hops_since(const char *addr, const cb_hop_snap *before, uint64_t *bytes, uint64_t *frames,
+                         uint64_t *busy_us) {
     cb_hop_snap s;
     for (double t0 = bench_now(); bench_now() - t0 < 3; usleep(20000)) {
         if (cb_hops(addr, &s) != 0 || s.n != before->n) return -1;
         bool done = true;
-        *bytes = *frames = 0;
+        *bytes = *frames = *busy_us = 0;
         for (int i = 0; i < s.n; i++) {
+            *busy_us += s.busy_us[i] - before->busy_us[i];
             done &= s.idle[i] && (s.head[i] || s.frames[i] > before->frames[i]);
             *bytes += s.bytes[i] - before->bytes[i];
             *frames += s.frames[i] - before->frames[i];
@@ -291,6 +344,10 @@ static int cb_on_chunk(void *ctx, const baton_chunk *ch) {
     for (size_t i = 0; i < ch->n_tokens && s->n < CB_MAX_TOKENS; i++) {
         s->times[s->n] = now;
         s->tokens[s->n++] = ch->tokens[i];
+    }
+    if (s->cpu_of && ch->n_tokens) {
+        s->cpu_last = cb_cpu_seconds(s->cpu_of);
+        if (s->n == (int)ch->n_tokens) s->cpu_first = s->cpu_last;
     }
     return 0;
 }
@@ -331,6 +388,8 @@ typedef struct cb_result {
     double tok_s_median;           /* 1 / the median time between two tokens (stream 0) */
     double hop_bytes, hop_frames;  /* per token per hop (0 with one worker) */
     double prefill_s, batch_cost;  /* in-process baseline only: prompt pass; one step of `batch` tokens */
+    double cpu_per_token;          /* CPU seconds per token after the first (single stream) */
+    double busy;                   /* workers' compute time / (workers x the run's time) */
     int32_t tokens[CB_MAX_TOKENS]; /* stream 0's tokens */
     double times[CB_MAX_TOKENS];   /* and when each came */
     int n;
@@ -363,12 +422,14 @@ static int cb_measure_streams(const cb_env *e, const cb_opts *o, const cb_cluste
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, (unsigned)n);
     cb_hop_snap before;
-    uint64_t bytes, frames;
+    uint64_t bytes, frames, busy_us;
     if (cb_hops(cl->addr, &before) != 0) return -1;
+    double t_start = bench_now();
     for (int k = 0; k < n; k++) {
         memset(&s[k], 0, sizeof s[k]);
         s[k].addr = cl->addr;
         s[k].start = n > 1 ? &start : NULL;
+        s[k].cpu_of = n == 1 ? cl : NULL;
         cb_prompt(e, o, k, &s[k]);
         pthread_create(&tid[k], NULL, cb_stream_run, &s[k]);
     }
@@ -390,14 +451,16 @@ static int cb_measure_streams(const cb_env *e, const cb_opts *o, const cb_cluste
     memcpy(res->tokens, s[0].tokens, (size_t)s[0].n * sizeof s[0].tokens[0]);
     memcpy(res->times, s[0].times, (size_t)s[0].n * sizeof s[0].times[0]);
     cb_rates(res);
+    res->cpu_per_token = (s[0].cpu_last - s[0].cpu_first) / (s[0].n - 1);
     if (n > 1) res->tok_s = last > first ? gen / (last - first) : 0;
     int hops = cl->n_workers - 1;
-    if (cb_hops_since(cl->addr, &before, &bytes, &frames) != 0) {
+    if (cb_hops_since(cl->addr, &before, &bytes, &frames, &busy_us) != 0) {
         fprintf(stderr, "baton-bench cluster: the workers did not report their traffic\n");
         return -1;
     }
     res->hop_bytes = hops ? (double)bytes / (fed * hops) : 0;
     res->hop_frames = hops ? (double)frames / (fed * hops) : 0;
+    res->busy = (double)busy_us * 1e-6 / (cl->n_workers * (last - t_start));
     return 0;
 }
 
@@ -433,6 +496,7 @@ static int cb_measure_inproc(const cb_env *e, const cb_opts *o, int threads, int
     if (forward_run(fc, kv, &b, hidden, logits, err, sizeof err) < 0) goto fail;
     res->times[0] = bench_now();
     res->prefill_s = res->times[0] - t0;
+    double cpu0 = cb_cpu_self();
     for (res->n = 0;;) {
         int32_t t = sampler_sample(&sp, logits, V, hist, P + res->n, (uint64_t)res->n, sc, NULL);
         hist[P + res->n] = t;
@@ -443,6 +507,7 @@ static int cb_measure_inproc(const cb_env *e, const cb_opts *o, int threads, int
         if (forward_run(fc, kv, &b1, hidden, logits, err, sizeof err) < 0) goto fail;
         res->times[res->n] = bench_now();
     }
+    res->cpu_per_token = (cb_cpu_self() - cpu0) / (N - 1);
     cb_rates(res);
     /* one step of `batch` sequences: slots 1..batch, position 0 */
     res->batch_cost = 0;
@@ -478,6 +543,7 @@ typedef struct cb_row {
     double runner, runner_med;   /* baseline decode tok/s: mean, median gap (best of the tries) */
     double cluster, cluster_med; /* the same for one stream through the cluster */
     double batch_gain;           /* baseline: a step of S sequences costs S / batch_gain one-token steps */
+    double cpu_ratio;            /* baseline CPU s per token / the cluster's (all its processes) */
     double hop_bytes, hop_frames;
     bool same_tokens;            /* greedy output equal to the baseline's */
 } cb_row;
@@ -535,11 +601,20 @@ static int cb_setup(const cb_opts *o, cb_env *e) {
         fprintf(stderr, "baton-bench cluster: cannot make a temporary folder: %s\n", strerror(errno));
         return -1;
     }
+    static const char *const files[] = {"qwq4-q8_0.gguf", "mkmodel.log", "coord.log"};
+    for (int i = 0; i < (int)(sizeof files / sizeof *files) + CB_MAX_WORKERS; i++) {
+        char *f = cb_undo.files[cb_undo.n_files++];
+        if (i < 3) snprintf(f, sizeof cb_undo.files[0], "%s/%s", e->dir, files[i]);
+        else snprintf(f, sizeof cb_undo.files[0], "%s/worker-%d.log", e->dir, i - 2);
+    }
+    snprintf(cb_undo.files[cb_undo.n_files++], sizeof cb_undo.files[0], "%s", e->dir);
+    signal(SIGINT, cb_on_signal);
+    signal(SIGTERM, cb_on_signal);
     if (o->model) {
         snprintf(e->model, sizeof e->model, "%s", o->model);
         return 0;
     }
-    snprintf(e->model, sizeof e->model, "%s/qwq4-q8_0.gguf", e->dir);
+    snprintf(e->model, sizeof e->model, "%s", cb_undo.files[0]);
     char bin[4200], log[4200];
     snprintf(bin, sizeof bin, "%s/tools/baton-mkmodel", e->build);
     snprintf(log, sizeof log, "%s/mkmodel.log", e->dir);
@@ -593,6 +668,7 @@ static int cb_config(cb_env *e, const cb_opts *o, int n, cb_row *row, cb_result 
         row->runner_med = fmax(row->runner_med, base.tok_s_median);
         row->cluster = fmax(row->cluster, one.tok_s);
         row->cluster_med = fmax(row->cluster_med, one.tok_s_median);
+        if (one.cpu_per_token > 0) row->cpu_ratio = fmax(row->cpu_ratio, base.cpu_per_token / one.cpu_per_token);
         if (base.batch_cost > 0 && base.tok_s_median > 0)
             row->batch_gain = fmax(row->batch_gain, o->streams / (base.batch_cost * base.tok_s_median));
         row->hop_bytes = one.hop_bytes;
@@ -645,6 +721,7 @@ static void cb_print(const cb_env *e, const cb_opts *o, const cb_row *rows, int 
             json_object_set_new(x, "runner_tok_s_median", json_real(r->runner_med));
             json_object_set_new(x, "cluster_tok_s_median", json_real(r->cluster_med));
             json_object_set_new(x, "ratio_median", json_real(cb_div(r->cluster_med, r->runner_med)));
+            json_object_set_new(x, "cpu_ratio", json_real(r->cpu_ratio));
             json_object_set_new(x, "batch_gain", json_real(r->batch_gain));
             json_object_set_new(x, "same_tokens", json_boolean(r->same_tokens));
             json_object_set_new(x, "hop_bytes_per_token", json_real(r->hop_bytes));
@@ -664,6 +741,7 @@ static void cb_print(const cb_env *e, const cb_opts *o, const cb_row *rows, int 
             json_object_set_new(x, "ratio_bound", json_real(2 * two->batch_gain));
             json_object_set_new(x, "hop_bytes_per_token", json_real(conc->hop_bytes));
             json_object_set_new(x, "hop_frames_per_token", json_real(conc->hop_frames));
+            json_object_set_new(x, "stage_busy", json_real(conc->busy));
             json_object_set_new(j, "concurrent", x);
         }
         json_object_set_new(j, "hidden_state_bytes", json_real(hidden));
@@ -679,20 +757,22 @@ static void cb_print(const cb_env *e, const cb_opts *o, const cb_row *rows, int 
     }
     printf("cluster: %s, n_embd %u, %d cores, prompt %d tokens, %d tokens per stream, best of %d\n",
            o->model ? o->model : "qwq-32b 4 layers q8_0", (unsigned)e->n_embd, o->cores, o->prompt, o->tokens, o->reps);
-    printf("decode tok/s: tokens after the first / first-to-last time; (med): 1 / median gap between tokens\n");
-    printf("%-7s %-7s %9s %9s %6s %9s %9s %6s %6s %9s %8s %7s\n", "workers", "threads", "baseline", "cluster",
-           "ratio", "base med", "clus med", "ratio", "target", "hop B/tok", "frm/tok", "tokens");
+    printf("decode tok/s: tokens after the first / first-to-last time; med: 1 / median gap between tokens;\n"
+           "cpu: baseline CPU seconds per token / the cluster's (coordinator and workers)\n");
+    printf("%-7s %-7s %9s %9s %6s %9s %9s %6s %6s %6s %9s %8s %7s\n", "workers", "threads", "baseline", "cluster",
+           "ratio", "base med", "clus med", "ratio", "target", "cpu", "hop B/tok", "frm/tok", "tokens");
     for (int i = 0; i < n_rows; i++) {
         const cb_row *r = &rows[i];
-        printf("%-7d %-7d %9.3f %9.3f %6.3f %9.3f %9.3f %6.3f %6.2f %9.0f %8.3f %7s\n", r->workers, r->threads,
+        printf("%-7d %-7d %9.3f %9.3f %6.3f %9.3f %9.3f %6.3f %6.2f %6.3f %9.0f %8.3f %7s\n", r->workers, r->threads,
                r->runner, r->cluster, cb_div(r->cluster, r->runner), r->runner_med, r->cluster_med,
-               cb_div(r->cluster_med, r->runner_med), 0.95, r->hop_bytes, r->hop_frames,
+               cb_div(r->cluster_med, r->runner_med), 0.95, r->cpu_ratio, r->hop_bytes, r->hop_frames,
                r->same_tokens ? "same" : "DIFFER");
     }
     if (two)
         printf("%d streams x 2 workers: %.3f tok/s aggregate, %.3f single: ratio %.2f (target 3; bound here about "
-               "2 stages x %.2f batching gain = %.2f); %.0f hop bytes/token\n",
-               o->streams, conc->tok_s, two->cluster, conc_ratio, two->batch_gain, 2 * two->batch_gain, conc->hop_bytes);
+               "2 stages x %.2f batching gain = %.2f); stages busy %.0f%% of the time; %.0f hop bytes/token\n",
+               o->streams, conc->tok_s, two->cluster, conc_ratio, two->batch_gain, 2 * two->batch_gain,
+               100 * conc->busy, conc->hop_bytes);
     if (hop)
         printf("bytes between stages per token: %.0f, hidden state %.0f (n_embd x 4): ratio %.3f\n", hop->hop_bytes,
                hidden, cb_div(hop->hop_bytes, hidden));
