@@ -452,7 +452,18 @@ static int cb_measure_streams(const cb_env *e, const cb_opts *o, const cb_cluste
     memcpy(res->times, s[0].times, (size_t)s[0].n * sizeof s[0].times[0]);
     cb_rates(res);
     res->cpu_per_token = (s[0].cpu_last - s[0].cpu_first) / (s[0].n - 1);
-    if (n > 1) res->tok_s = last > first ? gen / (last - first) : 0;
+    if (n > 1) {
+        /* aggregate: the tokens that came while every stream was decoding (after
+         * the last first token, up to the first last token), over that time; the
+         * prompts of late streams then fall outside. No such overlap: all
+         * tokens after the first over the whole time. */
+        double t0 = 0, t1 = 1e300;
+        int in = 0;
+        for (int k = 0; k < n; k++) t0 = fmax(t0, s[k].times[0]), t1 = fmin(t1, s[k].times[s[k].n - 1]);
+        for (int k = 0; k < n; k++)
+            for (int i = 1; i < s[k].n; i++) in += s[k].times[i] > t0 && s[k].times[i] <= t1;
+        res->tok_s = t1 > t0 && in >= n ? in / (t1 - t0) : last > first ? gen / (last - first) : 0;
+    }
     int hops = cl->n_workers - 1;
     if (cb_hops_since(cl->addr, &before, &bytes, &frames, &busy_us) != 0) {
         fprintf(stderr, "baton-bench cluster: the workers did not report their traffic\n");
