@@ -7,23 +7,34 @@
  * Without --model it generates the 4-layer QwQ-32B-shaped Q8_0 model (vocabulary
  * 1024, about 2 GB) into a temporary folder and deletes it afterwards. The cores
  * are shared by the workers: each gets --threads cores / workers (at least 1),
- * and the baseline is build/tools/baton-run with that same thread count. For
- * every worker count it prints
- *   - single-stream decode tokens/s (generated tokens after the first / time from
- *     the first to the last token, timed at the client) against baton-run's
- *     decode tokens/s: the pipeline's own overhead (target >= 0.95);
- *   - bytes the workers sent to their successors per token that crossed a hop
- *     (WorkerStatus hop_bytes, read with the health call) against the hidden
- *     state, n_embd * 4 bytes;
- * and, with 2 workers, the aggregate decode tokens/s of S concurrent streams
- * (default 8) against the single stream (target >= 3). Each measurement runs R
- * times (default 1) and keeps the best, which filters out a neighbour's load.
+ * and the baseline runs with that same thread count. For every worker count:
+ *   - the baseline: the whole model in this process, as build/tools/baton-run
+ *     runs it (forward.h, greedy sampler), P prompt tokens then N tokens, each
+ *     token timed;
+ *   - one stream of the same prompt through a cluster of that many workers,
+ *     each token timed at the client as it arrives;
+ *   - decode tokens/s of both (tokens after the first / time from the first to
+ *     the last token) and their ratio: the pipeline's own overhead, target
+ *     >= 0.95; the same from the median gap between two tokens, which a
+ *     neighbour's burst of load moves less; and the ratio of CPU seconds per
+ *     token (baseline / coordinator + workers), which it moves less still;
+ *   - bytes the workers sent to their successors (WorkerStatus hop_bytes, read
+ *     with the health call) per token that crossed a hop, against the hidden
+ *     state, n_embd * 4 bytes; greedy tokens equal to the baseline's or not.
+ * With 2 workers also S concurrent streams (default 8): their aggregate decode
+ * tokens/s - tokens that came while every stream was decoding, over that time -
+ * against the single stream (target >= 3), the workers' compute time as a share
+ * of the run, and what the kernels allow: a pass of S tokens timed in the
+ * baseline against S one-token passes (the batching gain; with 2 stages the
+ * ratio cannot pass about 2 x that). Each measurement runs R times (default 1,
+ * baseline and cluster alternating) and keeps the best.
  *
  * The coordinator and workers are child processes (posix_spawn, found next to
  * this binary: <build>/coordinator/baton-coord, <build>/worker/baton-worker),
  * logging into the temporary folder; they are stopped with SIGTERM (SIGKILL
- * after 5 s) on every path out. Workers report equal speeds (--speed) so that
- * the plan splits the layers evenly, whatever a neighbour does to the timing.
+ * after 5 s) on every way out, an interrupt included. Workers report equal
+ * speeds (--speed) so that the plan splits the layers evenly whatever a
+ * neighbour does to their start-up timing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -90,12 +101,6 @@ typedef struct cb_stream {
     double cpu_first, cpu_last;
 } cb_stream;
 
-static void cb_log(const char *fmt, const char *a, const char *b) {
-    fprintf(stderr, "baton-bench cluster: ");
-    fprintf(stderr, fmt, a, b);
-    fputc('\n', stderr);
-}
-
 /* What an interrupt (SIGINT, SIGTERM) must undo: the processes of the running
  * cluster and the files of the temporary folder. Set before they exist. */
 static struct {
@@ -123,7 +128,7 @@ static pid_t cb_spawn(char *const argv[], const char *log) {
     int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) {
-        cb_log("cannot start %s: %s", argv[0], strerror(rc));
+        fprintf(stderr, "baton-bench cluster: cannot start %s: %s\n", argv[0], strerror(rc));
         return -1;
     }
     return pid;
