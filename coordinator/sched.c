@@ -358,9 +358,10 @@ void sched_on_result(coord *c, const Baton__StageResult *res) {
     sched_pump(c);
 }
 
-/* Builds one micro-batch: decode tokens first (latency), then prompt chunks, up
- * to max_batch tokens. Returns the number of tokens, 0 if nothing is ready. */
-static int build_batch(coord *c, Baton__StageFrame *f, int32_t *slots, int32_t *pos, int32_t *toks,
+/* Builds one micro-batch: decode tokens first (latency, at most max_decode of
+ * them), then prompt chunks, up to max_batch tokens. Returns the number of
+ * tokens, 0 if nothing is ready. */
+static int build_batch(coord *c, int max_decode, Baton__StageFrame *f, int32_t *slots, int32_t *pos, int32_t *toks,
                        Baton__SampleSpec *specs, Baton__SampleSpec **spec_ptrs, int32_t *resets, coord_request **reqs,
                        int *n_reqs) {
     int n = 0, ns = 0, nr = 0;
@@ -373,7 +374,7 @@ static int build_batch(coord *c, Baton__StageFrame *f, int32_t *slots, int32_t *
             int32_t avail = r->n_prompt + r->n_gen - r->fed;
             if (avail <= 0) continue;
             bool catch_up = avail > 1;
-            if ((pass == 0) == catch_up) continue;
+            if ((pass == 0) == catch_up || (pass == 0 && n >= max_decode)) continue;
             int32_t take = avail;
             if (take > c->o.chunk) take = c->o.chunk;
             if (take > c->o.max_batch - n) take = c->o.max_batch - n;
@@ -428,6 +429,13 @@ void sched_pump(coord *c) {
     }
     int max_inflight = c->o.max_inflight > 0 ? c->o.max_inflight : c->plan.n_stages + 1;
     const int mb = c->o.max_batch;
+    /* Spread the decoding streams evenly over one micro-batch per stage: every
+     * stage then has work of the same size at once. One batch of all of them
+     * would leave all but one stage idle; a big and a small one, the stages idle
+     * while the small one passes. (Each stream stays in the batch it joined,
+     * since its next token is known only when that batch comes back.) */
+    int n_active = sched_count(c, REQ_ACTIVE), n_stages = c->plan.n_stages > 0 ? c->plan.n_stages : 1;
+    int max_decode = (n_active + n_stages - 1) / n_stages;
     int32_t *slots = malloc((size_t)mb * sizeof(int32_t)), *pos = malloc((size_t)mb * sizeof(int32_t));
     int32_t *toks = malloc((size_t)mb * sizeof(int32_t)), *resets = malloc((size_t)mb * sizeof(int32_t));
     Baton__SampleSpec *specs = malloc((size_t)mb * sizeof *specs);
@@ -436,7 +444,7 @@ void sched_pump(coord *c) {
     while (slots && pos && toks && resets && specs && spec_ptrs && reqs && c->n_inflight < max_inflight) {
         Baton__StageFrame f = BATON__STAGE_FRAME__INIT;
         int n_reqs = 0;
-        if (build_batch(c, &f, slots, pos, toks, specs, spec_ptrs, resets, reqs, &n_reqs) == 0) break;
+        if (build_batch(c, max_decode, &f, slots, pos, toks, specs, spec_ptrs, resets, reqs, &n_reqs) == 0) break;
         coord_batch *b = calloc(1, sizeof *b);
         if (b) b->reqs = malloc((size_t)n_reqs * sizeof *b->reqs);
         if (!b || !b->reqs) {
