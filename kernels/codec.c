@@ -1,0 +1,320 @@
+/* codec.c - activation codecs (codec.h): the format table, the plane container
+ * of the lz4 variants, the dispatch to the level's primitives, and the scalar
+ * primitives that define the bits.
+ *
+ * Every format is a "body" - the numbers in their layout - cut for lz4 into
+ * planes: `k` planes of `count` bytes (byte b of each of `count` values of k
+ * bytes) plus, for q8, one plane of the int8 values as they are.
+ */
+#include <lz4.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "codec_internal.h"
+#include "errmsg.h"
+#include "ops.h"
+#include "quant.h"
+
+enum { BASE_F32, BASE_F16, BASE_BF16, BASE_Q8 };
+
+typedef struct codec_format {
+    const char *name;
+    uint8_t base;     /* BASE_*: the number format */
+    uint8_t lz4;      /* planes + lz4 */
+    uint8_t lossless;
+} codec_format;
+
+static const codec_format formats[CODEC_COUNT] = {
+    [CODEC_F32] = {"f32", BASE_F32, 0, 1},         [CODEC_F16] = {"f16", BASE_F16, 0, 0},
+    [CODEC_BF16] = {"bf16", BASE_BF16, 0, 0},      [CODEC_Q8] = {"q8", BASE_Q8, 0, 0},
+    [CODEC_F32_LZ4] = {"f32+lz4", BASE_F32, 1, 1}, [CODEC_F16_LZ4] = {"f16+lz4", BASE_F16, 1, 0},
+    [CODEC_BF16_LZ4] = {"bf16+lz4", BASE_BF16, 1, 0}, [CODEC_Q8_LZ4] = {"q8+lz4", BASE_Q8, 1, 0},
+};
+
+#define CODEC_MAX_PLANES 5
+
+const char *codec_name(int codec) { return (unsigned)codec < CODEC_COUNT ? formats[codec].name : "unknown"; }
+
+int codec_from_name(const char *name) {
+    char buf[16];
+    snprintf(buf, sizeof buf, "%s", name ? name : "");
+    char *dash = strchr(buf, '-');
+    if (dash) *dash = '+';
+    for (int c = 0; c < CODEC_COUNT; c++)
+        if (!strcmp(buf, formats[c].name)) return c;
+    return -1;
+}
+
+uint32_t codec_supported_mask(void) { return (1u << CODEC_COUNT) - 1; }
+
+bool codec_is_lossless(int codec) { return (unsigned)codec < CODEC_COUNT && formats[codec].lossless; }
+
+/* ---------------------------------------------------------------- layout */
+
+/* Sizes of one payload of rows x width values. */
+typedef struct codec_layout {
+    size_t n;        /* values */
+    size_t body;     /* bytes of the body */
+    int k;           /* bytes per value of the split part */
+    size_t count;    /* values in the split part (plane size) */
+    size_t tail;     /* bytes after the split part, one more plane (q8's int8) */
+    int n_planes;
+} codec_layout;
+
+/* Fill l for `codec`; -1 on an unknown codec, an empty or overflowing size. */
+static int layout_get(int codec, size_t rows, size_t width, codec_layout *l) {
+    if ((unsigned)codec >= CODEC_COUNT || rows == 0 || width == 0) return -1;
+    if (rows > (SIZE_MAX / 8) / width) return -1;
+    const codec_format *f = &formats[codec];
+    l->n = rows * width;
+    l->tail = 0;
+    switch (f->base) {
+    case BASE_F32: l->k = 4, l->count = l->n; break;
+    case BASE_F16:
+    case BASE_BF16: l->k = 2, l->count = l->n; break;
+    default: l->k = 4, l->count = rows * ((width + CODEC_Q8_BLOCK - 1) / CODEC_Q8_BLOCK), l->tail = l->n; break;
+    }
+    l->body = l->count * (size_t)l->k + l->tail;
+    l->n_planes = l->k + (l->tail ? 1 : 0);
+    return 0;
+}
+
+size_t codec_max_encoded(int codec, size_t rows, size_t width) {
+    codec_layout l;
+    if (layout_get(codec, rows, width, &l) < 0) return 0;
+    return l.body + (formats[codec].lz4 ? 4u * (size_t)l.n_planes : 0);
+}
+
+static const codec_ops *ops_now(void) {
+    return kern_get_level() >= KERN_AVX2 ? &codec_ops_avx2 : &codec_ops_scalar;
+}
+
+/* ------------------------------------------------------- body conversion */
+
+/* x ([rows][width]) into the body layout at out. */
+static void body_encode(const codec_ops *o, int base, const float *x, size_t rows, size_t width,
+                        const codec_layout *l, uint8_t *out) {
+    switch (base) {
+    case BASE_F32: memcpy(out, x, l->body); break;
+    case BASE_F16: o->to_f16(x, (uint16_t *)(void *)out, l->n); break;
+    case BASE_BF16: o->to_bf16(x, (uint16_t *)(void *)out, l->n); break;
+    default: {
+        const size_t nb = l->count / rows;
+        for (size_t r = 0; r < rows; r++)
+            o->q8_row(x + r * width, width, (float *)(void *)out + r * nb, (int8_t *)(out + l->count * 4) + r * width);
+    }
+    }
+}
+
+/* The body at in back into y. */
+static void body_decode(const codec_ops *o, int base, const uint8_t *in, size_t rows, size_t width,
+                        const codec_layout *l, float *y) {
+    switch (base) {
+    case BASE_F32: memcpy(y, in, l->body); break;
+    case BASE_F16: o->from_f16((const uint16_t *)(const void *)in, y, l->n); break;
+    case BASE_BF16: o->from_bf16((const uint16_t *)(const void *)in, y, l->n); break;
+    default: {
+        const size_t nb = l->count / rows;
+        for (size_t r = 0; r < rows; r++)
+            o->dq8_row((const int8_t *)(in + l->count * 4) + r * width, (const float *)(const void *)in + r * nb,
+                       width, y + r * width);
+    }
+    }
+}
+
+static void put_u32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* ---------------------------------------------------------------- encode */
+
+size_t codec_encode(int codec, const float *x, size_t rows, size_t width, void *dst, size_t cap, char *err,
+                    size_t errlen) {
+    codec_layout l;
+    if (layout_get(codec, rows, width, &l) < 0) {
+        err_set(err, errlen, "cannot encode %zu x %zu values as codec %d (%s)", rows, width, codec, codec_name(codec));
+        return 0;
+    }
+    const codec_format *f = &formats[codec];
+    const size_t need = l.body + (f->lz4 ? 4u * (size_t)l.n_planes : 0);
+    if (cap < need) {
+        err_set(err, errlen, "%s: output of %zu bytes, %zu needed", f->name, cap, need);
+        return 0;
+    }
+    const codec_ops *o = ops_now();
+    uint8_t *out = dst;
+    if (!f->lz4) {
+        body_encode(o, f->base, x, rows, width, &l, out);
+        return l.body;
+    }
+    if (l.count > LZ4_MAX_INPUT_SIZE || l.tail > LZ4_MAX_INPUT_SIZE) {
+        err_set(err, errlen, "%s: %zu values are too many for one lz4 plane", f->name, l.n);
+        return 0;
+    }
+    /* body (converted numbers; x itself for f32) -> planes */
+    uint8_t *tmp = malloc(f->base == BASE_F32 ? l.body : 2 * l.body);
+    if (!tmp) {
+        err_set(err, errlen, "%s: out of memory", f->name);
+        return 0;
+    }
+    const uint8_t *body = (const uint8_t *)x;
+    uint8_t *planes = tmp;
+    if (f->base != BASE_F32) {
+        body_encode(o, f->base, x, rows, width, &l, tmp);
+        body = tmp;
+        planes = tmp + l.body;
+    }
+    o->split(body, l.count, l.k, planes);
+    const uint8_t *src[CODEC_MAX_PLANES];
+    size_t size[CODEC_MAX_PLANES];
+    for (int i = 0; i < l.k; i++) src[i] = planes + (size_t)i * l.count, size[i] = l.count;
+    if (l.tail) src[l.k] = body + l.count * (size_t)l.k, size[l.k] = l.tail;
+    size_t off = 4u * (size_t)l.n_planes;
+    for (int i = 0; i < l.n_planes; i++) {
+        /* lz4 only when it shrinks the plane; it never needs more room than that */
+        int c = size[i] > 1 ? LZ4_compress_default((const char *)src[i], (char *)out + off, (int)size[i],
+                                                   (int)(size[i] - 1))
+                            : 0;
+        if (c <= 0) {
+            memcpy(out + off, src[i], size[i]);
+            c = (int)size[i];
+        }
+        put_u32(out + 4 * i, (uint32_t)c);
+        off += (size_t)c;
+    }
+    free(tmp);
+    return off;
+}
+
+/* ---------------------------------------------------------------- decode */
+
+int codec_decode(int codec, const void *src, size_t src_len, float *y, size_t rows, size_t width, char *err,
+                 size_t errlen) {
+    codec_layout l;
+    if ((unsigned)codec >= CODEC_COUNT) {
+        err_set(err, errlen, "unknown codec %d", codec);
+        return -1;
+    }
+    const codec_format *f = &formats[codec];
+    if (layout_get(codec, rows, width, &l) < 0) {
+        err_set(err, errlen, "%s: bad shape %zu x %zu", f->name, rows, width);
+        return -1;
+    }
+    const codec_ops *o = ops_now();
+    const uint8_t *in = src;
+    if (!f->lz4) {
+        if (src_len != l.body) {
+            err_set(err, errlen, "%s payload of %zu bytes, %zu expected for %zu x %zu values", f->name, src_len,
+                    l.body, rows, width);
+            return -1;
+        }
+        body_decode(o, f->base, in, rows, width, &l, y);
+        return 0;
+    }
+    const size_t hdr = 4u * (size_t)l.n_planes;
+    if (src_len < hdr) {
+        err_set(err, errlen, "%s payload of %zu bytes is shorter than its %zu-byte plane table", f->name, src_len, hdr);
+        return -1;
+    }
+    size_t size[CODEC_MAX_PLANES], len[CODEC_MAX_PLANES], total = hdr;
+    for (int i = 0; i < l.n_planes; i++) {
+        size[i] = i < l.k ? l.count : l.tail;
+        len[i] = get_u32(in + 4 * i);
+        if (len[i] > size[i] || (len[i] == 0 && size[i] != 0)) {
+            err_set(err, errlen, "%s plane %d: %zu bytes for a plane of %zu", f->name, i, len[i], size[i]);
+            return -1;
+        }
+        total += len[i];
+    }
+    if (total != src_len) {
+        err_set(err, errlen, "%s payload of %zu bytes, its plane table says %zu", f->name, src_len, total);
+        return -1;
+    }
+    /* planes -> body (y itself for f32) -> y */
+    uint8_t *tmp = malloc(f->base == BASE_F32 ? l.body : 2 * l.body);
+    if (!tmp) {
+        err_set(err, errlen, "%s: out of memory", f->name);
+        return -1;
+    }
+    uint8_t *planes = tmp;
+    uint8_t *body = f->base == BASE_F32 ? (uint8_t *)y : tmp + l.body;
+    size_t off = hdr;
+    int rc = 0;
+    for (int i = 0; i < l.n_planes && rc == 0; i++) {
+        uint8_t *to = i < l.k ? planes + (size_t)i * l.count : body + l.count * (size_t)l.k;
+        if (len[i] == size[i]) {
+            memcpy(to, in + off, size[i]);
+        } else if (LZ4_decompress_safe((const char *)in + off, (char *)to, (int)len[i], (int)size[i]) !=
+                   (int)size[i]) {
+            err_set(err, errlen, "%s plane %d: bad lz4 stream (%zu bytes for %zu)", f->name, i, len[i], size[i]);
+            rc = -1;
+        }
+        off += len[i];
+    }
+    if (rc == 0) {
+        o->merge(planes, l.count, l.k, body);
+        if (f->base != BASE_F32) body_decode(o, f->base, body, rows, width, &l, y);
+    }
+    free(tmp);
+    return rc;
+}
+
+uint32_t codec_crc32c(uint32_t crc, const void *data, size_t n) { return ops_now()->crc32c(crc, data, n); }
+
+/* ------------------------------------------------------ scalar primitives */
+
+static void s_to_f16(const float *x, uint16_t *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = f32_to_fp16(x[i]);
+}
+static void s_from_f16(const uint16_t *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = fp16_to_f32(x[i]);
+}
+static void s_to_bf16(const float *x, uint16_t *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = f32_to_bf16(x[i]);
+}
+static void s_from_bf16(const uint16_t *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = bf16_to_f32(x[i]);
+}
+static void s_q8_row(const float *x, size_t n, float *d, int8_t *q) {
+    for (size_t b = 0; b * CODEC_Q8_BLOCK < n; b++) {
+        size_t i = b * CODEC_Q8_BLOCK, m = n - i < CODEC_Q8_BLOCK ? n - i : CODEC_Q8_BLOCK;
+        codec_q8_block(x + i, m, &d[b], q + i);
+    }
+}
+static void s_dq8_row(const int8_t *q, const float *d, size_t n, float *y) {
+    for (size_t i = 0; i < n; i++) y[i] = (float)q[i] * d[i / CODEC_Q8_BLOCK];
+}
+static void s_split(const uint8_t *src, size_t n, int k, uint8_t *dst) {
+    for (size_t i = 0; i < n; i++)
+        for (int b = 0; b < k; b++) dst[(size_t)b * n + i] = src[i * (size_t)k + (size_t)b];
+}
+static void s_merge(const uint8_t *src, size_t n, int k, uint8_t *dst) {
+    for (size_t i = 0; i < n; i++)
+        for (int b = 0; b < k; b++) dst[i * (size_t)k + (size_t)b] = src[(size_t)b * n + i];
+}
+
+/* CRC-32C, reflected polynomial 0x82F63B78, one table lookup per byte. */
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+static void crc_table_fill(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int b = 0; b < 8; b++) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc_table[i] = c;
+    }
+}
+static uint32_t s_crc32c(uint32_t crc, const void *data, size_t n) {
+    pthread_once(&crc_once, crc_table_fill);
+    const uint8_t *p = data;
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+const codec_ops codec_ops_scalar = {s_to_f16, s_from_f16, s_to_bf16, s_from_bf16, s_q8_row,
+                                    s_dq8_row, s_split, s_merge, s_crc32c};

@@ -1,0 +1,65 @@
+/* codec_internal.h - what codec.c (format logic, scalar reference) and the
+ * ISA versions (cpu/codec_avx2.c) share. Not a public API.
+ *
+ * Every primitive works on a whole array, so a format costs a few passes over
+ * memory and no call per element. The scalar definitions in codec.c fix the bits;
+ * the vector versions reproduce them exactly (tests/test_codec.c checks).
+ */
+#ifndef BATON_CODEC_INTERNAL_H
+#define BATON_CODEC_INTERNAL_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "codec.h"
+
+typedef struct codec_ops {
+    void (*to_f16)(const float *x, uint16_t *y, size_t n);
+    void (*from_f16)(const uint16_t *x, float *y, size_t n);
+    void (*to_bf16)(const float *x, uint16_t *y, size_t n);
+    void (*from_bf16)(const uint16_t *x, float *y, size_t n);
+    /* One row of n values: ceil(n/32) scales d and n int8 q (codec.h, q8). */
+    void (*q8_row)(const float *x, size_t n, float *d, int8_t *q);
+    void (*dq8_row)(const int8_t *q, const float *d, size_t n, float *y);
+    /* n values of k bytes (k = 2 or 4) into k planes of n bytes (dst + i*n), and back. */
+    void (*split)(const uint8_t *src, size_t n, int k, uint8_t *dst);
+    void (*merge)(const uint8_t *src, size_t n, int k, uint8_t *dst);
+    uint32_t (*crc32c)(uint32_t crc, const void *data, size_t n);
+} codec_ops;
+
+extern const codec_ops codec_ops_scalar;
+extern const codec_ops codec_ops_avx2;
+
+/* The q8 block rule, shared by every level for whole and partial blocks:
+ * amax from the magnitude bits (NaN sorts above inf), d = amax / 127,
+ * q = nearbyint(x * (127 / amax)) clamped to +-127; a non-finite block gets
+ * d = NaN and q = 0, a block with amax < 2^-120 (where 127 / amax would
+ * overflow) d = 0 and q = 0. */
+#define CODEC_Q8_TINY 0x03800000u /* bits of 2^-120 */
+static inline void codec_q8_block(const float *x, size_t n, float *d, int8_t *q) {
+    uint32_t amax_bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        u &= 0x7FFFFFFFu;
+        if (u > amax_bits) amax_bits = u;
+    }
+    float amax;
+    memcpy(&amax, &amax_bits, 4);
+    if (amax_bits >= 0x7F800000u || amax_bits < CODEC_Q8_TINY) {
+        *d = amax_bits < CODEC_Q8_TINY ? 0.0f : NAN;
+        memset(q, 0, n);
+        return;
+    }
+    *d = amax / 127.0f;
+    const float id = 127.0f / amax;
+    for (size_t i = 0; i < n; i++) {
+        float v = nearbyintf(x[i] * id);
+        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+        q[i] = (int8_t)v;
+    }
+}
+
+#endif
