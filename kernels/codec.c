@@ -213,7 +213,17 @@ int codec_decode(int codec, const void *src, size_t src_len, float *y, size_t ro
                     l.body, rows, width);
             return -1;
         }
+        /* a payload right after a frame's message is rarely aligned for its numbers */
+        uint8_t *aligned = NULL;
+        if (f->base != BASE_F32 && ((uintptr_t)in & 3)) {
+            if (!(aligned = malloc(l.body))) {
+                err_set(err, errlen, "%s: out of memory", f->name);
+                return -1;
+            }
+            in = memcpy(aligned, in, l.body);
+        }
         body_decode(o, f->base, in, rows, width, &l, y);
+        free(aligned);
         return 0;
     }
     const size_t hdr = 4u * (size_t)l.n_planes;
@@ -235,14 +245,14 @@ int codec_decode(int codec, const void *src, size_t src_len, float *y, size_t ro
         err_set(err, errlen, "%s payload of %zu bytes, its plane table says %zu", f->name, src_len, total);
         return -1;
     }
-    /* planes -> body (y itself for f32) -> y */
+    /* planes -> body (y itself for f32; aligned at the start of tmp otherwise) -> y */
     uint8_t *tmp = malloc(f->base == BASE_F32 ? l.body : 2 * l.body);
     if (!tmp) {
         err_set(err, errlen, "%s: out of memory", f->name);
         return -1;
     }
-    uint8_t *planes = tmp;
-    uint8_t *body = f->base == BASE_F32 ? (uint8_t *)y : tmp + l.body;
+    uint8_t *planes = f->base == BASE_F32 ? tmp : tmp + l.body;
+    uint8_t *body = f->base == BASE_F32 ? (uint8_t *)y : tmp;
     size_t off = hdr;
     int rc = 0;
     for (int i = 0; i < l.n_planes && rc == 0; i++) {

@@ -112,6 +112,15 @@ static void round_trip(const char *what, const float *x, size_t rows, size_t wid
             memset(y, 0xA5, n * sizeof(float));
             int rc = codec_decode(c, enc, len, y, rows, width, err, sizeof err);
             CHECK(rc == 0, "%s %s %s: decode failed: %s", what, codec_name(c), kern_level_name(levels[li]), err);
+            /* frames put payloads at any offset: decode from an odd address too */
+            uint8_t *odd = malloc(len + 1);
+            float *y2 = malloc(n * sizeof(float));
+            memcpy(odd + 1, enc, len);
+            CHECK(codec_decode(c, odd + 1, len, y2, rows, width, err, sizeof err) == 0 &&
+                      !memcmp(y, y2, n * sizeof(float)),
+                  "%s %s %s: decoding from an odd address differs", what, codec_name(c), kern_level_name(levels[li]));
+            free(odd);
+            free(y2);
             if (codec_is_lossless(c)) {
                 CHECK(!memcmp(x, y, n * sizeof(float)), "%s %s %s %zux%zu: not bit-exact", what, codec_name(c),
                       kern_level_name(levels[li]), rows, width);
@@ -240,11 +249,11 @@ static void test_real(const float *h, size_t rows, size_t width) {
  * -1 accepted something else (a failure). */
 static int judge(int codec, const uint8_t *p, size_t len, size_t rows, size_t width, uint32_t crc,
                  const float *orig, size_t orig_n) {
-    uint8_t *copy = malloc(len ? len : 1);
-    memcpy(copy, p, len);
+    uint8_t *copy = malloc(len + 1); /* at an odd address, ending where the payload does */
+    memcpy(copy + 1, p, len);
     float *y = malloc(rows * width * sizeof(float));
     char err[256];
-    int rc = codec_decode(codec, copy, len, y, rows, width, err, sizeof err);
+    int rc = codec_decode(codec, copy + 1, len, y, rows, width, err, sizeof err);
     int verdict = 1;
     if (rc == 0) {
         size_t n = rows * width;
