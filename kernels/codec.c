@@ -24,16 +24,18 @@ typedef struct codec_format {
     uint8_t base;     /* BASE_*: the number format */
     uint8_t lz4;      /* planes + lz4 */
     uint8_t lossless;
+    uint8_t bits_from;/* lz4: byte planes from this one up (of the k) are cut into bit planes */
 } codec_format;
 
+/* Bit planes for the bytes that hold the exponent (sign and exponent bits,
+ * nearly constant at the top, lz4 folds them to almost nothing); byte planes
+ * for the low mantissa bytes, which are noise either way. */
 static const codec_format formats[CODEC_COUNT] = {
-    [CODEC_F32] = {"f32", BASE_F32, 0, 1},         [CODEC_F16] = {"f16", BASE_F16, 0, 0},
-    [CODEC_BF16] = {"bf16", BASE_BF16, 0, 0},      [CODEC_Q8] = {"q8", BASE_Q8, 0, 0},
-    [CODEC_F32_LZ4] = {"f32+lz4", BASE_F32, 1, 1}, [CODEC_F16_LZ4] = {"f16+lz4", BASE_F16, 1, 0},
-    [CODEC_BF16_LZ4] = {"bf16+lz4", BASE_BF16, 1, 0}, [CODEC_Q8_LZ4] = {"q8+lz4", BASE_Q8, 1, 0},
+    [CODEC_F32] = {"f32", BASE_F32, 0, 1, 0},          [CODEC_F16] = {"f16", BASE_F16, 0, 0, 0},
+    [CODEC_BF16] = {"bf16", BASE_BF16, 0, 0, 0},       [CODEC_Q8] = {"q8", BASE_Q8, 0, 0, 0},
+    [CODEC_F32_LZ4] = {"f32+lz4", BASE_F32, 1, 1, 2},  [CODEC_F16_LZ4] = {"f16+lz4", BASE_F16, 1, 0, 1},
+    [CODEC_BF16_LZ4] = {"bf16+lz4", BASE_BF16, 1, 0, 0}, [CODEC_Q8_LZ4] = {"q8+lz4", BASE_Q8, 1, 0, 2},
 };
-
-#define CODEC_MAX_PLANES 5
 
 const char *codec_name(int codec) { return (unsigned)codec < CODEC_COUNT ? formats[codec].name : "unknown"; }
 
@@ -53,20 +55,31 @@ bool codec_is_lossless(int codec) { return (unsigned)codec < CODEC_COUNT && form
 
 /* ---------------------------------------------------------------- layout */
 
-/* Sizes of one payload of rows x width values. */
+/* Sizes of one payload of rows x width values. The lz4 container cuts the body
+ * into byte planes (k of `count` bytes, plus q8's int8 values as one more) and
+ * the format's top byte planes each into 8 bit planes of ceil(bytes / 8) (bit b
+ * of every byte); each of the resulting planes is stored or lz4-compressed. */
+#define CODEC_MAX_PLANES 40
 typedef struct codec_layout {
     size_t n;        /* values */
     size_t body;     /* bytes of the body */
     int k;           /* bytes per value of the split part */
-    size_t count;    /* values in the split part (plane size) */
-    size_t tail;     /* bytes after the split part, one more plane (q8's int8) */
-    int n_planes;
+    size_t count;    /* values in the split part (byte plane size) */
+    size_t tail;     /* bytes after the split part, one more byte plane (q8's int8) */
+    int n_bytes;     /* byte planes */
+    int bits_from;   /* byte planes [bits_from, k) are cut into bit planes */
+    int n_planes;    /* stored planes */
+    size_t stored;   /* bytes of all stored planes */
 } codec_layout;
+
+/* Bytes of byte plane i. */
+static size_t byte_plane(const codec_layout *l, int i) { return i < l->k ? l->count : l->tail; }
+static bool cut_in_bits(const codec_layout *l, int i) { return i >= l->bits_from && i < l->k; }
 
 /* Fill l for `codec`; -1 on an unknown codec, an empty or overflowing size. */
 static int layout_get(int codec, size_t rows, size_t width, codec_layout *l) {
     if ((unsigned)codec >= CODEC_COUNT || rows == 0 || width == 0) return -1;
-    if (rows > (SIZE_MAX / 8) / width) return -1;
+    if (rows > (SIZE_MAX / 16) / width) return -1;
     const codec_format *f = &formats[codec];
     l->n = rows * width;
     l->tail = 0;
@@ -77,14 +90,43 @@ static int layout_get(int codec, size_t rows, size_t width, codec_layout *l) {
     default: l->k = 4, l->count = rows * ((width + CODEC_Q8_BLOCK - 1) / CODEC_Q8_BLOCK), l->tail = l->n; break;
     }
     l->body = l->count * (size_t)l->k + l->tail;
-    l->n_planes = l->k + (l->tail ? 1 : 0);
+    l->n_bytes = l->k + (l->tail ? 1 : 0);
+    l->bits_from = f->bits_from;
+    l->n_planes = 0, l->stored = 0;
+    for (int i = 0; i < l->n_bytes; i++) {
+        size_t sz = byte_plane(l, i);
+        l->n_planes += cut_in_bits(l, i) ? 8 : 1;
+        l->stored += cut_in_bits(l, i) ? 8 * ((sz + 7) / 8) : sz;
+    }
     return 0;
+}
+
+/* Where the stored planes come from or go: their sizes and places, given the
+ * byte planes (bytes: k planes of count) and the body (for q8's tail), with bit
+ * planes kept in `bits`. */
+static void layout_planes(const codec_layout *l, uint8_t *bytes, uint8_t *body, uint8_t *bits,
+                          uint8_t *at[CODEC_MAX_PLANES], size_t size[CODEC_MAX_PLANES]) {
+    int p = 0;
+    for (int i = 0; i < l->n_bytes; i++) {
+        size_t sz = byte_plane(l, i);
+        uint8_t *plane = i < l->k ? bytes + (size_t)i * l->count : body + l->count * (size_t)l->k;
+        if (!cut_in_bits(l, i)) {
+            at[p] = plane, size[p++] = sz;
+            continue;
+        }
+        for (int b = 0; b < 8; b++) at[p] = bits, size[p++] = (sz + 7) / 8, bits += (sz + 7) / 8;
+    }
+}
+
+/* Encoded bytes at most: the body, or for lz4 the plane table and every plane stored. */
+static size_t layout_max(const codec_layout *l, bool lz4) {
+    return lz4 ? 4u * (size_t)l->n_planes + l->stored : l->body;
 }
 
 size_t codec_max_encoded(int codec, size_t rows, size_t width) {
     codec_layout l;
     if (layout_get(codec, rows, width, &l) < 0) return 0;
-    return l.body + (formats[codec].lz4 ? 4u * (size_t)l.n_planes : 0);
+    return layout_max(&l, formats[codec].lz4);
 }
 
 static const codec_ops *ops_now(void) {
@@ -133,6 +175,17 @@ static uint32_t get_u32(const uint8_t *p) {
 
 /* ---------------------------------------------------------------- encode */
 
+#define CODEC_PROBE_BYTES 4096
+#define CODEC_PROBE_GAIN 0.97 /* a sample must shrink below this to try the plane */
+
+/* Whether lz4 may shrink a plane of n bytes: a sample from its middle must. */
+static bool plane_worth_lz4(const uint8_t *p, size_t n) {
+    if (n <= 2 * CODEC_PROBE_BYTES) return true;
+    char out[LZ4_COMPRESSBOUND(CODEC_PROBE_BYTES)];
+    int c = LZ4_compress_default((const char *)p + n / 2 - CODEC_PROBE_BYTES / 2, out, CODEC_PROBE_BYTES, sizeof out);
+    return c > 0 && c < CODEC_PROBE_GAIN * CODEC_PROBE_BYTES;
+}
+
 size_t codec_encode(int codec, const float *x, size_t rows, size_t width, void *dst, size_t cap, char *err,
                     size_t errlen) {
     codec_layout l;
@@ -141,7 +194,7 @@ size_t codec_encode(int codec, const float *x, size_t rows, size_t width, void *
         return 0;
     }
     const codec_format *f = &formats[codec];
-    const size_t need = l.body + (f->lz4 ? 4u * (size_t)l.n_planes : 0);
+    const size_t need = layout_max(&l, f->lz4);
     if (cap < need) {
         err_set(err, errlen, "%s: output of %zu bytes, %zu needed", f->name, cap, need);
         return 0;
@@ -156,32 +209,34 @@ size_t codec_encode(int codec, const float *x, size_t rows, size_t width, void *
         err_set(err, errlen, "%s: %zu values are too many for one lz4 plane", f->name, l.n);
         return 0;
     }
-    /* body (converted numbers; x itself for f32) -> planes */
-    uint8_t *tmp = malloc(f->base == BASE_F32 ? l.body : 2 * l.body);
+    /* body (converted numbers; x itself for f32) -> byte planes -> bit planes of the top ones */
+    uint8_t *tmp = malloc(2 * l.body + l.stored);
     if (!tmp) {
         err_set(err, errlen, "%s: out of memory", f->name);
         return 0;
     }
-    const uint8_t *body = (const uint8_t *)x;
-    uint8_t *planes = tmp;
+    uint8_t *body = (uint8_t *)x;
     if (f->base != BASE_F32) {
         body_encode(o, f->base, x, rows, width, &l, tmp);
         body = tmp;
-        planes = tmp + l.body;
     }
-    o->split(body, l.count, l.k, planes);
-    const uint8_t *src[CODEC_MAX_PLANES];
+    uint8_t *bytes = tmp + l.body, *bits = bytes + l.body;
+    o->split(body, l.count, l.k, bytes);
+    for (int i = l.bits_from; i < l.k; i++)
+        o->bit_split(bytes + (size_t)i * l.count, l.count, bits + (size_t)(i - l.bits_from) * 8 * ((l.count + 7) / 8));
+    uint8_t *at[CODEC_MAX_PLANES];
     size_t size[CODEC_MAX_PLANES];
-    for (int i = 0; i < l.k; i++) src[i] = planes + (size_t)i * l.count, size[i] = l.count;
-    if (l.tail) src[l.k] = body + l.count * (size_t)l.k, size[l.k] = l.tail;
+    layout_planes(&l, bytes, body, bits, at, size);
     size_t off = 4u * (size_t)l.n_planes;
     for (int i = 0; i < l.n_planes; i++) {
-        /* lz4 only when it shrinks the plane; it never needs more room than that */
-        int c = size[i] > 1 ? LZ4_compress_default((const char *)src[i], (char *)out + off, (int)size[i],
-                                                   (int)(size[i] - 1))
-                            : 0;
+        /* lz4 only when it shrinks the plane (it never needs more room than that)
+         * and when a sample says it might: low mantissa bytes are noise, and lz4
+         * crawls through noise */
+        int c = size[i] > 1 && plane_worth_lz4(at[i], size[i])
+                    ? LZ4_compress_default((const char *)at[i], (char *)out + off, (int)size[i], (int)(size[i] - 1))
+                    : 0;
         if (c <= 0) {
-            memcpy(out + off, src[i], size[i]);
+            memcpy(out + off, at[i], size[i]);
             c = (int)size[i];
         }
         put_u32(out + 4 * i, (uint32_t)c);
@@ -231,47 +286,50 @@ int codec_decode(int codec, const void *src, size_t src_len, float *y, size_t ro
         err_set(err, errlen, "%s payload of %zu bytes is shorter than its %zu-byte plane table", f->name, src_len, hdr);
         return -1;
     }
-    size_t size[CODEC_MAX_PLANES], len[CODEC_MAX_PLANES], total = hdr;
-    for (int i = 0; i < l.n_planes; i++) {
-        size[i] = i < l.k ? l.count : l.tail;
-        len[i] = get_u32(in + 4 * i);
-        if (len[i] > size[i] || (len[i] == 0 && size[i] != 0)) {
-            err_set(err, errlen, "%s plane %d: %zu bytes for a plane of %zu", f->name, i, len[i], size[i]);
-            return -1;
-        }
-        total += len[i];
-    }
-    if (total != src_len) {
-        err_set(err, errlen, "%s payload of %zu bytes, its plane table says %zu", f->name, src_len, total);
-        return -1;
-    }
-    /* planes -> body (y itself for f32; aligned at the start of tmp otherwise) -> y */
-    uint8_t *tmp = malloc(f->base == BASE_F32 ? l.body : 2 * l.body);
+    /* planes -> byte planes -> body (y itself for f32; aligned at the start of tmp otherwise) -> y */
+    uint8_t *tmp = malloc(2 * l.body + l.stored);
     if (!tmp) {
         err_set(err, errlen, "%s: out of memory", f->name);
         return -1;
     }
-    uint8_t *planes = f->base == BASE_F32 ? tmp : tmp + l.body;
     uint8_t *body = f->base == BASE_F32 ? (uint8_t *)y : tmp;
-    size_t off = hdr;
-    int rc = 0;
-    for (int i = 0; i < l.n_planes && rc == 0; i++) {
-        uint8_t *to = i < l.k ? planes + (size_t)i * l.count : body + l.count * (size_t)l.k;
-        if (len[i] == size[i]) {
-            memcpy(to, in + off, size[i]);
-        } else if (LZ4_decompress_safe((const char *)in + off, (char *)to, (int)len[i], (int)size[i]) !=
-                   (int)size[i]) {
-            err_set(err, errlen, "%s plane %d: bad lz4 stream (%zu bytes for %zu)", f->name, i, len[i], size[i]);
-            rc = -1;
+    uint8_t *bytes = tmp + l.body, *bits = bytes + l.body;
+    uint8_t *at[CODEC_MAX_PLANES];
+    size_t size[CODEC_MAX_PLANES], total = hdr;
+    layout_planes(&l, bytes, body, bits, at, size);
+    for (int i = 0; i < l.n_planes; i++) {
+        const size_t len = get_u32(in + 4 * i);
+        if (len > size[i] || len == 0) {
+            err_set(err, errlen, "%s plane %d: %zu bytes for a plane of %zu", f->name, i, len, size[i]);
+            free(tmp);
+            return -1;
         }
-        off += len[i];
+        total += len;
     }
-    if (rc == 0) {
-        o->merge(planes, l.count, l.k, body);
-        if (f->base != BASE_F32) body_decode(o, f->base, body, rows, width, &l, y);
+    if (total != src_len) {
+        err_set(err, errlen, "%s payload of %zu bytes, its plane table says %zu", f->name, src_len, total);
+        free(tmp);
+        return -1;
     }
+    size_t off = hdr;
+    for (int i = 0; i < l.n_planes; i++) {
+        const size_t len = get_u32(in + 4 * i);
+        if (len == size[i]) {
+            memcpy(at[i], in + off, size[i]);
+        } else if (LZ4_decompress_safe((const char *)in + off, (char *)at[i], (int)len, (int)size[i]) !=
+                   (int)size[i]) {
+            err_set(err, errlen, "%s plane %d: bad lz4 stream (%zu bytes for %zu)", f->name, i, len, size[i]);
+            free(tmp);
+            return -1;
+        }
+        off += len;
+    }
+    for (int i = l.bits_from; i < l.k; i++)
+        o->bit_merge(bits + (size_t)(i - l.bits_from) * 8 * ((l.count + 7) / 8), l.count, bytes + (size_t)i * l.count);
+    o->merge(bytes, l.count, l.k, body);
+    if (f->base != BASE_F32) body_decode(o, f->base, body, rows, width, &l, y);
     free(tmp);
-    return rc;
+    return 0;
 }
 
 uint32_t codec_crc32c(uint32_t crc, const void *data, size_t n) { return ops_now()->crc32c(crc, data, n); }
@@ -308,6 +366,21 @@ static void s_merge(const uint8_t *src, size_t n, int k, uint8_t *dst) {
         for (int b = 0; b < k; b++) dst[i * (size_t)k + (size_t)b] = src[(size_t)b * n + i];
 }
 
+static void s_bit_split(const uint8_t *src, size_t n, uint8_t *dst) {
+    const size_t nb = (n + 7) / 8;
+    memset(dst, 0, 8 * nb);
+    for (size_t j = 0; j < n; j++)
+        for (int b = 0; b < 8; b++) dst[(size_t)b * nb + j / 8] |= (uint8_t)(((src[j] >> b) & 1) << (j % 8));
+}
+static void s_bit_merge(const uint8_t *src, size_t n, uint8_t *dst) {
+    const size_t nb = (n + 7) / 8;
+    for (size_t j = 0; j < n; j++) {
+        uint8_t v = 0;
+        for (int b = 0; b < 8; b++) v |= (uint8_t)(((src[(size_t)b * nb + j / 8] >> (j % 8)) & 1) << b);
+        dst[j] = v;
+    }
+}
+
 /* CRC-32C, reflected polynomial 0x82F63B78, one table lookup per byte. */
 static uint32_t crc_table[256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
@@ -326,5 +399,5 @@ static uint32_t s_crc32c(uint32_t crc, const void *data, size_t n) {
     return ~crc;
 }
 
-const codec_ops codec_ops_scalar = {s_to_f16, s_from_f16, s_to_bf16, s_from_bf16, s_q8_row,
-                                    s_dq8_row, s_split, s_merge, s_crc32c};
+const codec_ops codec_ops_scalar = {s_to_f16, s_from_f16, s_to_bf16,   s_from_bf16,   s_q8_row, s_dq8_row,
+                                    s_split,  s_merge,    s_bit_split, s_bit_merge,   s_crc32c};

@@ -26,6 +26,10 @@ typedef struct codec_ops {
     /* n values of k bytes (k = 2 or 4) into k planes of n bytes (dst + i*n), and back. */
     void (*split)(const uint8_t *src, size_t n, int k, uint8_t *dst);
     void (*merge)(const uint8_t *src, size_t n, int k, uint8_t *dst);
+    /* n bytes into 8 bit planes of ceil(n/8) bytes (dst + b*ceil(n/8): bit j%8 of
+     * byte j/8 is bit b of byte j; padding bits 0), and back. */
+    void (*bit_split)(const uint8_t *src, size_t n, uint8_t *dst);
+    void (*bit_merge)(const uint8_t *src, size_t n, uint8_t *dst);
     uint32_t (*crc32c)(uint32_t crc, const void *data, size_t n);
 } codec_ops;
 

@@ -119,14 +119,19 @@ static void a_dq8_row(const int8_t *q, const float *d, size_t n, float *y) {
     for (; i < n; i++) y[i] = (float)q[i] * d[b];
 }
 
+/* Byte j of dword i <-> byte i of dword j in each lane: its own inverse. */
+static inline __m256i transpose4x4_bytes(void) {
+    return _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14,
+                            3, 7, 11, 15);
+}
+
 /* 32 values of 4 bytes (128 bytes) -> 32 bytes in each of 4 planes, and back:
  * bytes grouped per dword in each lane, dwords ordered so that each quadword
  * holds one plane, then a 4x4 transpose of quadwords across the 4 registers. */
 static void a_split(const uint8_t *src, size_t n, int k, uint8_t *dst) {
     size_t i = 0;
     if (k == 4) {
-        const __m256i bytes = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1,
-                                               5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        const __m256i bytes = transpose4x4_bytes();
         const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
         for (; i + 32 <= n; i += 32) {
             const __m256i *s = (const __m256i *)(const void *)(src + 4 * i);
@@ -159,8 +164,7 @@ static void a_split(const uint8_t *src, size_t n, int k, uint8_t *dst) {
 static void a_merge(const uint8_t *src, size_t n, int k, uint8_t *dst) {
     size_t i = 0;
     if (k == 4) {
-        const __m256i bytes = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1,
-                                               5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        const __m256i bytes = transpose4x4_bytes();
         const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
         for (; i + 32 <= n; i += 32) {
             __m256i p0 = _mm256_loadu_si256((const __m256i *)(const void *)(src + i));
@@ -192,6 +196,52 @@ static void a_merge(const uint8_t *src, size_t n, int k, uint8_t *dst) {
         for (int j = 0; j < k; j++) dst[i * (size_t)k + (size_t)j] = src[(size_t)j * n + i];
 }
 
+/* 32 bytes -> 4 bytes of each bit plane: movemask takes bit 7 of every byte,
+ * then a shift by one brings the next bit up (what crosses from the byte below
+ * enters at bit 0 and never climbs to bit 7 within the 7 shifts). */
+static void a_bit_split(const uint8_t *src, size_t n, uint8_t *dst) {
+    const size_t nb = (n + 7) / 8;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(src + i));
+        for (int b = 7; b >= 0; b--) {
+            uint32_t m = (uint32_t)_mm256_movemask_epi8(v);
+            memcpy(dst + (size_t)b * nb + i / 8, &m, 4);
+            v = _mm256_slli_epi16(v, 1);
+        }
+    }
+    if (i < n) {
+        for (int b = 0; b < 8; b++) memset(dst + (size_t)b * nb + i / 8, 0, nb - i / 8);
+        for (size_t j = i; j < n; j++)
+            for (int b = 0; b < 8; b++) dst[(size_t)b * nb + j / 8] |= (uint8_t)(((src[j] >> b) & 1) << (j % 8));
+    }
+}
+
+/* 4 bytes of each bit plane -> 32 bytes: each plane's 32 bits spread to one
+ * byte each (the mask byte j/8 picked per byte, tested against bit j%8). */
+static void a_bit_merge(const uint8_t *src, size_t n, uint8_t *dst) {
+    const size_t nb = (n + 7) / 8;
+    const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
+                                          3, 3, 3, 3, 3, 3);
+    const __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i out = _mm256_setzero_si256();
+        for (int b = 0; b < 8; b++) {
+            uint32_t m;
+            memcpy(&m, src + (size_t)b * nb + i / 8, 4);
+            __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)m), pick), sel);
+            out = _mm256_or_si256(out, _mm256_and_si256(_mm256_cmpeq_epi8(v, sel), _mm256_set1_epi8((char)(1 << b))));
+        }
+        _mm256_storeu_si256((__m256i *)(void *)(dst + i), out);
+    }
+    for (size_t j = i; j < n; j++) {
+        uint8_t v = 0;
+        for (int b = 0; b < 8; b++) v |= (uint8_t)(((src[(size_t)b * nb + j / 8] >> (j % 8)) & 1) << b);
+        dst[j] = v;
+    }
+}
+
 static uint32_t a_crc32c(uint32_t crc, const void *data, size_t n) {
     const uint8_t *p = data;
     uint64_t c = ~crc;
@@ -205,5 +255,5 @@ static uint32_t a_crc32c(uint32_t crc, const void *data, size_t n) {
     return ~c32;
 }
 
-const codec_ops codec_ops_avx2 = {a_to_f16, a_from_f16, a_to_bf16, a_from_bf16, a_q8_row,
-                                  a_dq8_row, a_split, a_merge, a_crc32c};
+const codec_ops codec_ops_avx2 = {a_to_f16, a_from_f16, a_to_bf16,   a_from_bf16,   a_q8_row, a_dq8_row,
+                                  a_split,  a_merge,    a_bit_split, a_bit_merge,   a_crc32c};

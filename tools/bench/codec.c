@@ -12,7 +12,8 @@
  * at once, as a batch of 32 streams sends them), "prefill N" all of it.
  *
  * Per case and codec: bytes per token on the wire and the ratio to f32; encode
- * and decode GB/s (of f32 data) on one core, codec only; the hop cost (sender's
+ * and decode GB/s (of f32 data) on one core, codec only, timed in CPU time of
+ * the thread (so that other processes on a shared machine do not count); the hop cost (sender's
  * hop_encode with its checksum - for lossy codecs a decode of its own output -
  * plus receiver's hop_decode with the checksum check); and a cost model, time per
  * step spent on the hop = hop cost + bytes / link speed, for 1 GbE (125 MB/s) and
@@ -29,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench.h"
 #include "codec.h"
@@ -57,14 +59,21 @@ typedef struct cb_pipe {
     int32_t n_embd, n_vocab;
 } cb_pipe;
 
-/* Mean seconds per call of op(arg), repeated for at least `seconds` (3 calls minimum). */
+/* CPU seconds of this thread: what one core spends, whatever else runs. */
+static double cb_cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Mean CPU seconds per call of op(arg), repeated for at least `seconds` (3 calls minimum). */
 static double cb_time(void (*op)(void *), void *arg, double seconds) {
     int n = 0;
-    double t0 = bench_now(), t;
+    double t0 = cb_cpu_now(), t;
     do {
         op(arg);
         n++;
-        t = bench_now() - t0;
+        t = cb_cpu_now() - t0;
     } while (t < seconds || n < 3);
     return t / n;
 }
@@ -254,6 +263,8 @@ static int bench_codec(int argc, char **argv) {
         goto done;
     }
     const double t_prefill = bench_now() - t0;
+    fprintf(stderr, "baton-bench codec: %d-token chunk through layers [0,%d) in %.1f s; timing the codecs\n", prompt,
+            split, t_prefill);
 
     const size_t case_rows[CB_CASES] = {1, 32, (size_t)prompt};
     const char *case_names[CB_CASES] = {"decode 1", "batch 32", "prefill"};
@@ -263,6 +274,7 @@ static int bench_codec(int argc, char **argv) {
             if (cb_measure(c, h, case_rows[k], E, seconds, &res[k][c]) < 0) goto done;
 
     /* quality: logits of the 32-token case, greedy tokens */
+    fprintf(stderr, "baton-bench codec: logits and greedy decoding (%d steps) per codec\n", steps);
     static cb_quality q[CODEC_COUNT];
     for (int c = 0; c < CODEC_COUNT; c++) {
         kv_cache_clear_slot(p.kvb, 0);
