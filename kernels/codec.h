@@ -3,9 +3,12 @@
  *     size_t cap = codec_max_encoded(CODEC_Q8_LZ4, rows, width);
  *     uint8_t *wire = malloc(cap);
  *     size_t len = codec_encode(CODEC_Q8_LZ4, x, rows, width, wire, cap, err, sizeof err);
- *     uint32_t sum = codec_crc32c(0, x, rows * width * sizeof(float));  // travels with it
  *     ...
  *     if (codec_decode(CODEC_Q8_LZ4, wire, len, y, rows, width, err, sizeof err) < 0) reject(err);
+ *     if (codec_crc32c(0, y, rows * width * sizeof(float)) != sum_sent) reject("checksum");
+ *
+ * (worker/hop.h does this for stage frames, with the checksum of the decoded
+ * floats computed by the sender.)
  *
  * x is [rows][width] floats (a batch of tokens' hidden states). The numbers are
  * Baton.Codec in proto/baton.proto. Formats (all little-endian):
@@ -18,15 +21,18 @@
  *          Relative error <= 2^-8, same range as f32.
  *   q8     per row, blocks of 32 values (the last one may be shorter): one f32
  *          scale d = amax / 127 and int8 q = nearbyint(x * 127 / amax), x' = q * d.
- *          |x - x'| <= amax / 254 (+ one f32 rounding); a block holding inf or NaN
- *          decodes as NaN, one with amax < 2^-120 as zeros. Layout: every scale ([rows][ceil(width/32)] f32),
- *          then every q ([rows][width] int8): 28% of f32 at width 5120.
+ *          |x - x'| <= amax / 254 (+ one f32 rounding); a block holding inf or
+ *          NaN decodes as NaN, one with amax < 2^-120 as zeros. Layout: every
+ *          scale ([rows][ceil(width/32)] f32), then every q ([rows][width]
+ *          int8): 28% of f32 at width 5120.
  *   *_lz4  the same numbers cut into byte planes (byte k of every value
- *          together: the exponent bytes, which repeat, apart from the mantissa
- *          bytes, which do not), each plane lz4-compressed or stored as is when
- *          lz4 does not shrink it: u32 length of each plane, then the planes.
- *          f32: 4 planes of rows*width bytes; f16, bf16: 2; q8: 4 planes of the
- *          scales' bytes and 1 of the int8 values.
+ *          together), and the planes holding exponent bits (f32: bytes 2-3,
+ *          f16: byte 1, bf16: both, q8: the scales' bytes 2-3) each further cut
+ *          into 8 bit planes: the top exponent bits barely change, so those
+ *          planes fold to almost nothing, while the low mantissa bytes are noise
+ *          and stay whole. Each plane is lz4-compressed, or stored as is when a
+ *          sample or the whole plane does not shrink: u32 length of each plane,
+ *          then the planes. q8's int8 values are one more whole plane.
  *
  * The lossless default, CODEC_DEFAULT, is f32+lz4. Encoders and decoders run the
  * level's vector code (kern_get_level(), as ops.h: AVX2 and AVX-512 run the AVX2
