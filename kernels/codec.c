@@ -33,8 +33,8 @@ typedef struct codec_format {
 static const codec_format formats[CODEC_COUNT] = {
     [CODEC_F32] = {"f32", BASE_F32, 0, 1, 0},          [CODEC_F16] = {"f16", BASE_F16, 0, 0, 0},
     [CODEC_BF16] = {"bf16", BASE_BF16, 0, 0, 0},       [CODEC_Q8] = {"q8", BASE_Q8, 0, 0, 0},
-    [CODEC_F32_LZ4] = {"f32+lz4", BASE_F32, 1, 1, 2},  [CODEC_F16_LZ4] = {"f16+lz4", BASE_F16, 1, 0, 1},
-    [CODEC_BF16_LZ4] = {"bf16+lz4", BASE_BF16, 1, 0, 0}, [CODEC_Q8_LZ4] = {"q8+lz4", BASE_Q8, 1, 0, 2},
+    [CODEC_F32_LZ4] = {"f32+lz4", BASE_F32, 1, 1, 3},  [CODEC_F16_LZ4] = {"f16+lz4", BASE_F16, 1, 0, 1},
+    [CODEC_BF16_LZ4] = {"bf16+lz4", BASE_BF16, 1, 0, 1}, [CODEC_Q8_LZ4] = {"q8+lz4", BASE_Q8, 1, 0, 3},
 };
 
 const char *codec_name(int codec) { return (unsigned)codec < CODEC_COUNT ? formats[codec].name : "unknown"; }
@@ -129,6 +129,26 @@ size_t codec_max_encoded(int codec, size_t rows, size_t width) {
     return layout_max(&l, formats[codec].lz4);
 }
 
+/* Scratch memory of the calling thread, kept between calls: fresh pages for
+ * every frame would cost more than the codec (a 512-token chunk needs ~30 MB).
+ * Freed when the thread exits. */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static void scratch_key_make(void) { pthread_key_create(&scratch_key, free); }
+
+/* At least n bytes, 16-byte aligned, valid until this thread's next call; NULL
+ * if out of memory. */
+static uint8_t *scratch_get(size_t n) {
+    pthread_once(&scratch_once, scratch_key_make);
+    size_t *b = pthread_getspecific(scratch_key);
+    if (b && b[0] >= n) return (uint8_t *)(b + 2);
+    free(b);
+    b = malloc(n + 2 * sizeof(size_t));
+    if (b) b[0] = n;
+    pthread_setspecific(scratch_key, b);
+    return b ? (uint8_t *)(b + 2) : NULL;
+}
+
 static const codec_ops *ops_now(void) {
     return kern_get_level() >= KERN_AVX2 ? &codec_ops_avx2 : &codec_ops_scalar;
 }
@@ -210,7 +230,7 @@ size_t codec_encode(int codec, const float *x, size_t rows, size_t width, void *
         return 0;
     }
     /* body (converted numbers; x itself for f32) -> byte planes -> bit planes of the top ones */
-    uint8_t *tmp = malloc(2 * l.body + l.stored);
+    uint8_t *tmp = scratch_get(2 * l.body + l.stored);
     if (!tmp) {
         err_set(err, errlen, "%s: out of memory", f->name);
         return 0;
@@ -242,7 +262,6 @@ size_t codec_encode(int codec, const float *x, size_t rows, size_t width, void *
         put_u32(out + 4 * i, (uint32_t)c);
         off += (size_t)c;
     }
-    free(tmp);
     return off;
 }
 
@@ -271,14 +290,13 @@ int codec_decode(int codec, const void *src, size_t src_len, float *y, size_t ro
         /* a payload right after a frame's message is rarely aligned for its numbers */
         uint8_t *aligned = NULL;
         if (f->base != BASE_F32 && ((uintptr_t)in & 3)) {
-            if (!(aligned = malloc(l.body))) {
+            if (!(aligned = scratch_get(l.body))) {
                 err_set(err, errlen, "%s: out of memory", f->name);
                 return -1;
             }
             in = memcpy(aligned, in, l.body);
         }
         body_decode(o, f->base, in, rows, width, &l, y);
-        free(aligned);
         return 0;
     }
     const size_t hdr = 4u * (size_t)l.n_planes;
@@ -287,7 +305,7 @@ int codec_decode(int codec, const void *src, size_t src_len, float *y, size_t ro
         return -1;
     }
     /* planes -> byte planes -> body (y itself for f32; aligned at the start of tmp otherwise) -> y */
-    uint8_t *tmp = malloc(2 * l.body + l.stored);
+    uint8_t *tmp = scratch_get(2 * l.body + l.stored);
     if (!tmp) {
         err_set(err, errlen, "%s: out of memory", f->name);
         return -1;
@@ -301,34 +319,36 @@ int codec_decode(int codec, const void *src, size_t src_len, float *y, size_t ro
         const size_t len = get_u32(in + 4 * i);
         if (len > size[i] || len == 0) {
             err_set(err, errlen, "%s plane %d: %zu bytes for a plane of %zu", f->name, i, len, size[i]);
-            free(tmp);
             return -1;
         }
         total += len;
     }
     if (total != src_len) {
         err_set(err, errlen, "%s payload of %zu bytes, its plane table says %zu", f->name, src_len, total);
-        free(tmp);
         return -1;
     }
+    /* byte planes of the split part stored whole are merged from the payload itself */
+    const uint8_t *from[4];
+    for (int i = 0; i < l.k; i++) from[i] = bytes + (size_t)i * l.count;
     size_t off = hdr;
     for (int i = 0; i < l.n_planes; i++) {
         const size_t len = get_u32(in + 4 * i);
-        if (len == size[i]) {
+        const int whole = i < l.bits_from ? i : -1; /* whole planes come first */
+        if (len == size[i] && whole >= 0) {
+            from[whole] = in + off;
+        } else if (len == size[i]) {
             memcpy(at[i], in + off, size[i]);
         } else if (LZ4_decompress_safe((const char *)in + off, (char *)at[i], (int)len, (int)size[i]) !=
                    (int)size[i]) {
             err_set(err, errlen, "%s plane %d: bad lz4 stream (%zu bytes for %zu)", f->name, i, len, size[i]);
-            free(tmp);
             return -1;
         }
         off += len;
     }
     for (int i = l.bits_from; i < l.k; i++)
         o->bit_merge(bits + (size_t)(i - l.bits_from) * 8 * ((l.count + 7) / 8), l.count, bytes + (size_t)i * l.count);
-    o->merge(bytes, l.count, l.k, body);
+    o->merge(from, l.count, l.k, body);
     if (f->base != BASE_F32) body_decode(o, f->base, body, rows, width, &l, y);
-    free(tmp);
     return 0;
 }
 
@@ -361,9 +381,9 @@ static void s_split(const uint8_t *src, size_t n, int k, uint8_t *dst) {
     for (size_t i = 0; i < n; i++)
         for (int b = 0; b < k; b++) dst[(size_t)b * n + i] = src[i * (size_t)k + (size_t)b];
 }
-static void s_merge(const uint8_t *src, size_t n, int k, uint8_t *dst) {
+static void s_merge(const uint8_t *const *src, size_t n, int k, uint8_t *dst) {
     for (size_t i = 0; i < n; i++)
-        for (int b = 0; b < k; b++) dst[i * (size_t)k + (size_t)b] = src[(size_t)b * n + i];
+        for (int b = 0; b < k; b++) dst[i * (size_t)k + (size_t)b] = src[b][i];
 }
 
 static void s_bit_split(const uint8_t *src, size_t n, uint8_t *dst) {

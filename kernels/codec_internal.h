@@ -23,9 +23,11 @@ typedef struct codec_ops {
     /* One row of n values: ceil(n/32) scales d and n int8 q (codec.h, q8). */
     void (*q8_row)(const float *x, size_t n, float *d, int8_t *q);
     void (*dq8_row)(const int8_t *q, const float *d, size_t n, float *y);
-    /* n values of k bytes (k = 2 or 4) into k planes of n bytes (dst + i*n), and back. */
+    /* n values of k bytes (k = 2 or 4) into k planes of n bytes (dst + i*n), and
+     * back from k planes anywhere (src[i]: so that a payload's stored planes are
+     * read in place). */
     void (*split)(const uint8_t *src, size_t n, int k, uint8_t *dst);
-    void (*merge)(const uint8_t *src, size_t n, int k, uint8_t *dst);
+    void (*merge)(const uint8_t *const *src, size_t n, int k, uint8_t *dst);
     /* n bytes into 8 bit planes of ceil(n/8) bytes (dst + b*ceil(n/8): bit j%8 of
      * byte j/8 is bit b of byte j; padding bits 0), and back. */
     void (*bit_split)(const uint8_t *src, size_t n, uint8_t *dst);

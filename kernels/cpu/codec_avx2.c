@@ -161,16 +161,16 @@ static void a_split(const uint8_t *src, size_t n, int k, uint8_t *dst) {
         for (int j = 0; j < k; j++) dst[(size_t)j * n + i] = src[i * (size_t)k + (size_t)j];
 }
 
-static void a_merge(const uint8_t *src, size_t n, int k, uint8_t *dst) {
+static void a_merge(const uint8_t *const *src, size_t n, int k, uint8_t *dst) {
     size_t i = 0;
     if (k == 4) {
         const __m256i bytes = transpose4x4_bytes();
         const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
         for (; i + 32 <= n; i += 32) {
-            __m256i p0 = _mm256_loadu_si256((const __m256i *)(const void *)(src + i));
-            __m256i p1 = _mm256_loadu_si256((const __m256i *)(const void *)(src + n + i));
-            __m256i p2 = _mm256_loadu_si256((const __m256i *)(const void *)(src + 2 * n + i));
-            __m256i p3 = _mm256_loadu_si256((const __m256i *)(const void *)(src + 3 * n + i));
+            __m256i p0 = _mm256_loadu_si256((const __m256i *)(const void *)(src[0] + i));
+            __m256i p1 = _mm256_loadu_si256((const __m256i *)(const void *)(src[1] + i));
+            __m256i p2 = _mm256_loadu_si256((const __m256i *)(const void *)(src[2] + i));
+            __m256i p3 = _mm256_loadu_si256((const __m256i *)(const void *)(src[3] + i));
             __m256i ab_lo = _mm256_permute2x128_si256(p0, p2, 0x20), cd_lo = _mm256_permute2x128_si256(p0, p2, 0x31);
             __m256i ab_hi = _mm256_permute2x128_si256(p1, p3, 0x20), cd_hi = _mm256_permute2x128_si256(p1, p3, 0x31);
             __m256i *d = (__m256i *)(void *)(dst + 4 * i);
@@ -183,8 +183,8 @@ static void a_merge(const uint8_t *src, size_t n, int k, uint8_t *dst) {
         const __m256i bytes = _mm256_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15, 0, 8, 1, 9, 2, 10,
                                                3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
         for (; i + 32 <= n; i += 32) {
-            __m256i p0 = _mm256_loadu_si256((const __m256i *)(const void *)(src + i));
-            __m256i p1 = _mm256_loadu_si256((const __m256i *)(const void *)(src + n + i));
+            __m256i p0 = _mm256_loadu_si256((const __m256i *)(const void *)(src[0] + i));
+            __m256i p1 = _mm256_loadu_si256((const __m256i *)(const void *)(src[1] + i));
             __m256i a = _mm256_permute4x64_epi64(_mm256_permute2x128_si256(p0, p1, 0x20), 0xD8);
             __m256i b = _mm256_permute4x64_epi64(_mm256_permute2x128_si256(p0, p1, 0x31), 0xD8);
             __m256i *d = (__m256i *)(void *)(dst + 2 * i);
@@ -193,7 +193,7 @@ static void a_merge(const uint8_t *src, size_t n, int k, uint8_t *dst) {
         }
     }
     for (; i < n; i++)
-        for (int j = 0; j < k; j++) dst[i * (size_t)k + (size_t)j] = src[(size_t)j * n + i];
+        for (int j = 0; j < k; j++) dst[i * (size_t)k + (size_t)j] = src[j][i];
 }
 
 /* 32 bytes -> 4 bytes of each bit plane: movemask takes bit 7 of every byte,
