@@ -25,16 +25,17 @@ typedef struct codec_format {
     uint8_t lz4;      /* planes + lz4 */
     uint8_t lossless;
     uint8_t bits_from;/* lz4: byte planes from this one up (of the k) are cut into bit planes */
+    uint8_t fold;     /* lz4: exponent folded into the top byte first (codec_internal.h) */
 } codec_format;
 
 /* Bit planes for the bytes that hold the exponent (sign and exponent bits,
  * nearly constant at the top, lz4 folds them to almost nothing); byte planes
  * for the low mantissa bytes, which are noise either way. */
 static const codec_format formats[CODEC_COUNT] = {
-    [CODEC_F32] = {"f32", BASE_F32, 0, 1, 0},          [CODEC_F16] = {"f16", BASE_F16, 0, 0, 0},
-    [CODEC_BF16] = {"bf16", BASE_BF16, 0, 0, 0},       [CODEC_Q8] = {"q8", BASE_Q8, 0, 0, 0},
-    [CODEC_F32_LZ4] = {"f32+lz4", BASE_F32, 1, 1, 3},  [CODEC_F16_LZ4] = {"f16+lz4", BASE_F16, 1, 0, 1},
-    [CODEC_BF16_LZ4] = {"bf16+lz4", BASE_BF16, 1, 0, 1}, [CODEC_Q8_LZ4] = {"q8+lz4", BASE_Q8, 1, 0, 3},
+    [CODEC_F32] = {"f32", BASE_F32, 0, 1, 0, 0},          [CODEC_F16] = {"f16", BASE_F16, 0, 0, 0, 0},
+    [CODEC_BF16] = {"bf16", BASE_BF16, 0, 0, 0, 0},       [CODEC_Q8] = {"q8", BASE_Q8, 0, 0, 0, 0},
+    [CODEC_F32_LZ4] = {"f32+lz4", BASE_F32, 1, 1, 3, 1},  [CODEC_F16_LZ4] = {"f16+lz4", BASE_F16, 1, 0, 1, 0},
+    [CODEC_BF16_LZ4] = {"bf16+lz4", BASE_BF16, 1, 0, 1, 1}, [CODEC_Q8_LZ4] = {"q8+lz4", BASE_Q8, 1, 0, 3, 0},
 };
 
 const char *codec_name(int codec) { return (unsigned)codec < CODEC_COUNT ? formats[codec].name : "unknown"; }
@@ -240,6 +241,10 @@ size_t codec_encode(int codec, const float *x, size_t rows, size_t width, void *
         body_encode(o, f->base, x, rows, width, &l, tmp);
         body = tmp;
     }
+    if (f->fold) {
+        o->fold((const uint8_t *)body, l.count, l.k, tmp);
+        body = tmp;
+    }
     uint8_t *bytes = tmp + l.body, *bits = bytes + l.body;
     o->split(body, l.count, l.k, bytes);
     for (int i = l.bits_from; i < l.k; i++)
@@ -348,6 +353,7 @@ int codec_decode(int codec, const void *src, size_t src_len, float *y, size_t ro
     for (int i = l.bits_from; i < l.k; i++)
         o->bit_merge(bits + (size_t)(i - l.bits_from) * 8 * ((l.count + 7) / 8), l.count, bytes + (size_t)i * l.count);
     o->merge(from, l.count, l.k, body);
+    if (f->fold) o->unfold(body, l.count, l.k, body);
     if (f->base != BASE_F32) body_decode(o, f->base, body, rows, width, &l, y);
     return 0;
 }
@@ -401,6 +407,37 @@ static void s_bit_merge(const uint8_t *src, size_t n, uint8_t *dst) {
     }
 }
 
+static void s_fold(const uint8_t *src, size_t n, int k, uint8_t *dst) {
+    for (size_t i = 0; i < n; i++) {
+        if (k == 4) {
+            uint32_t u;
+            memcpy(&u, src + 4 * i, 4);
+            u = codec_fold32(u);
+            memcpy(dst + 4 * i, &u, 4);
+        } else {
+            uint16_t u;
+            memcpy(&u, src + 2 * i, 2);
+            u = codec_fold16(u);
+            memcpy(dst + 2 * i, &u, 2);
+        }
+    }
+}
+static void s_unfold(const uint8_t *src, size_t n, int k, uint8_t *dst) {
+    for (size_t i = 0; i < n; i++) {
+        if (k == 4) {
+            uint32_t u;
+            memcpy(&u, src + 4 * i, 4);
+            u = codec_unfold32(u);
+            memcpy(dst + 4 * i, &u, 4);
+        } else {
+            uint16_t u;
+            memcpy(&u, src + 2 * i, 2);
+            u = codec_unfold16(u);
+            memcpy(dst + 2 * i, &u, 2);
+        }
+    }
+}
+
 /* CRC-32C, reflected polynomial 0x82F63B78, one table lookup per byte. */
 static uint32_t crc_table[256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
@@ -419,5 +456,6 @@ static uint32_t s_crc32c(uint32_t crc, const void *data, size_t n) {
     return ~crc;
 }
 
-const codec_ops codec_ops_scalar = {s_to_f16, s_from_f16, s_to_bf16,   s_from_bf16,   s_q8_row, s_dq8_row,
-                                    s_split,  s_merge,    s_bit_split, s_bit_merge,   s_crc32c};
+const codec_ops codec_ops_scalar = {s_to_f16,    s_from_f16,  s_to_bf16, s_from_bf16, s_q8_row, s_dq8_row,
+                                    s_split,     s_merge,     s_fold,    s_unfold,    s_bit_split, s_bit_merge,
+                                    s_crc32c};

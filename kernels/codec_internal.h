@@ -28,6 +28,10 @@ typedef struct codec_ops {
      * read in place). */
     void (*split)(const uint8_t *src, size_t n, int k, uint8_t *dst);
     void (*merge)(const uint8_t *const *src, size_t n, int k, uint8_t *dst);
+    /* n values of k bytes (4: f32, 2: bf16) folded (codec_fold32/16), and back;
+     * src may equal dst. */
+    void (*fold)(const uint8_t *src, size_t n, int k, uint8_t *dst);
+    void (*unfold)(const uint8_t *src, size_t n, int k, uint8_t *dst);
     /* n bytes into 8 bit planes of ceil(n/8) bytes (dst + b*ceil(n/8): bit j%8 of
      * byte j/8 is bit b of byte j; padding bits 0), and back. */
     void (*bit_split)(const uint8_t *src, size_t n, uint8_t *dst);
@@ -66,6 +70,37 @@ static inline void codec_q8_block(const float *x, size_t n, float *d, int8_t *q)
         v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
         q[i] = (int8_t)v;
     }
+}
+
+/* The exponent fold of the lossless planes: rotate the sign to bit 0 so the
+ * top byte is the whole exponent, then store that exponent as the zigzag of its
+ * distance from 127 (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...). Activations near
+ * magnitude 1 cross exponent 127/128, where the raw bits flip all at once
+ * (0x7F -> 0x80); folded, only the low bits of the top byte move, and its high
+ * bit planes stay zero. A bijection on bit patterns: unfold(fold(u)) == u. */
+static inline uint32_t codec_fold32(uint32_t u) {
+    uint32_t r = u << 1 | u >> 31;
+    int32_t d = (int32_t)(((r >> 24) - 127u) << 24) >> 24; /* the distance, as a signed byte */
+    uint32_t z = ((uint32_t)d << 1 ^ (uint32_t)(d >> 31)) & 0xFFu;
+    return (r & 0xFFFFFFu) | z << 24;
+}
+static inline uint32_t codec_unfold32(uint32_t v) {
+    uint32_t z = v >> 24;
+    uint32_t e = ((z >> 1 ^ (0u - (z & 1))) + 127u) & 0xFFu;
+    uint32_t r = (v & 0xFFFFFFu) | e << 24;
+    return r >> 1 | r << 31;
+}
+static inline uint16_t codec_fold16(uint16_t u) {
+    uint32_t r = ((uint32_t)u << 1 | (uint32_t)u >> 15) & 0xFFFFu;
+    int32_t d = (int32_t)(((r >> 8) - 127u) << 24) >> 24;
+    uint32_t z = ((uint32_t)d << 1 ^ (uint32_t)(d >> 31)) & 0xFFu;
+    return (uint16_t)((r & 0xFFu) | z << 8);
+}
+static inline uint16_t codec_unfold16(uint16_t v) {
+    uint32_t z = (uint32_t)v >> 8;
+    uint32_t e = ((z >> 1 ^ (0u - (z & 1))) + 127u) & 0xFFu;
+    uint32_t r = ((uint32_t)v & 0xFFu) | e << 8;
+    return (uint16_t)(r >> 1 | r << 15);
 }
 
 #endif

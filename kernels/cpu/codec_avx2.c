@@ -196,6 +196,85 @@ static void a_merge(const uint8_t *const *src, size_t n, int k, uint8_t *dst) {
         for (int j = 0; j < k; j++) dst[i * (size_t)k + (size_t)j] = src[j][i];
 }
 
+/* codec_fold32/16 and their inverses, 8 or 16 values per step. */
+static void a_fold(const uint8_t *src, size_t n, int k, uint8_t *dst) {
+    size_t i = 0;
+    if (k == 4) {
+        const __m256i low = _mm256_set1_epi32(0xFFFFFF), ff = _mm256_set1_epi32(0xFF), b127 = _mm256_set1_epi32(127);
+        for (; i + 8 <= n; i += 8) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(src + 4 * i));
+            __m256i r = _mm256_or_si256(_mm256_slli_epi32(v, 1), _mm256_srli_epi32(v, 31));
+            __m256i d = _mm256_srai_epi32(_mm256_slli_epi32(_mm256_sub_epi32(_mm256_srli_epi32(r, 24), b127), 24), 24);
+            __m256i z = _mm256_and_si256(_mm256_xor_si256(_mm256_slli_epi32(d, 1), _mm256_srai_epi32(d, 31)), ff);
+            _mm256_storeu_si256((__m256i *)(void *)(dst + 4 * i),
+                                _mm256_or_si256(_mm256_and_si256(r, low), _mm256_slli_epi32(z, 24)));
+        }
+        for (; i < n; i++) {
+            uint32_t u;
+            memcpy(&u, src + 4 * i, 4);
+            u = codec_fold32(u);
+            memcpy(dst + 4 * i, &u, 4);
+        }
+    } else {
+        const __m256i ff = _mm256_set1_epi16(0xFF), b127 = _mm256_set1_epi16(127);
+        for (; i + 16 <= n; i += 16) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(src + 2 * i));
+            __m256i r = _mm256_or_si256(_mm256_slli_epi16(v, 1), _mm256_srli_epi16(v, 15));
+            __m256i d = _mm256_srai_epi16(_mm256_slli_epi16(_mm256_sub_epi16(_mm256_srli_epi16(r, 8), b127), 8), 8);
+            __m256i z = _mm256_and_si256(_mm256_xor_si256(_mm256_slli_epi16(d, 1), _mm256_srai_epi16(d, 15)), ff);
+            _mm256_storeu_si256((__m256i *)(void *)(dst + 2 * i),
+                                _mm256_or_si256(_mm256_and_si256(r, ff), _mm256_slli_epi16(z, 8)));
+        }
+        for (; i < n; i++) {
+            uint16_t u;
+            memcpy(&u, src + 2 * i, 2);
+            u = codec_fold16(u);
+            memcpy(dst + 2 * i, &u, 2);
+        }
+    }
+}
+
+static void a_unfold(const uint8_t *src, size_t n, int k, uint8_t *dst) {
+    size_t i = 0;
+    const __m256i zero = _mm256_setzero_si256();
+    if (k == 4) {
+        const __m256i low = _mm256_set1_epi32(0xFFFFFF), ff = _mm256_set1_epi32(0xFF), one = _mm256_set1_epi32(1);
+        const __m256i b127 = _mm256_set1_epi32(127);
+        for (; i + 8 <= n; i += 8) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(src + 4 * i));
+            __m256i z = _mm256_srli_epi32(v, 24);
+            __m256i d = _mm256_xor_si256(_mm256_srli_epi32(z, 1), _mm256_sub_epi32(zero, _mm256_and_si256(z, one)));
+            __m256i e = _mm256_and_si256(_mm256_add_epi32(d, b127), ff);
+            __m256i r = _mm256_or_si256(_mm256_and_si256(v, low), _mm256_slli_epi32(e, 24));
+            _mm256_storeu_si256((__m256i *)(void *)(dst + 4 * i),
+                                _mm256_or_si256(_mm256_srli_epi32(r, 1), _mm256_slli_epi32(r, 31)));
+        }
+        for (; i < n; i++) {
+            uint32_t u;
+            memcpy(&u, src + 4 * i, 4);
+            u = codec_unfold32(u);
+            memcpy(dst + 4 * i, &u, 4);
+        }
+    } else {
+        const __m256i ff = _mm256_set1_epi16(0xFF), one = _mm256_set1_epi16(1), b127 = _mm256_set1_epi16(127);
+        for (; i + 16 <= n; i += 16) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(src + 2 * i));
+            __m256i z = _mm256_srli_epi16(v, 8);
+            __m256i d = _mm256_xor_si256(_mm256_srli_epi16(z, 1), _mm256_sub_epi16(zero, _mm256_and_si256(z, one)));
+            __m256i e = _mm256_and_si256(_mm256_add_epi16(d, b127), ff);
+            __m256i r = _mm256_or_si256(_mm256_and_si256(v, ff), _mm256_slli_epi16(e, 8));
+            _mm256_storeu_si256((__m256i *)(void *)(dst + 2 * i),
+                                _mm256_or_si256(_mm256_srli_epi16(r, 1), _mm256_slli_epi16(r, 15)));
+        }
+        for (; i < n; i++) {
+            uint16_t u;
+            memcpy(&u, src + 2 * i, 2);
+            u = codec_unfold16(u);
+            memcpy(dst + 2 * i, &u, 2);
+        }
+    }
+}
+
 /* 32 bytes -> 4 bytes of each bit plane: movemask takes bit 7 of every byte,
  * then a shift by one brings the next bit up (what crosses from the byte below
  * enters at bit 0 and never climbs to bit 7 within the 7 shifts). */
@@ -255,5 +334,6 @@ static uint32_t a_crc32c(uint32_t crc, const void *data, size_t n) {
     return ~c32;
 }
 
-const codec_ops codec_ops_avx2 = {a_to_f16, a_from_f16, a_to_bf16,   a_from_bf16,   a_q8_row, a_dq8_row,
-                                  a_split,  a_merge,    a_bit_split, a_bit_merge,   a_crc32c};
+const codec_ops codec_ops_avx2 = {a_to_f16,    a_from_f16,  a_to_bf16, a_from_bf16, a_q8_row, a_dq8_row,
+                                  a_split,     a_merge,     a_fold,    a_unfold,    a_bit_split, a_bit_merge,
+                                  a_crc32c};
