@@ -26,11 +26,13 @@
  *          scale ([rows][ceil(width/32)] f32), then every q ([rows][width]
  *          int8): 28% of f32 at width 5120.
  *   *_lz4  the same numbers cut into byte planes (byte k of every value
- *          together), and the planes holding exponent bits (f32: bytes 2-3,
- *          f16: byte 1, bf16: both, q8: the scales' bytes 2-3) each further cut
- *          into 8 bit planes: the top exponent bits barely change, so those
- *          planes fold to almost nothing, while the low mantissa bytes are noise
- *          and stay whole. Each plane is lz4-compressed, or stored as is when a
+ *          together), and the top byte plane (f32, bf16: after folding the
+ *          exponent into it, sign rotated to bit 0 and the exponent stored as
+ *          the zigzag of its distance from 127; f16: sign, exponent and 2
+ *          mantissa bits; q8: the scales' top byte) further cut into 8 bit
+ *          planes: the high bits of a folded exponent are almost always 0, so
+ *          those planes shrink to almost nothing, while the mantissa bytes are
+ *          noise and stay whole. Each plane is lz4-compressed, or stored as is when a
  *          sample or the whole plane does not shrink: u32 length of each plane,
  *          then the planes. q8's int8 values are one more whole plane.
  *
