@@ -407,36 +407,8 @@ static void s_bit_merge(const uint8_t *src, size_t n, uint8_t *dst) {
     }
 }
 
-static void s_fold(const uint8_t *src, size_t n, int k, uint8_t *dst) {
-    for (size_t i = 0; i < n; i++) {
-        if (k == 4) {
-            uint32_t u;
-            memcpy(&u, src + 4 * i, 4);
-            u = codec_fold32(u);
-            memcpy(dst + 4 * i, &u, 4);
-        } else {
-            uint16_t u;
-            memcpy(&u, src + 2 * i, 2);
-            u = codec_fold16(u);
-            memcpy(dst + 2 * i, &u, 2);
-        }
-    }
-}
-static void s_unfold(const uint8_t *src, size_t n, int k, uint8_t *dst) {
-    for (size_t i = 0; i < n; i++) {
-        if (k == 4) {
-            uint32_t u;
-            memcpy(&u, src + 4 * i, 4);
-            u = codec_unfold32(u);
-            memcpy(dst + 4 * i, &u, 4);
-        } else {
-            uint16_t u;
-            memcpy(&u, src + 2 * i, 2);
-            u = codec_unfold16(u);
-            memcpy(dst + 2 * i, &u, 2);
-        }
-    }
-}
+static void s_fold(const uint8_t *src, size_t n, int k, uint8_t *dst) { codec_fold_range(src, 0, n, k, false, dst); }
+static void s_unfold(const uint8_t *src, size_t n, int k, uint8_t *dst) { codec_fold_range(src, 0, n, k, true, dst); }
 
 /* CRC-32C, reflected polynomial 0x82F63B78, one table lookup per byte. */
 static uint32_t crc_table[256];

@@ -103,4 +103,22 @@ static inline uint16_t codec_unfold16(uint16_t v) {
     return (uint16_t)(r >> 1 | r << 15);
 }
 
+/* Values [i, n) of k bytes folded (undo: unfolded) from src into dst one at a
+ * time: the scalar definition, and the tails of the vector versions. */
+static inline void codec_fold_range(const uint8_t *src, size_t i, size_t n, int k, bool undo, uint8_t *dst) {
+    for (; i < n; i++) {
+        if (k == 4) {
+            uint32_t u;
+            memcpy(&u, src + 4 * i, 4);
+            u = undo ? codec_unfold32(u) : codec_fold32(u);
+            memcpy(dst + 4 * i, &u, 4);
+        } else {
+            uint16_t u;
+            memcpy(&u, src + 2 * i, 2);
+            u = undo ? codec_unfold16(u) : codec_fold16(u);
+            memcpy(dst + 2 * i, &u, 2);
+        }
+    }
+}
+
 #endif

@@ -209,12 +209,7 @@ static void a_fold(const uint8_t *src, size_t n, int k, uint8_t *dst) {
             _mm256_storeu_si256((__m256i *)(void *)(dst + 4 * i),
                                 _mm256_or_si256(_mm256_and_si256(r, low), _mm256_slli_epi32(z, 24)));
         }
-        for (; i < n; i++) {
-            uint32_t u;
-            memcpy(&u, src + 4 * i, 4);
-            u = codec_fold32(u);
-            memcpy(dst + 4 * i, &u, 4);
-        }
+        codec_fold_range(src, i, n, 4, false, dst);
     } else {
         const __m256i ff = _mm256_set1_epi16(0xFF), b127 = _mm256_set1_epi16(127);
         for (; i + 16 <= n; i += 16) {
@@ -225,12 +220,7 @@ static void a_fold(const uint8_t *src, size_t n, int k, uint8_t *dst) {
             _mm256_storeu_si256((__m256i *)(void *)(dst + 2 * i),
                                 _mm256_or_si256(_mm256_and_si256(r, ff), _mm256_slli_epi16(z, 8)));
         }
-        for (; i < n; i++) {
-            uint16_t u;
-            memcpy(&u, src + 2 * i, 2);
-            u = codec_fold16(u);
-            memcpy(dst + 2 * i, &u, 2);
-        }
+        codec_fold_range(src, i, n, 2, false, dst);
     }
 }
 
@@ -249,12 +239,7 @@ static void a_unfold(const uint8_t *src, size_t n, int k, uint8_t *dst) {
             _mm256_storeu_si256((__m256i *)(void *)(dst + 4 * i),
                                 _mm256_or_si256(_mm256_srli_epi32(r, 1), _mm256_slli_epi32(r, 31)));
         }
-        for (; i < n; i++) {
-            uint32_t u;
-            memcpy(&u, src + 4 * i, 4);
-            u = codec_unfold32(u);
-            memcpy(dst + 4 * i, &u, 4);
-        }
+        codec_fold_range(src, i, n, 4, true, dst);
     } else {
         const __m256i ff = _mm256_set1_epi16(0xFF), one = _mm256_set1_epi16(1), b127 = _mm256_set1_epi16(127);
         for (; i + 16 <= n; i += 16) {
@@ -266,12 +251,7 @@ static void a_unfold(const uint8_t *src, size_t n, int k, uint8_t *dst) {
             _mm256_storeu_si256((__m256i *)(void *)(dst + 2 * i),
                                 _mm256_or_si256(_mm256_srli_epi16(r, 1), _mm256_slli_epi16(r, 15)));
         }
-        for (; i < n; i++) {
-            uint16_t u;
-            memcpy(&u, src + 2 * i, 2);
-            u = codec_unfold16(u);
-            memcpy(dst + 2 * i, &u, 2);
-        }
+        codec_fold_range(src, i, n, 2, true, dst);
     }
 }
 
