@@ -336,7 +336,7 @@ void sched_on_result(coord *c, const Baton__StageResult *res) {
         fprintf(stderr, "baton-coord: step %llu failed: %s\n", (unsigned long long)res->step_id, msg);
         for (int i = 0; i < b->n_reqs; i++) {
             b->reqs[i]->awaiting = false;
-            req_finish(c, b->reqs[i], BATON__STATUS_CODE__STATUS_INTERNAL, msg);
+            req_finish(c, b->reqs[i], (int)res->code, msg); /* the stage's status, e.g. DATA_LOSS */
         }
     }
     for (size_t i = 0; i < res->n_tokens; i++) {

@@ -16,8 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "codec.h"
 #include "forward.h"
 #include "frame.h"
+#include "hop.h"
 #include "net.h"
 #include "net_mpi.h"
 #include "stage.h"
@@ -33,6 +35,7 @@ typedef struct worker_opts {
     uint32_t kv_type;
     uint64_t max_frame;
     bool mpi;               /* --mpi: coordinator mpi:0, listen on mpi:<rank> */
+    int codec;              /* what we send our successor, if it decodes it (hop.h) */
 } worker_opts;
 
 typedef struct worker {
@@ -182,6 +185,20 @@ static void update_backpressure(worker *w) {
 
 /* --- frames in ---------------------------------------------------------- */
 
+/* A stage frame whose payload is not what its sender encoded: the step ends
+ * with DATA_LOSS at the coordinator (every request in it), nothing runs. */
+static void report_data_loss(worker *w, net_conn *from, uint64_t step_id, const char *why) {
+    logf_("stage frame %llu from %s rejected: %s", (unsigned long long)step_id, net_peer_addr(from), why);
+    if (!w->coord) return;
+    Baton__StageResult r = BATON__STAGE_RESULT__INIT;
+    r.step_id = step_id;
+    r.code = BATON__STATUS_CODE__STATUS_DATA_LOSS;
+    char msg[320];
+    snprintf(msg, sizeof msg, "activations from %s: %s", net_peer_addr(from), why);
+    r.error = msg;
+    net_send(w->coord, BATON__FRAME_KIND__FRAME_STAGE_RESULT, 0, &r.base, NULL, 0);
+}
+
 static void submit_frame(worker *w, net_conn *c, const frame_header *h, const uint8_t *msg, const uint8_t *payload) {
     if (!w->st) {
         logf_("stage frame before the slice is loaded; dropped");
@@ -199,19 +216,11 @@ static void submit_frame(worker *w, net_conn *c, const frame_header *h, const ui
     }
     j->kind = STAGE_JOB_FRAME;
     j->frame = f;
-    if (h->payload_len) {
-        if (frame_crc32(0, payload, h->payload_len) != f->crc32 || f->raw_size != h->payload_len ||
-            f->codec != BATON__CODEC__CODEC_F32) {
-            j->failed = 1;
-            snprintf(j->err, sizeof j->err, "activation payload failed its checksum or size check");
-        }
-        j->hidden = malloc(h->payload_len);
-        if (!j->hidden) {
-            stage_job_free(j);
-            return;
-        }
-        memcpy(j->hidden, payload, h->payload_len);
-        j->hidden_len = h->payload_len;
+    char err[256];
+    if (hop_decode(f, payload, h->payload_len, &j->hidden, &j->hidden_len, err, sizeof err) < 0) {
+        report_data_loss(w, c, f->step_id, err);
+        stage_job_free(j);
+        return;
     }
     stage_submit(w->st, j);
     update_backpressure(w);
@@ -246,6 +255,27 @@ static void send_result_error(worker *w, const stage_job *j) {
     r.code = BATON__STATUS_CODE__STATUS_INTERNAL;
     r.error = (char *)j->err;
     net_send(w->coord, BATON__FRAME_KIND__FRAME_STAGE_RESULT, 0, &r.base, NULL, 0);
+}
+
+/* Sends a job's hidden states to the successor in the link's codec (hop.h). */
+static void send_hidden(worker *w, stage_job *j) {
+    Baton__StageFrame *f = j->frame;
+    f->width = w->m->hp.n_embd;
+    hop_payload p;
+    char err[256];
+    int codec = hop_pick_codec(w->o.codec, net_peer_codecs(w->succ));
+    if (hop_encode(f, codec, j->hidden, j->hidden_len, &p, err, sizeof err) < 0) {
+        snprintf(j->err, sizeof j->err, "cannot encode the activations: %.200s", err);
+        send_result_error(w, j);
+        return;
+    }
+    uint64_t before = net_bytes_sent(w->succ);
+    if (net_send(w->succ, BATON__FRAME_KIND__FRAME_STAGE, 0, &f->base, p.data, p.len) == 0) {
+        w->hop_bytes += net_bytes_sent(w->succ) - before;
+        w->hop_frames++;
+        if (net_queued_bytes(w->succ) > w->queue_peak) w->queue_peak = net_queued_bytes(w->succ);
+    }
+    hop_payload_free(&p);
 }
 
 /* Hands finished jobs to the network: hidden states to the successor, tokens to
@@ -286,17 +316,7 @@ static void on_wake(uv_async_t *a) {
             free(toks);
             free(ptrs);
         } else if (w->succ) {
-            Baton__StageFrame *f = j->frame;
-            f->width = w->m->hp.n_embd;
-            f->codec = BATON__CODEC__CODEC_F32;
-            f->raw_size = j->hidden_len;
-            f->crc32 = frame_crc32(0, j->hidden, j->hidden_len);
-            uint64_t before = net_bytes_sent(w->succ);
-            if (net_send(w->succ, BATON__FRAME_KIND__FRAME_STAGE, 0, &f->base, j->hidden, j->hidden_len) == 0) {
-                w->hop_bytes += net_bytes_sent(w->succ) - before;
-                w->hop_frames++;
-                if (net_queued_bytes(w->succ) > w->queue_peak) w->queue_peak = net_queued_bytes(w->succ);
-            }
+            send_hidden(w, j);
         }
         stage_job_free(j);
     }
@@ -307,6 +327,8 @@ static void on_wake(uv_async_t *a) {
 
 static void on_succ_open(net_conn *c) {
     worker *w = net_user(c);
+    logf_("sending activations to %s as %s", net_peer_addr(c),
+          codec_name(hop_pick_codec(w->o.codec, net_peer_codecs(c))));
     if (!w->ready_sent) send_ready(w, true, NULL);
 }
 static void on_succ_drain(net_conn *c) { update_backpressure(net_user(c)); }
@@ -473,7 +495,9 @@ static void usage(FILE *out) {
             "  --secret FILE        cluster secret, as given to the coordinator (default: $BATON_SECRET_FILE)\n"
             "  --queue-limit BYTES  stop taking frames while this much waits for the successor (default 32M)\n"
             "  --mpi                run under mpirun: the coordinator is rank 0 (mpi:0), stage frames\n"
-            "                       arrive on mpi:<this rank>; --coordinator and --listen are then not needed\n");
+            "                       arrive on mpi:<this rank>; --coordinator and --listen are then not needed\n"
+            "  --codec NAME         activations to the successor: f32+lz4 (default, lossless), f32, f16, bf16,\n"
+            "                       q8, f16+lz4, bf16+lz4, q8+lz4 (if the successor does not decode it: f32+lz4)\n");
 }
 
 static uint64_t parse_bytes(const char *s, const char *what) {
@@ -490,7 +514,8 @@ static uint64_t parse_bytes(const char *s, const char *what) {
 int main(int argc, char **argv) {
     worker w;
     memset(&w, 0, sizeof w);
-    w.o = (worker_opts){.listen = "127.0.0.1:0", .cluster_id = "baton", .kv_type = TENSOR_F16, .speed = -1};
+    w.o = (worker_opts){.listen = "127.0.0.1:0", .cluster_id = "baton", .kv_type = TENSOR_F16, .speed = -1,
+                       .codec = CODEC_DEFAULT};
     static const struct option longs[] = {
         {"coordinator", required_argument, 0, 'c'}, {"model", required_argument, 0, 'm'},
         {"listen", required_argument, 0, 'l'},      {"threads", required_argument, 0, 't'},
@@ -498,7 +523,8 @@ int main(int argc, char **argv) {
         {"kv", required_argument, 0, 'k'},          {"cluster-id", required_argument, 0, 'C'},
         {"max-frame", required_argument, 0, 'F'},   {"secret", required_argument, 0, 'S'},
         {"queue-limit", required_argument, 0, 'Q'}, {"help", no_argument, 0, 'h'},
-        {"mpi", no_argument, 0, 'P'},               {0, 0, 0, 0},
+        {"mpi", no_argument, 0, 'P'},               {"codec", required_argument, 0, 'X'},
+        {0, 0, 0, 0},
     };
     opterr = 0;
     int ch;
@@ -525,6 +551,7 @@ int main(int argc, char **argv) {
             break;
         }
         case 'P': w.o.mpi = true; break;
+        case 'X': if ((w.o.codec = codec_from_name(optarg)) < 0) die("--codec: unknown codec '%s'", optarg); break;
         case 'h': usage(stdout); return 0;
         default: die("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
         }
@@ -554,7 +581,8 @@ int main(int argc, char **argv) {
     w.loop = uv_default_loop();
     w.cfg_worker = (net_config){.cluster_id = w.o.cluster_id, .role = BATON__ROLE__ROLE_WORKER, .name = "worker",
                                 .max_frame = w.o.max_frame, .log_prefix = "baton-worker",
-                                .secret = w.o.secret_file ? &w.secret : NULL};
+                                .secret = w.o.secret_file ? &w.secret : NULL,
+                                .codecs = codec_supported_mask()};
     w.cfg_peer = w.cfg_worker;
     w.cfg_peer.role = BATON__ROLE__ROLE_PEER;
     static const net_handlers ph = {.on_open = on_pred_open, .on_frame = on_pred_frame, .on_close = on_pred_close};

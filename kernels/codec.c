@@ -1,0 +1,433 @@
+/* codec.c - activation codecs (codec.h): the format table, the plane container
+ * of the lz4 variants, the dispatch to the level's primitives, and the scalar
+ * primitives that define the bits.
+ *
+ * Every format is a "body" - the numbers in their layout - cut for lz4 into
+ * planes: `k` planes of `count` bytes (byte b of each of `count` values of k
+ * bytes) plus, for q8, one plane of the int8 values as they are.
+ */
+#include <lz4.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "codec_internal.h"
+#include "errmsg.h"
+#include "ops.h"
+#include "quant.h"
+
+enum { BASE_F32, BASE_F16, BASE_BF16, BASE_Q8 };
+
+typedef struct codec_format {
+    const char *name;
+    uint8_t base;     /* BASE_*: the number format */
+    uint8_t lz4;      /* planes + lz4 */
+    uint8_t lossless;
+    uint8_t bits_from;/* lz4: byte planes from this one up (of the k) are cut into bit planes */
+    uint8_t fold;     /* lz4: exponent folded into the top byte first (codec_internal.h) */
+} codec_format;
+
+/* Bit planes for the bytes that hold the exponent (sign and exponent bits,
+ * nearly constant at the top, lz4 folds them to almost nothing); byte planes
+ * for the low mantissa bytes, which are noise either way. */
+static const codec_format formats[CODEC_COUNT] = {
+    [CODEC_F32] = {"f32", BASE_F32, 0, 1, 0, 0},          [CODEC_F16] = {"f16", BASE_F16, 0, 0, 0, 0},
+    [CODEC_BF16] = {"bf16", BASE_BF16, 0, 0, 0, 0},       [CODEC_Q8] = {"q8", BASE_Q8, 0, 0, 0, 0},
+    [CODEC_F32_LZ4] = {"f32+lz4", BASE_F32, 1, 1, 3, 1},  [CODEC_F16_LZ4] = {"f16+lz4", BASE_F16, 1, 0, 1, 0},
+    [CODEC_BF16_LZ4] = {"bf16+lz4", BASE_BF16, 1, 0, 1, 1}, [CODEC_Q8_LZ4] = {"q8+lz4", BASE_Q8, 1, 0, 3, 0},
+};
+
+const char *codec_name(int codec) { return (unsigned)codec < CODEC_COUNT ? formats[codec].name : "unknown"; }
+
+int codec_from_name(const char *name) {
+    char buf[16];
+    snprintf(buf, sizeof buf, "%s", name ? name : "");
+    char *dash = strchr(buf, '-');
+    if (dash) *dash = '+';
+    for (int c = 0; c < CODEC_COUNT; c++)
+        if (!strcmp(buf, formats[c].name)) return c;
+    return -1;
+}
+
+uint32_t codec_supported_mask(void) { return (1u << CODEC_COUNT) - 1; }
+
+bool codec_is_lossless(int codec) { return (unsigned)codec < CODEC_COUNT && formats[codec].lossless; }
+
+/* ---------------------------------------------------------------- layout */
+
+/* Sizes of one payload of rows x width values. The lz4 container cuts the body
+ * into byte planes (k of `count` bytes, plus q8's int8 values as one more) and
+ * the format's top byte planes each into 8 bit planes of ceil(bytes / 8) (bit b
+ * of every byte); each of the resulting planes is stored or lz4-compressed. */
+#define CODEC_MAX_PLANES 40
+typedef struct codec_layout {
+    size_t n;        /* values */
+    size_t body;     /* bytes of the body */
+    int k;           /* bytes per value of the split part */
+    size_t count;    /* values in the split part (byte plane size) */
+    size_t tail;     /* bytes after the split part, one more byte plane (q8's int8) */
+    int n_bytes;     /* byte planes */
+    int bits_from;   /* byte planes [bits_from, k) are cut into bit planes */
+    int n_planes;    /* stored planes */
+    size_t stored;   /* bytes of all stored planes */
+} codec_layout;
+
+/* Bytes of byte plane i. */
+static size_t byte_plane(const codec_layout *l, int i) { return i < l->k ? l->count : l->tail; }
+static bool cut_in_bits(const codec_layout *l, int i) { return i >= l->bits_from && i < l->k; }
+
+/* Fill l for `codec`; -1 on an unknown codec, an empty or overflowing size. */
+static int layout_get(int codec, size_t rows, size_t width, codec_layout *l) {
+    if ((unsigned)codec >= CODEC_COUNT || rows == 0 || width == 0) return -1;
+    if (rows > (SIZE_MAX / 16) / width) return -1;
+    const codec_format *f = &formats[codec];
+    l->n = rows * width;
+    l->tail = 0;
+    switch (f->base) {
+    case BASE_F32: l->k = 4, l->count = l->n; break;
+    case BASE_F16:
+    case BASE_BF16: l->k = 2, l->count = l->n; break;
+    default: l->k = 4, l->count = rows * ((width + CODEC_Q8_BLOCK - 1) / CODEC_Q8_BLOCK), l->tail = l->n; break;
+    }
+    l->body = l->count * (size_t)l->k + l->tail;
+    l->n_bytes = l->k + (l->tail ? 1 : 0);
+    l->bits_from = f->bits_from;
+    l->n_planes = 0, l->stored = 0;
+    for (int i = 0; i < l->n_bytes; i++) {
+        size_t sz = byte_plane(l, i);
+        l->n_planes += cut_in_bits(l, i) ? 8 : 1;
+        l->stored += cut_in_bits(l, i) ? 8 * ((sz + 7) / 8) : sz;
+    }
+    return 0;
+}
+
+/* Where the stored planes come from or go: their sizes and places, given the
+ * byte planes (bytes: k planes of count) and the body (for q8's tail), with bit
+ * planes kept in `bits`. */
+static void layout_planes(const codec_layout *l, uint8_t *bytes, uint8_t *body, uint8_t *bits,
+                          uint8_t *at[CODEC_MAX_PLANES], size_t size[CODEC_MAX_PLANES]) {
+    int p = 0;
+    for (int i = 0; i < l->n_bytes; i++) {
+        size_t sz = byte_plane(l, i);
+        uint8_t *plane = i < l->k ? bytes + (size_t)i * l->count : body + l->count * (size_t)l->k;
+        if (!cut_in_bits(l, i)) {
+            at[p] = plane, size[p++] = sz;
+            continue;
+        }
+        for (int b = 0; b < 8; b++) at[p] = bits, size[p++] = (sz + 7) / 8, bits += (sz + 7) / 8;
+    }
+}
+
+/* Encoded bytes at most: the body, or for lz4 the plane table and every plane stored. */
+static size_t layout_max(const codec_layout *l, bool lz4) {
+    return lz4 ? 4u * (size_t)l->n_planes + l->stored : l->body;
+}
+
+size_t codec_max_encoded(int codec, size_t rows, size_t width) {
+    codec_layout l;
+    if (layout_get(codec, rows, width, &l) < 0) return 0;
+    return layout_max(&l, formats[codec].lz4);
+}
+
+/* Scratch memory of the calling thread, kept between calls: fresh pages for
+ * every frame would cost more than the codec (a 512-token chunk needs ~30 MB).
+ * Freed when the thread exits. */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static void scratch_key_make(void) { pthread_key_create(&scratch_key, free); }
+
+/* At least n bytes, 16-byte aligned, valid until this thread's next call; NULL
+ * if out of memory. */
+static uint8_t *scratch_get(size_t n) {
+    pthread_once(&scratch_once, scratch_key_make);
+    size_t *b = pthread_getspecific(scratch_key);
+    if (b && b[0] >= n) return (uint8_t *)(b + 2);
+    free(b);
+    b = malloc(n + 2 * sizeof(size_t));
+    if (b) b[0] = n;
+    pthread_setspecific(scratch_key, b);
+    return b ? (uint8_t *)(b + 2) : NULL;
+}
+
+static const codec_ops *ops_now(void) {
+    return kern_get_level() >= KERN_AVX2 ? &codec_ops_avx2 : &codec_ops_scalar;
+}
+
+/* ------------------------------------------------------- body conversion */
+
+/* x ([rows][width]) into the body layout at out. */
+static void body_encode(const codec_ops *o, int base, const float *x, size_t rows, size_t width,
+                        const codec_layout *l, uint8_t *out) {
+    switch (base) {
+    case BASE_F32: memcpy(out, x, l->body); break;
+    case BASE_F16: o->to_f16(x, (uint16_t *)(void *)out, l->n); break;
+    case BASE_BF16: o->to_bf16(x, (uint16_t *)(void *)out, l->n); break;
+    default: {
+        const size_t nb = l->count / rows;
+        for (size_t r = 0; r < rows; r++)
+            o->q8_row(x + r * width, width, (float *)(void *)out + r * nb, (int8_t *)(out + l->count * 4) + r * width);
+    }
+    }
+}
+
+/* The body at in back into y. */
+static void body_decode(const codec_ops *o, int base, const uint8_t *in, size_t rows, size_t width,
+                        const codec_layout *l, float *y) {
+    switch (base) {
+    case BASE_F32: memcpy(y, in, l->body); break;
+    case BASE_F16: o->from_f16((const uint16_t *)(const void *)in, y, l->n); break;
+    case BASE_BF16: o->from_bf16((const uint16_t *)(const void *)in, y, l->n); break;
+    default: {
+        const size_t nb = l->count / rows;
+        for (size_t r = 0; r < rows; r++)
+            o->dq8_row((const int8_t *)(in + l->count * 4) + r * width, (const float *)(const void *)in + r * nb,
+                       width, y + r * width);
+    }
+    }
+}
+
+static void put_u32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* ---------------------------------------------------------------- encode */
+
+#define CODEC_PROBE_BYTES 4096
+#define CODEC_PROBE_GAIN 0.97 /* a sample must shrink below this to try the plane */
+
+/* Whether lz4 may shrink a plane of n bytes: a sample from its middle must. */
+static bool plane_worth_lz4(const uint8_t *p, size_t n) {
+    if (n <= 2 * CODEC_PROBE_BYTES) return true;
+    char out[LZ4_COMPRESSBOUND(CODEC_PROBE_BYTES)];
+    int c = LZ4_compress_default((const char *)p + n / 2 - CODEC_PROBE_BYTES / 2, out, CODEC_PROBE_BYTES, sizeof out);
+    return c > 0 && c < CODEC_PROBE_GAIN * CODEC_PROBE_BYTES;
+}
+
+size_t codec_encode(int codec, const float *x, size_t rows, size_t width, void *dst, size_t cap, char *err,
+                    size_t errlen) {
+    codec_layout l;
+    if (layout_get(codec, rows, width, &l) < 0) {
+        err_set(err, errlen, "cannot encode %zu x %zu values as codec %d (%s)", rows, width, codec, codec_name(codec));
+        return 0;
+    }
+    const codec_format *f = &formats[codec];
+    const size_t need = layout_max(&l, f->lz4);
+    if (cap < need) {
+        err_set(err, errlen, "%s: output of %zu bytes, %zu needed", f->name, cap, need);
+        return 0;
+    }
+    const codec_ops *o = ops_now();
+    uint8_t *out = dst;
+    if (!f->lz4) {
+        body_encode(o, f->base, x, rows, width, &l, out);
+        return l.body;
+    }
+    if (l.count > LZ4_MAX_INPUT_SIZE || l.tail > LZ4_MAX_INPUT_SIZE) {
+        err_set(err, errlen, "%s: %zu values are too many for one lz4 plane", f->name, l.n);
+        return 0;
+    }
+    /* body (converted numbers; x itself for f32) -> byte planes -> bit planes of the top ones */
+    uint8_t *tmp = scratch_get(2 * l.body + l.stored);
+    if (!tmp) {
+        err_set(err, errlen, "%s: out of memory", f->name);
+        return 0;
+    }
+    uint8_t *body = (uint8_t *)x;
+    if (f->base != BASE_F32) {
+        body_encode(o, f->base, x, rows, width, &l, tmp);
+        body = tmp;
+    }
+    if (f->fold) {
+        o->fold((const uint8_t *)body, l.count, l.k, tmp);
+        body = tmp;
+    }
+    uint8_t *bytes = tmp + l.body, *bits = bytes + l.body;
+    o->split(body, l.count, l.k, bytes);
+    for (int i = l.bits_from; i < l.k; i++)
+        o->bit_split(bytes + (size_t)i * l.count, l.count, bits + (size_t)(i - l.bits_from) * 8 * ((l.count + 7) / 8));
+    uint8_t *at[CODEC_MAX_PLANES];
+    size_t size[CODEC_MAX_PLANES];
+    layout_planes(&l, bytes, body, bits, at, size);
+    size_t off = 4u * (size_t)l.n_planes;
+    for (int i = 0; i < l.n_planes; i++) {
+        /* lz4 only when it shrinks the plane (it never needs more room than that)
+         * and when a sample says it might: low mantissa bytes are noise, and lz4
+         * crawls through noise */
+        int c = size[i] > 1 && plane_worth_lz4(at[i], size[i])
+                    ? LZ4_compress_default((const char *)at[i], (char *)out + off, (int)size[i], (int)(size[i] - 1))
+                    : 0;
+        if (c <= 0) {
+            memcpy(out + off, at[i], size[i]);
+            c = (int)size[i];
+        }
+        put_u32(out + 4 * i, (uint32_t)c);
+        off += (size_t)c;
+    }
+    return off;
+}
+
+/* ---------------------------------------------------------------- decode */
+
+int codec_decode(int codec, const void *src, size_t src_len, float *y, size_t rows, size_t width, char *err,
+                 size_t errlen) {
+    codec_layout l;
+    if ((unsigned)codec >= CODEC_COUNT) {
+        err_set(err, errlen, "unknown codec %d", codec);
+        return -1;
+    }
+    const codec_format *f = &formats[codec];
+    if (layout_get(codec, rows, width, &l) < 0) {
+        err_set(err, errlen, "%s: bad shape %zu x %zu", f->name, rows, width);
+        return -1;
+    }
+    const codec_ops *o = ops_now();
+    const uint8_t *in = src;
+    if (!f->lz4) {
+        if (src_len != l.body) {
+            err_set(err, errlen, "%s payload of %zu bytes, %zu expected for %zu x %zu values", f->name, src_len,
+                    l.body, rows, width);
+            return -1;
+        }
+        /* a payload right after a frame's message is rarely aligned for its numbers */
+        uint8_t *aligned = NULL;
+        if (f->base != BASE_F32 && ((uintptr_t)in & 3)) {
+            if (!(aligned = scratch_get(l.body))) {
+                err_set(err, errlen, "%s: out of memory", f->name);
+                return -1;
+            }
+            in = memcpy(aligned, in, l.body);
+        }
+        body_decode(o, f->base, in, rows, width, &l, y);
+        return 0;
+    }
+    const size_t hdr = 4u * (size_t)l.n_planes;
+    if (src_len < hdr) {
+        err_set(err, errlen, "%s payload of %zu bytes is shorter than its %zu-byte plane table", f->name, src_len, hdr);
+        return -1;
+    }
+    /* planes -> byte planes -> body (y itself for f32; aligned at the start of tmp otherwise) -> y */
+    uint8_t *tmp = scratch_get(2 * l.body + l.stored);
+    if (!tmp) {
+        err_set(err, errlen, "%s: out of memory", f->name);
+        return -1;
+    }
+    uint8_t *body = f->base == BASE_F32 ? (uint8_t *)y : tmp;
+    uint8_t *bytes = tmp + l.body, *bits = bytes + l.body;
+    uint8_t *at[CODEC_MAX_PLANES];
+    size_t size[CODEC_MAX_PLANES], total = hdr;
+    layout_planes(&l, bytes, body, bits, at, size);
+    for (int i = 0; i < l.n_planes; i++) {
+        const size_t len = get_u32(in + 4 * i);
+        if (len > size[i] || len == 0) {
+            err_set(err, errlen, "%s plane %d: %zu bytes for a plane of %zu", f->name, i, len, size[i]);
+            return -1;
+        }
+        total += len;
+    }
+    if (total != src_len) {
+        err_set(err, errlen, "%s payload of %zu bytes, its plane table says %zu", f->name, src_len, total);
+        return -1;
+    }
+    /* byte planes of the split part stored whole are merged from the payload itself */
+    const uint8_t *from[4];
+    for (int i = 0; i < l.k; i++) from[i] = bytes + (size_t)i * l.count;
+    size_t off = hdr;
+    for (int i = 0; i < l.n_planes; i++) {
+        const size_t len = get_u32(in + 4 * i);
+        const int whole = i < l.bits_from ? i : -1; /* whole planes come first */
+        if (len == size[i] && whole >= 0) {
+            from[whole] = in + off;
+        } else if (len == size[i]) {
+            memcpy(at[i], in + off, size[i]);
+        } else if (LZ4_decompress_safe((const char *)in + off, (char *)at[i], (int)len, (int)size[i]) !=
+                   (int)size[i]) {
+            err_set(err, errlen, "%s plane %d: bad lz4 stream (%zu bytes for %zu)", f->name, i, len, size[i]);
+            return -1;
+        }
+        off += len;
+    }
+    for (int i = l.bits_from; i < l.k; i++)
+        o->bit_merge(bits + (size_t)(i - l.bits_from) * 8 * ((l.count + 7) / 8), l.count, bytes + (size_t)i * l.count);
+    o->merge(from, l.count, l.k, body);
+    if (f->fold) o->unfold(body, l.count, l.k, body);
+    if (f->base != BASE_F32) body_decode(o, f->base, body, rows, width, &l, y);
+    return 0;
+}
+
+uint32_t codec_crc32c(uint32_t crc, const void *data, size_t n) { return ops_now()->crc32c(crc, data, n); }
+
+/* ------------------------------------------------------ scalar primitives */
+
+static void s_to_f16(const float *x, uint16_t *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = f32_to_fp16(x[i]);
+}
+static void s_from_f16(const uint16_t *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = fp16_to_f32(x[i]);
+}
+static void s_to_bf16(const float *x, uint16_t *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = f32_to_bf16(x[i]);
+}
+static void s_from_bf16(const uint16_t *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = bf16_to_f32(x[i]);
+}
+static void s_q8_row(const float *x, size_t n, float *d, int8_t *q) {
+    for (size_t b = 0; b * CODEC_Q8_BLOCK < n; b++) {
+        size_t i = b * CODEC_Q8_BLOCK, m = n - i < CODEC_Q8_BLOCK ? n - i : CODEC_Q8_BLOCK;
+        codec_q8_block(x + i, m, &d[b], q + i);
+    }
+}
+static void s_dq8_row(const int8_t *q, const float *d, size_t n, float *y) {
+    for (size_t i = 0; i < n; i++) y[i] = (float)q[i] * d[i / CODEC_Q8_BLOCK];
+}
+static void s_split(const uint8_t *src, size_t n, int k, uint8_t *dst) {
+    for (size_t i = 0; i < n; i++)
+        for (int b = 0; b < k; b++) dst[(size_t)b * n + i] = src[i * (size_t)k + (size_t)b];
+}
+static void s_merge(const uint8_t *const *src, size_t n, int k, uint8_t *dst) {
+    for (size_t i = 0; i < n; i++)
+        for (int b = 0; b < k; b++) dst[i * (size_t)k + (size_t)b] = src[b][i];
+}
+
+static void s_bit_split(const uint8_t *src, size_t n, uint8_t *dst) {
+    const size_t nb = (n + 7) / 8;
+    memset(dst, 0, 8 * nb);
+    for (size_t j = 0; j < n; j++)
+        for (int b = 0; b < 8; b++) dst[(size_t)b * nb + j / 8] |= (uint8_t)(((src[j] >> b) & 1) << (j % 8));
+}
+static void s_bit_merge(const uint8_t *src, size_t n, uint8_t *dst) {
+    const size_t nb = (n + 7) / 8;
+    for (size_t j = 0; j < n; j++) {
+        uint8_t v = 0;
+        for (int b = 0; b < 8; b++) v |= (uint8_t)(((src[(size_t)b * nb + j / 8] >> (j % 8)) & 1) << b);
+        dst[j] = v;
+    }
+}
+
+static void s_fold(const uint8_t *src, size_t n, int k, uint8_t *dst) { codec_fold_range(src, 0, n, k, false, dst); }
+static void s_unfold(const uint8_t *src, size_t n, int k, uint8_t *dst) { codec_fold_range(src, 0, n, k, true, dst); }
+
+/* CRC-32C, reflected polynomial 0x82F63B78, one table lookup per byte. */
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+static void crc_table_fill(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int b = 0; b < 8; b++) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc_table[i] = c;
+    }
+}
+static uint32_t s_crc32c(uint32_t crc, const void *data, size_t n) {
+    pthread_once(&crc_once, crc_table_fill);
+    const uint8_t *p = data;
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+const codec_ops codec_ops_scalar = {s_to_f16,    s_from_f16,  s_to_bf16, s_from_bf16, s_q8_row, s_dq8_row,
+                                    s_split,     s_merge,     s_fold,    s_unfold,    s_bit_split, s_bit_merge,
+                                    s_crc32c};
