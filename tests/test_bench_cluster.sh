@@ -13,7 +13,7 @@ timeout 60 "$BIN/tools/baton-mkmodel" --preset tiny --layers 4 --type q8_0 -o "$
     echo "FAIL: mkmodel"
     exit 1
 }
-timeout 300 "$BIN/tools/baton-bench" cluster --model "$MODEL" --tokens 8 --json >"$WORK/out.json" 2>"$WORK/err.txt"
+timeout 300 "$BIN/tools/baton-bench" cluster --model "$MODEL" --tokens 8 --codec f32 --json >"$WORK/out.json" 2>"$WORK/err.txt"
 rc=$?
 if [ $rc != 0 ]; then
     echo "FAIL: baton-bench cluster exited with $rc"

@@ -2,7 +2,9 @@
  * single-process runner, on this machine, measured in the same run.
  *
  *     baton-bench cluster [--model FILE] [--tokens N] [--prompt P] [--streams S]
- *                         [--workers 1,2,4] [--cores C] [--reps R] [--json]
+ *                         [--workers 1,2,4] [--cores C] [--reps R] [--codec NAME] [--json]
+ * (--codec: the workers' stage codec, default f32+lz4 as in a real cluster; f32
+ * shows the raw hidden-state bytes per hop)
  *
  * Without --model it generates the 4-layer QwQ-32B-shaped Q8_0 model (vocabulary
  * 1024, about 2 GB) into a temporary folder and deletes it afterwards. The cores
@@ -64,7 +66,7 @@ extern char **environ;
 #define CB_MAX_TOKENS 4096
 
 typedef struct cb_opts {
-    const char *model;
+    const char *model, *codec;
     int tokens, prompt, streams, cores, reps;
     int workers[8], n_workers;
     bool json;
@@ -76,6 +78,7 @@ typedef struct cb_env {
     char dir[256];    /* temporary folder: logs, the generated model */
     char model[4200];
     uint32_t n_embd, n_vocab;
+    const char *codec; /* --codec of every worker */
 } cb_env;
 
 /* One running cluster. */
@@ -260,7 +263,7 @@ static int cb_cluster_start(const cb_env *e, const cb_opts *o, int n, int thread
     for (int i = 0; i < n; i++) {
         snprintf(log, sizeof log, "%s/worker-%d.log", e->dir, i + 1);
         char *wargv[] = {worker_bin, "--coordinator", cl->addr, "--model", (char *)e->model, "--threads", th,
-                         "--speed", "0.01", NULL};
+                         "--speed", "0.01", "--codec", (char *)e->codec, NULL};
         if ((pid = cb_spawn(wargv, log)) < 0) {
             cb_stop(cl);
             return -1;
@@ -565,7 +568,8 @@ typedef struct cb_row {
 } cb_row;
 
 static int cb_parse(int argc, char **argv, cb_opts *o) {
-    *o = (cb_opts){.tokens = 16, .prompt = 8, .streams = 8, .reps = 1, .workers = {1, 2, 4}, .n_workers = 3};
+    *o = (cb_opts){.tokens = 16, .prompt = 8, .streams = 8, .reps = 1, .workers = {1, 2, 4}, .n_workers = 3,
+                   .codec = "f32+lz4"};
     o->cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
     o->json = bench_want_json(argc, argv);
     for (int i = 1; i < argc; i++) {
@@ -574,6 +578,7 @@ static int cb_parse(int argc, char **argv, cb_opts *o) {
         if (!v) goto bad;
         i++;
         if (!strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "--codec")) o->codec = v;
         else if (!strcmp(a, "--tokens")) o->tokens = atoi(v);
         else if (!strcmp(a, "--prompt")) o->prompt = atoi(v);
         else if (!strcmp(a, "--streams")) o->streams = atoi(v);
@@ -761,6 +766,7 @@ static void cb_print(const cb_env *e, const cb_opts *o, const cb_row *rows, int 
             json_object_set_new(j, "concurrent", x);
         }
         json_object_set_new(j, "hidden_state_bytes", json_real(hidden));
+        json_object_set_new(j, "codec", json_string(e->codec));
         if (hop) {
             json_object_set_new(j, "hop_bytes_per_token", json_real(hop->hop_bytes));
             json_object_set_new(j, "hop_bytes_ratio", json_real(cb_div(hop->hop_bytes, hidden)));
@@ -771,8 +777,9 @@ static void cb_print(const cb_env *e, const cb_opts *o, const cb_row *rows, int 
         json_decref(j);
         return;
     }
-    printf("cluster: %s, n_embd %u, %d cores, prompt %d tokens, %d tokens per stream, best of %d\n",
-           o->model ? o->model : "qwq-32b 4 layers q8_0", (unsigned)e->n_embd, o->cores, o->prompt, o->tokens, o->reps);
+    printf("cluster: %s, n_embd %u, %d cores, prompt %d tokens, %d tokens per stream, best of %d, stage codec %s\n",
+           o->model ? o->model : "qwq-32b 4 layers q8_0", (unsigned)e->n_embd, o->cores, o->prompt, o->tokens, o->reps,
+           e->codec);
     printf("decode tok/s: tokens after the first / first-to-last time; med: 1 / median gap between tokens;\n"
            "cpu: baseline CPU seconds per token / the cluster's (coordinator and workers)\n");
     printf("%-7s %-7s %9s %9s %6s %9s %9s %6s %6s %6s %9s %8s %7s\n", "workers", "threads", "baseline", "cluster",
@@ -803,6 +810,7 @@ static int bench_cluster(int argc, char **argv) {
         cb_cleanup(&e);
         return 1;
     }
+    e.codec = o.codec;
     cb_row rows[8];
     static cb_result conc;
     int two = -1, rc = 0;
