@@ -388,6 +388,7 @@ void kern_matmul(float *y, const kern_matrix *w, const float *x, int n_tokens, c
     c.job.dot = kern_dot16_ref;
 #if defined(__x86_64__)
     if (g.level >= KERN_AVX2) c.job.dot = kern_dot16_avx2; /* same bits, 16 lanes as 2 x 8 */
+    if (g.level == KERN_AVX2) c.rows = kern_mm_rows_avx2;
     /* AVX-512: quantized FAST needs the packed tiles (else the scalar loop, same bits) */
     int quant_fast = g.prec == KERN_FAST && c.job.xq;
     if (g.level == KERN_AVX512 && (!quant_fast || packed_for(w, KERN_AVX512))) c.rows = kern_mm_rows_avx512;

@@ -1,7 +1,10 @@
 /* ops_avx2.c - the AVX2+FMA level: the float dot (same 16-lane definition as
- * kern_dot16_ref: two 8-lane accumulators = lanes 0-7 and 8-15) and the residual
- * add. The other operations of this level run the scalar reference (see ops.c). */
+ * kern_dot16_ref: two 8-lane accumulators = lanes 0-7 and 8-15), the residual
+ * add, and the quantized FAST matmul (integer dots, below). The other operations
+ * of this level run the scalar reference (see ops.c). */
 #include <immintrin.h>
+#include <stddef.h>
+#include <string.h>
 
 #include "ops_internal.h"
 
@@ -28,4 +31,227 @@ void kern_add_avx2(float *y, const float *x, int n) {
     int i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
     for (; i < n; i++) y[i] = y[i] + x[i];
+}
+
+/* ------------------------------------------------------------ quantized FAST matmul
+ *
+ * The FAST arithmetic of ops_internal.h without repacking: 8 rows at a time, each
+ * row's block dotted "horizontally" (maddubs u8 x s8 -> s16 pairs, madd -> s32),
+ * the 8 rows' partial vectors reduced together so that lane i holds row i's exact
+ * int32 block sum, then one float step per block with lane = row - the scalar
+ * chain of each output, in the same order. No saturation: |pair| <= 2*128*127
+ * (Q8_0 through the sign trick: |w| times sign(w)*x), 2*63*127 (Q6_K codes).
+ * A tile of up to 4 tokens shares each row's unpacked block.
+ */
+#define A2_NT 4
+
+/* lane i = sum of the 8 int32 lanes of v[i] (exact). */
+static inline __m256i reduce8(const __m256i v[8]) {
+    __m256i a = _mm256_hadd_epi32(v[0], v[1]), b = _mm256_hadd_epi32(v[2], v[3]);
+    __m256i c = _mm256_hadd_epi32(v[4], v[5]), d = _mm256_hadd_epi32(v[6], v[7]);
+    __m256i e = _mm256_hadd_epi32(a, b), f = _mm256_hadd_epi32(c, d);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(e, f, 0x20), _mm256_permute2x128_si256(e, f, 0x31));
+}
+
+/* 8 fp16 scales at byte offset `off` of 8 rows' blocks, as floats (exact). */
+static inline __m256 scales8(const uint8_t *const *wb, size_t off) {
+    uint16_t h[8];
+    for (int i = 0; i < 8; i++) memcpy(&h[i], wb[i] + off, 2);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const void *)h));
+}
+
+static inline __m256i nibbles32(const uint8_t *q16) { /* 16 bytes -> codes 0..15: low nibbles, then high */
+    __m128i v = _mm_loadu_si128((const void *)q16);
+    const __m128i m4 = _mm_set1_epi8(15);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
+}
+
+static inline __attribute__((always_inline)) void tile8_q32(uint32_t type, const uint8_t *const *rows, int64_t nb,
+                                                           const kq8_32 *const *xs, int nt, __m256 *acc) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const size_t bb = type == TENSOR_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *wb[8];
+        for (int i = 0; i < 8; i++) wb[i] = rows[i] + (size_t)b * bb;
+        __m256i part[A2_NT][8];
+        for (int i = 0; i < 8; i++) {
+            if (type == TENSOR_Q8_0) {
+                __m256i w = _mm256_loadu_si256((const void *)(wb[i] + 2)), aw = _mm256_sign_epi8(w, w);
+                for (int t = 0; t < nt; t++) {
+                    __m256i x = _mm256_loadu_si256((const void *)xs[t][b].q);
+                    part[t][i] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), ones);
+                }
+            } else {
+                __m256i w = nibbles32(wb[i] + 2);
+                for (int t = 0; t < nt; t++)
+                    part[t][i] = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(w, _mm256_loadu_si256((const void *)xs[t][b].q)), ones);
+            }
+        }
+        __m256 dw = scales8(wb, 0);
+        for (int t = 0; t < nt; t++) {
+            const kq8_32 *x = &xs[t][b];
+            __m256i is = reduce8(part[t]);
+            if (type == TENSOR_Q4_0) is = _mm256_sub_epi32(is, _mm256_set1_epi32(8 * x->sum));
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(x->d)), _mm256_cvtepi32_ps(is), acc[t]);
+        }
+    }
+}
+
+static void q4k_scale_min(const uint8_t *s, int j, int *sc, int *m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+static inline __attribute__((always_inline)) void tile8_q4k(const uint8_t *const *rows, int64_t nb,
+                                                           const kq8_256 *const *xs, int nt, __m256 *acc) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *wb[8];
+        for (int i = 0; i < 8; i++) wb[i] = rows[i] + (size_t)b * sizeof(block_q4_K);
+        __m256i part[A2_NT][8];
+        int32_t ism[A2_NT][8];
+        for (int i = 0; i < 8; i++) {
+            const block_q4_K *w = (const block_q4_K *)wb[i];
+            int sc[8], mn[8];
+            for (int j = 0; j < 8; j++) q4k_scale_min(w->scales, j, &sc[j], &mn[j]);
+            for (int t = 0; t < nt; t++) {
+                int32_t s = 0;
+                for (int j = 0; j < 8; j++) s += mn[j] * xs[t][b].bsum32[j];
+                ism[t][i] = s;
+                part[t][i] = _mm256_setzero_si256();
+            }
+            for (int p = 0; p < 4; p++) {
+                __m256i q = _mm256_loadu_si256((const void *)(w->qs + 32 * p));
+                __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                __m256i slo = _mm256_set1_epi16((int16_t)sc[2 * p]), shi = _mm256_set1_epi16((int16_t)sc[2 * p + 1]);
+                for (int t = 0; t < nt; t++) {
+                    const int8_t *xq = xs[t][b].q + 64 * p;
+                    __m256i d0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const void *)xq)), slo);
+                    __m256i d1 =
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const void *)(xq + 32))), shi);
+                    part[t][i] = _mm256_add_epi32(part[t][i], _mm256_add_epi32(d0, d1));
+                }
+            }
+        }
+        __m256 dw = scales8(wb, offsetof(block_q4_K, d)), dm = scales8(wb, offsetof(block_q4_K, dmin));
+        for (int t = 0; t < nt; t++) {
+            __m256 dx = _mm256_set1_ps(xs[t][b].d);
+            __m256i is = reduce8(part[t]), im = _mm256_loadu_si256((const void *)ism[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(is), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dm, dx), _mm256_cvtepi32_ps(im), acc[t]);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void tile8_q6k(const uint8_t *const *rows, int64_t nb,
+                                                           const kq8_256 *const *xs, int nt, __m256 *acc) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *wb[8];
+        for (int i = 0; i < 8; i++) wb[i] = rows[i] + (size_t)b * sizeof(block_q6_K);
+        __m256i part[A2_NT][8];
+        int32_t off[A2_NT][8];
+        for (int i = 0; i < 8; i++) {
+            const block_q6_K *w = (const block_q6_K *)wb[i];
+            for (int t = 0; t < nt; t++) {
+                int32_t s = 0;
+                for (int j = 0; j < 16; j++) s += w->scales[j] * xs[t][b].bsum16[j];
+                off[t][i] = 32 * s;
+                part[t][i] = _mm256_setzero_si256();
+            }
+            for (int h = 0; h < 2; h++) {
+                __m256i l0 = _mm256_loadu_si256((const void *)(w->ql + 64 * h));
+                __m256i l1 = _mm256_loadu_si256((const void *)(w->ql + 64 * h + 32));
+                __m256i qh = _mm256_loadu_si256((const void *)(w->qh + 32 * h));
+                __m256i q[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+                q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                for (int k = 0; k < 4; k++) {
+                    int j = 8 * h + 2 * k; /* sub-blocks j (low half) and j+1 (high half) */
+                    __m256i sc = _mm256_set_m128i(_mm_set1_epi16(w->scales[j + 1]), _mm_set1_epi16(w->scales[j]));
+                    for (int t = 0; t < nt; t++) {
+                        const int8_t *xq = xs[t][b].q + 128 * h + 32 * k;
+                        __m256i d = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const void *)xq));
+                        part[t][i] = _mm256_add_epi32(part[t][i], _mm256_madd_epi16(d, sc));
+                    }
+                }
+            }
+        }
+        __m256 dw = scales8(wb, offsetof(block_q6_K, d));
+        for (int t = 0; t < nt; t++) {
+            __m256i is = _mm256_sub_epi32(reduce8(part[t]), _mm256_loadu_si256((const void *)off[t]));
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(xs[t][b].d)), _mm256_cvtepi32_ps(is), acc[t]);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void tile8_run(uint32_t type, const uint8_t *const *rows, int64_t nb,
+                                                           const void *const *xs, int nt, __m256 *acc) {
+    if (type == TENSOR_Q8_0 || type == TENSOR_Q4_0)
+        tile8_q32(type, rows, nb, (const kq8_32 *const *)xs, nt, acc);
+    else if (type == TENSOR_Q4_K)
+        tile8_q4k(rows, nb, (const kq8_256 *const *)xs, nt, acc);
+    else
+        tile8_q6k(rows, nb, (const kq8_256 *const *)xs, nt, acc);
+}
+
+#define TILE8_FOR_TYPE(T)                                                                                   \
+    static void tile8_##T(const uint8_t *const *rows, int64_t nb, const void *const *xs, int nt, __m256 *acc) { \
+        switch (nt) {                                                                                       \
+        case 1: tile8_run(T, rows, nb, xs, 1, acc); break;                                                  \
+        case 2: tile8_run(T, rows, nb, xs, 2, acc); break;                                                  \
+        case 3: tile8_run(T, rows, nb, xs, 3, acc); break;                                                  \
+        default: tile8_run(T, rows, nb, xs, 4, acc); break;                                                 \
+        }                                                                                                   \
+    }
+TILE8_FOR_TYPE(TENSOR_Q8_0)
+TILE8_FOR_TYPE(TENSOR_Q4_0)
+TILE8_FOR_TYPE(TENSOR_Q4_K)
+TILE8_FOR_TYPE(TENSOR_Q6_K)
+
+/* Rows [r0, r1): quantized FAST in tiles of 8 rows (the last < 8 rows, and every
+ * other type or precision, go to the scalar loop, which uses this level's dot). */
+void kern_mm_rows_avx2(const kern_mm_job *j, int64_t r0, int64_t r1) {
+    const kern_matrix *w = j->w;
+    if (j->prec != KERN_FAST || !j->xq || !(kern_mm_uses_x32(w->type) || kern_mm_uses_x256(w->type))) {
+        kern_mm_rows_scalar(j, r0, r1);
+        return;
+    }
+    const tensor_type_info *ti = tensor_type_get(w->type);
+    const int64_t nb = w->cols / ti->block_elems;
+    const size_t rb = tensor_row_bytes(w->type, w->cols);
+    const size_t xstride = kern_mm_uses_x32(w->type) ? (size_t)nb * sizeof(kq8_32) : (size_t)nb * sizeof(kq8_256);
+    void (*tile)(const uint8_t *const *, int64_t, const void *const *, int, __m256 *) =
+        w->type == TENSOR_Q8_0   ? tile8_TENSOR_Q8_0
+        : w->type == TENSOR_Q4_0 ? tile8_TENSOR_Q4_0
+        : w->type == TENSOR_Q4_K ? tile8_TENSOR_Q4_K
+                                 : tile8_TENSOR_Q6_K;
+    int64_t r = r0;
+    for (; r + 8 <= r1; r += 8) {
+        const uint8_t *rows[8];
+        for (int i = 0; i < 8; i++) rows[i] = (const uint8_t *)w->data + (size_t)(r + i) * rb;
+        __m256 bias = j->bias ? _mm256_loadu_ps(j->bias + r) : _mm256_setzero_ps();
+        for (int t0 = 0; t0 < j->n_tokens; t0 += A2_NT) {
+            int nt = j->n_tokens - t0 < A2_NT ? j->n_tokens - t0 : A2_NT;
+            const void *xs[A2_NT];
+            for (int t = 0; t < nt; t++) xs[t] = (const uint8_t *)j->xq + (size_t)(t0 + t) * xstride;
+            __m256 acc[A2_NT];
+            tile(rows, nb, xs, nt, acc);
+            for (int t = 0; t < nt; t++)
+                _mm256_storeu_ps(j->y + (size_t)(t0 + t) * w->rows + r, j->bias ? _mm256_add_ps(acc[t], bias) : acc[t]);
+        }
+    }
+    if (r < r1) kern_mm_rows_scalar(j, r, r1);
 }
