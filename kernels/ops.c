@@ -318,46 +318,60 @@ static void *scratch_get(size_t bytes) {
     return scratch;
 }
 
+/* Activation quantization of one matmul input for every format its matrices use. */
 typedef struct {
-    uint8_t *q;
     const float *x;
     int64_t cols;
-    size_t bytes; /* per token */
-    int x32;
+    uint8_t *q[2];   /* [format]: x32 blocks, x256 blocks (NULL: format unused) */
+    size_t bytes[2]; /* per token */
+    int n_tokens;
     kern_level level;
 } quant_ctx;
 
-/* Quantize token `t` of a matmul's input (ops_internal.h: one definition, every level). */
-static void quant_task(void *arg, int t) {
+/* Quantize token `task % n_tokens` into format `task / n_tokens` (ops_internal.h:
+ * one definition, every level). */
+static void quant_task(void *arg, int task) {
     const quant_ctx *c = arg;
-    void *dst = c->q + (size_t)t * c->bytes;
+    int f = task / c->n_tokens, t = task % c->n_tokens;
+    if (!c->q[f]) return;
+    void *dst = c->q[f] + (size_t)t * c->bytes[f];
     const float *src = c->x + (size_t)t * c->cols;
 #if defined(__x86_64__)
     if (c->level == KERN_AVX512) {
-        if (c->x32)
+        if (f == 0)
             kern_quantize_x32_avx512(dst, src, c->cols);
         else
             kern_quantize_x256_avx512(dst, src, c->cols);
         return;
     }
 #endif
-    if (c->x32)
+    if (f == 0)
         kern_quantize_x32(dst, src, c->cols);
     else
         kern_quantize_x256(dst, src, c->cols);
 }
 
+#define KERN_MULTI_MAX 8
+
+/* One pool job for up to KERN_MULTI_MAX matmuls: task i belongs to the first
+ * matrix m with i < task_end[m]. */
 typedef struct {
-    kern_mm_job job;
-    void (*rows)(const kern_mm_job *, int64_t, int64_t);
-    int64_t rows_per_task;
+    kern_mm_job job[KERN_MULTI_MAX];
+    void (*rows[KERN_MULTI_MAX])(const kern_mm_job *, int64_t, int64_t);
+    int task_end[KERN_MULTI_MAX];
+    int n;
+    int64_t rows_per_task; /* a multiple of 16 */
 } mm_ctx;
 
 static void mm_task(void *arg, int task) {
     const mm_ctx *c = arg;
-    int64_t r0 = (int64_t)task * c->rows_per_task, r1 = r0 + c->rows_per_task;
-    if (r1 > c->job.w->rows) r1 = c->job.w->rows;
-    if (r0 < r1) c->rows(&c->job, r0, r1);
+    int m = 0;
+    while (task >= c->task_end[m]) m++;
+    int first = m ? c->task_end[m - 1] : 0;
+    const kern_mm_job *j = &c->job[m];
+    int64_t r0 = (int64_t)(task - first) * c->rows_per_task, r1 = r0 + c->rows_per_task;
+    if (r1 > j->w->rows) r1 = j->w->rows;
+    if (r0 < r1) c->rows[m](j, r0, r1);
 }
 
 /* Whether m->packed holds the layout of `level`. */
@@ -367,39 +381,82 @@ static int packed_for(const kern_matrix *m, kern_level level) {
            h->type == m->type;
 }
 
-void kern_matmul(float *y, const kern_matrix *w, const float *x, int n_tokens, const float *bias) {
+/* The activation format of w in FAST precision: 0 = x32, 1 = x256, -1 = floats. */
+static int act_format(const kern_matrix *w) {
+    if (g.prec != KERN_FAST) return -1;
+    return kern_mm_uses_x32(w->type) ? 0 : kern_mm_uses_x256(w->type) ? 1 : -1;
+}
+
+void kern_matmul_multi(const kern_mm_out *outs, int n_outs, const float *x, int n_tokens) {
     if (!g.inited) kern_init(0);
-    if (!y || !w || !x || n_tokens <= 0 || w->rows <= 0 || !tensor_row_bytes(w->type, w->cols)) return;
-    mm_ctx c = {.job = {.w = w, .x = x, .n_tokens = n_tokens, .bias = bias, .y = y, .prec = g.prec}};
-    if (g.prec == KERN_FAST && (kern_mm_uses_x32(w->type) || kern_mm_uses_x256(w->type))) {
-        int x32 = kern_mm_uses_x32(w->type);
-        if (w->cols % (x32 ? 32 : 256)) return;
-        size_t bytes = (size_t)(w->cols / (x32 ? 32 : 256)) * (x32 ? sizeof(kq8_32) : sizeof(kq8_256));
-        uint8_t *q = scratch_get((size_t)n_tokens * bytes);
-        if (!q) return;
-        quant_ctx qc = {q, x, w->cols, bytes, x32, g.level};
-        if (n_tokens > 1)
-            pool_run(quant_task, &qc, n_tokens); /* one token per task: the same bits */
-        else
-            quant_task(&qc, 0);
-        c.job.xq = q;
+    if (!outs || !x || n_tokens <= 0 || n_outs <= 0) return;
+    if (n_outs > KERN_MULTI_MAX) {
+        kern_matmul_multi(outs, KERN_MULTI_MAX, x, n_tokens);
+        kern_matmul_multi(outs + KERN_MULTI_MAX, n_outs - KERN_MULTI_MAX, x, n_tokens);
+        return;
     }
-    c.rows = kern_mm_rows_scalar;
-    c.job.dot = kern_dot16_ref;
+    const int64_t cols = outs[0].w ? outs[0].w->cols : 0;
+    quant_ctx qc = {.x = x, .cols = cols, .n_tokens = n_tokens, .level = g.level};
+    mm_ctx c = {.n = 0};
+    int64_t tiles = 0;
+    for (int i = 0; i < n_outs; i++) {
+        const kern_matrix *w = outs[i].w;
+        if (!outs[i].y || !w || w->rows <= 0 || !tensor_row_bytes(w->type, w->cols)) continue;
+        if (w->cols != cols) { /* another input width: not this job */
+            kern_matmul_multi(&outs[i], 1, x, n_tokens);
+            continue;
+        }
+        int f = act_format(w);
+        if (f >= 0) {
+            if (cols % (f ? 256 : 32)) continue;
+            qc.bytes[f] = (size_t)(cols / (f ? 256 : 32)) * (f ? sizeof(kq8_256) : sizeof(kq8_32));
+        }
+        kern_mm_job *j = &c.job[c.n];
+        *j = (kern_mm_job){.w = w, .x = x, .n_tokens = n_tokens, .bias = outs[i].bias, .y = outs[i].y, .prec = g.prec};
+        j->dot = kern_dot16_ref;
+        c.rows[c.n] = kern_mm_rows_scalar;
 #if defined(__x86_64__)
-    if (g.level >= KERN_AVX2) c.job.dot = kern_dot16_avx2; /* same bits, 16 lanes as 2 x 8 */
-    if (g.level == KERN_AVX2) c.rows = kern_mm_rows_avx2;
-    /* AVX-512: quantized FAST needs the packed tiles (else the scalar loop, same bits) */
-    int quant_fast = g.prec == KERN_FAST && c.job.xq;
-    if (g.level == KERN_AVX512 && (!quant_fast || packed_for(w, KERN_AVX512))) c.rows = kern_mm_rows_avx512;
+        if (g.level >= KERN_AVX2) j->dot = kern_dot16_avx2; /* same bits, 16 lanes as 2 x 8 */
+        if (g.level == KERN_AVX2) c.rows[c.n] = kern_mm_rows_avx2;
+        /* AVX-512: quantized FAST needs the packed tiles (else the scalar loop, same bits) */
+        if (g.level == KERN_AVX512 && (f < 0 || packed_for(w, KERN_AVX512))) c.rows[c.n] = kern_mm_rows_avx512;
 #endif
-    /* tasks of whole 16-row tiles, about 4 per thread */
-    int64_t tiles = (w->rows + 15) / 16;
-    int64_t per = tiles / ((int64_t)pool.n * 4);
+        tiles += (w->rows + 15) / 16;
+        c.n++;
+    }
+    if (!c.n) return;
+    /* quantize x once per format, into one scratch buffer */
+    size_t total = (qc.bytes[0] + qc.bytes[1]) * (size_t)n_tokens;
+    if (total) {
+        uint8_t *q = scratch_get(total);
+        if (!q) return;
+        if (qc.bytes[0]) qc.q[0] = q;
+        if (qc.bytes[1]) qc.q[1] = q + qc.bytes[0] * (size_t)n_tokens;
+        if (n_tokens > 1)
+            pool_run(quant_task, &qc, 2 * n_tokens); /* one token per task: the same bits */
+        else
+            for (int f = 0; f < 2; f++) quant_task(&qc, f);
+        for (int i = 0; i < c.n; i++) {
+            int f = act_format(c.job[i].w);
+            if (f >= 0) c.job[i].xq = qc.q[f];
+        }
+    }
+    /* tasks of whole 16-row tiles, about 8 per thread over the whole job: fine
+     * enough that a thread finishing early waits little */
+    int64_t per = tiles / ((int64_t)pool.n * 8);
     if (per < 1) per = 1;
     c.rows_per_task = per * 16;
-    int64_t n_tasks = (w->rows + c.rows_per_task - 1) / c.rows_per_task;
-    pool_run(mm_task, &c, (int)n_tasks);
+    int n_tasks = 0;
+    for (int i = 0; i < c.n; i++) {
+        n_tasks += (int)((c.job[i].w->rows + c.rows_per_task - 1) / c.rows_per_task);
+        c.task_end[i] = n_tasks;
+    }
+    pool_run(mm_task, &c, n_tasks);
+}
+
+void kern_matmul(float *y, const kern_matrix *w, const float *x, int n_tokens, const float *bias) {
+    kern_mm_out o = {y, w, bias};
+    kern_matmul_multi(&o, 1, x, n_tokens);
 }
 
 void kern_embed(float *y, const kern_matrix *e, int64_t row) {

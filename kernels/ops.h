@@ -72,6 +72,17 @@ void kern_matrix_release(kern_matrix *m);
  * x is [n_tokens][cols], y is [n_tokens][rows]; bias may be NULL. */
 void kern_matmul(float *y, const kern_matrix *w, const float *x, int n_tokens, const float *bias);
 
+/* Several matmuls that read the same x: x is quantized once (per activation
+ * format) and all of them run as one pool job - one wake-up for Q/K/V or for
+ * gate/up in a decode step. Every output is bit-identical to kern_matmul's. A
+ * matrix whose cols differ from the first one's runs on its own. */
+typedef struct kern_mm_out {
+    float *y;             /* [n_tokens][w->rows] */
+    const kern_matrix *w;
+    const float *bias;    /* [w->rows] or NULL */
+} kern_mm_out;
+void kern_matmul_multi(const kern_mm_out *outs, int n_outs, const float *x, int n_tokens);
+
 /* y[c] = E[row][c]: one embedding row, dequantized. */
 void kern_embed(float *y, const kern_matrix *e, int64_t row);
 

@@ -99,14 +99,39 @@ static inline __attribute__((always_inline)) void tile8_q32(uint32_t type, const
     }
 }
 
-static void q4k_scale_min(const uint8_t *s, int j, int *sc, int *m) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *m = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
+/* pshufb masks that broadcast int16 element `lo` to the low 128-bit half and `hi`
+ * to the high half of a register whose two halves hold the same 8 int16. */
+#define BC(lo, hi)                                                                                              \
+    {2 * (lo), 2 * (lo) + 1, 2 * (lo), 2 * (lo) + 1, 2 * (lo), 2 * (lo) + 1, 2 * (lo), 2 * (lo) + 1, 2 * (lo),   \
+     2 * (lo) + 1, 2 * (lo), 2 * (lo) + 1, 2 * (lo), 2 * (lo) + 1, 2 * (lo), 2 * (lo) + 1, 2 * (hi), 2 * (hi) + 1, \
+     2 * (hi), 2 * (hi) + 1, 2 * (hi), 2 * (hi) + 1, 2 * (hi), 2 * (hi) + 1, 2 * (hi), 2 * (hi) + 1, 2 * (hi),    \
+     2 * (hi) + 1, 2 * (hi), 2 * (hi) + 1, 2 * (hi), 2 * (hi) + 1}
+static const uint8_t bc_same[8][32] = {BC(0, 0), BC(1, 1), BC(2, 2), BC(3, 3), BC(4, 4), BC(5, 5), BC(6, 6), BC(7, 7)};
+static const uint8_t bc_pair[4][32] = {BC(0, 1), BC(2, 3), BC(4, 5), BC(6, 7)};
+#undef BC
+
+static inline __m256i bcast16(__m256i both, const uint8_t *mask) {
+    return _mm256_shuffle_epi8(both, _mm256_loadu_si256((const void *)mask));
+}
+
+/* The 8 six-bit scales (bytes 0-7) and mins (bytes 8-15) of a Q4_K block's packed
+ * 12 bytes (GGUF: sc/m 0-3 in the low 6 bits of bytes 0-3 / 4-7, sc/m 4-7 in the
+ * nibbles of bytes 8-11 with their top 2 bits in the top bits of bytes 0-3 / 4-7). */
+static inline __m128i q4k_scales_mins(const uint8_t *s12) {
+    uint32_t a, b, c, v[4];
+    memcpy(&a, s12, 4), memcpy(&b, s12 + 4, 4), memcpy(&c, s12 + 8, 4);
+    v[0] = a & 0x3f3f3f3fu;
+    v[1] = (c & 0x0f0f0f0fu) | (((a >> 6) & 0x03030303u) << 4);
+    v[2] = b & 0x3f3f3f3fu;
+    v[3] = ((c >> 4) & 0x0f0f0f0fu) | (((b >> 6) & 0x03030303u) << 4);
+    return _mm_loadu_si128((const void *)v);
+}
+
+/* horizontal sum of 4 int32 */
+static inline int32_t hsum4(__m128i v) {
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xb1));
+    return _mm_cvtsi128_si32(v);
 }
 
 static inline __attribute__((always_inline)) void tile8_q4k(const uint8_t *const *rows, int64_t nb,
@@ -120,18 +145,17 @@ static inline __attribute__((always_inline)) void tile8_q4k(const uint8_t *const
         int32_t ism[A2_NT][8];
         for (int i = 0; i < 8; i++) {
             const block_q4_K *w = (const block_q4_K *)wb[i];
-            int sc[8], mn[8];
-            for (int j = 0; j < 8; j++) q4k_scale_min(w->scales, j, &sc[j], &mn[j]);
+            __m128i scm = q4k_scales_mins(w->scales);
+            __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scm));
+            __m128i mn = _mm_cvtepu8_epi16(_mm_srli_si128(scm, 8));
             for (int t = 0; t < nt; t++) {
-                int32_t s = 0;
-                for (int j = 0; j < 8; j++) s += mn[j] * xs[t][b].bsum32[j];
-                ism[t][i] = s;
+                ism[t][i] = hsum4(_mm_madd_epi16(mn, _mm_loadu_si128((const void *)xs[t][b].bsum32)));
                 part[t][i] = _mm256_setzero_si256();
             }
             for (int p = 0; p < 4; p++) {
                 __m256i q = _mm256_loadu_si256((const void *)(w->qs + 32 * p));
                 __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-                __m256i slo = _mm256_set1_epi16((int16_t)sc[2 * p]), shi = _mm256_set1_epi16((int16_t)sc[2 * p + 1]);
+                __m256i slo = bcast16(sc, bc_same[2 * p]), shi = bcast16(sc, bc_same[2 * p + 1]);
                 for (int t = 0; t < nt; t++) {
                     const int8_t *xq = xs[t][b].q + 64 * p;
                     __m256i d0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const void *)xq)), slo);
@@ -162,10 +186,10 @@ static inline __attribute__((always_inline)) void tile8_q6k(const uint8_t *const
         int32_t off[A2_NT][8];
         for (int i = 0; i < 8; i++) {
             const block_q6_K *w = (const block_q6_K *)wb[i];
+            __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const void *)w->scales));
             for (int t = 0; t < nt; t++) {
-                int32_t s = 0;
-                for (int j = 0; j < 16; j++) s += w->scales[j] * xs[t][b].bsum16[j];
-                off[t][i] = 32 * s;
+                __m256i m = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const void *)xs[t][b].bsum16));
+                off[t][i] = 32 * hsum4(_mm_add_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1)));
                 part[t][i] = _mm256_setzero_si256();
             }
             for (int h = 0; h < 2; h++) {
@@ -178,9 +202,11 @@ static inline __attribute__((always_inline)) void tile8_q6k(const uint8_t *const
                 q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
                 q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                /* the 8 scales of this half in both 128-bit halves */
+                __m256i sh = h ? _mm256_permute2x128_si256(sc16, sc16, 0x11) : _mm256_permute2x128_si256(sc16, sc16, 0x00);
                 for (int k = 0; k < 4; k++) {
-                    int j = 8 * h + 2 * k; /* sub-blocks j (low half) and j+1 (high half) */
-                    __m256i sc = _mm256_set_m128i(_mm_set1_epi16(w->scales[j + 1]), _mm_set1_epi16(w->scales[j]));
+                    /* sub-blocks 8h+2k (low 16 codes) and 8h+2k+1 (high 16) */
+                    __m256i sc = bcast16(sh, bc_pair[k]);
                     for (int t = 0; t < nt; t++) {
                         const int8_t *xq = xs[t][b].q + 128 * h + 32 * k;
                         __m256i d = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const void *)xq));
