@@ -132,25 +132,33 @@ const char *kern_cpu_features(void) {
 static _Thread_local void *scratch; /* per-thread buffer for quantized activations */
 static _Thread_local size_t scratch_cap;
 
-/* Workers sleep on a condition variable between jobs; the caller takes part in
- * every job and tasks are claimed from an atomic counter. (A lock-free futex
- * version lost a wake-up under load; a job is microseconds to milliseconds of
- * work, so the mutex costs little.) */
+/* Workers wait for a job by spinning briefly on the job counter (a decode step
+ * issues its calls microseconds apart), then sleep on a condition variable; the
+ * caller takes part in every job, tasks are claimed from an atomic counter, and
+ * the caller likewise spins briefly before sleeping until the workers are done.
+ * Every sleep re-checks its condition under the lock, so no wake-up is lost. */
+#define KERN_SPIN 4000 /* pause instructions before sleeping: tens of microseconds */
 static struct {
     pthread_t tid[KERN_MAX_THREADS];
     int n; /* threads including the caller */
     pthread_mutex_t busy; /* one job at a time; a second caller runs serially */
     pthread_mutex_t lock;
     pthread_cond_t start, done;
-    uint64_t gen;  /* bumped for each job (under lock) */
-    int pending;   /* workers still in the current job (under lock) */
-    int stop;
+    _Atomic uint64_t gen; /* bumped (under lock) for each job, after its fields are set */
+    _Atomic int pending;  /* workers still in the current job */
+    _Atomic int stop;
     _Atomic int next;
     kern_task_fn fn;
     void *ctx;
     int n_tasks;
 } pool = {.busy = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER,
           .start = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
@@ -168,18 +176,20 @@ static void pool_work(void) {
 static void *pool_worker(void *arg) {
     uint64_t seen = (uint64_t)(uintptr_t)arg; /* the generation when the pool started */
     for (;;) {
-        pthread_mutex_lock(&pool.lock);
-        while (pool.gen == seen && !pool.stop) pthread_cond_wait(&pool.start, &pool.lock);
-        if (pool.stop) {
+        for (int i = 0; i < KERN_SPIN && atomic_load(&pool.gen) == seen && !atomic_load(&pool.stop); i++) cpu_relax();
+        if (atomic_load(&pool.gen) == seen && !atomic_load(&pool.stop)) {
+            pthread_mutex_lock(&pool.lock);
+            while (atomic_load(&pool.gen) == seen && !atomic_load(&pool.stop)) pthread_cond_wait(&pool.start, &pool.lock);
             pthread_mutex_unlock(&pool.lock);
-            return NULL;
         }
-        seen = pool.gen;
-        pthread_mutex_unlock(&pool.lock);
+        if (atomic_load(&pool.stop)) return NULL;
+        seen = atomic_load(&pool.gen);
         pool_work();
-        pthread_mutex_lock(&pool.lock);
-        if (--pool.pending == 0) pthread_cond_signal(&pool.done);
-        pthread_mutex_unlock(&pool.lock);
+        if (atomic_fetch_sub(&pool.pending, 1) == 1) {
+            pthread_mutex_lock(&pool.lock);
+            pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.lock);
+        }
     }
 }
 
@@ -195,14 +205,17 @@ static void pool_run(kern_task_fn fn, void *ctx, int n_tasks) {
     pool.ctx = ctx;
     pool.n_tasks = n_tasks;
     atomic_store(&pool.next, 0);
-    pool.pending = pool.n - 1;
-    pool.gen++;
+    atomic_store(&pool.pending, pool.n - 1);
+    atomic_fetch_add(&pool.gen, 1);
     pthread_cond_broadcast(&pool.start);
     pthread_mutex_unlock(&pool.lock);
     pool_work();
-    pthread_mutex_lock(&pool.lock);
-    while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.lock);
-    pthread_mutex_unlock(&pool.lock);
+    for (int i = 0; i < KERN_SPIN && atomic_load(&pool.pending) > 0; i++) cpu_relax();
+    if (atomic_load(&pool.pending) > 0) {
+        pthread_mutex_lock(&pool.lock);
+        while (atomic_load(&pool.pending) > 0) pthread_cond_wait(&pool.done, &pool.lock);
+        pthread_mutex_unlock(&pool.lock);
+    }
     pthread_mutex_unlock(&pool.busy);
 }
 
@@ -213,18 +226,18 @@ static void pool_stop(void) {
     }
     pthread_mutex_lock(&pool.busy);
     pthread_mutex_lock(&pool.lock);
-    pool.stop = 1;
+    atomic_store(&pool.stop, 1);
     pthread_cond_broadcast(&pool.start);
     pthread_mutex_unlock(&pool.lock);
     for (int i = 1; i < pool.n; i++) pthread_join(pool.tid[i], NULL);
-    pool.stop = 0;
+    atomic_store(&pool.stop, 0);
     pool.n = 0;
     pthread_mutex_unlock(&pool.busy);
 }
 
 static void pool_start(int n) {
     pool.n = 1;
-    uintptr_t gen0 = (uintptr_t)pool.gen;
+    uintptr_t gen0 = (uintptr_t)atomic_load(&pool.gen);
     for (int i = 1; i < n; i++) {
         if (pthread_create(&pool.tid[i], NULL, pool_worker, (void *)gen0) != 0) break;
         pool.n = i + 1;
