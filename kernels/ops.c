@@ -583,6 +583,7 @@ double kern_peak_int8(double seconds, double (*now)(void)) {
     if (!g.inited) kern_init(0);
 #if defined(__x86_64__)
     if (g.level == KERN_AVX512) return kern_peak_int8_avx512(seconds, now);
+    if (g.level == KERN_AVX2) return kern_peak_int8_avx2(seconds, now);
 #endif
     return 0.0;
 }
@@ -591,6 +592,7 @@ uint64_t kern_stream_sum(const void *buf, size_t bytes) {
     if (!g.inited) kern_init(0);
 #if defined(__x86_64__)
     if (g.level == KERN_AVX512) return kern_stream_sum_avx512(buf, bytes);
+    if (g.level == KERN_AVX2) return kern_stream_sum_avx2(buf, bytes);
 #endif
     const uint64_t *w = buf;
     uint64_t s0 = 0, s1 = 0;

@@ -116,8 +116,9 @@ void kern_attention(float *out, const float *q, const kern_kv_view *kv, int n_po
                     int n_head, int n_head_kv, int head_dim);
 
 /* Peak int8 dot arithmetic of one thread at the current level, in ops per second
- * (a multiply-add counts 2), measured for about `seconds` with the clock `now`;
- * 0 where the level has no integer dot kernel (scalar, avx2). For benchmarks. */
+ * (a multiply-add counts 2), measured for about `seconds` with the clock `now`:
+ * vpdpbusd (avx512), vpmaddubsw + vpmaddwd + vpaddd (avx2); 0 for scalar. For
+ * benchmarks. */
 double kern_peak_int8(double seconds, double (*now)(void));
 /* Sum of the 64-bit words of a 64-byte-aligned buffer (bytes a multiple of 512),
  * read with the widest loads of the current level: a memory-bandwidth probe. */

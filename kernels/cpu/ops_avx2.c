@@ -44,6 +44,7 @@ void kern_add_avx2(float *y, const float *x, int n) {
  * A tile of up to 4 tokens shares each row's unpacked block.
  */
 #define A2_NT 4
+#define A2_PREFETCH 16 /* blocks ahead, Q8_0/Q4_0 decode */
 
 /* lane i = sum of the 8 int32 lanes of v[i] (exact). */
 static inline __m256i reduce8(const __m256i v[8]) {
@@ -57,7 +58,9 @@ static inline __m256i reduce8(const __m256i v[8]) {
 static inline __m256 scales8(const uint8_t *const *wb, size_t off) {
     uint16_t h[8];
     for (int i = 0; i < 8; i++) memcpy(&h[i], wb[i] + off, 2);
-    return _mm256_cvtph_ps(_mm_loadu_si128((const void *)h));
+    /* built in a register: a 16-byte load of 8 fresh 2-byte stores would stall */
+    return _mm256_cvtph_ps(_mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], (short)h[4], (short)h[5],
+                                          (short)h[6], (short)h[7]));
 }
 
 static inline __m256i nibbles32(const uint8_t *q16) { /* 16 bytes -> codes 0..15: low nibbles, then high */
@@ -70,26 +73,34 @@ static inline __attribute__((always_inline)) void tile8_q32(uint32_t type, const
                                                            const kq8_32 *const *xs, int nt, __m256 *acc) {
     const __m256i ones = _mm256_set1_epi16(1);
     const size_t bb = type == TENSOR_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    _Pragma("GCC unroll 8")
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wb[8];
+        _Pragma("GCC unroll 8")
         for (int i = 0; i < 8; i++) wb[i] = rows[i] + (size_t)b * bb;
+        if (nt == 1 && b + A2_PREFETCH < nb) /* decode: 8 row streams; fetch ahead of the hardware prefetcher */
+            _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) _mm_prefetch((const char *)wb[i] + A2_PREFETCH * bb, _MM_HINT_T0);
         __m256i part[A2_NT][8];
+        _Pragma("GCC unroll 8")
         for (int i = 0; i < 8; i++) {
             if (type == TENSOR_Q8_0) {
                 __m256i w = _mm256_loadu_si256((const void *)(wb[i] + 2)), aw = _mm256_sign_epi8(w, w);
+                _Pragma("GCC unroll 8")
                 for (int t = 0; t < nt; t++) {
                     __m256i x = _mm256_loadu_si256((const void *)xs[t][b].q);
                     part[t][i] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), ones);
                 }
             } else {
                 __m256i w = nibbles32(wb[i] + 2);
+                _Pragma("GCC unroll 8")
                 for (int t = 0; t < nt; t++)
                     part[t][i] = _mm256_madd_epi16(
                         _mm256_maddubs_epi16(w, _mm256_loadu_si256((const void *)xs[t][b].q)), ones);
             }
         }
         __m256 dw = scales8(wb, 0);
+        _Pragma("GCC unroll 8")
         for (int t = 0; t < nt; t++) {
             const kq8_32 *x = &xs[t][b];
             __m256i is = reduce8(part[t]);
@@ -137,25 +148,31 @@ static inline int32_t hsum4(__m128i v) {
 static inline __attribute__((always_inline)) void tile8_q4k(const uint8_t *const *rows, int64_t nb,
                                                            const kq8_256 *const *xs, int nt, __m256 *acc) {
     const __m256i m4 = _mm256_set1_epi8(15);
+    _Pragma("GCC unroll 8")
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wb[8];
+        _Pragma("GCC unroll 8")
         for (int i = 0; i < 8; i++) wb[i] = rows[i] + (size_t)b * sizeof(block_q4_K);
         __m256i part[A2_NT][8];
         int32_t ism[A2_NT][8];
+        _Pragma("GCC unroll 8")
         for (int i = 0; i < 8; i++) {
             const block_q4_K *w = (const block_q4_K *)wb[i];
             __m128i scm = q4k_scales_mins(w->scales);
             __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scm));
             __m128i mn = _mm_cvtepu8_epi16(_mm_srli_si128(scm, 8));
+            _Pragma("GCC unroll 8")
             for (int t = 0; t < nt; t++) {
                 ism[t][i] = hsum4(_mm_madd_epi16(mn, _mm_loadu_si128((const void *)xs[t][b].bsum32)));
                 part[t][i] = _mm256_setzero_si256();
             }
+            _Pragma("GCC unroll 8")
             for (int p = 0; p < 4; p++) {
                 __m256i q = _mm256_loadu_si256((const void *)(w->qs + 32 * p));
                 __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
                 __m256i slo = bcast16(sc, bc_same[2 * p]), shi = bcast16(sc, bc_same[2 * p + 1]);
+                _Pragma("GCC unroll 8")
                 for (int t = 0; t < nt; t++) {
                     const int8_t *xq = xs[t][b].q + 64 * p;
                     __m256i d0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const void *)xq)), slo);
@@ -166,6 +183,7 @@ static inline __attribute__((always_inline)) void tile8_q4k(const uint8_t *const
             }
         }
         __m256 dw = scales8(wb, offsetof(block_q4_K, d)), dm = scales8(wb, offsetof(block_q4_K, dmin));
+        _Pragma("GCC unroll 8")
         for (int t = 0; t < nt; t++) {
             __m256 dx = _mm256_set1_ps(xs[t][b].d);
             __m256i is = reduce8(part[t]), im = _mm256_loadu_si256((const void *)ism[t]);
@@ -178,20 +196,25 @@ static inline __attribute__((always_inline)) void tile8_q4k(const uint8_t *const
 static inline __attribute__((always_inline)) void tile8_q6k(const uint8_t *const *rows, int64_t nb,
                                                            const kq8_256 *const *xs, int nt, __m256 *acc) {
     const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    _Pragma("GCC unroll 8")
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wb[8];
+        _Pragma("GCC unroll 8")
         for (int i = 0; i < 8; i++) wb[i] = rows[i] + (size_t)b * sizeof(block_q6_K);
         __m256i part[A2_NT][8];
         int32_t off[A2_NT][8];
+        _Pragma("GCC unroll 8")
         for (int i = 0; i < 8; i++) {
             const block_q6_K *w = (const block_q6_K *)wb[i];
             __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const void *)w->scales));
+            _Pragma("GCC unroll 8")
             for (int t = 0; t < nt; t++) {
                 __m256i m = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const void *)xs[t][b].bsum16));
                 off[t][i] = 32 * hsum4(_mm_add_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1)));
                 part[t][i] = _mm256_setzero_si256();
             }
+            _Pragma("GCC unroll 8")
             for (int h = 0; h < 2; h++) {
                 __m256i l0 = _mm256_loadu_si256((const void *)(w->ql + 64 * h));
                 __m256i l1 = _mm256_loadu_si256((const void *)(w->ql + 64 * h + 32));
@@ -204,9 +227,11 @@ static inline __attribute__((always_inline)) void tile8_q6k(const uint8_t *const
                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
                 /* the 8 scales of this half in both 128-bit halves */
                 __m256i sh = h ? _mm256_permute2x128_si256(sc16, sc16, 0x11) : _mm256_permute2x128_si256(sc16, sc16, 0x00);
+                _Pragma("GCC unroll 8")
                 for (int k = 0; k < 4; k++) {
                     /* sub-blocks 8h+2k (low 16 codes) and 8h+2k+1 (high 16) */
                     __m256i sc = bcast16(sh, bc_pair[k]);
+                    _Pragma("GCC unroll 8")
                     for (int t = 0; t < nt; t++) {
                         const int8_t *xq = xs[t][b].q + 128 * h + 32 * k;
                         __m256i d = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const void *)xq));
@@ -216,6 +241,7 @@ static inline __attribute__((always_inline)) void tile8_q6k(const uint8_t *const
             }
         }
         __m256 dw = scales8(wb, offsetof(block_q6_K, d));
+        _Pragma("GCC unroll 8")
         for (int t = 0; t < nt; t++) {
             __m256i is = _mm256_sub_epi32(reduce8(part[t]), _mm256_loadu_si256((const void *)off[t]));
             acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(xs[t][b].d)), _mm256_cvtepi32_ps(is), acc[t]);
@@ -280,4 +306,48 @@ void kern_mm_rows_avx2(const kern_mm_job *j, int64_t r0, int64_t r1) {
         }
     }
     if (r < r1) kern_mm_rows_scalar(j, r, r1);
+}
+
+/* ------------------------------------------------------------ peak and stream */
+
+/* int8 multiply-adds per second of one thread with this level's integer dot
+ * (vpmaddubsw u8 x s8 -> s16 pairs, vpmaddwd -> s32, vpaddd: 32 multiply-adds per
+ * 3 instructions, as the kernels above do) on 12 independent accumulators for
+ * about `seconds`; counted as 2 ops per multiply-add. */
+double kern_peak_int8_avx2(double seconds, double (*now)(void)) {
+    __m256i acc[12];
+    for (int i = 0; i < 12; i++) acc[i] = _mm256_set1_epi32(i);
+    const __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
+    double t0 = now(), t;
+    long iters = 0;
+    do {
+        for (int r = 0; r < 10000; r++)
+            for (int i = 0; i < 12; i++) {
+                acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
+                __asm__ volatile("" : "+x"(acc[i]));
+            }
+        iters += 10000;
+    } while ((t = now()) - t0 < seconds);
+    int32_t sink = 0;
+    for (int i = 0; i < 12; i++) sink += _mm256_extract_epi32(acc[i], 0);
+    __asm__ volatile("" : : "r"(sink));
+    return (double)iters * 12 * 32 * 2 / (t - t0);
+}
+
+/* kern_stream_sum with 32-byte loads, 8 accumulators and software prefetch 4 KiB
+ * ahead, as the AVX-512 probe does. */
+uint64_t kern_stream_sum_avx2(const void *buf, size_t bytes) {
+    __m256i a[8];
+    for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_si256();
+    const uint8_t *p = buf;
+    for (size_t o = 0; o + 512 <= bytes; o += 512) {
+        for (int i = 0; i < 8; i++) _mm_prefetch((const char *)p + o + 4096 + 64 * i, _MM_HINT_T0);
+        for (int i = 0; i < 8; i++)
+            a[i] = _mm256_add_epi64(a[i], _mm256_add_epi64(_mm256_load_si256((const void *)(p + o + 64 * i)),
+                                                           _mm256_load_si256((const void *)(p + o + 64 * i + 32))));
+    }
+    for (int i = 1; i < 8; i++) a[0] = _mm256_add_epi64(a[0], a[i]);
+    uint64_t s[4];
+    _mm256_storeu_si256((void *)s, a[0]);
+    return s[0] + s[1] + s[2] + s[3];
 }
