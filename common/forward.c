@@ -157,9 +157,8 @@ static void block_forward(fwd_ctx *c, kv_cache *kv, const fwd_batch *b, int32_t 
 
     /* attention */
     for (int t = 0; t < n; t++) kern_rmsnorm(c->xn + (size_t)t * E, hidden + (size_t)t * E, L->attn_norm, E, hp->rms_eps);
-    kern_matmul(c->q, &L->wq, c->xn, n, L->bq);
-    kern_matmul(c->k, &L->wk, c->xn, n, L->bk);
-    kern_matmul(c->v, &L->wv, c->xn, n, L->bv);
+    const kern_mm_out qkv[3] = {{c->q, &L->wq, L->bq}, {c->k, &L->wk, L->bk}, {c->v, &L->wv, L->bv}};
+    kern_matmul_multi(qkv, 3, c->xn, n); /* one quantization of xn, one pool job */
     for (int t = 0; t < n; t++) {
         float *q = c->q + (size_t)t * QD, *k = c->k + (size_t)t * KD;
         kern_rope_neox(q, H, hd, b->pos[t], hp->rope_base);
@@ -181,8 +180,8 @@ static void block_forward(fwd_ctx *c, kv_cache *kv, const fwd_batch *b, int32_t 
 
     /* feed-forward (SwiGLU) */
     for (int t = 0; t < n; t++) kern_rmsnorm(c->xn + (size_t)t * E, hidden + (size_t)t * E, L->ffn_norm, E, hp->rms_eps);
-    kern_matmul(c->gate, &L->w_gate, c->xn, n, NULL);
-    kern_matmul(c->up, &L->w_up, c->xn, n, NULL);
+    const kern_mm_out gate_up[2] = {{c->gate, &L->w_gate, NULL}, {c->up, &L->w_up, NULL}};
+    kern_matmul_multi(gate_up, 2, c->xn, n);
     for (int t = 0; t < n; t++) kern_swiglu(c->gate + (size_t)t * F, c->gate + (size_t)t * F, c->up + (size_t)t * F, F);
     kern_matmul(c->o, &L->w_down, c->gate, n, NULL);
     for (int t = 0; t < n; t++) kern_add(hidden + (size_t)t * E, c->o + (size_t)t * E, E);

@@ -132,25 +132,33 @@ const char *kern_cpu_features(void) {
 static _Thread_local void *scratch; /* per-thread buffer for quantized activations */
 static _Thread_local size_t scratch_cap;
 
-/* Workers sleep on a condition variable between jobs; the caller takes part in
- * every job and tasks are claimed from an atomic counter. (A lock-free futex
- * version lost a wake-up under load; a job is microseconds to milliseconds of
- * work, so the mutex costs little.) */
+/* Workers wait for a job by spinning briefly on the job counter (a decode step
+ * issues its calls microseconds apart), then sleep on a condition variable; the
+ * caller takes part in every job, tasks are claimed from an atomic counter, and
+ * the caller likewise spins briefly before sleeping until the workers are done.
+ * Every sleep re-checks its condition under the lock, so no wake-up is lost. */
+#define KERN_SPIN 4000 /* pause instructions before sleeping: tens of microseconds */
 static struct {
     pthread_t tid[KERN_MAX_THREADS];
     int n; /* threads including the caller */
     pthread_mutex_t busy; /* one job at a time; a second caller runs serially */
     pthread_mutex_t lock;
     pthread_cond_t start, done;
-    uint64_t gen;  /* bumped for each job (under lock) */
-    int pending;   /* workers still in the current job (under lock) */
-    int stop;
+    _Atomic uint64_t gen; /* bumped (under lock) for each job, after its fields are set */
+    _Atomic int pending;  /* workers still in the current job */
+    _Atomic int stop;
     _Atomic int next;
     kern_task_fn fn;
     void *ctx;
     int n_tasks;
 } pool = {.busy = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER,
           .start = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
@@ -168,18 +176,20 @@ static void pool_work(void) {
 static void *pool_worker(void *arg) {
     uint64_t seen = (uint64_t)(uintptr_t)arg; /* the generation when the pool started */
     for (;;) {
-        pthread_mutex_lock(&pool.lock);
-        while (pool.gen == seen && !pool.stop) pthread_cond_wait(&pool.start, &pool.lock);
-        if (pool.stop) {
+        for (int i = 0; i < KERN_SPIN && atomic_load(&pool.gen) == seen && !atomic_load(&pool.stop); i++) cpu_relax();
+        if (atomic_load(&pool.gen) == seen && !atomic_load(&pool.stop)) {
+            pthread_mutex_lock(&pool.lock);
+            while (atomic_load(&pool.gen) == seen && !atomic_load(&pool.stop)) pthread_cond_wait(&pool.start, &pool.lock);
             pthread_mutex_unlock(&pool.lock);
-            return NULL;
         }
-        seen = pool.gen;
-        pthread_mutex_unlock(&pool.lock);
+        if (atomic_load(&pool.stop)) return NULL;
+        seen = atomic_load(&pool.gen);
         pool_work();
-        pthread_mutex_lock(&pool.lock);
-        if (--pool.pending == 0) pthread_cond_signal(&pool.done);
-        pthread_mutex_unlock(&pool.lock);
+        if (atomic_fetch_sub(&pool.pending, 1) == 1) {
+            pthread_mutex_lock(&pool.lock);
+            pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.lock);
+        }
     }
 }
 
@@ -195,14 +205,17 @@ static void pool_run(kern_task_fn fn, void *ctx, int n_tasks) {
     pool.ctx = ctx;
     pool.n_tasks = n_tasks;
     atomic_store(&pool.next, 0);
-    pool.pending = pool.n - 1;
-    pool.gen++;
+    atomic_store(&pool.pending, pool.n - 1);
+    atomic_fetch_add(&pool.gen, 1);
     pthread_cond_broadcast(&pool.start);
     pthread_mutex_unlock(&pool.lock);
     pool_work();
-    pthread_mutex_lock(&pool.lock);
-    while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.lock);
-    pthread_mutex_unlock(&pool.lock);
+    for (int i = 0; i < KERN_SPIN && atomic_load(&pool.pending) > 0; i++) cpu_relax();
+    if (atomic_load(&pool.pending) > 0) {
+        pthread_mutex_lock(&pool.lock);
+        while (atomic_load(&pool.pending) > 0) pthread_cond_wait(&pool.done, &pool.lock);
+        pthread_mutex_unlock(&pool.lock);
+    }
     pthread_mutex_unlock(&pool.busy);
 }
 
@@ -213,18 +226,18 @@ static void pool_stop(void) {
     }
     pthread_mutex_lock(&pool.busy);
     pthread_mutex_lock(&pool.lock);
-    pool.stop = 1;
+    atomic_store(&pool.stop, 1);
     pthread_cond_broadcast(&pool.start);
     pthread_mutex_unlock(&pool.lock);
     for (int i = 1; i < pool.n; i++) pthread_join(pool.tid[i], NULL);
-    pool.stop = 0;
+    atomic_store(&pool.stop, 0);
     pool.n = 0;
     pthread_mutex_unlock(&pool.busy);
 }
 
 static void pool_start(int n) {
     pool.n = 1;
-    uintptr_t gen0 = (uintptr_t)pool.gen;
+    uintptr_t gen0 = (uintptr_t)atomic_load(&pool.gen);
     for (int i = 1; i < n; i++) {
         if (pthread_create(&pool.tid[i], NULL, pool_worker, (void *)gen0) != 0) break;
         pool.n = i + 1;
@@ -318,46 +331,60 @@ static void *scratch_get(size_t bytes) {
     return scratch;
 }
 
+/* Activation quantization of one matmul input for every format its matrices use. */
 typedef struct {
-    uint8_t *q;
     const float *x;
     int64_t cols;
-    size_t bytes; /* per token */
-    int x32;
+    uint8_t *q[2];   /* [format]: x32 blocks, x256 blocks (NULL: format unused) */
+    size_t bytes[2]; /* per token */
+    int n_tokens;
     kern_level level;
 } quant_ctx;
 
-/* Quantize token `t` of a matmul's input (ops_internal.h: one definition, every level). */
-static void quant_task(void *arg, int t) {
+/* Quantize token `task % n_tokens` into format `task / n_tokens` (ops_internal.h:
+ * one definition, every level). */
+static void quant_task(void *arg, int task) {
     const quant_ctx *c = arg;
-    void *dst = c->q + (size_t)t * c->bytes;
+    int f = task / c->n_tokens, t = task % c->n_tokens;
+    if (!c->q[f]) return;
+    void *dst = c->q[f] + (size_t)t * c->bytes[f];
     const float *src = c->x + (size_t)t * c->cols;
 #if defined(__x86_64__)
     if (c->level == KERN_AVX512) {
-        if (c->x32)
+        if (f == 0)
             kern_quantize_x32_avx512(dst, src, c->cols);
         else
             kern_quantize_x256_avx512(dst, src, c->cols);
         return;
     }
 #endif
-    if (c->x32)
+    if (f == 0)
         kern_quantize_x32(dst, src, c->cols);
     else
         kern_quantize_x256(dst, src, c->cols);
 }
 
+#define KERN_MULTI_MAX 8
+
+/* One pool job for up to KERN_MULTI_MAX matmuls: task i belongs to the first
+ * matrix m with i < task_end[m]. */
 typedef struct {
-    kern_mm_job job;
-    void (*rows)(const kern_mm_job *, int64_t, int64_t);
-    int64_t rows_per_task;
+    kern_mm_job job[KERN_MULTI_MAX];
+    void (*rows[KERN_MULTI_MAX])(const kern_mm_job *, int64_t, int64_t);
+    int task_end[KERN_MULTI_MAX];
+    int n;
+    int64_t rows_per_task; /* a multiple of 16 */
 } mm_ctx;
 
 static void mm_task(void *arg, int task) {
     const mm_ctx *c = arg;
-    int64_t r0 = (int64_t)task * c->rows_per_task, r1 = r0 + c->rows_per_task;
-    if (r1 > c->job.w->rows) r1 = c->job.w->rows;
-    if (r0 < r1) c->rows(&c->job, r0, r1);
+    int m = 0;
+    while (task >= c->task_end[m]) m++;
+    int first = m ? c->task_end[m - 1] : 0;
+    const kern_mm_job *j = &c->job[m];
+    int64_t r0 = (int64_t)(task - first) * c->rows_per_task, r1 = r0 + c->rows_per_task;
+    if (r1 > j->w->rows) r1 = j->w->rows;
+    if (r0 < r1) c->rows[m](j, r0, r1);
 }
 
 /* Whether m->packed holds the layout of `level`. */
@@ -367,38 +394,82 @@ static int packed_for(const kern_matrix *m, kern_level level) {
            h->type == m->type;
 }
 
-void kern_matmul(float *y, const kern_matrix *w, const float *x, int n_tokens, const float *bias) {
+/* The activation format of w in FAST precision: 0 = x32, 1 = x256, -1 = floats. */
+static int act_format(const kern_matrix *w) {
+    if (g.prec != KERN_FAST) return -1;
+    return kern_mm_uses_x32(w->type) ? 0 : kern_mm_uses_x256(w->type) ? 1 : -1;
+}
+
+void kern_matmul_multi(const kern_mm_out *outs, int n_outs, const float *x, int n_tokens) {
     if (!g.inited) kern_init(0);
-    if (!y || !w || !x || n_tokens <= 0 || w->rows <= 0 || !tensor_row_bytes(w->type, w->cols)) return;
-    mm_ctx c = {.job = {.w = w, .x = x, .n_tokens = n_tokens, .bias = bias, .y = y, .prec = g.prec}};
-    if (g.prec == KERN_FAST && (kern_mm_uses_x32(w->type) || kern_mm_uses_x256(w->type))) {
-        int x32 = kern_mm_uses_x32(w->type);
-        if (w->cols % (x32 ? 32 : 256)) return;
-        size_t bytes = (size_t)(w->cols / (x32 ? 32 : 256)) * (x32 ? sizeof(kq8_32) : sizeof(kq8_256));
-        uint8_t *q = scratch_get((size_t)n_tokens * bytes);
-        if (!q) return;
-        quant_ctx qc = {q, x, w->cols, bytes, x32, g.level};
-        if (n_tokens > 1)
-            pool_run(quant_task, &qc, n_tokens); /* one token per task: the same bits */
-        else
-            quant_task(&qc, 0);
-        c.job.xq = q;
+    if (!outs || !x || n_tokens <= 0 || n_outs <= 0) return;
+    if (n_outs > KERN_MULTI_MAX) {
+        kern_matmul_multi(outs, KERN_MULTI_MAX, x, n_tokens);
+        kern_matmul_multi(outs + KERN_MULTI_MAX, n_outs - KERN_MULTI_MAX, x, n_tokens);
+        return;
     }
-    c.rows = kern_mm_rows_scalar;
-    c.job.dot = kern_dot16_ref;
+    const int64_t cols = outs[0].w ? outs[0].w->cols : 0;
+    quant_ctx qc = {.x = x, .cols = cols, .n_tokens = n_tokens, .level = g.level};
+    mm_ctx c = {.n = 0};
+    int64_t tiles = 0;
+    for (int i = 0; i < n_outs; i++) {
+        const kern_matrix *w = outs[i].w;
+        if (!outs[i].y || !w || w->rows <= 0 || !tensor_row_bytes(w->type, w->cols)) continue;
+        if (w->cols != cols) { /* another input width: not this job */
+            kern_matmul_multi(&outs[i], 1, x, n_tokens);
+            continue;
+        }
+        int f = act_format(w);
+        if (f >= 0) {
+            if (cols % (f ? 256 : 32)) continue;
+            qc.bytes[f] = (size_t)(cols / (f ? 256 : 32)) * (f ? sizeof(kq8_256) : sizeof(kq8_32));
+        }
+        kern_mm_job *j = &c.job[c.n];
+        *j = (kern_mm_job){.w = w, .x = x, .n_tokens = n_tokens, .bias = outs[i].bias, .y = outs[i].y, .prec = g.prec};
+        j->dot = kern_dot16_ref;
+        c.rows[c.n] = kern_mm_rows_scalar;
 #if defined(__x86_64__)
-    if (g.level >= KERN_AVX2) c.job.dot = kern_dot16_avx2; /* same bits, 16 lanes as 2 x 8 */
-    /* AVX-512: quantized FAST needs the packed tiles (else the scalar loop, same bits) */
-    int quant_fast = g.prec == KERN_FAST && c.job.xq;
-    if (g.level == KERN_AVX512 && (!quant_fast || packed_for(w, KERN_AVX512))) c.rows = kern_mm_rows_avx512;
+        if (g.level >= KERN_AVX2) j->dot = kern_dot16_avx2; /* same bits, 16 lanes as 2 x 8 */
+        if (g.level == KERN_AVX2) c.rows[c.n] = kern_mm_rows_avx2;
+        /* AVX-512: quantized FAST needs the packed tiles (else the scalar loop, same bits) */
+        if (g.level == KERN_AVX512 && (f < 0 || packed_for(w, KERN_AVX512))) c.rows[c.n] = kern_mm_rows_avx512;
 #endif
-    /* tasks of whole 16-row tiles, about 4 per thread */
-    int64_t tiles = (w->rows + 15) / 16;
-    int64_t per = tiles / ((int64_t)pool.n * 4);
+        tiles += (w->rows + 15) / 16;
+        c.n++;
+    }
+    if (!c.n) return;
+    /* quantize x once per format, into one scratch buffer */
+    size_t total = (qc.bytes[0] + qc.bytes[1]) * (size_t)n_tokens;
+    if (total) {
+        uint8_t *q = scratch_get(total);
+        if (!q) return;
+        if (qc.bytes[0]) qc.q[0] = q;
+        if (qc.bytes[1]) qc.q[1] = q + qc.bytes[0] * (size_t)n_tokens;
+        if (n_tokens > 1)
+            pool_run(quant_task, &qc, 2 * n_tokens); /* one token per task: the same bits */
+        else
+            for (int f = 0; f < 2; f++) quant_task(&qc, f);
+        for (int i = 0; i < c.n; i++) {
+            int f = act_format(c.job[i].w);
+            if (f >= 0) c.job[i].xq = qc.q[f];
+        }
+    }
+    /* tasks of whole 16-row tiles, about 8 per thread over the whole job: fine
+     * enough that a thread finishing early waits little */
+    int64_t per = tiles / ((int64_t)pool.n * 8);
     if (per < 1) per = 1;
     c.rows_per_task = per * 16;
-    int64_t n_tasks = (w->rows + c.rows_per_task - 1) / c.rows_per_task;
-    pool_run(mm_task, &c, (int)n_tasks);
+    int n_tasks = 0;
+    for (int i = 0; i < c.n; i++) {
+        n_tasks += (int)((c.job[i].w->rows + c.rows_per_task - 1) / c.rows_per_task);
+        c.task_end[i] = n_tasks;
+    }
+    pool_run(mm_task, &c, n_tasks);
+}
+
+void kern_matmul(float *y, const kern_matrix *w, const float *x, int n_tokens, const float *bias) {
+    kern_mm_out o = {y, w, bias};
+    kern_matmul_multi(&o, 1, x, n_tokens);
 }
 
 void kern_embed(float *y, const kern_matrix *e, int64_t row) {
@@ -512,6 +583,7 @@ double kern_peak_int8(double seconds, double (*now)(void)) {
     if (!g.inited) kern_init(0);
 #if defined(__x86_64__)
     if (g.level == KERN_AVX512) return kern_peak_int8_avx512(seconds, now);
+    if (g.level == KERN_AVX2) return kern_peak_int8_avx2(seconds, now);
 #endif
     return 0.0;
 }
@@ -520,6 +592,7 @@ uint64_t kern_stream_sum(const void *buf, size_t bytes) {
     if (!g.inited) kern_init(0);
 #if defined(__x86_64__)
     if (g.level == KERN_AVX512) return kern_stream_sum_avx512(buf, bytes);
+    if (g.level == KERN_AVX2) return kern_stream_sum_avx2(buf, bytes);
 #endif
     const uint64_t *w = buf;
     uint64_t s0 = 0, s1 = 0;

@@ -72,6 +72,17 @@ void kern_matrix_release(kern_matrix *m);
  * x is [n_tokens][cols], y is [n_tokens][rows]; bias may be NULL. */
 void kern_matmul(float *y, const kern_matrix *w, const float *x, int n_tokens, const float *bias);
 
+/* Several matmuls that read the same x: x is quantized once (per activation
+ * format) and all of them run as one pool job - one wake-up for Q/K/V or for
+ * gate/up in a decode step. Every output is bit-identical to kern_matmul's. A
+ * matrix whose cols differ from the first one's runs on its own. */
+typedef struct kern_mm_out {
+    float *y;             /* [n_tokens][w->rows] */
+    const kern_matrix *w;
+    const float *bias;    /* [w->rows] or NULL */
+} kern_mm_out;
+void kern_matmul_multi(const kern_mm_out *outs, int n_outs, const float *x, int n_tokens);
+
 /* y[c] = E[row][c]: one embedding row, dequantized. */
 void kern_embed(float *y, const kern_matrix *e, int64_t row);
 
@@ -105,8 +116,9 @@ void kern_attention(float *out, const float *q, const kern_kv_view *kv, int n_po
                     int n_head, int n_head_kv, int head_dim);
 
 /* Peak int8 dot arithmetic of one thread at the current level, in ops per second
- * (a multiply-add counts 2), measured for about `seconds` with the clock `now`;
- * 0 where the level has no integer dot kernel (scalar, avx2). For benchmarks. */
+ * (a multiply-add counts 2), measured for about `seconds` with the clock `now`:
+ * vpdpbusd (avx512), vpmaddubsw + vpmaddwd + vpaddd (avx2); 0 for scalar. For
+ * benchmarks. */
 double kern_peak_int8(double seconds, double (*now)(void));
 /* Sum of the 64-bit words of a 64-byte-aligned buffer (bytes a multiple of 512),
  * read with the widest loads of the current level: a memory-bandwidth probe. */

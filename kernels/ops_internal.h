@@ -30,6 +30,7 @@
 #ifndef BATON_OPS_INTERNAL_H
 #define BATON_OPS_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ops.h"
@@ -90,5 +91,8 @@ void kern_attention_head_avx512(float *out, const float *q, const kern_kv_view *
 /* AVX2 (cpu/ops_avx2.c) */
 float kern_dot16_avx2(const float *a, const float *b, int64_t n);
 void kern_add_avx2(float *y, const float *x, int n);
+void kern_mm_rows_avx2(const kern_mm_job *j, int64_t r0, int64_t r1); /* quantized FAST in 8-row tiles */
+double kern_peak_int8_avx2(double seconds, double (*now)(void));
+uint64_t kern_stream_sum_avx2(const void *buf, size_t bytes);
 
 #endif

@@ -8,7 +8,8 @@
  *      FAST within sum_i |w_i| * amax(x block)/254 * 1.01 + 1e-5 * sum|w x| (the
  *      activation rounding bound), bias included;
  *      BIT-EXACT: every level == scalar (both precisions); each token computed
- *      alone == the batched call; 1 thread == 2 threads; with and without packing.
+ *      alone == the batched call; 1 thread == 2 threads; with and without packing;
+ *      kern_matmul_multi (Q/K/V-style fused calls, mixed types) == kern_matmul.
  *  - rmsnorm, swiglu, add, rope, attention (f16 and f32 cache, GQA, 1..70
  *    positions), embed, store_row: within tolerance of float64 and bit-exact
  *    across levels.
@@ -190,6 +191,62 @@ static void test_matmul(void) {
     }
 }
 
+/* kern_matmul_multi == one kern_matmul per matrix, bit for bit: mixed activation
+ * formats (q8_0 x32, q4_K/q6_K x256, f16 floats), one matrix of another width
+ * (runs alone), biases, 1 and 3 tokens, every level, both precisions, 1 and 2
+ * threads. */
+static void test_matmul_multi(void) {
+    static const struct { uint32_t type; int64_t rows, cols; } mats[] = {
+        {TENSOR_Q8_0, 40, 512}, {TENSOR_Q4_K, 17, 512}, {TENSOR_Q6_K, 33, 512}, {TENSOR_F16, 9, 512},
+        {TENSOR_Q8_0, 24, 256}};
+    enum { N = sizeof mats / sizeof mats[0], MAXT = 3 };
+    kern_matrix m[N];
+    uint8_t *data[N];
+    float *bias[N], *y[N], *ys[N];
+    float x[MAXT * 512];
+    for (int i = 0; i < MAXT * 512; i++) x[i] = frand();
+    for (int k = 0; k < N; k++) {
+        size_t rb = tensor_row_bytes(mats[k].type, mats[k].cols);
+        float *wf = malloc(sizeof(float) * mats[k].cols);
+        data[k] = malloc(rb * mats[k].rows);
+        for (int64_t r = 0; r < mats[k].rows; r++) {
+            for (int64_t c = 0; c < mats[k].cols; c++) wf[c] = frand();
+            quant_quantize_row(mats[k].type, wf, data[k] + r * rb, mats[k].cols);
+        }
+        free(wf);
+        m[k] = (kern_matrix){.type = mats[k].type, .rows = mats[k].rows, .cols = mats[k].cols, .data = data[k]};
+        bias[k] = malloc(sizeof(float) * mats[k].rows);
+        for (int64_t r = 0; r < mats[k].rows; r++) bias[k][r] = frand();
+        y[k] = malloc(sizeof(float) * MAXT * mats[k].rows);
+        ys[k] = malloc(sizeof(float) * MAXT * mats[k].rows);
+    }
+    for (int li = 0; li < n_levels; li++) {
+        set_level(levels[li]);
+        for (int k = 0; k < N; k++) kern_matrix_prepare(&m[k]);
+        for (int p = 0; p < 2; p++)
+            for (int th = 1; th <= 2; th++)
+                for (int nt = 1; nt <= MAXT; nt += 2) {
+                    kern_set_precision(p ? KERN_EXACT : KERN_FAST);
+                    kern_init(th);
+                    kern_mm_out outs[N];
+                    for (int k = 0; k < N; k++) {
+                        outs[k] = (kern_mm_out){y[k], &m[k], k % 2 ? bias[k] : NULL};
+                        kern_matmul(ys[k], &m[k], x, nt, outs[k].bias);
+                    }
+                    kern_matmul_multi(outs, N, x, nt);
+                    for (int k = 0; k < N; k++)
+                        CHECK(!memcmp(y[k], ys[k], sizeof(float) * nt * mats[k].rows),
+                              "%s %s, %d tokens, %d threads: kern_matmul_multi output %d (%s) differs from kern_matmul",
+                              kern_level_name(levels[li]), p ? "exact" : "fast", nt, th, k,
+                              tensor_type_get(mats[k].type)->name);
+                }
+        for (int k = 0; k < N; k++) kern_matrix_release(&m[k]);
+    }
+    kern_set_precision(KERN_FAST);
+    kern_init(2);
+    for (int k = 0; k < N; k++) free(data[k]), free(bias[k]), free(y[k]), free(ys[k]);
+}
+
 /* ------------------------------------------------------------ vector ops */
 
 static void test_vector_ops(void) {
@@ -339,6 +396,7 @@ int main(void) {
     printf("attention done (%d checks, %d failures)\n", checks, failures);
     test_quantizer_edges();
     test_matmul();
+    test_matmul_multi();
     printf("matmul done (%d checks, %d failures)\n", checks, failures);
     kern_shutdown();
     if (failures) {

@@ -11,7 +11,9 @@
  * decode: a generated `--preset qwq-32b --layers 4` model (or --model FILE):
  * decode ms per layer and tokens/s with 1 and 2 threads against the bandwidth
  * bound (bandwidth / weight bytes per token), prefill tokens/s for a 128-token
- * prompt, and the per-token cost ratio decode / prefill.
+ * prompt, the per-token cost ratio decode / prefill, and the prefill's achieved
+ * int8 TOPS (2 ops per weight per token) against the peak measured in the run.
+ * Options: --model FILE, --type q8_0|q4_k_m|q4_0 (one generated model), --json.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -114,6 +116,27 @@ static void *kb_peak_thread(void *arg) {
 }
 
 /* Seconds per call of a matmul, best of repeated runs for about `budget` s. */
+/* Peak int8 dot arithmetic (ops/s) of 1 and of 2 threads at the current level,
+ * best of 3 trials: the machine may be shared, and a busy core only lowers a figure. */
+/* The instructions kern_peak_int8 times at the current level. */
+static const char *kb_peak_instr(void) {
+    kern_level l = kern_get_level();
+    return l == KERN_AVX512 ? "vpdpbusd" : l == KERN_AVX2 ? "vpmaddubsw+vpmaddwd" : "none";
+}
+
+static void kb_measure_peak(double *peak1, double *peak2) {
+    *peak1 = *peak2 = 0;
+    for (int trial = 0; trial < 3; trial++) {
+        double p1 = kern_peak_int8(0.2, bench_now);
+        if (p1 > *peak1) *peak1 = p1;
+        kb_peak_job pj[2] = {{0.2, 0}, {0.2, 0}};
+        pthread_t tid[2];
+        for (int i = 0; i < 2; i++) pthread_create(&tid[i], NULL, kb_peak_thread, &pj[i]);
+        for (int i = 0; i < 2; i++) pthread_join(tid[i], NULL);
+        if (pj[0].ops + pj[1].ops > *peak2) *peak2 = pj[0].ops + pj[1].ops;
+    }
+}
+
 static double kb_time_matmul(float *y, const kern_matrix *m, const float *x, int nt, double budget) {
     kern_matmul(y, m, x, nt, NULL); /* warm */
     double best = 1e30, t_start = bench_now();
@@ -144,17 +167,8 @@ static int bench_kernels(int argc, char **argv) {
     double sbw1 = kb_stream_bandwidth(1), sbw2 = kb_stream_bandwidth(2);
     /* ratios use the larger of the two probes: the true limit is at least that */
     double bw1 = pbw1 > sbw1 ? pbw1 : sbw1, bw2 = pbw2 > sbw2 ? pbw2 : sbw2;
-    /* best of 3 trials: the machine may be shared, and a busy core only lowers a figure */
-    double peak1 = 0, peak2 = 0;
-    for (int trial = 0; trial < 3; trial++) {
-        double p1 = kern_peak_int8(0.2, bench_now);
-        if (p1 > peak1) peak1 = p1;
-        kb_peak_job pj[2] = {{0.2, 0}, {0.2, 0}};
-        pthread_t tid[2];
-        for (int i = 0; i < 2; i++) pthread_create(&tid[i], NULL, kb_peak_thread, &pj[i]);
-        for (int i = 0; i < 2; i++) pthread_join(tid[i], NULL);
-        if (pj[0].ops + pj[1].ops > peak2) peak2 = pj[0].ops + pj[1].ops;
-    }
+    double peak1, peak2;
+    kb_measure_peak(&peak1, &peak2);
     if (json)
         printf("{\"isa\":\"%s\",\"features\":\"%s\",\"bandwidth_1t_gbs\":%.2f,\"bandwidth_2t_gbs\":%.2f,"
                "\"bench_bandwidth_1t_gbs\":%.2f,\"bench_bandwidth_2t_gbs\":%.2f,\"stream512_1t_gbs\":%.2f,"
@@ -164,10 +178,10 @@ static int bench_kernels(int argc, char **argv) {
     else
         printf("level %s (%s)\nbench_measure_bandwidth: %.2f / %.2f GB/s, wide-load stream: %.2f / %.2f GB/s "
                "(1 / 2 threads)\nratios below use the larger: %.2f GB/s (1 thread), %.2f GB/s (2 threads)\n"
-               "peak int8 dot (vpdpbusd): %.3f TOPS (1 thread), %.3f TOPS (2 threads)\n\n"
+               "peak int8 dot (%s): %.3f TOPS (1 thread), %.3f TOPS (2 threads)\n\n"
                "%-6s %-12s %9s %6s %9s %6s %11s %7s\n",
-               kern_level_name(kern_get_level()), kern_cpu_features(), pbw1, pbw2, sbw1, sbw2, bw1, bw2, peak1 / 1e12,
-               peak2 / 1e12, "type",
+               kern_level_name(kern_get_level()), kern_cpu_features(), pbw1, pbw2, sbw1, sbw2, bw1, bw2,
+               kb_peak_instr(), peak1 / 1e12, peak2 / 1e12, "type",
                "shape", "dec1 GB/s", "ratio", "dec2 GB/s", "ratio", "pf128 GF/s", "/peak");
     static const struct { int64_t rows, cols; } shapes[] = {{5120, 5120}, {1024, 5120}, {27648, 5120}, {5120, 27648}};
     static const uint32_t types[] = {TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K, TENSOR_Q8_0,
@@ -237,7 +251,18 @@ static int kb_make_model(const char *type, char *path, size_t len) {
     return system(cmd) == 0 ? 0 : -1;
 }
 
-static int kb_decode_one(const char *path, double bw1, double bw2, int json, int *first) {
+/* Multiply-adds per token of the slice's layer matrices (attention excluded). */
+static double kb_layer_macs(const model *m) {
+    double macs = 0;
+    for (int il = 0; il < m->slice.layer_end - m->slice.layer_begin; il++) {
+        const model_layer *L = &m->layers[il];
+        const kern_matrix *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7; i++) macs += (double)mats[i]->rows * (double)mats[i]->cols;
+    }
+    return macs;
+}
+
+static int kb_decode_one(const char *path, double bw1, double bw2, double peak1, double peak2, int json, int *first) {
     char err[512];
     model *m = model_load(path, &(model_slice){0, -1, false, false}, err, sizeof err);
     if (!m) {
@@ -281,19 +306,20 @@ static int kb_decode_one(const char *path, double bw1, double bw2, int json, int
         }
         res[th - 1][0] = best;
     }
-    double bytes = (double)m->weight_bytes;
+    double bytes = (double)m->weight_bytes, macs = kb_layer_macs(m);
     for (int th = 1; th <= 2; th++) {
-        double dec = res[th - 1][0], pf = res[th - 1][1], bw = th == 1 ? bw1 : bw2;
-        double bound = bytes / (bw * 1e9);
+        double dec = res[th - 1][0], pf = res[th - 1][1], bw = th == 1 ? bw1 : bw2, peak = th == 1 ? peak1 : peak2;
+        double bound = bytes / (bw * 1e9), tops = 2 * macs / pf / 1e12;
         if (json)
             printf("%s{\"model\":\"%s\",\"threads\":%d,\"layers\":%d,\"weight_bytes_per_token\":%.0f,"
                    "\"decode_ms_per_layer\":%.3f,\"decode_tok_s\":%.2f,\"decode_ratio_to_bandwidth\":%.3f,"
-                   "\"prefill128_tok_s\":%.2f,\"prefill_ms_per_token_layer\":%.4f,\"decode_over_prefill\":%.1f}",
+                   "\"prefill128_tok_s\":%.2f,\"prefill_ms_per_token_layer\":%.4f,\"decode_over_prefill\":%.1f,"
+                   "\"prefill_int8_tops\":%.4f,\"int8_peak_tops\":%.4f,\"prefill_ratio_to_peak\":%.3f}",
                    *first ? "" : ",", path, th, n_layers, bytes, dec * 1e3 / n_layers, 1 / dec, bound / dec, 1 / pf,
-                   pf * 1e3 / n_layers, dec / pf);
+                   pf * 1e3 / n_layers, dec / pf, tops, peak / 1e12, peak > 0 ? tops * 1e12 / peak : 0);
         else
-            printf("%-40s %2d %6.3f %8.2f %6.3f %10.2f %10.4f %7.1f\n", path, th, dec * 1e3 / n_layers, 1 / dec,
-                   bound / dec, 1 / pf, pf * 1e3 / n_layers, dec / pf);
+            printf("%-40s %2d %6.3f %8.2f %6.3f %10.2f %10.4f %7.1f %7.3f %6.3f\n", path, th, dec * 1e3 / n_layers,
+                   1 / dec, bound / dec, 1 / pf, pf * 1e3 / n_layers, dec / pf, tops, peak > 0 ? tops * 1e12 / peak : 0);
         *first = 0;
     }
     free(hidden);
@@ -305,39 +331,49 @@ static int kb_decode_one(const char *path, double bw1, double bw2, int json, int
 
 static int bench_decode(int argc, char **argv) {
     int json = bench_want_json(argc, argv);
-    const char *model_path = NULL;
+    const char *model_path = NULL, *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
+        else if (!strcmp(argv[i], "--type") && i + 1 < argc) only = argv[++i];
         else if (strcmp(argv[i], "--json")) {
             fprintf(stderr, "baton-bench decode: unknown option '%s'\n", argv[i]);
             return 2;
         }
+    }
+    if (only && strcmp(only, "q8_0") && strcmp(only, "q4_k_m") && strcmp(only, "q4_0")) {
+        fprintf(stderr, "baton-bench decode: --type must be q8_0, q4_k_m or q4_0\n");
+        return 2;
     }
     if (kern_init(2)) return 1;
     double bw1 = bench_measure_bandwidth(1), bw2 = bench_measure_bandwidth(2);
     double sbw1 = kb_stream_bandwidth(1), sbw2 = kb_stream_bandwidth(2);
     if (sbw1 > bw1) bw1 = sbw1;
     if (sbw2 > bw2) bw2 = sbw2;
+    double peak1, peak2;
+    kb_measure_peak(&peak1, &peak2);
     if (json)
-        printf("{\"isa\":\"%s\",\"bandwidth_1t_gbs\":%.2f,\"bandwidth_2t_gbs\":%.2f,\"results\":[",
-               kern_level_name(kern_get_level()), bw1, bw2);
+        printf("{\"isa\":\"%s\",\"bandwidth_1t_gbs\":%.2f,\"bandwidth_2t_gbs\":%.2f,\"int8_peak_1t_tops\":%.4f,"
+               "\"int8_peak_2t_tops\":%.4f,\"results\":[",
+               kern_level_name(kern_get_level()), bw1, bw2, peak1 / 1e12, peak2 / 1e12);
     else
-        printf("level %s; bandwidth %.2f GB/s (1 thread), %.2f GB/s (2 threads)\n%-40s %2s %6s %8s %6s %10s %10s %7s\n",
-               kern_level_name(kern_get_level()), bw1, bw2, "model", "th", "ms/lay", "tok/s", "ratio", "pf tok/s",
-               "pf ms/t/l", "dec/pf");
+        printf("level %s; bandwidth %.2f GB/s (1 thread), %.2f GB/s (2 threads); peak int8 (%s) %.3f / %.3f TOPS\n"
+               "%-40s %2s %6s %8s %6s %10s %10s %7s %7s %6s\n",
+               kern_level_name(kern_get_level()), bw1, bw2, kb_peak_instr(), peak1 / 1e12, peak2 / 1e12, "model", "th",
+               "ms/lay", "tok/s", "ratio", "pf tok/s", "pf ms/t/l", "dec/pf", "pf TOPS", "/peak");
     int first = 1, rc = 0;
     if (model_path) {
-        rc = kb_decode_one(model_path, bw1, bw2, json, &first);
+        rc = kb_decode_one(model_path, bw1, bw2, peak1, peak2, json, &first);
     } else {
         static const char *const types[] = {"q8_0", "q4_k_m", "q4_0"};
         for (int i = 0; i < 3 && !rc; i++) {
+            if (only && strcmp(only, types[i])) continue;
             char path[512];
             if (kb_make_model(types[i], path, sizeof path)) {
                 fprintf(stderr, "baton-bench decode: cannot generate the %s model\n", types[i]);
                 rc = 1;
                 break;
             }
-            rc = kb_decode_one(path, bw1, bw2, json, &first);
+            rc = kb_decode_one(path, bw1, bw2, peak1, peak2, json, &first);
         }
     }
     if (json) printf("]}\n");
