@@ -173,9 +173,10 @@ enum baton_admin_op {
     BATON_ADMIN_UNDRAIN = 2,   /* eligible again (the next re-plan gives it layers) */
     BATON_ADMIN_REMOVE = 3,    /* drain, then disconnect it */
     BATON_ADMIN_REBALANCE = 4, /* re-plan over every eligible worker */
+    BATON_ADMIN_SHUTDOWN = 5,  /* stop the coordinator and, through it, every worker (node_id unused) */
 };
 
-/* Drain, undrain or remove node_id, or rebalance (node_id unused). Status
+/* Drain, undrain or remove node_id, or rebalance or shut down (node_id unused). Status
  * code; msg gets the coordinator's one-line answer, or the error. */
 int baton_admin_node_op(baton_client *c, int op, uint32_t node_id, char *msg, size_t msglen);
 

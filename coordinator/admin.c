@@ -70,9 +70,27 @@ static void op_drain(coord *c, net_conn *conn, uint32_t call_id, coord_node *n, 
     coord_replan_graceful(c, why);
 }
 
+static void on_shutdown_timer(uv_timer_t *t) { uv_stop(t->loop); }
+
+/* An admin's stop: every request ends with an explicit status, the answer goes
+ * out, then (after 200 ms for the writes to flush) the loop stops, main frees
+ * the coordinator and exits 0; workers see their coordinator go and exit too. */
+static void op_shutdown(coord *c, net_conn *conn, uint32_t call_id) {
+    static uv_timer_t timer;
+    fprintf(stderr, "baton-coord: shutdown requested by an admin (%s)\n", net_peer_addr(conn));
+    sched_fail_all(c, BATON__STATUS_CODE__STATUS_UNAVAILABLE, "the cluster was shut down by an admin");
+    reply_op(c, conn, call_id, "shutting down");
+    uv_timer_init(c->loop, &timer);
+    uv_timer_start(&timer, on_shutdown_timer, 200, 0);
+}
+
 static void handle_node_op(coord *c, net_conn *conn, uint32_t call_id, const Baton__AdminNodeOp *op) {
     char msg[700], err[560];
     coord_node *n = NULL;
+    if (op->op == BATON__ADMIN_OP__ADMIN_OP_SHUTDOWN) {
+        op_shutdown(c, conn, call_id);
+        return;
+    }
     if (op->op != BATON__ADMIN_OP__ADMIN_OP_REBALANCE) {
         n = node_by_id(c, op->node_id);
         if (!n) {

@@ -112,17 +112,24 @@ for np in 3 5; do
     [ "$stages" = $((np - 1)) ] || { echo "FAIL: -np $np but $stages stages"; fail=1; }
     grep -q "successor mpi:[0-9]" "$log" || { echo "FAIL: -np $np: no stage sends to an MPI successor"; fail=1; }
     check_prompts "$CLUSTER_ADDR" "MPI -np $np"
-    # shutdown: SIGTERM to the coordinator (rank 0, a child of this mpirun)
-    coord=""
-    for p in $(ps -o pid= --ppid "$MPI_PID"); do
-        [ "$(cat /proc/$p/comm 2>/dev/null)" = baton-coord ] && coord=$p
-    done
-    [ -n "$coord" ] || { echo "FAIL: -np $np: no baton-coord child of mpirun"; fail=1; break; }
-    kill -TERM "$coord"
+    # shutdown: -np 3 by SIGTERM to the coordinator (rank 0, a child of this
+    # mpirun), -np 5 by a client: `batonctl shutdown`
+    if [ "$np" = 3 ]; then
+        how="SIGTERM to the coordinator"
+        coord=""
+        for p in $(ps -o pid= --ppid "$MPI_PID"); do
+            [ "$(cat /proc/$p/comm 2>/dev/null)" = baton-coord ] && coord=$p
+        done
+        [ -n "$coord" ] || { echo "FAIL: -np $np: no baton-coord child of mpirun"; fail=1; break; }
+        kill -TERM "$coord"
+    else
+        how="batonctl shutdown"
+        T "$BIN/tools/batonctl" shutdown --server "$CLUSTER_ADDR" >/dev/null || { echo "FAIL: batonctl shutdown"; fail=1; }
+    fi
     mpi_wait_exit "$log" 30
     rc=$?
     if [ $rc = 0 ] && [ "$(grep -c 'coordinator connection lost' "$log")" = $((np - 1)) ]; then
-        echo "  ok   MPI -np $np: SIGTERM to the coordinator ended all $np ranks, exit code 0"
+        echo "  ok   MPI -np $np: $how ended all $np ranks, exit code 0"
     else
         echo "  FAIL MPI -np $np: shutdown exit code $rc"; tail -n 20 "$log"; fail=1
     fi

@@ -41,6 +41,7 @@ static void usage(FILE *out) {
             "  undrain NODE  make a drained worker eligible again (rebalance gives it layers)\n"
             "  remove NODE   drain the worker, then disconnect it\n"
             "  rebalance     re-plan over every eligible worker (a worker that joined later gets layers)\n"
+            "  shutdown      end every request with UNAVAILABLE and stop the coordinator; its workers exit too\n"
             "options:\n"
             "  --server HOST:PORT  the coordinator (default: $BATON_SERVER)\n"
             "  --json              one JSON object on stdout (nodes, plan, status)\n"
@@ -271,6 +272,7 @@ static int cmd_drain(baton_client *c, const ctl *o) { return node_op(c, o, BATON
 static int cmd_undrain(baton_client *c, const ctl *o) { return node_op(c, o, BATON_ADMIN_UNDRAIN); }
 static int cmd_remove(baton_client *c, const ctl *o) { return node_op(c, o, BATON_ADMIN_REMOVE); }
 static int cmd_rebalance(baton_client *c, const ctl *o) { return node_op(c, o, BATON_ADMIN_REBALANCE); }
+static int cmd_shutdown(baton_client *c, const ctl *o) { return node_op(c, o, BATON_ADMIN_SHUTDOWN); }
 
 static const struct {
     const char *name;
@@ -279,7 +281,7 @@ static const struct {
 } commands[] = {
     {"nodes", false, cmd_nodes},     {"plan", false, cmd_plan},         {"status", false, cmd_status},
     {"metrics", false, cmd_metrics}, {"drain", true, cmd_drain},        {"undrain", true, cmd_undrain},
-    {"remove", true, cmd_remove},    {"rebalance", false, cmd_rebalance},
+    {"remove", true, cmd_remove},    {"rebalance", false, cmd_rebalance}, {"shutdown", false, cmd_shutdown},
 };
 
 int main(int argc, char **argv) {
