@@ -89,7 +89,7 @@ for i in $(seq 1 100); do
     f=$(node_field "$pred_id" hop_frames)
     [ "$f" = "$frames1" ] && break
     frames1=$f
-    sleep 0.6 # longer than a status heartbeat
+    sleep 1.3 # longer than the period of a worker's status (1 s), so an equal count is a real pause
 done
 rss1=$(node_field "$pred_id" peak_rss)
 sleep 1.5 # an observation window (3 status heartbeats), not a synchronisation
