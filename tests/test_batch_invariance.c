@@ -24,19 +24,7 @@
 #include "model.h"
 #include "ops.h"
 
-static int failures, checks;
-#define CHECK(cond, ...)                                             \
-    do {                                                             \
-        checks++;                                                    \
-        if (!(cond)) {                                               \
-            failures++;                                              \
-            if (failures < 30) {                                     \
-                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-                fprintf(stderr, __VA_ARGS__);                        \
-                fputc('\n', stderr);                                 \
-            }                                                        \
-        }                                                            \
-    } while (0)
+#include "check.h"
 
 #define N_PROMPT 80
 #define N_SEQ 3   /* slots: 0 and 1 hold other sequences, 2 the prompt under test */

@@ -28,20 +28,7 @@
 #include "model.h"
 #include "ops.h"
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                                             \
-    do {                                                             \
-        checks++;                                                    \
-        if (!(cond)) {                                               \
-            failures++;                                              \
-            if (failures <= 40) {                                    \
-                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-                fprintf(stderr, __VA_ARGS__);                        \
-                fputc('\n', stderr);                                 \
-            }                                                        \
-        }                                                            \
-    } while (0)
+#include "check.h"
 
 static uint64_t rng_state = 1;
 static uint64_t rng_next(void) { /* splitmix64 */

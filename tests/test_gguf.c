@@ -17,19 +17,7 @@
 #include "gguf.h"
 #include "quant.h"
 
-static int failures;
-static int checks;
-
-#define CHECK(cond, ...)                                                                                              \
-    do {                                                                                                              \
-        checks++;                                                                                                     \
-        if (!(cond)) {                                                                                                \
-            failures++;                                                                                               \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                          \
-            fprintf(stderr, __VA_ARGS__);                                                                             \
-            fputc('\n', stderr);                                                                                      \
-        }                                                                                                             \
-    } while (0)
+#include "check.h"
 
 /* ------------------------------------------------------------------ helpers */
 

@@ -29,16 +29,7 @@ const char *__lsan_default_suppressions(void) {
            "leak:libevent\nleak:mca_\n";
 }
 
-static int failures;
-#define CHECK(cond, ...)                                         \
-    do {                                                         \
-        if (!(cond)) {                                           \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                        \
-            fprintf(stderr, "\n");                               \
-            failures++;                                          \
-        }                                                        \
-    } while (0)
+#include "check.h"
 
 typedef struct test_case {
     const char *name, *addr;

@@ -5,17 +5,7 @@
 
 #include "plan.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                  \
-    do {                                                  \
-        if (!(cond)) {                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);   \
-            printf(__VA_ARGS__);                          \
-            printf("\n");                                 \
-            failures++;                                   \
-        }                                                 \
-    } while (0)
+#include "check.h"
 
 static void print_plan(const char *name, const plan_result *r) {
     printf("%s: bottleneck %.3f s;", name, r->bottleneck);

@@ -20,21 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-static int checks;
-
-#define CHECK(cond, ...)                                                                          \
-    do {                                                                                          \
-        checks++;                                                                                 \
-        if (!(cond)) {                                                                            \
-            failures++;                                                                           \
-            if (failures <= 40) {                                                                 \
-                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                              \
-                fprintf(stderr, __VA_ARGS__);                                                     \
-                fputc('\n', stderr);                                                              \
-            }                                                                                     \
-        }                                                                                         \
-    } while (0)
+#include "check.h"
 
 /* ------------------------------------------------------------ utilities */
 

@@ -19,18 +19,7 @@
 #include "gguf.h"
 #include "tokenizer.h"
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                                        \
-    do {                                                        \
-        checks++;                                               \
-        if (!(cond)) {                                          \
-            failures++;                                         \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                       \
-            fputc('\n', stderr);                                \
-        }                                                       \
-    } while (0)
+#include "check.h"
 
 enum { ID_EOT = 268, ID_IM_START = 269, ID_IM_END = 270, ID_THINK = 271, ID_THINK_END = 272, ID_IM = 273 };
 
