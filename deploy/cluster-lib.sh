@@ -63,15 +63,16 @@ cluster_wait_serving() {
 
 cluster_stop() {
     local p i
-    for p in "${CLUSTER_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    # (|| true: callers may run under set -e, and these processes may be gone already)
+    for p in "${CLUSTER_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for i in $(seq 1 50); do
         local alive=0
         for p in "${CLUSTER_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
         [ $alive = 0 ] && break
         sleep 0.1
     done
-    for p in "${CLUSTER_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    for p in "${CLUSTER_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    for p in "${CLUSTER_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    for p in "${CLUSTER_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     CLUSTER_PIDS=()
     CLUSTER_WORKER_PIDS=()
 }
