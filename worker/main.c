@@ -185,20 +185,6 @@ static void update_backpressure(worker *w) {
 
 /* --- frames in ---------------------------------------------------------- */
 
-/* A stage frame whose payload is not what its sender encoded: the step ends
- * with DATA_LOSS at the coordinator (every request in it), nothing runs. */
-static void report_data_loss(worker *w, net_conn *from, uint64_t step_id, const char *why) {
-    logf_("stage frame %llu from %s rejected: %s", (unsigned long long)step_id, net_peer_addr(from), why);
-    if (!w->coord) return;
-    Baton__StageResult r = BATON__STAGE_RESULT__INIT;
-    r.step_id = step_id;
-    r.code = BATON__STATUS_CODE__STATUS_DATA_LOSS;
-    char msg[320];
-    snprintf(msg, sizeof msg, "activations from %s: %s", net_peer_addr(from), why);
-    r.error = msg;
-    net_send(w->coord, BATON__FRAME_KIND__FRAME_STAGE_RESULT, 0, &r.base, NULL, 0);
-}
-
 static void submit_frame(worker *w, net_conn *c, const frame_header *h, const uint8_t *msg, const uint8_t *payload) {
     if (!w->st) {
         logf_("stage frame before the slice is loaded; dropped");
@@ -216,12 +202,16 @@ static void submit_frame(worker *w, net_conn *c, const frame_header *h, const ui
     }
     j->kind = STAGE_JOB_FRAME;
     j->frame = f;
-    char err[256];
-    if (hop_decode(f, payload, h->payload_len, &j->hidden, &j->hidden_len, err, sizeof err) < 0) {
-        report_data_loss(w, c, f->step_id, err);
+    /* the compute thread decodes it and encodes the output (hop.h): no codec work on the loop */
+    j->wire = malloc((size_t)h->payload_len + 1);
+    if (!j->wire) {
         stage_job_free(j);
         return;
     }
+    memcpy(j->wire, payload, h->payload_len);
+    j->wire_len = h->payload_len;
+    snprintf(j->source, sizeof j->source, "%s", net_peer_addr(c));
+    j->out_codec = w->asg && !w->asg->head ? hop_pick_codec(w->o.codec, w->succ ? net_peer_codecs(w->succ) : 1u) : -1;
     stage_submit(w->st, j);
     update_backpressure(w);
 }
@@ -249,33 +239,34 @@ static void submit_drop(worker *w, const frame_header *h, const uint8_t *msg) {
 
 /* --- frames out --------------------------------------------------------- */
 
+/* A failed job ends its step at the coordinator with the job's status: every
+ * request in it ends (DATA_LOSS for a payload that is not what its sender encoded). */
 static void send_result_error(worker *w, const stage_job *j) {
+    unsigned long long step = j->frame ? j->frame->step_id : 0;
+    char msg[400];
+    if (j->code == BATON__STATUS_CODE__STATUS_DATA_LOSS) {
+        logf_("stage frame %llu from %s rejected: %s", step, j->source, j->err);
+        snprintf(msg, sizeof msg, "activations from %s: %s", j->source, j->err);
+    } else {
+        logf_("stage frame %llu failed: %s", step, j->err);
+        snprintf(msg, sizeof msg, "%s", j->err);
+    }
+    if (!w->coord) return;
     Baton__StageResult r = BATON__STAGE_RESULT__INIT;
-    r.step_id = j->frame ? j->frame->step_id : 0;
-    r.code = BATON__STATUS_CODE__STATUS_INTERNAL;
-    r.error = (char *)j->err;
+    r.step_id = step;
+    r.code = (Baton__StatusCode)j->code;
+    r.error = msg;
     net_send(w->coord, BATON__FRAME_KIND__FRAME_STAGE_RESULT, 0, &r.base, NULL, 0);
 }
 
-/* Sends a job's hidden states to the successor in the link's codec (hop.h). */
+/* Sends a job's hidden states, encoded by the compute thread in the link's codec (hop.h). */
 static void send_hidden(worker *w, stage_job *j) {
-    Baton__StageFrame *f = j->frame;
-    f->width = w->m->hp.n_embd;
-    hop_payload p;
-    char err[256];
-    int codec = hop_pick_codec(w->o.codec, net_peer_codecs(w->succ));
-    if (hop_encode(f, codec, j->hidden, j->hidden_len, &p, err, sizeof err) < 0) {
-        snprintf(j->err, sizeof j->err, "cannot encode the activations: %.200s", err);
-        send_result_error(w, j);
-        return;
-    }
     uint64_t before = net_bytes_sent(w->succ);
-    if (net_send(w->succ, BATON__FRAME_KIND__FRAME_STAGE, 0, &f->base, p.data, p.len) == 0) {
+    if (net_send(w->succ, BATON__FRAME_KIND__FRAME_STAGE, 0, &j->frame->base, j->out.data, j->out.len) == 0) {
         w->hop_bytes += net_bytes_sent(w->succ) - before;
         w->hop_frames++;
         if (net_queued_bytes(w->succ) > w->queue_peak) w->queue_peak = net_queued_bytes(w->succ);
     }
-    hop_payload_free(&p);
 }
 
 /* Hands finished jobs to the network: hidden states to the successor, tokens to
@@ -294,7 +285,6 @@ static void on_wake(uv_async_t *a) {
             }
             send_status(w);
         } else if (j->failed) {
-            logf_("stage frame %llu failed: %s", (unsigned long long)(j->frame ? j->frame->step_id : 0), j->err);
             send_result_error(w, j);
         } else if (w->asg->head) {
             Baton__StageResult r = BATON__STAGE_RESULT__INIT;

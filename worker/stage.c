@@ -47,11 +47,14 @@ static void job_fail(stage_job *j, const char *fmt, ...) {
     vsnprintf(j->err, sizeof j->err, fmt, ap);
     va_end(ap);
     j->failed = 1;
+    j->code = BATON__STATUS_CODE__STATUS_INTERNAL;
 }
 
 void stage_job_free(stage_job *job) {
     if (!job) return;
     if (job->frame) baton__stage_frame__free_unpacked(job->frame, NULL);
+    free(job->wire);
+    hop_payload_free(&job->out);
     free(job->hidden);
     free(job->drop_slots);
     free(job->res_slot);
@@ -99,7 +102,30 @@ static sampler_params params_from_wire(const Baton__SamplingParams *w) {
 /* Runs one stage frame: checks it, clears reset slots, runs the slice, samples on
  * the head stage. On success job->hidden holds the output (non-head stages) or
  * job->res_* the sampled tokens. */
+static void run_forward(stage *s, stage_job *j);
+
+/* A frame: decode its payload, run the layers, encode the output for the
+ * successor. A payload that is not what its sender encoded fails the job with
+ * DATA_LOSS and nothing runs. */
 static void run_frame(stage *s, stage_job *j) {
+    char err[256];
+    {
+        if (hop_decode(j->frame, j->wire, j->wire_len, &j->hidden, &j->hidden_len, err, sizeof err) < 0) {
+            job_fail(j, "%s", err);
+            j->code = BATON__STATUS_CODE__STATUS_DATA_LOSS;
+            return;
+        }
+        free(j->wire);
+        j->wire = NULL;
+    }
+    run_forward(s, j);
+    if (j->failed || j->out_codec < 0) return;
+    j->frame->width = s->m->hp.n_embd;
+    if (hop_encode(j->frame, j->out_codec, j->hidden, j->hidden_len, &j->out, err, sizeof err) < 0)
+        job_fail(j, "cannot encode the activations: %.200s", err);
+}
+
+static void run_forward(stage *s, stage_job *j) {
     const Baton__StageFrame *f = j->frame;
     const model_hparams *hp = &s->m->hp;
     const int32_t n = (int32_t)f->token_count;

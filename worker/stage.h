@@ -1,10 +1,11 @@
 /* stage.h - the compute side of a worker: one thread that turns stage frames into
  * output frames (or sampled tokens on the last stage), in arrival order.
  *
- * The network thread submits jobs; the compute thread runs forward_run on them
- * (its kernels use the kernel thread pool) and pushes finished jobs on a done
- * list, then wakes the network thread through a uv_async. Network code never
- * computes; compute code never touches sockets: they meet in these two queues.
+ * The network thread submits jobs; the compute thread decodes their payload
+ * (hop.h), runs forward_run (its kernels use the kernel thread pool), encodes the
+ * output for the successor, and pushes finished jobs on a done list, then wakes
+ * the network thread through a uv_async. Network code never computes (not even
+ * the codecs); compute code never touches sockets: they meet in these two queues.
  *
  *     stage *s = stage_new(m, kv, max_batch, &async, err, n);
  *     stage_submit(s, job);              // network thread
@@ -19,6 +20,7 @@
 
 #include "baton.pb-c.h"
 #include "forward.h"
+#include "hop.h"
 
 typedef enum stage_job_kind {
     STAGE_JOB_FRAME = 0, /* run a StageFrame */
@@ -28,6 +30,11 @@ typedef enum stage_job_kind {
 typedef struct stage_job {
     stage_job_kind kind;
     Baton__StageFrame *frame;   /* FRAME: unpacked header (owned) */
+    uint8_t *wire;              /* FRAME: the payload as it arrived, decoded on the compute thread (owned) */
+    size_t wire_len;
+    char source[64];            /* FRAME: who sent it, for the log */
+    int out_codec;              /* FRAME: codec of the output to the successor; -1: none (head) */
+    hop_payload out;            /* FRAME: the encoded output, ready to send */
     float *hidden;              /* FRAME: [n][n_embd] in, then out (owned) */
     size_t hidden_len;          /* bytes */
     int32_t *drop_slots;        /* DROP: slots to free (owned) */
@@ -36,7 +43,9 @@ typedef struct stage_job {
     int32_t *res_slot, *res_token;
     float *res_logprob;
     size_t n_res;
-    int failed;                 /* 1: err says why */
+    int failed;                 /* 1: err says why, code the status (INTERNAL, or DATA_LOSS: the payload
+                                   from `source` is not what was sent) */
+    int code;
     char err[256];
     struct stage_job *next;
 } stage_job;
