@@ -122,11 +122,16 @@ static json_t *node_json(const baton_node_info *n) {
     return e;
 }
 
+/* The coordinator's view of every node and the plan; exits with the call's status on failure. */
+static void fetch_state(baton_client *c, baton_health_info *h) {
+    char msg[256];
+    int st = baton_admin_state(c, h, msg, sizeof msg);
+    if (st != BATON_STATUS_OK) die(st, "%s: %s", baton_status_name(st), msg);
+}
+
 static int cmd_nodes(baton_client *c, const ctl *o) {
     baton_health_info h;
-    char msg[256];
-    int st = baton_admin_state(c, &h, msg, sizeof msg);
-    if (st != BATON_STATUS_OK) die(st, "%s: %s", baton_status_name(st), msg);
+    fetch_state(c, &h);
     if (o->json) {
         json_t *j = json_object(), *a = json_array();
         for (size_t i = 0; i < h.n_nodes; i++) json_array_append_new(a, node_json(&h.nodes[i]));
@@ -151,9 +156,7 @@ static int cmd_nodes(baton_client *c, const ctl *o) {
 
 static int cmd_plan(baton_client *c, const ctl *o) {
     baton_health_info h;
-    char msg[256];
-    int st = baton_admin_state(c, &h, msg, sizeof msg);
-    if (st != BATON_STATUS_OK) die(st, "%s: %s", baton_status_name(st), msg);
+    fetch_state(c, &h);
     /* stages in pipeline order */
     int32_t n_stages = 0;
     for (size_t i = 0; i < h.n_nodes; i++)
@@ -194,9 +197,7 @@ static int cmd_plan(baton_client *c, const ctl *o) {
 
 static int cmd_status(baton_client *c, const ctl *o) {
     baton_health_info h;
-    char msg[256];
-    int st = baton_admin_state(c, &h, msg, sizeof msg);
-    if (st != BATON_STATUS_OK) die(st, "%s: %s", baton_status_name(st), msg);
+    fetch_state(c, &h);
     if (o->json) {
         json_t *j = json_object(), *a = json_array();
         json_object_set_new(j, "serving", json_boolean(h.serving));
