@@ -2,21 +2,13 @@
 # at once and compare each with baton-run (sourced by tests/test_cluster_admin.sh
 # and tests/test_cluster_netns.sh; not a test itself).
 #
-#   BIN, WORK set; RUN: an optional command prefix for clients (ip netns exec NS)
+#   tests/lib.sh sourced (T, jget, ok, bad), WORK set; RUN: an optional command prefix for clients (ip netns exec NS)
 #   streams_setup                  # writes $MODEL (tiny, 6 layers), PROMPTS, LENS, REFS (baton-run)
 #   start_streams TAG              # 8 `baton generate` in the background (CLUSTER_ADDR)
 #   wait_midstream N               # until all 8 run and N more tokens were generated
 #   check_streams TAG WHAT         # ok/bad: every stream exited 0 with baton-run's tokens
 #   CTL ARGS...                    # batonctl ARGS --server $CLUSTER_ADDR
-#   ... | jget 'PYTHON EXPR on d'  # a value from JSON on stdin
-T() { timeout 60 "$@"; }
 CTL() { T ${RUN:-} "$BIN/tools/batonctl" "$@" --server "$CLUSTER_ADDR"; }
-PY=/usr/bin/python3
-json_tokens() { $PY -c 'import json,sys; d=json.loads(sys.stdin.read()); print(",".join(map(str,d["tokens"])))'; }
-# jget EXPR: evaluates EXPR on the JSON object d read from stdin
-jget() { $PY -c "import json,sys; d=json.loads(sys.stdin.read()); print($1)"; }
-ok() { echo "  ok   $*"; }
-bad() { echo "  FAIL $*"; fail=1; }
 
 N_STREAMS=8
 streams_setup() {

@@ -14,19 +14,12 @@
 #     (MAX_PENDING_JOBS + 2 in worker/main.c), a small part of the 8 MiB;
 #  2. after SIGCONT every stream completes with exactly the tokens of baton-run.
 set -u
-BIN=${BATON_BUILD:?set BATON_BUILD to the build folder}
-SRC=${BATON_SRC:?set BATON_SRC to the source folder}
-. "$SRC/deploy/cluster-lib.sh"
-WORK=$(mktemp -d /tmp/baton-test-backpressure.XXXXXX)
-CLUSTER_DIR=$WORK
-fail=0
+T_TIMEOUT=120
+. "${BATON_SRC:?set BATON_SRC to the source folder}/tests/lib.sh"
+test_begin backpressure
 stopped=""
 gen_pids=()
-trap '[ -n "$stopped" ] && kill -CONT "$stopped"; cluster_stop; [ $fail = 0 ] || tail -n 15 "$WORK"/*.log; rm -rf "$WORK"' EXIT
-T() { timeout 120 "$@"; }
-json_tokens() { /usr/bin/python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(",".join(map(str,d["tokens"])))'; }
-ok() { echo "  ok   $*"; }
-bad() { echo "  FAIL $*"; fail=1; }
+test_on_exit() { [ -n "$stopped" ] && kill -CONT "$stopped"; }
 
 LIMIT=262144    # --queue-limit of every worker
 BATCH=64        # tokens per micro-batch; the tiny preset's width is 256 floats

@@ -13,13 +13,8 @@
 #     tokens of a fault-free run; prints the time from the kill to the first token
 #     after recovery.
 set -u
-BIN=${BATON_BUILD:?set BATON_BUILD to the build folder}
-SRC=${BATON_SRC:?set BATON_SRC to the source folder}
-. "$SRC/deploy/cluster-lib.sh"
-WORK=$(mktemp -d /tmp/baton-test-admin.XXXXXX)
-CLUSTER_DIR=$WORK
-fail=0
-trap 'cluster_stop; [ $fail = 0 ] || tail -n 25 "$WORK"/*.log; rm -rf "$WORK"' EXIT
+. "${BATON_SRC:?set BATON_SRC to the source folder}/tests/lib.sh"
+test_begin admin 25
 . "$SRC/tests/cluster-streams.sh"
 streams_setup
 

@@ -15,17 +15,8 @@
 #  6. the secret never crosses the wire: it is absent from everything the
 #     coordinator sent to a worker (seen through a recording relay).
 set -u
-BIN=${BATON_BUILD:?set BATON_BUILD to the build folder}
-SRC=${BATON_SRC:?set BATON_SRC to the source folder}
-. "$SRC/deploy/cluster-lib.sh"
-WORK=$(mktemp -d /tmp/baton-test-auth.XXXXXX)
-CLUSTER_DIR=$WORK
-fail=0
-trap 'cluster_stop; [ $fail = 0 ] || tail -n 15 "$WORK"/*.log; rm -rf "$WORK"' EXIT
-T() { timeout 60 "$@"; }
-json_tokens() { /usr/bin/python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(",".join(map(str,d["tokens"])))'; }
-ok() { echo "  ok   $*"; }
-bad() { echo "  FAIL $*"; fail=1; }
+. "${BATON_SRC:?set BATON_SRC to the source folder}/tests/lib.sh"
+test_begin auth
 
 umask 077
 head -c 32 /dev/urandom | base64 > "$WORK/secret"

@@ -11,15 +11,8 @@
 #     the cluster keeps serving and the next request gives baton-run's tokens.
 # Every process started here is stopped on exit.
 set -u
-BIN=${BATON_BUILD:?set BATON_BUILD to the build folder}
-SRC=${BATON_SRC:?set BATON_SRC to the source folder}
-. "$SRC/deploy/cluster-lib.sh"
-WORK=$(mktemp -d /tmp/baton-test-codec.XXXXXX)
-CLUSTER_DIR=$WORK
-fail=0
-trap 'cluster_stop; [ $fail = 0 ] || tail -n 15 "$WORK"/*.log; rm -rf "$WORK"' EXIT
-T() { timeout 60 "$@"; }
-json_tokens() { /usr/bin/python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(",".join(map(str,d["tokens"])))'; }
+. "${BATON_SRC:?set BATON_SRC to the source folder}/tests/lib.sh"
+test_begin codec
 ntok() { echo "$1" | tr ',' '\n' | grep -c .; }
 
 MODEL=$WORK/tiny6.gguf

@@ -8,16 +8,10 @@
 #  3. a deadline ends a call with DEADLINE_EXCEEDED (exit code 4);
 #  4. each worker's peak RSS (VmHWM) stays below its weights + KV cache + 64 MiB.
 set -u
-BIN=${BATON_BUILD:?set BATON_BUILD to the build folder}
-SRC=${BATON_SRC:?set BATON_SRC to the source folder}
-. "$SRC/deploy/cluster-lib.sh"
-WORK=$(mktemp -d /tmp/baton-test-conc.XXXXXX)
-CLUSTER_DIR=$WORK
-fail=0
+. "${BATON_SRC:?set BATON_SRC to the source folder}/tests/lib.sh"
+test_begin conc
 BG=()
-trap 'for p in "${BG[@]}"; do kill "$p" 2>/dev/null; done; cluster_stop; [ $fail = 0 ] || tail -n 15 "$WORK"/*.log; rm -rf "$WORK"' EXIT
-T() { timeout 60 "$@"; }
-json_tokens() { /usr/bin/python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(",".join(map(str,d["tokens"])))'; }
+test_on_exit() { for p in "${BG[@]}"; do kill "$p" 2>/dev/null; done; }
 health_json() { T "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --json; }
 # slots in use on each worker, e.g. "1 1 1"
 slots_used() { health_json | /usr/bin/python3 -c 'import json,sys; print(" ".join(str(n["slots_used"]) for n in json.load(sys.stdin)["nodes"]))'; }

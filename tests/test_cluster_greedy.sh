@@ -5,15 +5,8 @@
 # pipeline in several frames). Seeded sampling gives the same tokens whatever
 # the number of workers. Every process started here is stopped on exit.
 set -u
-BIN=${BATON_BUILD:?set BATON_BUILD to the build folder}
-SRC=${BATON_SRC:?set BATON_SRC to the source folder}
-. "$SRC/deploy/cluster-lib.sh"
-WORK=$(mktemp -d /tmp/baton-test-greedy.XXXXXX)
-CLUSTER_DIR=$WORK
-fail=0
-trap 'cluster_stop; [ $fail = 0 ] || tail -n 15 "$WORK"/*.log; rm -rf "$WORK"' EXIT
-T() { timeout 60 "$@"; }
-json_tokens() { /usr/bin/python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(",".join(map(str,d["tokens"])))'; }
+. "${BATON_SRC:?set BATON_SRC to the source folder}/tests/lib.sh"
+test_begin greedy
 
 MODEL=$WORK/tiny8.gguf
 T "$BIN/tools/baton-mkmodel" --preset tiny --layers 8 --type q8_0 -o "$MODEL" >/dev/null || { echo "FAIL: mkmodel"; exit 1; }

@@ -10,10 +10,8 @@
 # re-plan over workers 1 and 3 (still reachable) and finish every stream with
 # the tokens of a fault-free run. Everything is removed in the exit trap.
 set -u
-BIN=${BATON_BUILD:?set BATON_BUILD to the build folder}
-SRC=${BATON_SRC:?set BATON_SRC to the source folder}
-WORK=$(mktemp -d /tmp/baton-test-netns.XXXXXX)
-fail=0
+. "${BATON_SRC:?set BATON_SRC to the source folder}/tests/lib.sh"
+test_begin netns 25
 SUFFIX=${WORK##*.}
 HUB=baton-hub-$SUFFIX
 NSS=()
@@ -29,13 +27,10 @@ stop_procs() { # SIGTERM, SIGKILL after 3 s: the processes this test started onl
     done
     PIDS=()
 }
-cleanup() {
+test_on_exit() {
     stop_procs
     for ns in "${NSS[@]}"; do ip netns del "$ns" 2>/dev/null; done
-    [ $fail = 0 ] || tail -n 25 "$WORK"/*.log
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
 if [ "$(id -u)" != 0 ] || ! ip netns add "$HUB" 2>"$WORK/netns.err"; then
     echo "FAIL: this test needs root and network namespaces: $(cat "$WORK/netns.err" 2>/dev/null)"
     fail=1

@@ -8,17 +8,11 @@
 # exit code, not a hang. Runs as root too (CI). Every process it starts is
 # stopped on exit.
 set -u
-BIN=${BATON_BUILD:?set BATON_BUILD to the build folder}
-SRC=${BATON_SRC:?set BATON_SRC to the source folder}
-. "$SRC/deploy/cluster-lib.sh"
-WORK=$(mktemp -d /tmp/baton-test-mpi.XXXXXX)
-CLUSTER_DIR=$WORK
-fail=0
+. "${BATON_SRC:?set BATON_SRC to the source folder}/tests/lib.sh"
+test_begin mpi
 MPI_PID=""
 stop_mpi() { [ -n "$MPI_PID" ] && kill -TERM "$MPI_PID" 2>/dev/null && wait "$MPI_PID" 2>/dev/null; MPI_PID=""; }
-trap 'stop_mpi; cluster_stop; [ $fail = 0 ] || tail -n 15 "$WORK"/*.log; rm -rf "$WORK"' EXIT
-T() { timeout 60 "$@"; }
-json_tokens() { /usr/bin/python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(",".join(map(str,d["tokens"])))'; }
+test_on_exit() { stop_mpi; }
 
 # OpenMPI on one machine: shared memory without the ptrace-based single copy
 # (refused in containers), more ranks than cores, root allowed.
