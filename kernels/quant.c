@@ -162,7 +162,10 @@ static int quant_nearest(float v, int lo, int hi, int nan_value) {
     if (v != v) return nan_value;
     if (v <= (float)lo) return lo;
     if (v >= (float)hi) return hi;
-    return (int)roundf(v);
+    /* roundf without the library call: |v| < 2^31 here, and v - trunc(v) is exact */
+    int i = (int)v;
+    float frac = v - (float)i;
+    return i + (frac >= 0.5f) - (frac <= -0.5f);
 }
 
 /* A block scale in fp16, saturated to the largest finite fp16 (non-negative
@@ -407,9 +410,9 @@ static float quant_fit_error(int n, const float *x, const float *w, const int *L
     float err = 0.0f;
     *emax = 0.0f;
     for (int i = 0; i < n; i++) {
-        float diff = scale * (float)L[i] + min - x[i];
+        float diff = scale * (float)L[i] + min - x[i], adiff = fabsf(diff);
         err += w[i] * diff * diff;
-        *emax = fmaxf(*emax, fabsf(diff));
+        if (adiff > *emax) *emax = adiff; /* fmaxf without the call: a NaN diff is skipped the same way */
     }
     return err;
 }
@@ -427,9 +430,9 @@ static float quant_fit_error(int n, const float *x, const float *w, const int *L
  * Returns the scale; *min_out gets m. */
 static float quant_fit_scale_min(int n, int nmax, const float *x, const float *w, float *min_out) {
     float lo = x[0], hi = x[0];
-    for (int i = 1; i < n; i++) {
-        lo = fminf(lo, x[i]);
-        hi = fmaxf(hi, x[i]);
+    for (int i = 1; i < n; i++) { /* x is sanitized: no NaN */
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
     }
     if (lo > 0.0f) lo = 0.0f; /* m must be >= 0: the offset never goes positive */
     if (hi <= lo) {
