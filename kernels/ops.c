@@ -8,10 +8,11 @@
  * many - computed it never changes a bit.
  *
  * What each level runs: AVX-512 has its own quantized matmul (packed tiles,
- * VNNI), float dots, rmsnorm, swiglu, add and attention. AVX2 has its own float
- * dot (EXACT and float-type matmuls) and add; its quantized FAST matmul, and
- * every level's rope, store_row, embed and activation quantizer, are the scalar
- * code - identical bits by construction.
+ * VNNI), float dots, rmsnorm, swiglu, add, attention and activation quantizers
+ * (cpu/ops_avx512.c). AVX2 has its own quantized matmul (tiles of 8 rows) and
+ * float dot, add (cpu/ops_avx2.c), rmsnorm, swiglu, attention and activation
+ * quantizers (cpu/vec_avx2.c). Every level's rope, store_row and embed are the
+ * scalar code. All of them give the scalar reference's bits.
  */
 #include <cpuid.h>
 #include <errno.h>
@@ -357,6 +358,13 @@ static void quant_task(void *arg, int task) {
             kern_quantize_x256_avx512(dst, src, c->cols);
         return;
     }
+    if (c->level == KERN_AVX2) {
+        if (f == 0)
+            kern_quantize_x32_avx2(dst, src, c->cols);
+        else
+            kern_quantize_x256_avx2(dst, src, c->cols);
+        return;
+    }
 #endif
     if (f == 0)
         kern_quantize_x32(dst, src, c->cols);
@@ -491,6 +499,10 @@ void kern_rmsnorm(float *y, const float *x, const float *w, int n, float eps) {
         kern_rmsnorm_avx512(y, x, w, n, eps);
         return;
     }
+    if (g.level == KERN_AVX2) {
+        kern_rmsnorm_avx2(y, x, w, n, eps);
+        return;
+    }
 #endif
     kern_rmsnorm_scalar(y, x, w, n, eps);
 }
@@ -499,6 +511,10 @@ void kern_swiglu(float *y, const float *gate, const float *up, int n) {
 #if defined(__x86_64__)
     if (g.level == KERN_AVX512) {
         kern_swiglu_avx512(y, gate, up, n);
+        return;
+    }
+    if (g.level == KERN_AVX2) {
+        kern_swiglu_avx2(y, gate, up, n);
         return;
     }
 #endif
@@ -560,6 +576,10 @@ static void att_task(void *arg, int h) {
 #if defined(__x86_64__)
     if (c->level == KERN_AVX512) {
         kern_attention_head_avx512(o, q, c->kv, c->n_pos, h / group, c->n_head_kv, c->head_dim);
+        return;
+    }
+    if (c->level == KERN_AVX2) {
+        kern_attention_head_avx2(o, q, c->kv, c->n_pos, h / group, c->n_head_kv, c->head_dim);
         return;
     }
 #endif

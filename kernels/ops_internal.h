@@ -60,6 +60,9 @@ typedef struct kern_pack_header {
 #define KERN_PACK_MAGIC 0x4b505431u /* "KPT1" */
 #define KERN_PACK_ALIGN 64
 
+#define KERN_MAX_HEAD_DIM 1024 /* attention: larger heads give zeros */
+#define KERN_ATT_BLOCK 32      /* attention: positions per online-softmax block */
+
 /* scalar reference (ops_scalar.c) */
 float kern_expf_ref(float x);
 float kern_dot16_ref(const float *a, const float *b, int64_t n);
@@ -80,6 +83,13 @@ void kern_mm_rows_avx512(const kern_mm_job *j, int64_t r0, int64_t r1); /* r0 % 
 void kern_quantize_x32_avx512(kq8_32 *out, const float *x, int64_t n);   /* same bits as scalar */
 void kern_quantize_x256_avx512(kq8_256 *out, const float *x, int64_t n);
 uint64_t kern_stream_sum_avx512(const void *buf, size_t bytes);
+/* AVX2 element-wise, attention and quantizer kernels (cpu/vec_avx2.c): same bits as scalar */
+void kern_rmsnorm_avx2(float *y, const float *x, const float *w, int n, float eps);
+void kern_swiglu_avx2(float *y, const float *gate, const float *up, int n);
+void kern_attention_head_avx2(float *out, const float *q, const kern_kv_view *kv, int n_pos, int kvh, int n_head_kv,
+                              int head_dim);
+void kern_quantize_x32_avx2(kq8_32 *out, const float *x, int64_t n);
+void kern_quantize_x256_avx2(kq8_256 *out, const float *x, int64_t n);
 double kern_peak_int8_avx512(double seconds, double (*now)(void));
 float kern_dot16_avx512(const float *a, const float *b, int64_t n);
 void kern_rmsnorm_avx512(float *y, const float *x, const float *w, int n, float eps);

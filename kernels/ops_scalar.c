@@ -8,8 +8,6 @@
 
 #include "ops_internal.h"
 
-#define KERN_MAX_HEAD_DIM 1024
-#define KERN_ATT_BLOCK 32
 
 /* e^x with a fixed operation sequence (range reduction by ln 2, degree-7
  * Taylor/Horner polynomial with fmaf, scaling by 2^n built from bits) so that

@@ -381,6 +381,8 @@ int main(void) {
     attention_case(TENSOR_F16, 70, 8, 2, 128);
     attention_case(TENSOR_F32, 33, 5, 5, 40);
     attention_case(TENSOR_F32, 600, 2, 1, 64);
+    attention_case(TENSOR_F16, 37, 6, 3, 20); /* head_dim not a multiple of 8 or 16: vector tails */
+    attention_case(TENSOR_F32, 9, 2, 2, 12);
     printf("attention done (%d checks, %d failures)\n", checks, failures);
     test_quantizer_edges();
     test_matmul();

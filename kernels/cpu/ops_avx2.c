@@ -1,7 +1,7 @@
 /* ops_avx2.c - the AVX2+FMA level: the float dot (same 16-lane definition as
  * kern_dot16_ref: two 8-lane accumulators = lanes 0-7 and 8-15), the residual
- * add, and the quantized FAST matmul (integer dots, below). The other operations
- * of this level run the scalar reference (see ops.c). */
+ * add, and the quantized FAST matmul (integer dots, below). The element-wise,
+ * attention and quantizer kernels of this level are in vec_avx2.c. */
 #include <immintrin.h>
 #include <stddef.h>
 #include <string.h>

@@ -31,8 +31,6 @@
 
 #include "ops_internal.h"
 
-#define KERN_MAX_HEAD_DIM 1024
-#define KERN_ATT_BLOCK 32
 #define NT_MAX 4
 
 /* ------------------------------------------------------------ float */
