@@ -26,9 +26,9 @@
  * With 2 workers also S concurrent streams (default 8): their aggregate decode
  * tokens/s - tokens that came while every stream was decoding, over that time -
  * against the single stream (target >= 3), the workers' compute time as a share
- * of the run, and what the kernels allow: a pass of S tokens timed in the
- * baseline against S one-token passes (the batching gain; with 2 stages the
- * ratio cannot pass about 2 x that). Each measurement runs R times (default 1,
+ * of the run, and what the kernels allow: a pass of M = S / 2 tokens (the
+ * micro-batch each stage gets) timed in the baseline against M one-token passes
+ * (the batching gain; with 2 stages the ratio cannot pass about 2 x that). Each measurement runs R times (default 1,
  * baseline and cluster alternating) and keeps the best.
  *
  * The coordinator and workers are child processes (posix_spawn, found next to
@@ -561,7 +561,8 @@ typedef struct cb_row {
     int workers, threads;
     double runner, runner_med;   /* baseline decode tok/s: mean, median gap (best of the tries) */
     double cluster, cluster_med; /* the same for one stream through the cluster */
-    double batch_gain;           /* baseline: a step of S sequences costs S / batch_gain one-token steps */
+    double batch_gain;           /* baseline: a step of M sequences costs M / batch_gain one-token steps, M =
+                                  * the micro-batch of S streams over `workers` stages (ceil(S / workers)) */
     double cpu_ratio;            /* baseline CPU s per token / the cluster's (all its processes) */
     double hop_bytes, hop_frames;
     bool same_tokens;            /* greedy output equal to the baseline's */
@@ -681,9 +682,11 @@ static int cb_config(cb_env *e, const cb_opts *o, int n, cb_row *row, cb_result 
     int rc = -1;
     static cb_result base, one, c;
     if (cb_cluster_wait(e, &cl) != 0 || (!e->n_vocab && cb_model_info(e, &cl) != 0)) goto out;
+    /* the scheduler spreads S decoding streams over one micro-batch per stage */
+    const int micro = (o->streams + n - 1) / n;
     for (int r = 0; r < o->reps; r++) {
         /* alternate, so that a neighbour's load hits both sides alike */
-        if (cb_measure_inproc(e, o, threads, o->streams, &base) != 0 || cb_measure_streams(e, o, &cl, 1, &one) != 0)
+        if (cb_measure_inproc(e, o, threads, micro, &base) != 0 || cb_measure_streams(e, o, &cl, 1, &one) != 0)
             goto out;
         row->runner = fmax(row->runner, base.tok_s);
         row->runner_med = fmax(row->runner_med, base.tok_s_median);
@@ -691,7 +694,7 @@ static int cb_config(cb_env *e, const cb_opts *o, int n, cb_row *row, cb_result 
         row->cluster_med = fmax(row->cluster_med, one.tok_s_median);
         if (one.cpu_per_token > 0) row->cpu_ratio = fmax(row->cpu_ratio, base.cpu_per_token / one.cpu_per_token);
         if (base.batch_cost > 0 && base.tok_s_median > 0)
-            row->batch_gain = fmax(row->batch_gain, o->streams / (base.batch_cost * base.tok_s_median));
+            row->batch_gain = fmax(row->batch_gain, micro / (base.batch_cost * base.tok_s_median));
         row->hop_bytes = one.hop_bytes;
         row->hop_frames = one.hop_frames;
         row->same_tokens &= base.n == one.n && !memcmp(base.tokens, one.tokens, (size_t)one.n * sizeof one.tokens[0]);
@@ -793,8 +796,10 @@ static void cb_print(const cb_env *e, const cb_opts *o, const cb_row *rows, int 
     }
     if (two)
         printf("%d streams x 2 workers: %.3f tok/s aggregate, %.3f single: ratio %.2f (target 3; bound here about "
-               "2 stages x %.2f batching gain = %.2f); stages busy %.0f%% of the time; %.0f hop bytes/token\n",
-               o->streams, conc->tok_s, two->cluster, conc_ratio, two->batch_gain, 2 * two->batch_gain,
+               "2 stages x %.2f batching gain of %d-token micro-batches = %.2f); stages busy %.0f%% of the time; "
+               "%.0f hop bytes/token\n",
+               o->streams, conc->tok_s, two->cluster, conc_ratio, two->batch_gain, (o->streams + 1) / 2,
+               2 * two->batch_gain,
                100 * conc->busy, conc->hop_bytes);
     if (hop)
         printf("bytes between stages per token: %.0f, hidden state %.0f (n_embd x 4): ratio %.3f\n", hop->hop_bytes,
