@@ -119,12 +119,6 @@ static void a_dq8_row(const int8_t *q, const float *d, size_t n, float *y) {
     for (; i < n; i++) y[i] = (float)q[i] * d[b];
 }
 
-/* Byte j of dword i <-> byte i of dword j in each lane: its own inverse. */
-static inline __m256i transpose4x4_bytes(void) {
-    return _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14,
-                            3, 7, 11, 15);
-}
-
 /* codec_fold32 of 8 values and codec_unfold32 (the same steps as codec_internal.h). */
 static inline __m256i fold32x8(__m256i v) {
     const __m256i r = _mm256_or_si256(_mm256_slli_epi32(v, 1), _mm256_srli_epi32(v, 31));
@@ -158,112 +152,154 @@ static inline __m256i unfold16x16(__m256i v) {
     return _mm256_or_si256(_mm256_srli_epi16(r, 1), _mm256_slli_epi16(r, 15));
 }
 
-/* 32 bytes -> 4 bytes of each of the 8 bit planes at dst[p] + at: movemask takes
+/* 32 bytes -> 4 bytes of each of the 8 bit planes at bit[p] + at: movemask takes
  * bit 7 of every byte, then a shift by one brings the next bit up (what crosses
  * from the byte below enters at bit 0 and never climbs to bit 7 within the 7
  * shifts). */
-static inline void bits_cut(__m256i v, uint8_t *const *dst, size_t at) {
+static inline __attribute__((always_inline)) void bits_cut(__m256i v, uint8_t *const bit[8], size_t at) {
     for (int p = 7; p >= 0; p--) {
         const uint32_t m = (uint32_t)_mm256_movemask_epi8(v);
-        memcpy(dst[p] + at, &m, 4);
+        memcpy(bit[p] + at, &m, 4);
         v = _mm256_slli_epi16(v, 1);
     }
 }
 
-/* 4 bytes of each of the 8 bit planes at src[p] + at -> 32 bytes: each plane's
+/* 4 bytes of each of the 8 bit planes at bit[p] + at -> 32 bytes: each plane's
  * 32 bits spread to one byte each (the mask byte j/8 picked per byte, tested
  * against bit j%8). */
-static inline __m256i bits_join(const uint8_t *const *src, size_t at) {
+static inline __attribute__((always_inline)) __m256i bits_join(const uint8_t *const bit[8], size_t at) {
     const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
                                           3, 3, 3, 3, 3, 3);
     const __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ull);
     __m256i out = _mm256_setzero_si256();
     for (int p = 0; p < 8; p++) {
         uint32_t m;
-        memcpy(&m, src[p] + at, 4);
+        memcpy(&m, bit[p] + at, 4);
         const __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)m), pick), sel);
         out = _mm256_or_si256(out, _mm256_and_si256(_mm256_cmpeq_epi8(v, sel), _mm256_set1_epi8((char)(1 << p))));
     }
     return out;
 }
 
-/* 32 values per step. k = 4: bytes grouped per dword in each lane, dwords
- * ordered so that each quadword holds one plane, then a 4x4 transpose of
- * quadwords across the 4 registers gives a register per byte plane. k = 2: low
- * and high bytes gathered per lane, then the lanes paired. The top byte plane
- * goes on to bit planes in registers. */
-static void a_cut(const uint8_t *src, size_t n, int k, bool fold, uint8_t *const *dst) {
+/* Byte j of dword i <-> byte i of dword j in each lane: its own inverse. */
+static inline __m256i transpose4x4_bytes(void) {
+    return _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14,
+                            3, 7, 11, 15);
+}
+
+/* The vector loops, 32 values per step, each compiled with and without the fold
+ * (always_inline with a constant `fold`); the plane pointers are copied to
+ * locals, which the byte stores cannot alias. Return the values done.
+ * k = 4: bytes grouped per dword in each lane, dwords ordered so that each
+ * quadword holds one plane, then a 4x4 transpose of quadwords across the 4
+ * registers gives a register per byte plane, the top one cut on into bit
+ * planes. */
+static inline __attribute__((always_inline)) size_t cut4(const uint8_t *src, size_t n, bool fold,
+                                                         uint8_t *const *dst) {
+    const __m256i bytes = transpose4x4_bytes();
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    uint8_t *const d0 = dst[0], *const d1 = dst[1], *const d2 = dst[2];
+    uint8_t *const bit[8] = {dst[3], dst[4], dst[5], dst[6], dst[7], dst[8], dst[9], dst[10]};
     size_t i = 0;
-    if (k == 4) {
-        const __m256i bytes = transpose4x4_bytes();
-        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-        for (; i + 32 <= n; i += 32) {
-            const __m256i *s = (const __m256i *)(const void *)(src + 4 * i);
-            __m256i v[4];
-            for (int r = 0; r < 4; r++) {
-                v[r] = _mm256_loadu_si256(s + r);
-                if (fold) v[r] = fold32x8(v[r]);
-                v[r] = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v[r], bytes), order);
-            }
-            const __m256i ab_lo = _mm256_unpacklo_epi64(v[0], v[1]), ab_hi = _mm256_unpackhi_epi64(v[0], v[1]);
-            const __m256i cd_lo = _mm256_unpacklo_epi64(v[2], v[3]), cd_hi = _mm256_unpackhi_epi64(v[2], v[3]);
-            _mm256_storeu_si256((__m256i *)(void *)(dst[0] + i), _mm256_permute2x128_si256(ab_lo, cd_lo, 0x20));
-            _mm256_storeu_si256((__m256i *)(void *)(dst[1] + i), _mm256_permute2x128_si256(ab_hi, cd_hi, 0x20));
-            _mm256_storeu_si256((__m256i *)(void *)(dst[2] + i), _mm256_permute2x128_si256(ab_lo, cd_lo, 0x31));
-            bits_cut(_mm256_permute2x128_si256(ab_hi, cd_hi, 0x31), dst + 3, i / 8);
-        }
-    } else {
-        const __m256i bytes = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10,
-                                               12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-        for (; i + 32 <= n; i += 32) {
-            const __m256i *s = (const __m256i *)(const void *)(src + 2 * i);
-            __m256i v[2];
-            for (int r = 0; r < 2; r++) {
-                v[r] = _mm256_loadu_si256(s + r);
-                if (fold) v[r] = fold16x16(v[r]);
-                v[r] = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v[r], bytes), 0xD8);
-            }
-            _mm256_storeu_si256((__m256i *)(void *)(dst[0] + i), _mm256_permute2x128_si256(v[0], v[1], 0x20));
-            bits_cut(_mm256_permute2x128_si256(v[0], v[1], 0x31), dst + 1, i / 8);
-        }
+    for (; i + 32 <= n; i += 32) {
+        const __m256i *s = (const __m256i *)(const void *)(src + 4 * i);
+        __m256i a = _mm256_loadu_si256(s), b = _mm256_loadu_si256(s + 1);
+        __m256i c = _mm256_loadu_si256(s + 2), d = _mm256_loadu_si256(s + 3);
+        if (fold) a = fold32x8(a), b = fold32x8(b), c = fold32x8(c), d = fold32x8(d);
+        a = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(a, bytes), order);
+        b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(b, bytes), order);
+        c = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(c, bytes), order);
+        d = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(d, bytes), order);
+        const __m256i ab_lo = _mm256_unpacklo_epi64(a, b), ab_hi = _mm256_unpackhi_epi64(a, b);
+        const __m256i cd_lo = _mm256_unpacklo_epi64(c, d), cd_hi = _mm256_unpackhi_epi64(c, d);
+        _mm256_storeu_si256((__m256i *)(void *)(d0 + i), _mm256_permute2x128_si256(ab_lo, cd_lo, 0x20));
+        _mm256_storeu_si256((__m256i *)(void *)(d1 + i), _mm256_permute2x128_si256(ab_hi, cd_hi, 0x20));
+        _mm256_storeu_si256((__m256i *)(void *)(d2 + i), _mm256_permute2x128_si256(ab_lo, cd_lo, 0x31));
+        bits_cut(_mm256_permute2x128_si256(ab_hi, cd_hi, 0x31), bit, i / 8);
     }
+    return i;
+}
+
+/* k = 2: low and high bytes gathered per lane, then the lanes paired. */
+static inline __attribute__((always_inline)) size_t cut2(const uint8_t *src, size_t n, bool fold,
+                                                         uint8_t *const *dst) {
+    const __m256i bytes = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12,
+                                           14, 1, 3, 5, 7, 9, 11, 13, 15);
+    uint8_t *const d0 = dst[0];
+    uint8_t *const bit[8] = {dst[1], dst[2], dst[3], dst[4], dst[5], dst[6], dst[7], dst[8]};
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256i *s = (const __m256i *)(const void *)(src + 2 * i);
+        __m256i a = _mm256_loadu_si256(s), b = _mm256_loadu_si256(s + 1);
+        if (fold) a = fold16x16(a), b = fold16x16(b);
+        a = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(a, bytes), 0xD8);
+        b = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(b, bytes), 0xD8);
+        _mm256_storeu_si256((__m256i *)(void *)(d0 + i), _mm256_permute2x128_si256(a, b, 0x20));
+        bits_cut(_mm256_permute2x128_si256(a, b, 0x31), bit, i / 8);
+    }
+    return i;
+}
+
+static void a_cut(const uint8_t *src, size_t n, int k, bool fold, uint8_t *const *dst) {
+    const size_t i = k == 4 ? (fold ? cut4(src, n, true, dst) : cut4(src, n, false, dst))
+                            : (fold ? cut2(src, n, true, dst) : cut2(src, n, false, dst));
     codec_cut_range(src, i, n, k, fold, dst);
 }
 
-static void a_join(const uint8_t *const *src, size_t n, int k, bool fold, uint8_t *dst) {
+static inline __attribute__((always_inline)) size_t join4(const uint8_t *const *src, size_t n, bool fold,
+                                                          uint8_t *dst) {
+    const __m256i bytes = transpose4x4_bytes();
+    const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const uint8_t *const s0 = src[0], *const s1 = src[1], *const s2 = src[2];
+    const uint8_t *const bit[8] = {src[3], src[4], src[5], src[6], src[7], src[8], src[9], src[10]};
     size_t i = 0;
-    if (k == 4) {
-        const __m256i bytes = transpose4x4_bytes();
-        const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-        for (; i + 32 <= n; i += 32) {
-            const __m256i p0 = _mm256_loadu_si256((const __m256i *)(const void *)(src[0] + i));
-            const __m256i p1 = _mm256_loadu_si256((const __m256i *)(const void *)(src[1] + i));
-            const __m256i p2 = _mm256_loadu_si256((const __m256i *)(const void *)(src[2] + i));
-            const __m256i p3 = bits_join(src + 3, i / 8);
-            const __m256i ab_lo = _mm256_permute2x128_si256(p0, p2, 0x20), cd_lo = _mm256_permute2x128_si256(p0, p2, 0x31);
-            const __m256i ab_hi = _mm256_permute2x128_si256(p1, p3, 0x20), cd_hi = _mm256_permute2x128_si256(p1, p3, 0x31);
-            __m256i *d = (__m256i *)(void *)(dst + 4 * i);
-            __m256i v[4] = {_mm256_unpacklo_epi64(ab_lo, ab_hi), _mm256_unpackhi_epi64(ab_lo, ab_hi),
-                            _mm256_unpacklo_epi64(cd_lo, cd_hi), _mm256_unpackhi_epi64(cd_lo, cd_hi)};
-            for (int r = 0; r < 4; r++) {
-                v[r] = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(v[r], order), bytes);
-                _mm256_storeu_si256(d + r, fold ? unfold32x8(v[r]) : v[r]);
-            }
-        }
-    } else {
-        const __m256i bytes = _mm256_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15, 0, 8, 1, 9, 2, 10,
-                                               3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-        for (; i + 32 <= n; i += 32) {
-            const __m256i p0 = _mm256_loadu_si256((const __m256i *)(const void *)(src[0] + i));
-            const __m256i p1 = bits_join(src + 1, i / 8);
-            const __m256i a = _mm256_permute4x64_epi64(_mm256_permute2x128_si256(p0, p1, 0x20), 0xD8);
-            const __m256i b = _mm256_permute4x64_epi64(_mm256_permute2x128_si256(p0, p1, 0x31), 0xD8);
-            __m256i *d = (__m256i *)(void *)(dst + 2 * i);
-            const __m256i lo = _mm256_shuffle_epi8(a, bytes), hi = _mm256_shuffle_epi8(b, bytes);
-            _mm256_storeu_si256(d, fold ? unfold16x16(lo) : lo);
-            _mm256_storeu_si256(d + 1, fold ? unfold16x16(hi) : hi);
-        }
+    for (; i + 32 <= n; i += 32) {
+        const __m256i p0 = _mm256_loadu_si256((const __m256i *)(const void *)(s0 + i));
+        const __m256i p1 = _mm256_loadu_si256((const __m256i *)(const void *)(s1 + i));
+        const __m256i p2 = _mm256_loadu_si256((const __m256i *)(const void *)(s2 + i));
+        const __m256i p3 = bits_join(bit, i / 8);
+        const __m256i ab_lo = _mm256_permute2x128_si256(p0, p2, 0x20), cd_lo = _mm256_permute2x128_si256(p0, p2, 0x31);
+        const __m256i ab_hi = _mm256_permute2x128_si256(p1, p3, 0x20), cd_hi = _mm256_permute2x128_si256(p1, p3, 0x31);
+        __m256i a = _mm256_unpacklo_epi64(ab_lo, ab_hi), b = _mm256_unpackhi_epi64(ab_lo, ab_hi);
+        __m256i c = _mm256_unpacklo_epi64(cd_lo, cd_hi), d = _mm256_unpackhi_epi64(cd_lo, cd_hi);
+        a = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(a, order), bytes);
+        b = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(b, order), bytes);
+        c = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(c, order), bytes);
+        d = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(d, order), bytes);
+        if (fold) a = unfold32x8(a), b = unfold32x8(b), c = unfold32x8(c), d = unfold32x8(d);
+        __m256i *out = (__m256i *)(void *)(dst + 4 * i);
+        _mm256_storeu_si256(out, a);
+        _mm256_storeu_si256(out + 1, b);
+        _mm256_storeu_si256(out + 2, c);
+        _mm256_storeu_si256(out + 3, d);
     }
+    return i;
+}
+
+static inline __attribute__((always_inline)) size_t join2(const uint8_t *const *src, size_t n, bool fold,
+                                                          uint8_t *dst) {
+    const __m256i bytes = _mm256_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15, 0, 8, 1, 9, 2, 10, 3,
+                                           11, 4, 12, 5, 13, 6, 14, 7, 15);
+    const uint8_t *const s0 = src[0];
+    const uint8_t *const bit[8] = {src[1], src[2], src[3], src[4], src[5], src[6], src[7], src[8]};
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256i p0 = _mm256_loadu_si256((const __m256i *)(const void *)(s0 + i));
+        const __m256i p1 = bits_join(bit, i / 8);
+        const __m256i a = _mm256_permute4x64_epi64(_mm256_permute2x128_si256(p0, p1, 0x20), 0xD8);
+        const __m256i b = _mm256_permute4x64_epi64(_mm256_permute2x128_si256(p0, p1, 0x31), 0xD8);
+        __m256i lo = _mm256_shuffle_epi8(a, bytes), hi = _mm256_shuffle_epi8(b, bytes);
+        if (fold) lo = unfold16x16(lo), hi = unfold16x16(hi);
+        __m256i *out = (__m256i *)(void *)(dst + 2 * i);
+        _mm256_storeu_si256(out, lo);
+        _mm256_storeu_si256(out + 1, hi);
+    }
+    return i;
+}
+
+static void a_join(const uint8_t *const *src, size_t n, int k, bool fold, uint8_t *dst) {
+    const size_t i = k == 4 ? (fold ? join4(src, n, true, dst) : join4(src, n, false, dst))
+                            : (fold ? join2(src, n, true, dst) : join2(src, n, false, dst));
     codec_join_range(src, i, n, k, fold, dst);
 }
 
