@@ -220,9 +220,10 @@ static uint32_t get_u32(const uint8_t *p) {
 
 /* ---------------------------------------------------------------- encode */
 
-#define CODEC_PROBE_BYTES 4096 /* lz4 sample of the tail plane */
-#define CODEC_PROBE_VALUES 2048 /* values of the sample cut (a multiple of 8) */
-#define CODEC_PROBE_GAIN 0.97   /* a sample must shrink below this to try the plane */
+#define CODEC_PROBE_BYTES 4096  /* lz4 sample of the tail plane */
+#define CODEC_SAMPLE_VALUES 2048 /* values of the sample cut (a multiple of 8): bit plane samples of 256 bytes */
+#define CODEC_SAMPLE_BYTES 1024  /* of which lz4 samples the byte planes' first this many */
+#define CODEC_PROBE_GAIN 0.97    /* a sample must shrink below this to try the plane */
 
 /* Whether lz4 shrinks n bytes at p below CODEC_PROBE_GAIN. */
 static bool sample_shrinks(const uint8_t *p, size_t n) {
@@ -236,20 +237,33 @@ static bool plane_worth_lz4(const uint8_t *p, size_t n) {
     return n <= 2 * CODEC_PROBE_BYTES || sample_shrinks(p + n / 2 - CODEC_PROBE_BYTES / 2, CODEC_PROBE_BYTES);
 }
 
-/* For each plane of the split part, whether lz4 is worth trying (try[p]):
- * always for a small body, else when the plane of a sample cut of the middle
- * CODEC_PROBE_VALUES values shrinks. probe: scratch of CODEC_PROBE_VALUES * k bytes. */
+/* Planes of values [from, to) (from a multiple of 8) of the split part into the
+ * planes at at[]. */
+static void cut_range(const codec_ops *o, const codec_layout *l, const uint8_t *body, bool fold, size_t from,
+                      size_t to, uint8_t *const at[CODEC_MAX_PLANES]) {
+    if (from >= to) return;
+    uint8_t *part[CODEC_MAX_PLANES];
+    for (int p = 0; p < l->n_cut; p++) part[p] = at[p] + (p < l->k - 1 ? from : from / 8);
+    o->cut(body + from * (size_t)l->k, to - from, l->k, fold, part);
+}
+
+/* The sample: CODEC_SAMPLE_VALUES values from the middle of a split part of at
+ * least twice that many (else none: *m = 0), cut into planes at `sample`
+ * (scratch of CODEC_SAMPLE_VALUES * k bytes) and kept for the whole cut. For
+ * each plane, whether lz4 is worth trying (try[p]): always without a sample,
+ * else when the plane's sample shrinks. */
 static void planes_worth_lz4(const codec_ops *o, const codec_layout *l, const uint8_t *body, bool fold,
-                             uint8_t *probe, bool try[CODEC_MAX_PLANES]) {
-    if (l->count <= 2 * CODEC_PROBE_VALUES) {
-        for (int p = 0; p < l->n_cut; p++) try[p] = true;
-        return;
+                             uint8_t *sample, uint8_t *at[CODEC_MAX_PLANES], size_t *first, size_t *m,
+                             bool try[CODEC_MAX_PLANES]) {
+    *m = l->count > 2 * CODEC_SAMPLE_VALUES ? CODEC_SAMPLE_VALUES : 0;
+    *first = (l->count / 2 - *m / 2) & ~(size_t)7;
+    for (int p = 0; p < l->n_cut; p++) {
+        try[p] = true;
+        at[p] = sample + (p < l->k - 1 ? (size_t)p * *m : (size_t)(l->k - 1) * *m + (size_t)(p - l->k + 1) * (*m / 8));
     }
-    const size_t m = CODEC_PROBE_VALUES, first = (l->count / 2 - m / 2) & ~(size_t)7;
-    uint8_t *at[CODEC_MAX_PLANES];
-    for (int p = 0; p < l->n_cut; p++) at[p] = probe + (p < l->k - 1 ? (size_t)p * m : (size_t)(l->k - 1) * m + (size_t)(p - l->k + 1) * (m / 8));
-    o->cut(body + first * (size_t)l->k, m, l->k, fold, at);
-    for (int p = 0; p < l->n_cut; p++) try[p] = sample_shrinks(at[p], p < l->k - 1 ? m : m / 8);
+    if (!*m) return;
+    o->cut(body + *first * (size_t)l->k, *m, l->k, fold, at);
+    for (int p = 0; p < l->n_cut; p++) try[p] = sample_shrinks(at[p], p < l->k - 1 ? CODEC_SAMPLE_BYTES : *m / 8);
 }
 
 /* Plane p (size bytes at from) into out as lz4 when tried and shorter, else as is;
@@ -289,7 +303,7 @@ size_t codec_encode(int codec, const float *x, size_t rows, size_t width, void *
     }
     /* scratch: the body (converted numbers; x itself for f32), the planes that
      * lz4 may shrink, the sample cut */
-    uint8_t *tmp = scratch_get(l.body + l.stored + (size_t)CODEC_PROBE_VALUES * 4);
+    uint8_t *tmp = scratch_get(l.body + l.stored + (size_t)CODEC_SAMPLE_VALUES * 4);
     if (!tmp) {
         err_set(err, errlen, "%s: out of memory", f->name);
         return 0;
@@ -300,7 +314,9 @@ size_t codec_encode(int codec, const float *x, size_t rows, size_t width, void *
         body = tmp;
     }
     bool try[CODEC_MAX_PLANES];
-    planes_worth_lz4(o, &l, body, f->fold, tmp + l.body + l.stored, try);
+    uint8_t *sample[CODEC_MAX_PLANES];
+    size_t first, m;
+    planes_worth_lz4(o, &l, body, f->fold, tmp + l.body + l.stored, sample, &first, &m, try);
     /* planes stored as they are go straight to their place while every plane
      * before them is stored too; the rest to scratch */
     uint8_t *at[CODEC_MAX_PLANES], *spare = tmp + l.body;
@@ -312,7 +328,13 @@ size_t codec_encode(int codec, const float *x, size_t rows, size_t width, void *
         if (in_place) off += plane_size(&l, p);
         else spare += plane_size(&l, p);
     }
-    o->cut(body, l.count, l.k, f->fold, at);
+    /* around the sample, which is cut already */
+    cut_range(o, &l, body, f->fold, 0, first, at);
+    cut_range(o, &l, body, f->fold, first + m, l.count, at);
+    for (int p = 0; m && p < l.n_cut; p++) {
+        const bool bits = p >= l.k - 1;
+        memcpy(at[p] + (bits ? first / 8 : first), sample[p], bits ? m / 8 : m);
+    }
     off = 4u * (size_t)l.n_planes;
     for (int p = 0; p < l.n_cut; p++) off += plane_put(at[p], plane_size(&l, p), try[p], out + off, out + 4 * p);
     if (l.tail) {
