@@ -221,8 +221,9 @@ static uint32_t get_u32(const uint8_t *p) {
 /* ---------------------------------------------------------------- encode */
 
 #define CODEC_PROBE_BYTES 4096  /* lz4 sample of the tail plane */
-#define CODEC_SAMPLE_VALUES 2048 /* values of the sample cut (a multiple of 8): bit plane samples of 256 bytes */
-#define CODEC_SAMPLE_BYTES 1024  /* of which lz4 samples the byte planes' first this many */
+#define CODEC_SAMPLE_VALUES 2048 /* values of the sample cut (a multiple of 8): bit plane samples of 256 bytes, */
+#define CODEC_SAMPLE_LARGE 8192  /* or 1 KiB from a split part of at least 4x this many */
+#define CODEC_SAMPLE_BYTES 1024  /* lz4 samples the byte planes' first this many */
 #define CODEC_PROBE_GAIN 0.97    /* a sample must shrink below this to try the plane */
 
 /* Whether lz4 shrinks n bytes at p below CODEC_PROBE_GAIN. */
@@ -247,15 +248,20 @@ static void cut_range(const codec_ops *o, const codec_layout *l, const uint8_t *
     o->cut(body + from * (size_t)l->k, to - from, l->k, fold, part);
 }
 
-/* The sample: CODEC_SAMPLE_VALUES values from the middle of a split part of at
- * least twice that many (else none: *m = 0), cut into planes at `sample`
- * (scratch of CODEC_SAMPLE_VALUES * k bytes) and kept for the whole cut. For
- * each plane, whether lz4 is worth trying (try[p]): always without a sample,
- * else when the plane's sample shrinks. */
+/* The sample: *m values from the middle of the split part (CODEC_SAMPLE_LARGE
+ * of a long one, CODEC_SAMPLE_VALUES of one at least twice that long, else
+ * none: *m = 0), cut into planes at `sample` (scratch of CODEC_SAMPLE_LARGE * k
+ * bytes, at[] set to them) and kept for the whole cut. For each plane, whether
+ * lz4 is worth trying (try[p]): always without a sample, else when the plane's
+ * sample shrinks (the first CODEC_SAMPLE_BYTES of a byte plane's: noise there
+ * is the usual case and the costly one to sample; a bit plane's whole sample,
+ * where a plane that lz4 shrinks by only 20% needs 1 KiB to show it). */
 static void planes_worth_lz4(const codec_ops *o, const codec_layout *l, const uint8_t *body, bool fold,
                              uint8_t *sample, uint8_t *at[CODEC_MAX_PLANES], size_t *first, size_t *m,
                              bool try[CODEC_MAX_PLANES]) {
-    *m = l->count > 2 * CODEC_SAMPLE_VALUES ? CODEC_SAMPLE_VALUES : 0;
+    *m = l->count >= 4 * CODEC_SAMPLE_LARGE    ? CODEC_SAMPLE_LARGE
+         : l->count > 2 * CODEC_SAMPLE_VALUES ? CODEC_SAMPLE_VALUES
+                                              : 0;
     *first = (l->count / 2 - *m / 2) & ~(size_t)7;
     for (int p = 0; p < l->n_cut; p++) {
         try[p] = true;
@@ -303,7 +309,7 @@ size_t codec_encode(int codec, const float *x, size_t rows, size_t width, void *
     }
     /* scratch: the body (converted numbers; x itself for f32), the planes that
      * lz4 may shrink, the sample cut */
-    uint8_t *tmp = scratch_get(l.body + l.stored + (size_t)CODEC_SAMPLE_VALUES * 4);
+    uint8_t *tmp = scratch_get(l.body + l.stored + (size_t)CODEC_SAMPLE_LARGE * 4);
     if (!tmp) {
         err_set(err, errlen, "%s: out of memory", f->name);
         return 0;
