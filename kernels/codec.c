@@ -114,17 +114,17 @@ size_t codec_max_encoded(int codec, size_t rows, size_t width) {
     return layout_max(&l, formats[codec].lz4);
 }
 
-/* Scratch memory of the calling thread, kept between calls: fresh pages for
- * every frame would cost more than the codec (a 512-token chunk needs ~15 MB),
- * and its lz4 state, set up once: LZ4_compress_fast clears a fresh 16 KiB
- * table on every call, which costs more than compressing one token's planes.
- * Freed when the thread exits. */
 /* lz4 acceleration: 1 for the planes (the exponent's bit planes shrink 4% more
  * than at 4), 4 for the samples that decide whether to try (most are noise,
  * which lz4 crosses faster the higher it is). */
 #define CODEC_LZ4_ACCEL 1
 #define CODEC_PROBE_ACCEL 4
 
+/* Scratch memory of the calling thread, kept between calls: fresh pages for
+ * every frame would cost more than the codec (a 512-token chunk of f16 needs
+ * ~8 MB), and its lz4 state, set up once: LZ4_compress_fast clears a fresh
+ * 16 KiB table on every call, which costs more than compressing one token's
+ * planes. Freed when the thread exits. */
 typedef struct codec_scratch {
     LZ4_stream_t lz4;
     size_t cap;
@@ -164,9 +164,9 @@ static uint8_t *scratch_get(size_t n) {
     return s->buf;
 }
 
-/* LZ4_compress_fast of n bytes into at most cap (acceleration accel) with this thread's state: the
- * same block format, an independent block. Returns its size, 0 if it does not
- * fit (or out of memory). */
+/* LZ4_compress_fast of n bytes into at most cap (acceleration accel) with this
+ * thread's state: the same block format, an independent block. Returns its
+ * size, 0 if it does not fit (or out of memory). */
 static int lz4_pack(const uint8_t *src, size_t n, uint8_t *dst, size_t cap, int accel) {
     codec_scratch *s = scratch_mine();
     if (!s) return 0;
@@ -307,9 +307,10 @@ size_t codec_encode(int codec, const float *x, size_t rows, size_t width, void *
         err_set(err, errlen, "%s: %zu values are too many for one lz4 plane", f->name, l.n);
         return 0;
     }
-    /* scratch: the body (converted numbers; x itself for f32), the planes that
-     * lz4 may shrink, the sample cut */
-    uint8_t *tmp = scratch_get(l.body + l.stored + (size_t)CODEC_SAMPLE_LARGE * 4);
+    /* scratch: the body (converted numbers; x itself for f32), the planes not
+     * cut into place, the sample cut */
+    const size_t room = f->base == BASE_F32 ? 0 : l.body;
+    uint8_t *tmp = scratch_get(room + l.stored + (size_t)CODEC_SAMPLE_LARGE * 4);
     if (!tmp) {
         err_set(err, errlen, "%s: out of memory", f->name);
         return 0;
@@ -322,10 +323,10 @@ size_t codec_encode(int codec, const float *x, size_t rows, size_t width, void *
     bool try[CODEC_MAX_PLANES];
     uint8_t *sample[CODEC_MAX_PLANES];
     size_t first, m;
-    planes_worth_lz4(o, &l, body, f->fold, tmp + l.body + l.stored, sample, &first, &m, try);
+    planes_worth_lz4(o, &l, body, f->fold, tmp + room + l.stored, sample, &first, &m, try);
     /* planes stored as they are go straight to their place while every plane
      * before them is stored too; the rest to scratch */
-    uint8_t *at[CODEC_MAX_PLANES], *spare = tmp + l.body;
+    uint8_t *at[CODEC_MAX_PLANES], *spare = tmp + room;
     size_t off = 4u * (size_t)l.n_planes;
     bool in_place = true;
     for (int p = 0; p < l.n_cut; p++) {
@@ -404,12 +405,13 @@ int codec_decode(int codec, const void *src, size_t src_len, float *y, size_t ro
     }
     /* scratch: the body (y itself for f32), then the planes that were compressed;
      * stored planes are joined from the payload in place */
-    uint8_t *tmp = scratch_get(l.body + l.stored);
+    const size_t room = f->base == BASE_F32 ? 0 : l.body;
+    uint8_t *tmp = scratch_get(room + l.stored);
     if (!tmp) {
         err_set(err, errlen, "%s: out of memory", f->name);
         return -1;
     }
-    uint8_t *body = f->base == BASE_F32 ? (uint8_t *)y : tmp, *spare = tmp + l.body;
+    uint8_t *body = f->base == BASE_F32 ? (uint8_t *)y : tmp, *spare = tmp + room;
     const uint8_t *from[CODEC_MAX_PLANES];
     size_t off = hdr;
     for (int p = 0; p < l.n_planes; p++) {
