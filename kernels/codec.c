@@ -3,8 +3,14 @@
  * primitives that define the bits.
  *
  * Every format is a "body" - the numbers in their layout - cut for lz4 into
- * planes: `k` planes of `count` bytes (byte b of each of `count` values of k
- * bytes) plus, for q8, one plane of the int8 values as they are.
+ * planes: k-1 byte planes of `count` bytes (byte b of each of `count` values
+ * of k bytes), 8 bit planes of the top byte, plus, for q8, one plane of the
+ * int8 values as they are. The cut is one pass that writes each plane where it
+ * goes: the planes that will be stored as they are, straight into the output
+ * (their offsets are known while every plane before them is stored too, which
+ * is the usual case: noise first, then the planes lz4 shrinks), the others into
+ * scratch for lz4. Whether lz4 is worth trying on a plane is decided before the
+ * cut, from a sample cut of the middle values.
  */
 #include <lz4.h>
 #include <pthread.h>
@@ -24,18 +30,17 @@ typedef struct codec_format {
     uint8_t base;     /* BASE_*: the number format */
     uint8_t lz4;      /* planes + lz4 */
     uint8_t lossless;
-    uint8_t bits_from;/* lz4: byte planes from this one up (of the k) are cut into bit planes */
     uint8_t fold;     /* lz4: exponent folded into the top byte first (codec_internal.h) */
 } codec_format;
 
-/* Bit planes for the bytes that hold the exponent (sign and exponent bits,
- * nearly constant at the top, lz4 folds them to almost nothing); byte planes
- * for the low mantissa bytes, which are noise either way. */
+/* Bit planes for the top byte, which holds the exponent (sign and exponent
+ * bits, nearly constant at the top, lz4 folds them to almost nothing); byte
+ * planes for the low mantissa bytes, which are noise either way. */
 static const codec_format formats[CODEC_COUNT] = {
-    [CODEC_F32] = {"f32", BASE_F32, 0, 1, 0, 0},          [CODEC_F16] = {"f16", BASE_F16, 0, 0, 0, 0},
-    [CODEC_BF16] = {"bf16", BASE_BF16, 0, 0, 0, 0},       [CODEC_Q8] = {"q8", BASE_Q8, 0, 0, 0, 0},
-    [CODEC_F32_LZ4] = {"f32+lz4", BASE_F32, 1, 1, 3, 1},  [CODEC_F16_LZ4] = {"f16+lz4", BASE_F16, 1, 0, 1, 0},
-    [CODEC_BF16_LZ4] = {"bf16+lz4", BASE_BF16, 1, 0, 1, 1}, [CODEC_Q8_LZ4] = {"q8+lz4", BASE_Q8, 1, 0, 3, 0},
+    [CODEC_F32] = {"f32", BASE_F32, 0, 1, 0},          [CODEC_F16] = {"f16", BASE_F16, 0, 0, 0},
+    [CODEC_BF16] = {"bf16", BASE_BF16, 0, 0, 0},       [CODEC_Q8] = {"q8", BASE_Q8, 0, 0, 0},
+    [CODEC_F32_LZ4] = {"f32+lz4", BASE_F32, 1, 1, 1},  [CODEC_F16_LZ4] = {"f16+lz4", BASE_F16, 1, 0, 0},
+    [CODEC_BF16_LZ4] = {"bf16+lz4", BASE_BF16, 1, 0, 1}, [CODEC_Q8_LZ4] = {"q8+lz4", BASE_Q8, 1, 0, 0},
 };
 
 const char *codec_name(int codec) { return (unsigned)codec < CODEC_COUNT ? formats[codec].name : "unknown"; }
@@ -57,25 +62,25 @@ bool codec_is_lossless(int codec) { return (unsigned)codec < CODEC_COUNT && form
 /* ---------------------------------------------------------------- layout */
 
 /* Sizes of one payload of rows x width values. The lz4 container cuts the body
- * into byte planes (k of `count` bytes, plus q8's int8 values as one more) and
- * the format's top byte planes each into 8 bit planes of ceil(bytes / 8) (bit b
- * of every byte); each of the resulting planes is stored or lz4-compressed. */
-#define CODEC_MAX_PLANES 40
+ * into planes (codec_ops.cut): k-1 byte planes of `count` bytes, 8 bit planes of
+ * the top byte of ceil(count / 8) bytes, and q8's int8 values as one more
+ * plane; each is stored or lz4-compressed, in that order. */
+#define CODEC_MAX_PLANES 12
 typedef struct codec_layout {
     size_t n;        /* values */
     size_t body;     /* bytes of the body */
     int k;           /* bytes per value of the split part */
     size_t count;    /* values in the split part (byte plane size) */
-    size_t tail;     /* bytes after the split part, one more byte plane (q8's int8) */
-    int n_bytes;     /* byte planes */
-    int bits_from;   /* byte planes [bits_from, k) are cut into bit planes */
+    size_t tail;     /* bytes after the split part, one more plane (q8's int8) */
+    int n_cut;       /* planes of the split part: k-1 byte planes, 8 bit planes */
     int n_planes;    /* stored planes */
     size_t stored;   /* bytes of all stored planes */
 } codec_layout;
 
-/* Bytes of byte plane i. */
-static size_t byte_plane(const codec_layout *l, int i) { return i < l->k ? l->count : l->tail; }
-static bool cut_in_bits(const codec_layout *l, int i) { return i >= l->bits_from && i < l->k; }
+/* Bytes of plane p. */
+static size_t plane_size(const codec_layout *l, int p) {
+    return p < l->k - 1 ? l->count : p < l->n_cut ? (l->count + 7) / 8 : l->tail;
+}
 
 /* Fill l for `codec`; -1 on an unknown codec, an empty or overflowing size. */
 static int layout_get(int codec, size_t rows, size_t width, codec_layout *l) {
@@ -91,32 +96,11 @@ static int layout_get(int codec, size_t rows, size_t width, codec_layout *l) {
     default: l->k = 4, l->count = rows * ((width + CODEC_Q8_BLOCK - 1) / CODEC_Q8_BLOCK), l->tail = l->n; break;
     }
     l->body = l->count * (size_t)l->k + l->tail;
-    l->n_bytes = l->k + (l->tail ? 1 : 0);
-    l->bits_from = f->bits_from;
-    l->n_planes = 0, l->stored = 0;
-    for (int i = 0; i < l->n_bytes; i++) {
-        size_t sz = byte_plane(l, i);
-        l->n_planes += cut_in_bits(l, i) ? 8 : 1;
-        l->stored += cut_in_bits(l, i) ? 8 * ((sz + 7) / 8) : sz;
-    }
+    l->n_cut = l->k - 1 + 8;
+    l->n_planes = l->n_cut + (l->tail ? 1 : 0);
+    l->stored = 0;
+    for (int p = 0; p < l->n_planes; p++) l->stored += plane_size(l, p);
     return 0;
-}
-
-/* Where the stored planes come from or go: their sizes and places, given the
- * byte planes (bytes: k planes of count) and the body (for q8's tail), with bit
- * planes kept in `bits`. */
-static void layout_planes(const codec_layout *l, uint8_t *bytes, uint8_t *body, uint8_t *bits,
-                          uint8_t *at[CODEC_MAX_PLANES], size_t size[CODEC_MAX_PLANES]) {
-    int p = 0;
-    for (int i = 0; i < l->n_bytes; i++) {
-        size_t sz = byte_plane(l, i);
-        uint8_t *plane = i < l->k ? bytes + (size_t)i * l->count : body + l->count * (size_t)l->k;
-        if (!cut_in_bits(l, i)) {
-            at[p] = plane, size[p++] = sz;
-            continue;
-        }
-        for (int b = 0; b < 8; b++) at[p] = bits, size[p++] = (sz + 7) / 8, bits += (sz + 7) / 8;
-    }
 }
 
 /* Encoded bytes at most: the body, or for lz4 the plane table and every plane stored. */
@@ -130,24 +114,65 @@ size_t codec_max_encoded(int codec, size_t rows, size_t width) {
     return layout_max(&l, formats[codec].lz4);
 }
 
+/* lz4 acceleration: 1 for the planes (the exponent's bit planes shrink 4% more
+ * than at 4), 4 for the samples that decide whether to try (most are noise,
+ * which lz4 crosses faster the higher it is). */
+#define CODEC_LZ4_ACCEL 1
+#define CODEC_PROBE_ACCEL 4
+#define CODEC_TAIL_ACCEL 4 /* q8's int8 plane: the same size at 4, and faster */
+
 /* Scratch memory of the calling thread, kept between calls: fresh pages for
- * every frame would cost more than the codec (a 512-token chunk needs ~30 MB).
- * Freed when the thread exits. */
+ * every frame would cost more than the codec (a 512-token chunk of f16 needs
+ * ~8 MB), and its lz4 state, set up once: LZ4_compress_fast clears a fresh
+ * 16 KiB table on every call, which costs more than compressing one token's
+ * planes. Freed when the thread exits. */
+typedef struct codec_scratch {
+    LZ4_stream_t lz4;
+    size_t cap;
+    uint8_t *buf;
+} codec_scratch;
+
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-static void scratch_key_make(void) { pthread_key_create(&scratch_key, free); }
+static void scratch_free(void *p) {
+    codec_scratch *s = p;
+    free(s->buf);
+    free(s);
+}
+static void scratch_key_make(void) { pthread_key_create(&scratch_key, scratch_free); }
+
+/* This thread's scratch; NULL if out of memory. */
+static codec_scratch *scratch_mine(void) {
+    pthread_once(&scratch_once, scratch_key_make);
+    codec_scratch *s = pthread_getspecific(scratch_key);
+    if (!s && (s = calloc(1, sizeof *s)) != NULL) {
+        LZ4_initStream(&s->lz4, sizeof s->lz4);
+        pthread_setspecific(scratch_key, s);
+    }
+    return s;
+}
 
 /* At least n bytes, 16-byte aligned, valid until this thread's next call; NULL
  * if out of memory. */
 static uint8_t *scratch_get(size_t n) {
-    pthread_once(&scratch_once, scratch_key_make);
-    size_t *b = pthread_getspecific(scratch_key);
-    if (b && b[0] >= n) return (uint8_t *)(b + 2);
-    free(b);
-    b = malloc(n + 2 * sizeof(size_t));
-    if (b) b[0] = n;
-    pthread_setspecific(scratch_key, b);
-    return b ? (uint8_t *)(b + 2) : NULL;
+    codec_scratch *s = scratch_mine();
+    if (!s) return NULL;
+    if (s->cap < n) {
+        free(s->buf);
+        s->buf = malloc(n);
+        s->cap = s->buf ? n : 0;
+    }
+    return s->buf;
+}
+
+/* LZ4_compress_fast of n bytes into at most cap (acceleration accel) with this
+ * thread's state: the same block format, an independent block. Returns its
+ * size, 0 if it does not fit (or out of memory). */
+static int lz4_pack(const uint8_t *src, size_t n, uint8_t *dst, size_t cap, int accel) {
+    codec_scratch *s = scratch_mine();
+    if (!s) return 0;
+    LZ4_resetStream_fast(&s->lz4);
+    return LZ4_compress_fast_continue(&s->lz4, (const char *)src, (char *)dst, (int)n, (int)cap, accel);
 }
 
 static const codec_ops *ops_now(void) {
@@ -196,17 +221,69 @@ static uint32_t get_u32(const uint8_t *p) {
 
 /* ---------------------------------------------------------------- encode */
 
-#define CODEC_PROBE_BYTES 4096
-#define CODEC_PROBE_GAIN 0.97 /* a sample must shrink below this to try the plane */
-#define CODEC_LZ4_ACCEL 4      /* lz4 acceleration: the same ratio here (0.873 vs 0.871), encode of one token 1.7 -> 2.0 GB/s */
+#define CODEC_PROBE_BYTES 4096  /* lz4 sample of the tail plane */
+#define CODEC_SAMPLE_VALUES 2048 /* values of the sample cut (a multiple of 8): bit plane samples of 256 bytes, */
+#define CODEC_SAMPLE_LARGE 8192  /* or 1 KiB from a split part of at least 4x this many */
+#define CODEC_SAMPLE_BYTES 1024  /* lz4 samples the byte planes' first this many */
+#define CODEC_PROBE_GAIN 0.97    /* a sample must shrink below this to try the plane */
+
+/* Whether lz4 shrinks n bytes at p below CODEC_PROBE_GAIN. */
+static bool sample_shrinks(const uint8_t *p, size_t n) {
+    uint8_t out[LZ4_COMPRESSBOUND(CODEC_PROBE_BYTES)];
+    int c = lz4_pack(p, n, out, sizeof out, CODEC_PROBE_ACCEL);
+    return c > 0 && c < CODEC_PROBE_GAIN * (double)n;
+}
 
 /* Whether lz4 may shrink a plane of n bytes: a sample from its middle must. */
 static bool plane_worth_lz4(const uint8_t *p, size_t n) {
-    if (n <= 2 * CODEC_PROBE_BYTES) return true;
-    char out[LZ4_COMPRESSBOUND(CODEC_PROBE_BYTES)];
-    int c = LZ4_compress_fast((const char *)p + n / 2 - CODEC_PROBE_BYTES / 2, out, CODEC_PROBE_BYTES, sizeof out,
-                              CODEC_LZ4_ACCEL);
-    return c > 0 && c < CODEC_PROBE_GAIN * CODEC_PROBE_BYTES;
+    return n <= 2 * CODEC_PROBE_BYTES || sample_shrinks(p + n / 2 - CODEC_PROBE_BYTES / 2, CODEC_PROBE_BYTES);
+}
+
+/* Planes of values [from, to) (from a multiple of 8) of the split part into the
+ * planes at at[]. */
+static void cut_range(const codec_ops *o, const codec_layout *l, const uint8_t *body, bool fold, size_t from,
+                      size_t to, uint8_t *const at[CODEC_MAX_PLANES]) {
+    if (from >= to) return;
+    uint8_t *part[CODEC_MAX_PLANES];
+    for (int p = 0; p < l->n_cut; p++) part[p] = at[p] + (p < l->k - 1 ? from : from / 8);
+    o->cut(body + from * (size_t)l->k, to - from, l->k, fold, part);
+}
+
+/* The sample: *m values from the middle of the split part (CODEC_SAMPLE_LARGE
+ * of a long one, CODEC_SAMPLE_VALUES of one at least twice that long, else
+ * none: *m = 0), cut into planes at `sample` (scratch of CODEC_SAMPLE_LARGE * k
+ * bytes, at[] set to them) and kept for the whole cut. For each plane, whether
+ * lz4 is worth trying (try[p]): always without a sample, else when the plane's
+ * sample shrinks (the first CODEC_SAMPLE_BYTES of a byte plane's: noise there
+ * is the usual case and the costly one to sample; a bit plane's whole sample,
+ * where a plane that lz4 shrinks by only 20% needs 1 KiB to show it). */
+static void planes_worth_lz4(const codec_ops *o, const codec_layout *l, const uint8_t *body, bool fold,
+                             uint8_t *sample, uint8_t *at[CODEC_MAX_PLANES], size_t *first, size_t *m,
+                             bool try[CODEC_MAX_PLANES]) {
+    *m = l->count >= 4 * CODEC_SAMPLE_LARGE    ? CODEC_SAMPLE_LARGE
+         : l->count > 2 * CODEC_SAMPLE_VALUES ? CODEC_SAMPLE_VALUES
+                                              : 0;
+    *first = (l->count / 2 - *m / 2) & ~(size_t)7;
+    for (int p = 0; p < l->n_cut; p++) {
+        try[p] = true;
+        at[p] = sample + (p < l->k - 1 ? (size_t)p * *m : (size_t)(l->k - 1) * *m + (size_t)(p - l->k + 1) * (*m / 8));
+    }
+    if (!*m) return;
+    o->cut(body + *first * (size_t)l->k, *m, l->k, fold, at);
+    for (int p = 0; p < l->n_cut; p++) try[p] = sample_shrinks(at[p], p < l->k - 1 ? CODEC_SAMPLE_BYTES : *m / 8);
+}
+
+/* A plane (size bytes at from) into out as lz4 (acceleration accel) when tried
+ * and shorter, else as is; its length into the table at tab. Returns the bytes
+ * written. */
+static size_t plane_put(const uint8_t *from, size_t size, bool try, int accel, uint8_t *out, uint8_t *tab) {
+    int c = try && size > 1 ? lz4_pack(from, size, out, size - 1, accel) : 0;
+    if (c <= 0) {
+        if (from != out) memcpy(out, from, size);
+        c = (int)size;
+    }
+    put_u32(tab, (uint32_t)c);
+    return (size_t)c;
 }
 
 size_t codec_encode(int codec, const float *x, size_t rows, size_t width, void *dst, size_t cap, char *err,
@@ -232,43 +309,46 @@ size_t codec_encode(int codec, const float *x, size_t rows, size_t width, void *
         err_set(err, errlen, "%s: %zu values are too many for one lz4 plane", f->name, l.n);
         return 0;
     }
-    /* body (converted numbers; x itself for f32) -> byte planes -> bit planes of the top ones */
-    uint8_t *tmp = scratch_get(2 * l.body + l.stored);
+    /* scratch: the body (converted numbers; x itself for f32), the planes not
+     * cut into place, the sample cut */
+    const size_t room = f->base == BASE_F32 ? 0 : l.body;
+    uint8_t *tmp = scratch_get(room + l.stored + (size_t)CODEC_SAMPLE_LARGE * 4);
     if (!tmp) {
         err_set(err, errlen, "%s: out of memory", f->name);
         return 0;
     }
-    uint8_t *body = (uint8_t *)x;
+    const uint8_t *body = (const uint8_t *)x;
     if (f->base != BASE_F32) {
         body_encode(o, f->base, x, rows, width, &l, tmp);
         body = tmp;
     }
-    if (f->fold) {
-        o->fold((const uint8_t *)body, l.count, l.k, tmp);
-        body = tmp;
-    }
-    uint8_t *bytes = tmp + l.body, *bits = bytes + l.body;
-    o->split(body, l.count, l.k, bytes);
-    for (int i = l.bits_from; i < l.k; i++)
-        o->bit_split(bytes + (size_t)i * l.count, l.count, bits + (size_t)(i - l.bits_from) * 8 * ((l.count + 7) / 8));
-    uint8_t *at[CODEC_MAX_PLANES];
-    size_t size[CODEC_MAX_PLANES];
-    layout_planes(&l, bytes, body, bits, at, size);
+    bool try[CODEC_MAX_PLANES];
+    uint8_t *sample[CODEC_MAX_PLANES];
+    size_t first, m;
+    planes_worth_lz4(o, &l, body, f->fold, tmp + room + l.stored, sample, &first, &m, try);
+    /* planes stored as they are go straight to their place while every plane
+     * before them is stored too; the rest to scratch */
+    uint8_t *at[CODEC_MAX_PLANES], *spare = tmp + room;
     size_t off = 4u * (size_t)l.n_planes;
-    for (int i = 0; i < l.n_planes; i++) {
-        /* lz4 only when it shrinks the plane (it never needs more room than that)
-         * and when a sample says it might: low mantissa bytes are noise, and lz4
-         * crawls through noise */
-        int c = size[i] > 1 && plane_worth_lz4(at[i], size[i])
-                    ? LZ4_compress_fast((const char *)at[i], (char *)out + off, (int)size[i], (int)(size[i] - 1),
-                                        CODEC_LZ4_ACCEL)
-                    : 0;
-        if (c <= 0) {
-            memcpy(out + off, at[i], size[i]);
-            c = (int)size[i];
-        }
-        put_u32(out + 4 * i, (uint32_t)c);
-        off += (size_t)c;
+    bool in_place = true;
+    for (int p = 0; p < l.n_cut; p++) {
+        in_place = in_place && !try[p];
+        at[p] = in_place ? out + off : spare;
+        if (in_place) off += plane_size(&l, p);
+        else spare += plane_size(&l, p);
+    }
+    /* around the sample, which is cut already */
+    cut_range(o, &l, body, f->fold, 0, first, at);
+    cut_range(o, &l, body, f->fold, first + m, l.count, at);
+    for (int p = 0; m && p < l.n_cut; p++) {
+        const bool bits = p >= l.k - 1;
+        memcpy(at[p] + (bits ? first / 8 : first), sample[p], bits ? m / 8 : m);
+    }
+    off = 4u * (size_t)l.n_planes;
+    for (int p = 0; p < l.n_cut; p++) off += plane_put(at[p], plane_size(&l, p), try[p], CODEC_LZ4_ACCEL, out + off, out + 4 * p);
+    if (l.tail) {
+        const uint8_t *q = body + l.count * (size_t)l.k;
+        off += plane_put(q, l.tail, plane_worth_lz4(q, l.tail), CODEC_TAIL_ACCEL, out + off, out + 4 * l.n_cut);
     }
     return off;
 }
@@ -312,21 +392,11 @@ int codec_decode(int codec, const void *src, size_t src_len, float *y, size_t ro
         err_set(err, errlen, "%s payload of %zu bytes is shorter than its %zu-byte plane table", f->name, src_len, hdr);
         return -1;
     }
-    /* planes -> byte planes -> body (y itself for f32; aligned at the start of tmp otherwise) -> y */
-    uint8_t *tmp = scratch_get(2 * l.body + l.stored);
-    if (!tmp) {
-        err_set(err, errlen, "%s: out of memory", f->name);
-        return -1;
-    }
-    uint8_t *body = f->base == BASE_F32 ? (uint8_t *)y : tmp;
-    uint8_t *bytes = tmp + l.body, *bits = bytes + l.body;
-    uint8_t *at[CODEC_MAX_PLANES];
-    size_t size[CODEC_MAX_PLANES], total = hdr;
-    layout_planes(&l, bytes, body, bits, at, size);
-    for (int i = 0; i < l.n_planes; i++) {
-        const size_t len = get_u32(in + 4 * i);
-        if (len > size[i] || len == 0) {
-            err_set(err, errlen, "%s plane %d: %zu bytes for a plane of %zu", f->name, i, len, size[i]);
+    size_t total = hdr;
+    for (int p = 0; p < l.n_planes; p++) {
+        const size_t len = get_u32(in + 4 * p);
+        if (len > plane_size(&l, p) || len == 0) {
+            err_set(err, errlen, "%s plane %d: %zu bytes for a plane of %zu", f->name, p, len, plane_size(&l, p));
             return -1;
         }
         total += len;
@@ -335,28 +405,33 @@ int codec_decode(int codec, const void *src, size_t src_len, float *y, size_t ro
         err_set(err, errlen, "%s payload of %zu bytes, its plane table says %zu", f->name, src_len, total);
         return -1;
     }
-    /* byte planes of the split part stored whole are merged from the payload itself */
-    const uint8_t *from[4];
-    for (int i = 0; i < l.k; i++) from[i] = bytes + (size_t)i * l.count;
+    /* scratch: the body (y itself for f32), then the planes that were compressed;
+     * stored planes are joined from the payload in place */
+    const size_t room = f->base == BASE_F32 ? 0 : l.body;
+    uint8_t *tmp = scratch_get(room + l.stored);
+    if (!tmp) {
+        err_set(err, errlen, "%s: out of memory", f->name);
+        return -1;
+    }
+    uint8_t *body = f->base == BASE_F32 ? (uint8_t *)y : tmp, *spare = tmp + room;
+    const uint8_t *from[CODEC_MAX_PLANES];
     size_t off = hdr;
-    for (int i = 0; i < l.n_planes; i++) {
-        const size_t len = get_u32(in + 4 * i);
-        const int whole = i < l.bits_from ? i : -1; /* whole planes come first */
-        if (len == size[i] && whole >= 0) {
-            from[whole] = in + off;
-        } else if (len == size[i]) {
-            memcpy(at[i], in + off, size[i]);
-        } else if (LZ4_decompress_safe((const char *)in + off, (char *)at[i], (int)len, (int)size[i]) !=
-                   (int)size[i]) {
-            err_set(err, errlen, "%s plane %d: bad lz4 stream (%zu bytes for %zu)", f->name, i, len, size[i]);
+    for (int p = 0; p < l.n_planes; p++) {
+        const size_t len = get_u32(in + 4 * p), size = plane_size(&l, p);
+        uint8_t *to = p < l.n_cut ? spare : body + l.count * (size_t)l.k; /* the tail plane in the body */
+        if (len == size && p < l.n_cut) {
+            from[p] = in + off;
+        } else if (len == size) {
+            memcpy(to, in + off, size);
+        } else if (LZ4_decompress_safe((const char *)in + off, (char *)to, (int)len, (int)size) != (int)size) {
+            err_set(err, errlen, "%s plane %d: bad lz4 stream (%zu bytes for %zu)", f->name, p, len, size);
             return -1;
+        } else if (p < l.n_cut) {
+            from[p] = to, spare += size;
         }
         off += len;
     }
-    for (int i = l.bits_from; i < l.k; i++)
-        o->bit_merge(bits + (size_t)(i - l.bits_from) * 8 * ((l.count + 7) / 8), l.count, bytes + (size_t)i * l.count);
-    o->merge(from, l.count, l.k, body);
-    if (f->fold) o->unfold(body, l.count, l.k, body);
+    o->join(from, l.count, l.k, f->fold, body);
     if (f->base != BASE_F32) body_decode(o, f->base, body, rows, width, &l, y);
     return 0;
 }
@@ -386,32 +461,12 @@ static void s_q8_row(const float *x, size_t n, float *d, int8_t *q) {
 static void s_dq8_row(const int8_t *q, const float *d, size_t n, float *y) {
     for (size_t i = 0; i < n; i++) y[i] = (float)q[i] * d[i / CODEC_Q8_BLOCK];
 }
-static void s_split(const uint8_t *src, size_t n, int k, uint8_t *dst) {
-    for (size_t i = 0; i < n; i++)
-        for (int b = 0; b < k; b++) dst[(size_t)b * n + i] = src[i * (size_t)k + (size_t)b];
+static void s_cut(const uint8_t *src, size_t n, int k, bool fold, uint8_t *const *dst) {
+    codec_cut_range(src, 0, n, k, fold, dst);
 }
-static void s_merge(const uint8_t *const *src, size_t n, int k, uint8_t *dst) {
-    for (size_t i = 0; i < n; i++)
-        for (int b = 0; b < k; b++) dst[i * (size_t)k + (size_t)b] = src[b][i];
+static void s_join(const uint8_t *const *src, size_t n, int k, bool fold, uint8_t *dst) {
+    codec_join_range(src, 0, n, k, fold, dst);
 }
-
-static void s_bit_split(const uint8_t *src, size_t n, uint8_t *dst) {
-    const size_t nb = (n + 7) / 8;
-    memset(dst, 0, 8 * nb);
-    for (size_t j = 0; j < n; j++)
-        for (int b = 0; b < 8; b++) dst[(size_t)b * nb + j / 8] |= (uint8_t)(((src[j] >> b) & 1) << (j % 8));
-}
-static void s_bit_merge(const uint8_t *src, size_t n, uint8_t *dst) {
-    const size_t nb = (n + 7) / 8;
-    for (size_t j = 0; j < n; j++) {
-        uint8_t v = 0;
-        for (int b = 0; b < 8; b++) v |= (uint8_t)(((src[(size_t)b * nb + j / 8] >> (j % 8)) & 1) << b);
-        dst[j] = v;
-    }
-}
-
-static void s_fold(const uint8_t *src, size_t n, int k, uint8_t *dst) { codec_fold_range(src, 0, n, k, false, dst); }
-static void s_unfold(const uint8_t *src, size_t n, int k, uint8_t *dst) { codec_fold_range(src, 0, n, k, true, dst); }
 
 /* CRC-32C, reflected polynomial 0x82F63B78, one table lookup per byte. */
 static uint32_t crc_table[256];
@@ -431,6 +486,5 @@ static uint32_t s_crc32c(uint32_t crc, const void *data, size_t n) {
     return ~crc;
 }
 
-const codec_ops codec_ops_scalar = {s_to_f16,    s_from_f16,  s_to_bf16, s_from_bf16, s_q8_row, s_dq8_row,
-                                    s_split,     s_merge,     s_fold,    s_unfold,    s_bit_split, s_bit_merge,
-                                    s_crc32c};
+const codec_ops codec_ops_scalar = {s_to_f16, s_from_f16, s_to_bf16, s_from_bf16, s_q8_row,
+                                    s_dq8_row, s_cut,     s_join,     s_crc32c};

@@ -2,13 +2,16 @@
  * ISA versions (cpu/codec_avx2.c) share. Not a public API.
  *
  * Every primitive works on a whole array, so a format costs a few passes over
- * memory and no call per element. The scalar definitions in codec.c fix the bits;
+ * memory and no call per element; the lossless planes take one (cut: fold,
+ * byte planes and bit planes of the top byte at once, straight to where they
+ * are stored; join: back). The scalar definitions in codec.c fix the bits;
  * the vector versions reproduce them exactly (tests/test_codec.c checks).
  */
 #ifndef BATON_CODEC_INTERNAL_H
 #define BATON_CODEC_INTERNAL_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -23,19 +26,13 @@ typedef struct codec_ops {
     /* One row of n values: ceil(n/32) scales d and n int8 q (codec.h, q8). */
     void (*q8_row)(const float *x, size_t n, float *d, int8_t *q);
     void (*dq8_row)(const int8_t *q, const float *d, size_t n, float *y);
-    /* n values of k bytes (k = 2 or 4) into k planes of n bytes (dst + i*n), and
-     * back from k planes anywhere (src[i]: so that a payload's stored planes are
-     * read in place). */
-    void (*split)(const uint8_t *src, size_t n, int k, uint8_t *dst);
-    void (*merge)(const uint8_t *const *src, size_t n, int k, uint8_t *dst);
-    /* n values of k bytes (4: f32, 2: bf16) folded (codec_fold32/16), and back;
-     * src may equal dst. */
-    void (*fold)(const uint8_t *src, size_t n, int k, uint8_t *dst);
-    void (*unfold)(const uint8_t *src, size_t n, int k, uint8_t *dst);
-    /* n bytes into 8 bit planes of ceil(n/8) bytes (dst + b*ceil(n/8): bit j%8 of
-     * byte j/8 is bit b of byte j; padding bits 0), and back. */
-    void (*bit_split)(const uint8_t *src, size_t n, uint8_t *dst);
-    void (*bit_merge)(const uint8_t *src, size_t n, uint8_t *dst);
+    /* The planes of n values of k bytes (k = 2 or 4), in one pass: each value
+     * folded first when `fold` (codec_fold32/16), then byte b (b < k-1) of value
+     * j to dst[b][j], and bit p of its top byte to bit j%8 of dst[k-1+p][j/8]
+     * (8 bit planes of ceil(n/8) bytes, padding bits 0). join is the inverse,
+     * reading the planes from anywhere (a payload's stored planes in place). */
+    void (*cut)(const uint8_t *src, size_t n, int k, bool fold, uint8_t *const *dst);
+    void (*join)(const uint8_t *const *src, size_t n, int k, bool fold, uint8_t *dst);
     uint32_t (*crc32c)(uint32_t crc, const void *data, size_t n);
 } codec_ops;
 
@@ -103,21 +100,29 @@ static inline uint16_t codec_unfold16(uint16_t v) {
     return (uint16_t)(r >> 1 | r << 15);
 }
 
-/* Values [i, n) of k bytes folded (undo: unfolded) from src into dst one at a
+/* codec_ops.cut and .join for values [i, n), i a multiple of 8, one value at a
  * time: the scalar definition, and the tails of the vector versions. */
-static inline void codec_fold_range(const uint8_t *src, size_t i, size_t n, int k, bool undo, uint8_t *dst) {
+static inline void codec_cut_range(const uint8_t *src, size_t i, size_t n, int k, bool fold, uint8_t *const *dst) {
     for (; i < n; i++) {
-        if (k == 4) {
-            uint32_t u;
-            memcpy(&u, src + 4 * i, 4);
-            u = undo ? codec_unfold32(u) : codec_fold32(u);
-            memcpy(dst + 4 * i, &u, 4);
-        } else {
-            uint16_t u;
-            memcpy(&u, src + 2 * i, 2);
-            u = undo ? codec_unfold16(u) : codec_fold16(u);
-            memcpy(dst + 2 * i, &u, 2);
+        uint32_t u = 0;
+        for (int b = 0; b < k; b++) u |= (uint32_t)src[(size_t)k * i + (size_t)b] << (8 * b);
+        if (fold) u = k == 4 ? codec_fold32(u) : codec_fold16((uint16_t)u);
+        for (int b = 0; b < k - 1; b++) dst[b][i] = (uint8_t)(u >> (8 * b));
+        const uint32_t top = u >> (8 * (k - 1)) & 0xFFu;
+        for (int p = 0; p < 8; p++) {
+            uint8_t *bits = dst[k - 1 + p] + i / 8;
+            *bits = (uint8_t)((i % 8 ? *bits : 0) | ((top >> p) & 1u) << (i % 8));
         }
+    }
+}
+static inline void codec_join_range(const uint8_t *const *src, size_t i, size_t n, int k, bool fold, uint8_t *dst) {
+    for (; i < n; i++) {
+        uint32_t top = 0, u = 0;
+        for (int p = 0; p < 8; p++) top |= (uint32_t)((src[k - 1 + p][i / 8] >> (i % 8)) & 1u) << p;
+        for (int b = 0; b < k - 1; b++) u |= (uint32_t)src[b][i] << (8 * b);
+        u |= top << (8 * (k - 1));
+        if (fold) u = k == 4 ? codec_unfold32(u) : codec_unfold16((uint16_t)u);
+        for (int b = 0; b < k; b++) dst[(size_t)k * i + (size_t)b] = (uint8_t)(u >> (8 * b));
     }
 }
 

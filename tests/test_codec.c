@@ -6,6 +6,8 @@
  *    shapes (1..5120 wide, 1..3 rows) with NaN (payloads), +-inf, subnormals,
  *    -0 and huge values: lossless codecs bit-exact; lossy ones within the bounds
  *    codec.h documents; encoded bytes and decoded floats identical at every level.
+ *    Then shapes at the edges of the lz4 container's cut (sample thresholds,
+ *    lengths off the vector step) and data whose planes shrink out of order.
  * 3. The same on real hidden states: a tiny model from baton-mkmodel, run
  *    forward through its first layer on a 24-token prompt.
  * 4. Fuzz: thousands of corrupted payloads (bit flips, truncation, extension,
@@ -147,7 +149,9 @@ static void round_trip(const char *what, const float *x, size_t rows, size_t wid
 }
 
 /* Random data of one flavour: 0 plain, 1 with specials, 2 activations-like
- * (a few large channels over small values), 3 tiny magnitudes. */
+ * (a few large channels over small values), 3 tiny magnitudes, 4 bf16 values
+ * (low 16 bits 0: the low byte planes shrink, the one above is noise), 5 zeros
+ * then plain values (the sample from the middle sees only half of it). */
 static void fill(float *x, size_t n, int flavour) {
     static const uint32_t specials[] = {0x7FC00000u, 0xFFC00001u, 0x7F800001u, 0x7FBFFFFFu, 0x7F800000u,
                                         0xFF800000u, 0x00000001u, 0x807FFFFFu, 0x00400000u, 0x80000000u,
@@ -158,7 +162,9 @@ static void fill(float *x, size_t n, int flavour) {
         case 0: x[i] = v * 3.0f; break;
         case 1: x[i] = rng_next() % 7 == 0 ? bits_f(specials[rng_next() % 15]) : v * 1e4f; break;
         case 2: x[i] = i % 97 == 5 ? v * 300.0f : v * 0.05f; break;
-        default: x[i] = v * 1e-30f; break;
+        case 3: x[i] = v * 1e-30f; break;
+        case 4: x[i] = bits_f(f_bits(v * 3.0f) & 0xFFFF0000u); break;
+        default: x[i] = i < n / 2 ? 0.0f : v * 3.0f; break;
         }
     }
 }
@@ -167,7 +173,7 @@ static void test_random(void) {
     static const size_t widths[] = {1, 7, 31, 32, 33, 100, 257, 1000, 5120};
     for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++)
         for (size_t rows = 1; rows <= 3; rows++)
-            for (int fl = 0; fl < 4; fl++) {
+            for (int fl = 0; fl < 6; fl++) {
                 size_t n = rows * widths[wi];
                 float *x = malloc(n * sizeof(float));
                 fill(x, n, fl);
@@ -182,6 +188,32 @@ static void test_random(void) {
     for (int i = 0; i < 32; i++) z[i] = NAN;
     round_trip("nan block", z, 1, 64, NULL);
     printf("random round trips done (%d checks, %d failures)\n", checks, failures);
+}
+
+/* Shapes at the edges of the lz4 container's cut (kernels/codec.c): around the
+ * split part sizes where the sample that picks the planes to try starts
+ * (4096 values) and grows (32768), sizes that are not a multiple of 8 or of the
+ * 32 values of a vector step, and data where a plane stored as is follows one
+ * that lz4 shrinks (so it is not cut straight into the output). */
+static void test_layout(void) {
+    static const size_t shapes[][2] = {{1, 4096}, {1, 4097}, {1, 4103}, {1, 4104}, {3, 1367},  {1, 4127},
+                                       {1, 32767}, {1, 32768}, {1, 32769}, {7, 4683}, {2, 16411}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int fl = 0; fl < 6; fl++) {
+            const size_t rows = shapes[si][0], width = shapes[si][1], n = rows * width;
+            float *x = malloc(n * sizeof(float));
+            fill(x, n, fl);
+            char what[64];
+            snprintf(what, sizeof what, "layout(flavour %d)", fl);
+            size_t bytes[CODEC_COUNT];
+            round_trip(what, x, rows, width, bytes);
+            /* bf16 values: the two low byte planes are zeros and must shrink */
+            if (fl == 4)
+                CHECK(bytes[CODEC_F32_LZ4] < n * 4 * 6 / 10, "%zux%zu bf16 values: f32+lz4 is %zu bytes of %zu", rows,
+                      width, bytes[CODEC_F32_LZ4], n * 4);
+            free(x);
+        }
+    printf("layout round trips done (%d checks, %d failures)\n", checks, failures);
 }
 
 /* ------------------------------------------------------------ real activations */
@@ -391,6 +423,7 @@ int main(void) {
     }
 
     test_random();
+    test_layout();
     char dir[] = "/tmp/test_codec.XXXXXX";
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
     size_t rows = 0, width = 0;

@@ -119,186 +119,188 @@ static void a_dq8_row(const int8_t *q, const float *d, size_t n, float *y) {
     for (; i < n; i++) y[i] = (float)q[i] * d[b];
 }
 
+/* codec_fold32 of 8 values and codec_unfold32 (the same steps as codec_internal.h). */
+static inline __m256i fold32x8(__m256i v) {
+    const __m256i r = _mm256_or_si256(_mm256_slli_epi32(v, 1), _mm256_srli_epi32(v, 31));
+    /* the distance from 127 as a signed byte in the top byte, zigzagged there */
+    const __m256i d = _mm256_sub_epi32(r, _mm256_set1_epi32(127 << 24));
+    const __m256i z = _mm256_xor_si256(_mm256_slli_epi32(_mm256_srli_epi32(d, 24), 25), _mm256_srai_epi32(d, 31));
+    return _mm256_blendv_epi8(r, z, _mm256_set1_epi32((int)0xFF000000u)); /* low 3 bytes of r, top of z */
+}
+static inline __m256i unfold32x8(__m256i v) {
+    const __m256i z = _mm256_srli_epi32(v, 24);
+    const __m256i d = _mm256_xor_si256(_mm256_srli_epi32(z, 1), _mm256_sub_epi32(_mm256_setzero_si256(),
+                                                                                 _mm256_and_si256(z, _mm256_set1_epi32(1))));
+    const __m256i r = _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi32(0xFFFFFF)),
+                                      _mm256_slli_epi32(_mm256_add_epi32(d, _mm256_set1_epi32(127)), 24));
+    return _mm256_or_si256(_mm256_srli_epi32(r, 1), _mm256_slli_epi32(r, 31));
+}
+/* codec_fold16 of 16 values and codec_unfold16. */
+static inline __m256i fold16x16(__m256i v) {
+    const __m256i ff = _mm256_set1_epi16(0xFF);
+    const __m256i r = _mm256_or_si256(_mm256_slli_epi16(v, 1), _mm256_srli_epi16(v, 15));
+    const __m256i d = _mm256_srai_epi16(_mm256_slli_epi16(_mm256_sub_epi16(_mm256_srli_epi16(r, 8), _mm256_set1_epi16(127)), 8), 8);
+    const __m256i z = _mm256_and_si256(_mm256_xor_si256(_mm256_slli_epi16(d, 1), _mm256_srai_epi16(d, 15)), ff);
+    return _mm256_or_si256(_mm256_and_si256(r, ff), _mm256_slli_epi16(z, 8));
+}
+static inline __m256i unfold16x16(__m256i v) {
+    const __m256i z = _mm256_srli_epi16(v, 8);
+    const __m256i d = _mm256_xor_si256(_mm256_srli_epi16(z, 1), _mm256_sub_epi16(_mm256_setzero_si256(),
+                                                                                 _mm256_and_si256(z, _mm256_set1_epi16(1))));
+    const __m256i e = _mm256_and_si256(_mm256_add_epi16(d, _mm256_set1_epi16(127)), _mm256_set1_epi16(0xFF));
+    const __m256i r = _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi16(0xFF)), _mm256_slli_epi16(e, 8));
+    return _mm256_or_si256(_mm256_srli_epi16(r, 1), _mm256_slli_epi16(r, 15));
+}
+
+/* 32 bytes -> 4 bytes of each of the 8 bit planes at bit[p] + at: movemask takes
+ * bit 7 of every byte, then a shift by one brings the next bit up (what crosses
+ * from the byte below enters at bit 0 and never climbs to bit 7 within the 7
+ * shifts). */
+static inline __attribute__((always_inline)) void bits_cut(__m256i v, uint8_t *const bit[8], size_t at) {
+    for (int p = 7; p >= 0; p--) {
+        const uint32_t m = (uint32_t)_mm256_movemask_epi8(v);
+        memcpy(bit[p] + at, &m, 4);
+        v = _mm256_slli_epi16(v, 1);
+    }
+}
+
+/* 4 bytes of each of the 8 bit planes at bit[p] + at -> 32 bytes: each plane's
+ * 32 bits spread to one byte each (the mask byte j/8 picked per byte, tested
+ * against bit j%8). */
+static inline __attribute__((always_inline)) __m256i bits_join(const uint8_t *const bit[8], size_t at) {
+    const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
+                                          3, 3, 3, 3, 3, 3);
+    const __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i out = _mm256_setzero_si256();
+    for (int p = 0; p < 8; p++) {
+        uint32_t m;
+        memcpy(&m, bit[p] + at, 4);
+        const __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)m), pick), sel);
+        out = _mm256_or_si256(out, _mm256_and_si256(_mm256_cmpeq_epi8(v, sel), _mm256_set1_epi8((char)(1 << p))));
+    }
+    return out;
+}
+
 /* Byte j of dword i <-> byte i of dword j in each lane: its own inverse. */
 static inline __m256i transpose4x4_bytes(void) {
     return _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14,
                             3, 7, 11, 15);
 }
 
-/* 32 values of 4 bytes (128 bytes) -> 32 bytes in each of 4 planes, and back:
- * bytes grouped per dword in each lane, dwords ordered so that each quadword
- * holds one plane, then a 4x4 transpose of quadwords across the 4 registers. */
-static void a_split(const uint8_t *src, size_t n, int k, uint8_t *dst) {
-    size_t i = 0;
-    if (k == 4) {
-        const __m256i bytes = transpose4x4_bytes();
-        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-        for (; i + 32 <= n; i += 32) {
-            const __m256i *s = (const __m256i *)(const void *)(src + 4 * i);
-            __m256i a = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(_mm256_loadu_si256(s + 0), bytes), order);
-            __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(_mm256_loadu_si256(s + 1), bytes), order);
-            __m256i c = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(_mm256_loadu_si256(s + 2), bytes), order);
-            __m256i d = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(_mm256_loadu_si256(s + 3), bytes), order);
-            __m256i ab_lo = _mm256_unpacklo_epi64(a, b), ab_hi = _mm256_unpackhi_epi64(a, b);
-            __m256i cd_lo = _mm256_unpacklo_epi64(c, d), cd_hi = _mm256_unpackhi_epi64(c, d);
-            _mm256_storeu_si256((__m256i *)(void *)(dst + i), _mm256_permute2x128_si256(ab_lo, cd_lo, 0x20));
-            _mm256_storeu_si256((__m256i *)(void *)(dst + n + i), _mm256_permute2x128_si256(ab_hi, cd_hi, 0x20));
-            _mm256_storeu_si256((__m256i *)(void *)(dst + 2 * n + i), _mm256_permute2x128_si256(ab_lo, cd_lo, 0x31));
-            _mm256_storeu_si256((__m256i *)(void *)(dst + 3 * n + i), _mm256_permute2x128_si256(ab_hi, cd_hi, 0x31));
-        }
-    } else if (k == 2) {
-        const __m256i bytes = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10,
-                                               12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-        for (; i + 32 <= n; i += 32) {
-            const __m256i *s = (const __m256i *)(const void *)(src + 2 * i);
-            __m256i a = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(_mm256_loadu_si256(s + 0), bytes), 0xD8);
-            __m256i b = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(_mm256_loadu_si256(s + 1), bytes), 0xD8);
-            _mm256_storeu_si256((__m256i *)(void *)(dst + i), _mm256_permute2x128_si256(a, b, 0x20));
-            _mm256_storeu_si256((__m256i *)(void *)(dst + n + i), _mm256_permute2x128_si256(a, b, 0x31));
-        }
-    }
-    for (; i < n; i++)
-        for (int j = 0; j < k; j++) dst[(size_t)j * n + i] = src[i * (size_t)k + (size_t)j];
-}
-
-static void a_merge(const uint8_t *const *src, size_t n, int k, uint8_t *dst) {
-    size_t i = 0;
-    if (k == 4) {
-        const __m256i bytes = transpose4x4_bytes();
-        const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-        for (; i + 32 <= n; i += 32) {
-            __m256i p0 = _mm256_loadu_si256((const __m256i *)(const void *)(src[0] + i));
-            __m256i p1 = _mm256_loadu_si256((const __m256i *)(const void *)(src[1] + i));
-            __m256i p2 = _mm256_loadu_si256((const __m256i *)(const void *)(src[2] + i));
-            __m256i p3 = _mm256_loadu_si256((const __m256i *)(const void *)(src[3] + i));
-            __m256i ab_lo = _mm256_permute2x128_si256(p0, p2, 0x20), cd_lo = _mm256_permute2x128_si256(p0, p2, 0x31);
-            __m256i ab_hi = _mm256_permute2x128_si256(p1, p3, 0x20), cd_hi = _mm256_permute2x128_si256(p1, p3, 0x31);
-            __m256i *d = (__m256i *)(void *)(dst + 4 * i);
-            __m256i v[4] = {_mm256_unpacklo_epi64(ab_lo, ab_hi), _mm256_unpackhi_epi64(ab_lo, ab_hi),
-                            _mm256_unpacklo_epi64(cd_lo, cd_hi), _mm256_unpackhi_epi64(cd_lo, cd_hi)};
-            for (int r = 0; r < 4; r++)
-                _mm256_storeu_si256(d + r, _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(v[r], order), bytes));
-        }
-    } else if (k == 2) {
-        const __m256i bytes = _mm256_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15, 0, 8, 1, 9, 2, 10,
-                                               3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-        for (; i + 32 <= n; i += 32) {
-            __m256i p0 = _mm256_loadu_si256((const __m256i *)(const void *)(src[0] + i));
-            __m256i p1 = _mm256_loadu_si256((const __m256i *)(const void *)(src[1] + i));
-            __m256i a = _mm256_permute4x64_epi64(_mm256_permute2x128_si256(p0, p1, 0x20), 0xD8);
-            __m256i b = _mm256_permute4x64_epi64(_mm256_permute2x128_si256(p0, p1, 0x31), 0xD8);
-            __m256i *d = (__m256i *)(void *)(dst + 2 * i);
-            _mm256_storeu_si256(d, _mm256_shuffle_epi8(a, bytes));
-            _mm256_storeu_si256(d + 1, _mm256_shuffle_epi8(b, bytes));
-        }
-    }
-    for (; i < n; i++)
-        for (int j = 0; j < k; j++) dst[i * (size_t)k + (size_t)j] = src[j][i];
-}
-
-/* codec_fold32/16 and their inverses, 8 or 16 values per step. */
-static void a_fold(const uint8_t *src, size_t n, int k, uint8_t *dst) {
-    size_t i = 0;
-    if (k == 4) {
-        const __m256i low = _mm256_set1_epi32(0xFFFFFF), ff = _mm256_set1_epi32(0xFF), b127 = _mm256_set1_epi32(127);
-        for (; i + 8 <= n; i += 8) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(src + 4 * i));
-            __m256i r = _mm256_or_si256(_mm256_slli_epi32(v, 1), _mm256_srli_epi32(v, 31));
-            __m256i d = _mm256_srai_epi32(_mm256_slli_epi32(_mm256_sub_epi32(_mm256_srli_epi32(r, 24), b127), 24), 24);
-            __m256i z = _mm256_and_si256(_mm256_xor_si256(_mm256_slli_epi32(d, 1), _mm256_srai_epi32(d, 31)), ff);
-            _mm256_storeu_si256((__m256i *)(void *)(dst + 4 * i),
-                                _mm256_or_si256(_mm256_and_si256(r, low), _mm256_slli_epi32(z, 24)));
-        }
-        codec_fold_range(src, i, n, 4, false, dst);
-    } else {
-        const __m256i ff = _mm256_set1_epi16(0xFF), b127 = _mm256_set1_epi16(127);
-        for (; i + 16 <= n; i += 16) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(src + 2 * i));
-            __m256i r = _mm256_or_si256(_mm256_slli_epi16(v, 1), _mm256_srli_epi16(v, 15));
-            __m256i d = _mm256_srai_epi16(_mm256_slli_epi16(_mm256_sub_epi16(_mm256_srli_epi16(r, 8), b127), 8), 8);
-            __m256i z = _mm256_and_si256(_mm256_xor_si256(_mm256_slli_epi16(d, 1), _mm256_srai_epi16(d, 15)), ff);
-            _mm256_storeu_si256((__m256i *)(void *)(dst + 2 * i),
-                                _mm256_or_si256(_mm256_and_si256(r, ff), _mm256_slli_epi16(z, 8)));
-        }
-        codec_fold_range(src, i, n, 2, false, dst);
-    }
-}
-
-static void a_unfold(const uint8_t *src, size_t n, int k, uint8_t *dst) {
-    size_t i = 0;
-    const __m256i zero = _mm256_setzero_si256();
-    if (k == 4) {
-        const __m256i low = _mm256_set1_epi32(0xFFFFFF), ff = _mm256_set1_epi32(0xFF), one = _mm256_set1_epi32(1);
-        const __m256i b127 = _mm256_set1_epi32(127);
-        for (; i + 8 <= n; i += 8) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(src + 4 * i));
-            __m256i z = _mm256_srli_epi32(v, 24);
-            __m256i d = _mm256_xor_si256(_mm256_srli_epi32(z, 1), _mm256_sub_epi32(zero, _mm256_and_si256(z, one)));
-            __m256i e = _mm256_and_si256(_mm256_add_epi32(d, b127), ff);
-            __m256i r = _mm256_or_si256(_mm256_and_si256(v, low), _mm256_slli_epi32(e, 24));
-            _mm256_storeu_si256((__m256i *)(void *)(dst + 4 * i),
-                                _mm256_or_si256(_mm256_srli_epi32(r, 1), _mm256_slli_epi32(r, 31)));
-        }
-        codec_fold_range(src, i, n, 4, true, dst);
-    } else {
-        const __m256i ff = _mm256_set1_epi16(0xFF), one = _mm256_set1_epi16(1), b127 = _mm256_set1_epi16(127);
-        for (; i + 16 <= n; i += 16) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(src + 2 * i));
-            __m256i z = _mm256_srli_epi16(v, 8);
-            __m256i d = _mm256_xor_si256(_mm256_srli_epi16(z, 1), _mm256_sub_epi16(zero, _mm256_and_si256(z, one)));
-            __m256i e = _mm256_and_si256(_mm256_add_epi16(d, b127), ff);
-            __m256i r = _mm256_or_si256(_mm256_and_si256(v, ff), _mm256_slli_epi16(e, 8));
-            _mm256_storeu_si256((__m256i *)(void *)(dst + 2 * i),
-                                _mm256_or_si256(_mm256_srli_epi16(r, 1), _mm256_slli_epi16(r, 15)));
-        }
-        codec_fold_range(src, i, n, 2, true, dst);
-    }
-}
-
-/* 32 bytes -> 4 bytes of each bit plane: movemask takes bit 7 of every byte,
- * then a shift by one brings the next bit up (what crosses from the byte below
- * enters at bit 0 and never climbs to bit 7 within the 7 shifts). */
-static void a_bit_split(const uint8_t *src, size_t n, uint8_t *dst) {
-    const size_t nb = (n + 7) / 8;
+/* The vector loops, 32 values per step, each compiled with and without the fold
+ * (always_inline with a constant `fold`); the plane pointers are copied to
+ * locals, which the byte stores cannot alias. Return the values done.
+ * k = 4: bytes grouped per dword in each lane, dwords ordered so that each
+ * quadword holds one plane, then a 4x4 transpose of quadwords across the 4
+ * registers gives a register per byte plane, the top one cut on into bit
+ * planes. */
+static inline __attribute__((always_inline)) size_t cut4(const uint8_t *src, size_t n, bool fold,
+                                                         uint8_t *const *dst) {
+    const __m256i bytes = transpose4x4_bytes();
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    uint8_t *const d0 = dst[0], *const d1 = dst[1], *const d2 = dst[2];
+    uint8_t *const bit[8] = {dst[3], dst[4], dst[5], dst[6], dst[7], dst[8], dst[9], dst[10]};
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(src + i));
-        for (int b = 7; b >= 0; b--) {
-            uint32_t m = (uint32_t)_mm256_movemask_epi8(v);
-            memcpy(dst + (size_t)b * nb + i / 8, &m, 4);
-            v = _mm256_slli_epi16(v, 1);
-        }
+        const __m256i *s = (const __m256i *)(const void *)(src + 4 * i);
+        __m256i a = _mm256_loadu_si256(s), b = _mm256_loadu_si256(s + 1);
+        __m256i c = _mm256_loadu_si256(s + 2), d = _mm256_loadu_si256(s + 3);
+        if (fold) a = fold32x8(a), b = fold32x8(b), c = fold32x8(c), d = fold32x8(d);
+        a = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(a, bytes), order);
+        b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(b, bytes), order);
+        c = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(c, bytes), order);
+        d = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(d, bytes), order);
+        const __m256i ab_lo = _mm256_unpacklo_epi64(a, b), ab_hi = _mm256_unpackhi_epi64(a, b);
+        const __m256i cd_lo = _mm256_unpacklo_epi64(c, d), cd_hi = _mm256_unpackhi_epi64(c, d);
+        _mm256_storeu_si256((__m256i *)(void *)(d0 + i), _mm256_permute2x128_si256(ab_lo, cd_lo, 0x20));
+        _mm256_storeu_si256((__m256i *)(void *)(d1 + i), _mm256_permute2x128_si256(ab_hi, cd_hi, 0x20));
+        _mm256_storeu_si256((__m256i *)(void *)(d2 + i), _mm256_permute2x128_si256(ab_lo, cd_lo, 0x31));
+        bits_cut(_mm256_permute2x128_si256(ab_hi, cd_hi, 0x31), bit, i / 8);
     }
-    if (i < n) {
-        for (int b = 0; b < 8; b++) memset(dst + (size_t)b * nb + i / 8, 0, nb - i / 8);
-        for (size_t j = i; j < n; j++)
-            for (int b = 0; b < 8; b++) dst[(size_t)b * nb + j / 8] |= (uint8_t)(((src[j] >> b) & 1) << (j % 8));
-    }
+    return i;
 }
 
-/* 4 bytes of each bit plane -> 32 bytes: each plane's 32 bits spread to one
- * byte each (the mask byte j/8 picked per byte, tested against bit j%8). */
-static void a_bit_merge(const uint8_t *src, size_t n, uint8_t *dst) {
-    const size_t nb = (n + 7) / 8;
-    const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
-                                          3, 3, 3, 3, 3, 3);
-    const __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+/* k = 2: low and high bytes gathered per lane, then the lanes paired. */
+static inline __attribute__((always_inline)) size_t cut2(const uint8_t *src, size_t n, bool fold,
+                                                         uint8_t *const *dst) {
+    const __m256i bytes = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12,
+                                           14, 1, 3, 5, 7, 9, 11, 13, 15);
+    uint8_t *const d0 = dst[0];
+    uint8_t *const bit[8] = {dst[1], dst[2], dst[3], dst[4], dst[5], dst[6], dst[7], dst[8]};
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        __m256i out = _mm256_setzero_si256();
-        for (int b = 0; b < 8; b++) {
-            uint32_t m;
-            memcpy(&m, src + (size_t)b * nb + i / 8, 4);
-            __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)m), pick), sel);
-            out = _mm256_or_si256(out, _mm256_and_si256(_mm256_cmpeq_epi8(v, sel), _mm256_set1_epi8((char)(1 << b))));
-        }
-        _mm256_storeu_si256((__m256i *)(void *)(dst + i), out);
+        const __m256i *s = (const __m256i *)(const void *)(src + 2 * i);
+        __m256i a = _mm256_loadu_si256(s), b = _mm256_loadu_si256(s + 1);
+        if (fold) a = fold16x16(a), b = fold16x16(b);
+        a = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(a, bytes), 0xD8);
+        b = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(b, bytes), 0xD8);
+        _mm256_storeu_si256((__m256i *)(void *)(d0 + i), _mm256_permute2x128_si256(a, b, 0x20));
+        bits_cut(_mm256_permute2x128_si256(a, b, 0x31), bit, i / 8);
     }
-    for (size_t j = i; j < n; j++) {
-        uint8_t v = 0;
-        for (int b = 0; b < 8; b++) v |= (uint8_t)(((src[(size_t)b * nb + j / 8] >> (j % 8)) & 1) << b);
-        dst[j] = v;
+    return i;
+}
+
+static void a_cut(const uint8_t *src, size_t n, int k, bool fold, uint8_t *const *dst) {
+    const size_t i = k == 4 ? (fold ? cut4(src, n, true, dst) : cut4(src, n, false, dst))
+                            : (fold ? cut2(src, n, true, dst) : cut2(src, n, false, dst));
+    codec_cut_range(src, i, n, k, fold, dst);
+}
+
+static inline __attribute__((always_inline)) size_t join4(const uint8_t *const *src, size_t n, bool fold,
+                                                          uint8_t *dst) {
+    const __m256i bytes = transpose4x4_bytes();
+    const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const uint8_t *const s0 = src[0], *const s1 = src[1], *const s2 = src[2];
+    const uint8_t *const bit[8] = {src[3], src[4], src[5], src[6], src[7], src[8], src[9], src[10]};
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256i p0 = _mm256_loadu_si256((const __m256i *)(const void *)(s0 + i));
+        const __m256i p1 = _mm256_loadu_si256((const __m256i *)(const void *)(s1 + i));
+        const __m256i p2 = _mm256_loadu_si256((const __m256i *)(const void *)(s2 + i));
+        const __m256i p3 = bits_join(bit, i / 8);
+        const __m256i ab_lo = _mm256_permute2x128_si256(p0, p2, 0x20), cd_lo = _mm256_permute2x128_si256(p0, p2, 0x31);
+        const __m256i ab_hi = _mm256_permute2x128_si256(p1, p3, 0x20), cd_hi = _mm256_permute2x128_si256(p1, p3, 0x31);
+        __m256i a = _mm256_unpacklo_epi64(ab_lo, ab_hi), b = _mm256_unpackhi_epi64(ab_lo, ab_hi);
+        __m256i c = _mm256_unpacklo_epi64(cd_lo, cd_hi), d = _mm256_unpackhi_epi64(cd_lo, cd_hi);
+        a = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(a, order), bytes);
+        b = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(b, order), bytes);
+        c = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(c, order), bytes);
+        d = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(d, order), bytes);
+        if (fold) a = unfold32x8(a), b = unfold32x8(b), c = unfold32x8(c), d = unfold32x8(d);
+        __m256i *out = (__m256i *)(void *)(dst + 4 * i);
+        _mm256_storeu_si256(out, a);
+        _mm256_storeu_si256(out + 1, b);
+        _mm256_storeu_si256(out + 2, c);
+        _mm256_storeu_si256(out + 3, d);
     }
+    return i;
+}
+
+static inline __attribute__((always_inline)) size_t join2(const uint8_t *const *src, size_t n, bool fold,
+                                                          uint8_t *dst) {
+    const __m256i bytes = _mm256_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15, 0, 8, 1, 9, 2, 10, 3,
+                                           11, 4, 12, 5, 13, 6, 14, 7, 15);
+    const uint8_t *const s0 = src[0];
+    const uint8_t *const bit[8] = {src[1], src[2], src[3], src[4], src[5], src[6], src[7], src[8]};
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256i p0 = _mm256_loadu_si256((const __m256i *)(const void *)(s0 + i));
+        const __m256i p1 = bits_join(bit, i / 8);
+        const __m256i a = _mm256_permute4x64_epi64(_mm256_permute2x128_si256(p0, p1, 0x20), 0xD8);
+        const __m256i b = _mm256_permute4x64_epi64(_mm256_permute2x128_si256(p0, p1, 0x31), 0xD8);
+        __m256i lo = _mm256_shuffle_epi8(a, bytes), hi = _mm256_shuffle_epi8(b, bytes);
+        if (fold) lo = unfold16x16(lo), hi = unfold16x16(hi);
+        __m256i *out = (__m256i *)(void *)(dst + 2 * i);
+        _mm256_storeu_si256(out, lo);
+        _mm256_storeu_si256(out + 1, hi);
+    }
+    return i;
+}
+
+static void a_join(const uint8_t *const *src, size_t n, int k, bool fold, uint8_t *dst) {
+    const size_t i = k == 4 ? (fold ? join4(src, n, true, dst) : join4(src, n, false, dst))
+                            : (fold ? join2(src, n, true, dst) : join2(src, n, false, dst));
+    codec_join_range(src, i, n, k, fold, dst);
 }
 
 static uint32_t a_crc32c(uint32_t crc, const void *data, size_t n) {
@@ -314,6 +316,5 @@ static uint32_t a_crc32c(uint32_t crc, const void *data, size_t n) {
     return ~c32;
 }
 
-const codec_ops codec_ops_avx2 = {a_to_f16,    a_from_f16,  a_to_bf16, a_from_bf16, a_q8_row, a_dq8_row,
-                                  a_split,     a_merge,     a_fold,    a_unfold,    a_bit_split, a_bit_merge,
-                                  a_crc32c};
+const codec_ops codec_ops_avx2 = {a_to_f16, a_from_f16, a_to_bf16, a_from_bf16, a_q8_row,
+                                  a_dq8_row, a_cut,      a_join,     a_crc32c};
