@@ -9,9 +9,10 @@
  *
  * What each level runs: AVX-512 has its own quantized matmul (packed tiles,
  * VNNI), float dots, rmsnorm, swiglu, add and attention. AVX2 has its own float
- * dot (EXACT and float-type matmuls) and add; its quantized FAST matmul, and
- * every level's rope, store_row, embed and activation quantizer, are the scalar
- * code - identical bits by construction.
+ * dot (EXACT and float-type matmuls) and add, and its own quantized FAST matmul
+ * (8-row tiles; on Q8_0 repacked at load, lane = row); every level's rope,
+ * store_row, embed and activation quantizer are the scalar code - identical bits
+ * by construction.
  */
 #include <cpuid.h>
 #include <errno.h>
@@ -308,6 +309,7 @@ int kern_matrix_prepare(kern_matrix *m) {
         int rc = kern_pack_avx512(m);
         return rc < 0 ? -1 : 0;
     }
+    if (g.level == KERN_AVX2) return kern_pack_avx2(m) < 0 ? -1 : 0;
 #endif
     return 0;
 }
@@ -430,7 +432,11 @@ void kern_matmul_multi(const kern_mm_out *outs, int n_outs, const float *x, int 
         c.rows[c.n] = kern_mm_rows_scalar;
 #if defined(__x86_64__)
         if (g.level >= KERN_AVX2) j->dot = kern_dot16_avx2; /* same bits, 16 lanes as 2 x 8 */
-        if (g.level == KERN_AVX2) c.rows[c.n] = kern_mm_rows_avx2;
+        if (g.level == KERN_AVX2) {
+            c.rows[c.n] = kern_mm_rows_avx2;
+            if (f >= 0 && packed_for(w, KERN_AVX2)) c.rows[c.n] = kern_mm_rows_avx2_packed;
+            if (f >= 0 && w->type == TENSOR_Q4_0 && n_tokens >= KERN_AVX2_Q4_MANY) c.rows[c.n] = kern_mm_rows_avx2_q4_0;
+        }
         /* AVX-512: quantized FAST needs the packed tiles (else the scalar loop, same bits) */
         if (g.level == KERN_AVX512 && (f < 0 || packed_for(w, KERN_AVX512))) c.rows[c.n] = kern_mm_rows_avx512;
 #endif

@@ -1,0 +1,222 @@
+/* gemm_avx2.c - the AVX2 level's quantized FAST matmul on repacked Q8_0 weights
+ * (kern_matrix_prepare at level avx2 builds the layout; ops.c sends a job here
+ * when w->packed holds it). The same arithmetic as the scalar reference, bit for
+ * bit (ops_internal.h).
+ *
+ * Layout (lane = row, no horizontal reductions), per tile of 8 rows:
+ *   [nb x 16 B: the 8 rows' f16 scales of block b][pad to 64][nb x 256 B quants]
+ * where quant register k (32 B) of block b holds, in lane r, the 4 weights
+ * w[r][32b + 4k .. 32b + 4k + 3] as int8. The bytes are those of the GGUF blocks
+ * (34 per row and block), only reordered; rows past the end of the matrix are
+ * zero (scale 0, never stored).
+ *
+ * Per block and token: for k = 0..7, the token's 4 codes q[4k..4k+3] are
+ * broadcast to all lanes, vpmaddubsw(|w|, sign(q, w)) gives exact s16 pairs
+ * (|pair| <= 2*128*127), vpmaddwd with ones sums them to s32 and the 8 registers
+ * add up, so lane r holds row r's exact int32 block dot; then one float step
+ * acc = fma(d_w * d_x, (float)isum, acc) per lane - the scalar chain of each
+ * output, in the same block order. Up to 4 tokens share each weight register
+ * (4 x (int sum + float acc) + 6 temporaries = 14 of the 16 ymm registers).
+ */
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops_internal.h"
+
+#define GM_ROWS 8       /* rows per tile (lanes) */
+#define GM_NT 4         /* tokens sharing a weight register */
+#define GM_PREFETCH 8   /* blocks ahead, one-token passes */
+#define GM_QBYTES 256   /* quant bytes of one tile block */
+
+/* Bytes of the scale region of a tile (nb x 16, padded to 64). */
+static size_t gm_scale_bytes(int64_t nb) { return ((size_t)nb * 16 + 63) & ~(size_t)63; }
+
+static size_t gm_tile_bytes(int64_t nb) { return gm_scale_bytes(nb) + (size_t)nb * GM_QBYTES; }
+
+/* Repack a Q8_0 matrix into 8-row tiles (layout above). 1 if the type is not
+ * one this level repacks, -1 if out of memory. */
+int kern_pack_avx2(kern_matrix *m) {
+    if (m->type != TENSOR_Q8_0 || m->rows <= 0 || m->cols <= 0 || m->cols % 32) return 1;
+    const int64_t nb = m->cols / 32, tiles = (m->rows + GM_ROWS - 1) / GM_ROWS;
+    const size_t rb = tensor_row_bytes(m->type, m->cols), tb = gm_tile_bytes(nb), sb = gm_scale_bytes(nb);
+    const size_t bytes = KERN_PACK_ALIGN + (size_t)tiles * tb;
+    uint8_t *p = aligned_alloc(KERN_PACK_ALIGN, (bytes + KERN_PACK_ALIGN - 1) & ~(size_t)(KERN_PACK_ALIGN - 1));
+    if (!p) return -1;
+    memset(p, 0, bytes);
+    kern_pack_header h = {KERN_PACK_MAGIC, KERN_AVX2, m->type, 0};
+    memcpy(p, &h, sizeof h);
+    for (int64_t r = 0; r < m->rows; r++) {
+        const block_q8_0 *src = (const block_q8_0 *)((const uint8_t *)m->data + (size_t)r * rb);
+        uint8_t *tile = p + KERN_PACK_ALIGN + (size_t)(r / GM_ROWS) * tb;
+        const int lane = (int)(r % GM_ROWS);
+        for (int64_t b = 0; b < nb; b++) {
+            memcpy(tile + (size_t)b * 16 + 2 * lane, &src[b].d, 2);
+            uint8_t *q = tile + sb + (size_t)b * GM_QBYTES;
+            for (int k = 0; k < 8; k++) memcpy(q + 32 * k + 4 * lane, src[b].qs + 4 * k, 4);
+        }
+    }
+    m->packed = p;
+    m->packed_bytes = bytes;
+    return 0;
+}
+
+static inline __m256i bcast4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* One tile (8 rows) x nt tokens over all nb blocks: acc[t] lane r = y[t][row r]
+ * before the bias. Q8_0: int8 weights, vpmaddubsw(|w|, sign(q, w)); Q4_0 (tiles
+ * rearranged at run time, see gm_rows_q4_0): codes 0..15 as u8, vpmaddubsw(c, q)
+ * (|pair| <= 2*15*127) and isum = sum c*q - 8 * sum q. */
+static inline __attribute__((always_inline)) void gm_tile(uint32_t type, const uint8_t *tile, int64_t nb,
+                                                         const kq8_32 *const *xs, int nt, __m256 *acc) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const uint8_t *qbase = tile + gm_scale_bytes(nb);
+    _Pragma("GCC unroll 4")
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = qbase + (size_t)b * GM_QBYTES;
+        if (nt == 1 && b + GM_PREFETCH < nb)
+            _Pragma("GCC unroll 4") for (int l = 0; l < 4; l++)
+                _mm_prefetch((const char *)blk + GM_PREFETCH * GM_QBYTES + 64 * l, _MM_HINT_T0);
+        __m256i is[GM_NT];
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < nt; t++) is[t] = _mm256_setzero_si256();
+        _Pragma("GCC unroll 8")
+        for (int k = 0; k < 8; k++) {
+            const __m256i w = _mm256_load_si256((const void *)(blk + 32 * k));
+            const __m256i aw = type == TENSOR_Q8_0 ? _mm256_sign_epi8(w, w) : w;
+            _Pragma("GCC unroll 4")
+            for (int t = 0; t < nt; t++) {
+                __m256i s = bcast4(xs[t][b].q + 4 * k);
+                if (type == TENSOR_Q8_0) s = _mm256_sign_epi8(s, w);
+                is[t] = _mm256_add_epi32(is[t], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, s), ones));
+                __asm__("" : "+x"(is[t])); /* keep one running sum: a reassociated tree spills */
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_load_si128((const void *)(tile + (size_t)b * 16)));
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < nt; t++) {
+            __m256i v = is[t];
+            if (type == TENSOR_Q4_0) v = _mm256_sub_epi32(v, _mm256_set1_epi32(8 * xs[t][b].sum));
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(xs[t][b].d)), _mm256_cvtepi32_ps(v), acc[t]);
+        }
+    }
+}
+
+typedef void (*gm_tile_fn)(const uint8_t *, int64_t, const kq8_32 *const *, __m256 *);
+#define GM_TILE_NT(T, N)                                                                                 \
+    static void gm_tile_##T##_##N(const uint8_t *t, int64_t nb, const kq8_32 *const *xs, __m256 *acc) { \
+        gm_tile(T, t, nb, xs, N, acc);                                                                   \
+    }
+#define GM_TILES(T) GM_TILE_NT(T, 1) GM_TILE_NT(T, 2) GM_TILE_NT(T, 3) GM_TILE_NT(T, 4)
+GM_TILES(TENSOR_Q8_0)
+GM_TILES(TENSOR_Q4_0)
+static const gm_tile_fn gm_tiles_q8[GM_NT + 1] = {NULL, gm_tile_TENSOR_Q8_0_1, gm_tile_TENSOR_Q8_0_2,
+                                                  gm_tile_TENSOR_Q8_0_3, gm_tile_TENSOR_Q8_0_4};
+static const gm_tile_fn gm_tiles_q4[GM_NT + 1] = {NULL, gm_tile_TENSOR_Q4_0_1, gm_tile_TENSOR_Q4_0_2,
+                                                  gm_tile_TENSOR_Q4_0_3, gm_tile_TENSOR_Q4_0_4};
+
+/* Every token of the job against one tile of `n` valid rows at row r, into y
+ * (+ bias). Tokens go in ceil(n_tokens / 4) groups of sizes as equal as possible
+ * (5 = 3 + 2, not 4 + 1): a one-token tile costs about half a four-token one. */
+static void gm_tile_all_tokens(const kern_mm_job *j, const gm_tile_fn *tiles, const uint8_t *tile, int64_t r, int n) {
+    const kern_matrix *w = j->w;
+    const int64_t nb = w->cols / 32;
+    const size_t xstride = (size_t)nb * sizeof(kq8_32);
+    float bias[GM_ROWS] = {0};
+    if (j->bias) memcpy(bias, j->bias + r, (size_t)n * sizeof(float));
+    const __m256 vb = _mm256_loadu_ps(bias);
+    const int groups = (j->n_tokens + GM_NT - 1) / GM_NT;
+    for (int g = 0, t0 = 0; g < groups; g++) {
+        const int nt = j->n_tokens / groups + (g < j->n_tokens % groups);
+        const kq8_32 *xs[GM_NT];
+        for (int t = 0; t < nt; t++) xs[t] = (const kq8_32 *)((const uint8_t *)j->xq + (size_t)(t0 + t) * xstride);
+        __m256 acc[GM_NT];
+        tiles[nt](tile, nb, xs, acc);
+        for (int t = 0; t < nt; t++) {
+            float *y = j->y + (size_t)(t0 + t) * w->rows + r;
+            __m256 v = j->bias ? _mm256_add_ps(acc[t], vb) : acc[t];
+            if (n == GM_ROWS) {
+                _mm256_storeu_ps(y, v);
+            } else {
+                float tmp[GM_ROWS];
+                _mm256_storeu_ps(tmp, v);
+                memcpy(y, tmp, (size_t)n * sizeof(float));
+            }
+        }
+        t0 += nt;
+    }
+}
+
+/* Rows [r0, r1) of a job whose matrix holds this level's packed Q8_0 tiles
+ * (r0 a multiple of 8; the pool gives multiples of 16). */
+void kern_mm_rows_avx2_packed(const kern_mm_job *j, int64_t r0, int64_t r1) {
+    const size_t tb = gm_tile_bytes(j->w->cols / 32);
+    for (int64_t r = r0; r < r1; r += GM_ROWS) {
+        const uint8_t *tile = (const uint8_t *)j->w->packed + KERN_PACK_ALIGN + (size_t)(r / GM_ROWS) * tb;
+        gm_tile_all_tokens(j, gm_tiles_q8, tile, r, r1 - r < GM_ROWS ? (int)(r1 - r) : GM_ROWS);
+    }
+}
+
+/* 8x8 transpose of 32-bit elements: out[k] dword r = in[r] dword k. */
+static inline void transpose8x8(__m256i v[8]) {
+    __m256i a[8], b[8];
+    for (int i = 0; i < 8; i += 2) {
+        a[i] = _mm256_unpacklo_epi32(v[i], v[i + 1]);
+        a[i + 1] = _mm256_unpackhi_epi32(v[i], v[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int h = 0; h < 2; h++) {
+            b[i + 2 * h] = _mm256_unpacklo_epi64(a[i + h], a[i + 2 + h]);
+            b[i + 2 * h + 1] = _mm256_unpackhi_epi64(a[i + h], a[i + 2 + h]);
+        }
+    /* b[k], k < 4: dword k (low half) and k + 4 (high half) of rows 0-3; b[4 + k]: the same of rows 4-7 */
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_permute2x128_si256(b[k], b[k + 4], 0x20);
+        v[k + 4] = _mm256_permute2x128_si256(b[k], b[k + 4], 0x31);
+    }
+}
+
+/* Q4_0 rows [r0, r1) for many tokens: each 8-row tile is first rearranged into
+ * the packed layout (f16 scales; codes 0..15, register k lane r = codes
+ * 4k..4k+3 of row r, in the GGUF order: low nibbles are codes 0-15, high 16-31)
+ * in a buffer of this call, then runs the lane = row loop. The rearrangement
+ * costs about one token's pass, so ops.c sends only jobs of KERN_AVX2_Q4_MANY
+ * tokens or more here. */
+void kern_mm_rows_avx2_q4_0(const kern_mm_job *j, int64_t r0, int64_t r1) {
+    const kern_matrix *w = j->w;
+    const int64_t nb = w->cols / 32;
+    const size_t rb = tensor_row_bytes(w->type, w->cols), sb = gm_scale_bytes(nb);
+    uint8_t *tile = aligned_alloc(64, gm_tile_bytes(nb));
+    if (!tile) {
+        kern_mm_rows_avx2(j, r0, r1);
+        return;
+    }
+    const __m128i m4 = _mm_set1_epi8(15);
+    for (int64_t r = r0; r < r1; r += GM_ROWS) {
+        const int n = r1 - r < GM_ROWS ? (int)(r1 - r) : GM_ROWS;
+        for (int64_t b = 0; b < nb; b++) {
+            __m256i v[8];
+            uint16_t d[8] = {0};
+            for (int i = 0; i < GM_ROWS; i++) {
+                if (i >= n) {
+                    v[i] = _mm256_setzero_si256();
+                    continue;
+                }
+                const block_q4_0 *blk = (const block_q4_0 *)((const uint8_t *)w->data + (size_t)(r + i) * rb) + b;
+                memcpy(&d[i], &blk->d, 2);
+                __m128i q = _mm_loadu_si128((const void *)blk->qs);
+                v[i] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
+            }
+            transpose8x8(v);
+            memcpy(tile + (size_t)b * 16, d, 16);
+            for (int k = 0; k < 8; k++) _mm256_store_si256((void *)(tile + sb + (size_t)b * GM_QBYTES + 32 * k), v[k]);
+        }
+        gm_tile_all_tokens(j, gm_tiles_q4, tile, r, n);
+    }
+    free(tile);
+}
