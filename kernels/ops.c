@@ -436,6 +436,7 @@ void kern_matmul_multi(const kern_mm_out *outs, int n_outs, const float *x, int 
             c.rows[c.n] = kern_mm_rows_avx2;
             if (f >= 0 && packed_for(w, KERN_AVX2)) c.rows[c.n] = kern_mm_rows_avx2_packed;
             if (f >= 0 && w->type == TENSOR_Q4_0 && n_tokens >= KERN_AVX2_Q4_MANY) c.rows[c.n] = kern_mm_rows_avx2_q4_0;
+            if (f >= 0 && w->type == TENSOR_Q4_K && n_tokens >= KERN_AVX2_Q4K_MANY) c.rows[c.n] = kern_mm_rows_avx2_q4_k;
         }
         /* AVX-512: quantized FAST needs the packed tiles (else the scalar loop, same bits) */
         if (g.level == KERN_AVX512 && (f < 0 || packed_for(w, KERN_AVX512))) c.rows[c.n] = kern_mm_rows_avx512;

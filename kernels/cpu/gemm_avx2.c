@@ -107,10 +107,11 @@ static inline __attribute__((always_inline)) void gm_tile(uint32_t type, const u
     }
 }
 
-typedef void (*gm_tile_fn)(const uint8_t *, int64_t, const kq8_32 *const *, __m256 *);
-#define GM_TILE_NT(T, N)                                                                                 \
-    static void gm_tile_##T##_##N(const uint8_t *t, int64_t nb, const kq8_32 *const *xs, __m256 *acc) { \
-        gm_tile(T, t, nb, xs, N, acc);                                                                   \
+/* A tile loop for a fixed token count; xs: nt pointers to kq8_32 or kq8_256 rows. */
+typedef void (*gm_tile_fn)(const uint8_t *, int64_t, const void *const *, __m256 *);
+#define GM_TILE_NT(T, N)                                                                               \
+    static void gm_tile_##T##_##N(const uint8_t *t, int64_t nb, const void *const *xs, __m256 *acc) { \
+        gm_tile(T, t, nb, (const kq8_32 *const *)xs, N, acc);                                          \
     }
 #define GM_TILES(T) GM_TILE_NT(T, 1) GM_TILE_NT(T, 2) GM_TILE_NT(T, 3) GM_TILE_NT(T, 4)
 GM_TILES(TENSOR_Q8_0)
@@ -120,34 +121,39 @@ static const gm_tile_fn gm_tiles_q8[GM_NT + 1] = {NULL, gm_tile_TENSOR_Q8_0_1, g
 static const gm_tile_fn gm_tiles_q4[GM_NT + 1] = {NULL, gm_tile_TENSOR_Q4_0_1, gm_tile_TENSOR_Q4_0_2,
                                                   gm_tile_TENSOR_Q4_0_3, gm_tile_TENSOR_Q4_0_4};
 
+/* y[t0 + t][r .. r + n) = acc[t] (+ bias[0 .. n)), t < nt. */
+static void gm_store(const kern_mm_job *j, const __m256 *acc, int nt, int t0, int64_t r, int n, const float *bias) {
+    const __m256 vb = _mm256_loadu_ps(bias);
+    for (int t = 0; t < nt; t++) {
+        float *y = j->y + (size_t)(t0 + t) * j->w->rows + r;
+        __m256 v = j->bias ? _mm256_add_ps(acc[t], vb) : acc[t];
+        if (n == GM_ROWS) {
+            _mm256_storeu_ps(y, v);
+        } else {
+            float tmp[GM_ROWS];
+            _mm256_storeu_ps(tmp, v);
+            memcpy(y, tmp, (size_t)n * sizeof(float));
+        }
+    }
+}
+
 /* Every token of the job against one tile of `n` valid rows at row r, into y
  * (+ bias). Tokens go in ceil(n_tokens / 4) groups of sizes as equal as possible
  * (5 = 3 + 2, not 4 + 1): a one-token tile costs about half a four-token one. */
 static void gm_tile_all_tokens(const kern_mm_job *j, const gm_tile_fn *tiles, const uint8_t *tile, int64_t r, int n) {
-    const kern_matrix *w = j->w;
-    const int64_t nb = w->cols / 32;
-    const size_t xstride = (size_t)nb * sizeof(kq8_32);
+    const int x256 = kern_mm_uses_x256(j->w->type);
+    const int64_t nb = j->w->cols / (x256 ? 256 : 32);
+    const size_t xstride = (size_t)nb * (x256 ? sizeof(kq8_256) : sizeof(kq8_32));
     float bias[GM_ROWS] = {0};
     if (j->bias) memcpy(bias, j->bias + r, (size_t)n * sizeof(float));
-    const __m256 vb = _mm256_loadu_ps(bias);
     const int groups = (j->n_tokens + GM_NT - 1) / GM_NT;
     for (int g = 0, t0 = 0; g < groups; g++) {
         const int nt = j->n_tokens / groups + (g < j->n_tokens % groups);
-        const kq8_32 *xs[GM_NT];
-        for (int t = 0; t < nt; t++) xs[t] = (const kq8_32 *)((const uint8_t *)j->xq + (size_t)(t0 + t) * xstride);
+        const void *xs[GM_NT];
+        for (int t = 0; t < nt; t++) xs[t] = (const uint8_t *)j->xq + (size_t)(t0 + t) * xstride;
         __m256 acc[GM_NT];
         tiles[nt](tile, nb, xs, acc);
-        for (int t = 0; t < nt; t++) {
-            float *y = j->y + (size_t)(t0 + t) * w->rows + r;
-            __m256 v = j->bias ? _mm256_add_ps(acc[t], vb) : acc[t];
-            if (n == GM_ROWS) {
-                _mm256_storeu_ps(y, v);
-            } else {
-                float tmp[GM_ROWS];
-                _mm256_storeu_ps(tmp, v);
-                memcpy(y, tmp, (size_t)n * sizeof(float));
-            }
-        }
+        gm_store(j, acc, nt, t0, r, n, bias);
         t0 += nt;
     }
 }
@@ -217,6 +223,135 @@ void kern_mm_rows_avx2_q4_0(const kern_mm_job *j, int64_t r0, int64_t r1) {
             for (int k = 0; k < 8; k++) _mm256_store_si256((void *)(tile + sb + (size_t)b * GM_QBYTES + 32 * k), v[k]);
         }
         gm_tile_all_tokens(j, gm_tiles_q4, tile, r, n);
+    }
+    free(tile);
+}
+
+/* ------------------------------------------------------------ Q4_K, many tokens
+ *
+ * Each 8-row tile is rearranged per call, block by block (GM_Q4K_BYTES each):
+ *   [d[8] f16 | dmin[8] f16]                     32 B
+ *   sc reg j (j < 8): lane r = (sc_j, sc_j) of row r as two int16    8 x 32 B
+ *   min reg i (i < 4): lane r = (m_2i, m_2i+1) of row r as int16    4 x 32 B
+ *   codes: sub-block j reg k: lane r = codes 4k..4k+3 of sub-block j   64 x 32 B
+ * The scale goes into vpmaddwd in place of ones: sc_j * (pair + pair), exact
+ * (|pair| <= 2*15*127), so isum_sc = sum over j, k of those, lane = row; isum_min
+ * = sum_i vpmaddwd(min reg i, (bsum32_2i, bsum32_2i+1)). Then the two float
+ * steps of ops_internal.h per block. */
+#define GM_Q4K_BYTES 2464
+#define GM_Q4K_SC 32
+#define GM_Q4K_MIN 288
+#define GM_Q4K_CODES 416
+
+static inline __attribute__((always_inline)) void gm_tile_q4k(const uint8_t *tile, int64_t nb,
+                                                             const kq8_256 *const *xs, int nt, __m256 *acc) {
+    _Pragma("GCC unroll 4")
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = tile + (size_t)b * GM_Q4K_BYTES;
+        __m256i is[GM_NT];
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < nt; t++) is[t] = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            const __m256i sc = _mm256_load_si256((const void *)(blk + GM_Q4K_SC + 32 * j));
+            const uint8_t *codes = blk + GM_Q4K_CODES + 256 * j;
+            _Pragma("GCC unroll 8")
+            for (int k = 0; k < 8; k++) {
+                const __m256i w = _mm256_load_si256((const void *)(codes + 32 * k));
+                _Pragma("GCC unroll 4")
+                for (int t = 0; t < nt; t++) {
+                    __m256i s = bcast4(xs[t][b].q + 32 * j + 4 * k);
+                    is[t] = _mm256_add_epi32(is[t], _mm256_madd_epi16(_mm256_maddubs_epi16(w, s), sc));
+                    __asm__("" : "+x"(is[t]));
+                }
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_load_si128((const void *)blk));
+        const __m256 dm = _mm256_cvtph_ps(_mm_load_si128((const void *)(blk + 16)));
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < nt; t++) {
+            const kq8_256 *x = &xs[t][b];
+            __m256i im = _mm256_setzero_si256();
+            for (int i = 0; i < 4; i++) {
+                int32_t pair;
+                memcpy(&pair, &x->bsum32[2 * i], 4);
+                im = _mm256_add_epi32(im, _mm256_madd_epi16(_mm256_load_si256((const void *)(blk + GM_Q4K_MIN + 32 * i)),
+                                                            _mm256_set1_epi32(pair)));
+            }
+            const __m256 dx = _mm256_set1_ps(x->d);
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(is[t]), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dm, dx), _mm256_cvtepi32_ps(im), acc[t]);
+        }
+    }
+}
+
+#define GM_TILE_Q4K(N)                                                                                \
+    static void gm_tile_q4k_##N(const uint8_t *t, int64_t nb, const void *const *xs, __m256 *acc) { \
+        gm_tile_q4k(t, nb, (const kq8_256 *const *)xs, N, acc);                                      \
+    }
+GM_TILE_Q4K(1)
+GM_TILE_Q4K(2)
+GM_TILE_Q4K(3)
+GM_TILE_Q4K(4)
+static const gm_tile_fn gm_tiles_q4k[GM_NT + 1] = {NULL, gm_tile_q4k_1, gm_tile_q4k_2, gm_tile_q4k_3, gm_tile_q4k_4};
+
+/* One 8-row tile (n valid rows from `rows`) of Q4_K into the layout above. */
+static void gm_rearrange_q4k(uint8_t *tile, const uint8_t *data, size_t rb, int n, int64_t nb) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *blk = tile + (size_t)b * GM_Q4K_BYTES;
+        uint16_t d[16] = {0};
+        int16_t sc[8][8][2] = {{{0}}}, mn[4][8][2] = {{{0}}};
+        __m256i lo[4][8], hi[4][8];
+        for (int i = 0; i < GM_ROWS; i++) {
+            if (i >= n) {
+                for (int c = 0; c < 4; c++) lo[c][i] = hi[c][i] = _mm256_setzero_si256();
+                continue;
+            }
+            const block_q4_K *w = (const block_q4_K *)(data + (size_t)i * rb) + b;
+            memcpy(&d[i], &w->d, 2);
+            memcpy(&d[8 + i], &w->dmin, 2);
+            for (int j = 0; j < 8; j++) {
+                int s, m;
+                kern_q4k_scale_min(w->scales, j, &s, &m);
+                sc[j][i][0] = sc[j][i][1] = (int16_t)s;
+                mn[j / 2][i][j & 1] = (int16_t)m;
+            }
+            for (int c = 0; c < 4; c++) {
+                __m256i q = _mm256_loadu_si256((const void *)(w->qs + 32 * c));
+                lo[c][i] = _mm256_and_si256(q, m4);
+                hi[c][i] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            }
+        }
+        memcpy(blk, d, 32);
+        memcpy(blk + GM_Q4K_SC, sc, sizeof sc);
+        memcpy(blk + GM_Q4K_MIN, mn, sizeof mn);
+        for (int c = 0; c < 4; c++) { /* sub-block 2c: low nibbles of qs[32c..], 2c + 1: high */
+            transpose8x8(lo[c]);
+            transpose8x8(hi[c]);
+            for (int k = 0; k < 8; k++) {
+                _mm256_store_si256((void *)(blk + GM_Q4K_CODES + 256 * (2 * c) + 32 * k), lo[c][k]);
+                _mm256_store_si256((void *)(blk + GM_Q4K_CODES + 256 * (2 * c + 1) + 32 * k), hi[c][k]);
+            }
+        }
+    }
+}
+
+/* Q4_K rows [r0, r1) for many tokens (ops.c: KERN_AVX2_Q4K_MANY or more; the
+ * rearrangement costs about 4 tokens' passes). */
+void kern_mm_rows_avx2_q4_k(const kern_mm_job *j, int64_t r0, int64_t r1) {
+    const kern_matrix *w = j->w;
+    const int64_t nb = w->cols / 256;
+    const size_t rb = tensor_row_bytes(w->type, w->cols);
+    uint8_t *tile = aligned_alloc(64, (size_t)nb * GM_Q4K_BYTES);
+    if (!tile) {
+        kern_mm_rows_avx2(j, r0, r1);
+        return;
+    }
+    for (int64_t r = r0; r < r1; r += GM_ROWS) {
+        const int n = r1 - r < GM_ROWS ? (int)(r1 - r) : GM_ROWS;
+        gm_rearrange_q4k(tile, (const uint8_t *)w->data + (size_t)r * rb, rb, n, nb);
+        gm_tile_all_tokens(j, gm_tiles_q4k, tile, r, n);
     }
     free(tile);
 }
