@@ -343,7 +343,7 @@ void kern_mm_rows_avx2_q4_k(const kern_mm_job *j, int64_t r0, int64_t r1) {
     const kern_matrix *w = j->w;
     const int64_t nb = w->cols / 256;
     const size_t rb = tensor_row_bytes(w->type, w->cols);
-    uint8_t *tile = aligned_alloc(64, (size_t)nb * GM_Q4K_BYTES);
+    uint8_t *tile = aligned_alloc(64, ((size_t)nb * GM_Q4K_BYTES + 63) & ~(size_t)63);
     if (!tile) {
         kern_mm_rows_avx2(j, r0, r1);
         return;
