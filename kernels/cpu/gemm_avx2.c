@@ -34,8 +34,28 @@ static size_t gm_scale_bytes(int64_t nb) { return ((size_t)nb * 16 + 63) & ~(siz
 
 static size_t gm_tile_bytes(int64_t nb) { return gm_scale_bytes(nb) + (size_t)nb * GM_QBYTES; }
 
-/* Repack a Q8_0 matrix into 8-row tiles (layout above). 1 if the type is not
- * one this level repacks, -1 if out of memory. */
+/* 8x8 transpose of 32-bit elements: out[k] dword r = in[r] dword k. */
+static inline void transpose8x8(__m256i v[8]) {
+    __m256i a[8], b[8];
+    for (int i = 0; i < 8; i += 2) {
+        a[i] = _mm256_unpacklo_epi32(v[i], v[i + 1]);
+        a[i + 1] = _mm256_unpackhi_epi32(v[i], v[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int h = 0; h < 2; h++) {
+            b[i + 2 * h] = _mm256_unpacklo_epi64(a[i + h], a[i + 2 + h]);
+            b[i + 2 * h + 1] = _mm256_unpackhi_epi64(a[i + h], a[i + 2 + h]);
+        }
+    /* b[k], k < 4: dword k (low half) and k + 4 (high half) of rows 0-3; b[4 + k]: the same of rows 4-7 */
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_permute2x128_si256(b[k], b[k + 4], 0x20);
+        v[k + 4] = _mm256_permute2x128_si256(b[k], b[k + 4], 0x31);
+    }
+}
+
+/* Repack a Q8_0 matrix into 8-row tiles (layout above): per tile and block, the
+ * 8 rows' 32 quants are one 8x8 transpose of dwords. 1 if the type is not one
+ * this level repacks, -1 if out of memory. */
 int kern_pack_avx2(kern_matrix *m) {
     if (m->type != TENSOR_Q8_0 || m->rows <= 0 || m->cols <= 0 || m->cols % 32) return 1;
     const int64_t nb = m->cols / 32, tiles = (m->rows + GM_ROWS - 1) / GM_ROWS;
@@ -43,17 +63,26 @@ int kern_pack_avx2(kern_matrix *m) {
     const size_t bytes = KERN_PACK_ALIGN + (size_t)tiles * tb;
     uint8_t *p = aligned_alloc(KERN_PACK_ALIGN, (bytes + KERN_PACK_ALIGN - 1) & ~(size_t)(KERN_PACK_ALIGN - 1));
     if (!p) return -1;
-    memset(p, 0, bytes);
     kern_pack_header h = {KERN_PACK_MAGIC, KERN_AVX2, m->type, 0};
+    memset(p, 0, KERN_PACK_ALIGN);
     memcpy(p, &h, sizeof h);
-    for (int64_t r = 0; r < m->rows; r++) {
-        const block_q8_0 *src = (const block_q8_0 *)((const uint8_t *)m->data + (size_t)r * rb);
-        uint8_t *tile = p + KERN_PACK_ALIGN + (size_t)(r / GM_ROWS) * tb;
-        const int lane = (int)(r % GM_ROWS);
+    for (int64_t t = 0; t < tiles; t++) {
+        uint8_t *tile = p + KERN_PACK_ALIGN + (size_t)t * tb;
+        const int n = m->rows - t * GM_ROWS < GM_ROWS ? (int)(m->rows - t * GM_ROWS) : GM_ROWS;
+        memset(tile, 0, sb); /* scales of missing rows, and the padding, are 0 */
         for (int64_t b = 0; b < nb; b++) {
-            memcpy(tile + (size_t)b * 16 + 2 * lane, &src[b].d, 2);
-            uint8_t *q = tile + sb + (size_t)b * GM_QBYTES;
-            for (int k = 0; k < 8; k++) memcpy(q + 32 * k + 4 * lane, src[b].qs + 4 * k, 4);
+            __m256i v[GM_ROWS];
+            for (int i = 0; i < GM_ROWS; i++) {
+                if (i >= n) {
+                    v[i] = _mm256_setzero_si256();
+                    continue;
+                }
+                const block_q8_0 *src = (const block_q8_0 *)((const uint8_t *)m->data + (size_t)(t * GM_ROWS + i) * rb) + b;
+                memcpy(tile + (size_t)b * 16 + 2 * i, &src->d, 2);
+                v[i] = _mm256_loadu_si256((const void *)src->qs);
+            }
+            transpose8x8(v);
+            for (int k = 0; k < 8; k++) _mm256_store_si256((void *)(tile + sb + (size_t)b * GM_QBYTES + 32 * k), v[k]);
         }
     }
     m->packed = p;
@@ -165,25 +194,6 @@ void kern_mm_rows_avx2_packed(const kern_mm_job *j, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r += GM_ROWS) {
         const uint8_t *tile = (const uint8_t *)j->w->packed + KERN_PACK_ALIGN + (size_t)(r / GM_ROWS) * tb;
         gm_tile_all_tokens(j, gm_tiles_q8, tile, r, r1 - r < GM_ROWS ? (int)(r1 - r) : GM_ROWS);
-    }
-}
-
-/* 8x8 transpose of 32-bit elements: out[k] dword r = in[r] dword k. */
-static inline void transpose8x8(__m256i v[8]) {
-    __m256i a[8], b[8];
-    for (int i = 0; i < 8; i += 2) {
-        a[i] = _mm256_unpacklo_epi32(v[i], v[i + 1]);
-        a[i + 1] = _mm256_unpackhi_epi32(v[i], v[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4)
-        for (int h = 0; h < 2; h++) {
-            b[i + 2 * h] = _mm256_unpacklo_epi64(a[i + h], a[i + 2 + h]);
-            b[i + 2 * h + 1] = _mm256_unpackhi_epi64(a[i + h], a[i + 2 + h]);
-        }
-    /* b[k], k < 4: dword k (low half) and k + 4 (high half) of rows 0-3; b[4 + k]: the same of rows 4-7 */
-    for (int k = 0; k < 4; k++) {
-        v[k] = _mm256_permute2x128_si256(b[k], b[k + 4], 0x20);
-        v[k + 4] = _mm256_permute2x128_si256(b[k], b[k + 4], 0x31);
     }
 }
 
