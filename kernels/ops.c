@@ -10,7 +10,8 @@
  * What each level runs: AVX-512 has its own quantized matmul (packed tiles,
  * VNNI), float dots, rmsnorm, swiglu, add and attention. AVX2 has its own float
  * dot (EXACT and float-type matmuls) and add, and its own quantized FAST matmul
- * (8-row tiles; on Q8_0 repacked at load, lane = row); every level's rope,
+ * (8-row tiles: cpu/ops_avx2.c row-wise; cpu/gemm_avx2.c lane = row, for Q8_0
+ * repacked at load and for many-token Q4_0 / Q4_K jobs); every level's rope,
  * store_row, embed and activation quantizer are the scalar code - identical bits
  * by construction.
  */

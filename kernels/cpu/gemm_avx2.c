@@ -1,9 +1,17 @@
-/* gemm_avx2.c - the AVX2 level's quantized FAST matmul on repacked Q8_0 weights
- * (kern_matrix_prepare at level avx2 builds the layout; ops.c sends a job here
- * when w->packed holds it). The same arithmetic as the scalar reference, bit for
- * bit (ops_internal.h).
+/* gemm_avx2.c - the AVX2 level's quantized FAST matmul in lane = row tiles of 8
+ * rows: Q8_0 repacked once at load (kern_pack_avx2, from kern_matrix_prepare;
+ * ops.c sends a job here when w->packed holds the layout, for every token
+ * count), Q4_0 and Q4_K rearranged tile by tile inside the call for jobs of many
+ * tokens (ops.c: KERN_AVX2_Q4_MANY / KERN_AVX2_Q4K_MANY; fewer tokens, Q6_K and
+ * unpacked Q8_0 run ops_avx2.c). The same arithmetic as the scalar reference, bit
+ * for bit (ops_internal.h). Why: the row-wise kernels of ops_avx2.c reduce 8
+ * horizontal sums per block and token (hadd trees) and keep 8 x nt partial
+ * registers live (spills for nt > 1); here each lane accumulates its own row, so
+ * a token's block costs 8 x (broadcast, [sign], vpmaddubsw, vpmaddwd, add) plus
+ * one float step, with nothing to reduce.
  *
- * Layout (lane = row, no horizontal reductions), per tile of 8 rows:
+ * Q8_0 layout, per tile of 8 rows (Q4_0 the same with codes 0..15 as bytes; Q4_K
+ * below):
  *   [nb x 16 B: the 8 rows' f16 scales of block b][pad to 64][nb x 256 B quants]
  * where quant register k (32 B) of block b holds, in lane r, the 4 weights
  * w[r][32b + 4k .. 32b + 4k + 3] as int8. The bytes are those of the GGUF blocks
