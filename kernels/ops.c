@@ -11,7 +11,7 @@
  * VNNI), float dots, rmsnorm, swiglu, add and attention. AVX2 has its own float
  * dot (EXACT and float-type matmuls) and add, and its own quantized FAST matmul
  * (8-row tiles: cpu/ops_avx2.c row-wise; cpu/gemm_avx2.c lane = row, for Q8_0
- * repacked at load and for many-token Q4_0 / Q4_K jobs); every level's rope,
+ * repacked at load and for many-token Q4_0 / Q4_K / Q6_K jobs); every level's rope,
  * store_row, embed and activation quantizer are the scalar code - identical bits
  * by construction.
  */
@@ -438,6 +438,7 @@ void kern_matmul_multi(const kern_mm_out *outs, int n_outs, const float *x, int 
             if (f >= 0 && packed_for(w, KERN_AVX2)) c.rows[c.n] = kern_mm_rows_avx2_packed;
             if (f >= 0 && w->type == TENSOR_Q4_0 && n_tokens >= KERN_AVX2_Q4_MANY) c.rows[c.n] = kern_mm_rows_avx2_q4_0;
             if (f >= 0 && w->type == TENSOR_Q4_K && n_tokens >= KERN_AVX2_Q4K_MANY) c.rows[c.n] = kern_mm_rows_avx2_q4_k;
+            if (f >= 0 && w->type == TENSOR_Q6_K && n_tokens >= KERN_AVX2_Q6K_MANY) c.rows[c.n] = kern_mm_rows_avx2_q6_k;
         }
         /* AVX-512: quantized FAST needs the packed tiles (else the scalar loop, same bits) */
         if (g.level == KERN_AVX512 && (f < 0 || packed_for(w, KERN_AVX512))) c.rows[c.n] = kern_mm_rows_avx512;

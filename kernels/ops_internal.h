@@ -96,12 +96,14 @@ void kern_mm_rows_avx2(const kern_mm_job *j, int64_t r0, int64_t r1); /* quantiz
 double kern_peak_int8_avx2(double seconds, double (*now)(void));
 uint64_t kern_stream_sum_avx2(const void *buf, size_t bytes);
 
-/* AVX2 lane = row tiles (cpu/gemm_avx2.c): Q8_0 repacked at load, Q4_0 and Q4_K rearranged per call */
+/* AVX2 lane = row tiles (cpu/gemm_avx2.c): Q8_0 repacked at load, Q4_0, Q4_K, Q6_K rearranged per call */
 int kern_pack_avx2(kern_matrix *m);                    /* 0, 1 = type not packed, -1 = OOM */
 void kern_mm_rows_avx2_packed(const kern_mm_job *j, int64_t r0, int64_t r1); /* r0 % 8 == 0 */
 #define KERN_AVX2_Q4_MANY 8 /* Q4_0 jobs of this many tokens or more: kern_mm_rows_avx2_q4_0 */
 void kern_mm_rows_avx2_q4_0(const kern_mm_job *j, int64_t r0, int64_t r1); /* quantized FAST Q4_0, any rows */
 #define KERN_AVX2_Q4K_MANY 16 /* Q4_K jobs of this many tokens or more: kern_mm_rows_avx2_q4_k */
 void kern_mm_rows_avx2_q4_k(const kern_mm_job *j, int64_t r0, int64_t r1); /* quantized FAST Q4_K, any rows */
+#define KERN_AVX2_Q6K_MANY 16 /* Q6_K jobs of this many tokens or more: kern_mm_rows_avx2_q6_k */
+void kern_mm_rows_avx2_q6_k(const kern_mm_job *j, int64_t r0, int64_t r1); /* quantized FAST Q6_K, any rows */
 
 #endif

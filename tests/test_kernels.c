@@ -166,7 +166,7 @@ static void test_matmul(void) {
                                      TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K};
     static const struct { int64_t rows; int nt; } shapes[] = {{1, 1}, {3, 2}, {17, 5}, {255, 1}, {17, 33}, {255, 5},
         /* AVX2 8-row tiles of up to 4 tokens: whole and partial tiles, every remainder of tokens, the
-         * many-token Q4_0 (>= 8) and Q4_K (>= 16) paths */
+         * many-token Q4_0 (>= 8), Q4_K and Q6_K (>= 16) paths */
         {8, 4}, {9, 7}, {24, 3}, {40, 8}, {16, 9}, {7, 6}, {24, 16}};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         uint32_t t = types[ti];

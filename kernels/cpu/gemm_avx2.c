@@ -1,8 +1,8 @@
 /* gemm_avx2.c - the AVX2 level's quantized FAST matmul in lane = row tiles of 8
  * rows: Q8_0 repacked once at load (kern_pack_avx2, from kern_matrix_prepare;
  * ops.c sends a job here when w->packed holds the layout, for every token
- * count), Q4_0 and Q4_K rearranged tile by tile inside the call for jobs of many
- * tokens (ops.c: KERN_AVX2_Q4_MANY / KERN_AVX2_Q4K_MANY; fewer tokens, Q6_K and
+ * count), Q4_0, Q4_K and Q6_K rearranged tile by tile inside the call for jobs of many
+ * tokens (ops.c: KERN_AVX2_Q4_MANY / _Q4K_MANY / _Q6K_MANY; fewer tokens and
  * unpacked Q8_0 run ops_avx2.c). The same arithmetic as the scalar reference, bit
  * for bit (ops_internal.h). Why: the row-wise kernels of ops_avx2.c reduce 8
  * horizontal sums per block and token (hadd trees) and keep 8 x nt partial
@@ -146,17 +146,17 @@ static inline __attribute__((always_inline)) void gm_tile(uint32_t type, const u
 
 /* A tile loop for a fixed token count; xs: nt pointers to kq8_32 or kq8_256 rows. */
 typedef void (*gm_tile_fn)(const uint8_t *, int64_t, const void *const *, __m256 *);
-#define GM_TILE_NT(T, N)                                                                               \
-    static void gm_tile_##T##_##N(const uint8_t *t, int64_t nb, const void *const *xs, __m256 *acc) { \
-        gm_tile(T, t, nb, (const kq8_32 *const *)xs, N, acc);                                          \
+/* FN_T[nt]: FN(T, ..., nt) for nt = 1..4, a compile-time token count each; XT
+ * the activation block type. */
+#define GM_TILE_NT(FN, T, XT, N)                                                                \
+    static void FN##_##T##_##N(const uint8_t *t, int64_t nb, const void *const *xs, __m256 *acc) { \
+        FN(T, t, nb, (const XT *const *)xs, N, acc);                                                \
     }
-#define GM_TILES(T) GM_TILE_NT(T, 1) GM_TILE_NT(T, 2) GM_TILE_NT(T, 3) GM_TILE_NT(T, 4)
-GM_TILES(TENSOR_Q8_0)
-GM_TILES(TENSOR_Q4_0)
-static const gm_tile_fn gm_tiles_q8[GM_NT + 1] = {NULL, gm_tile_TENSOR_Q8_0_1, gm_tile_TENSOR_Q8_0_2,
-                                                  gm_tile_TENSOR_Q8_0_3, gm_tile_TENSOR_Q8_0_4};
-static const gm_tile_fn gm_tiles_q4[GM_NT + 1] = {NULL, gm_tile_TENSOR_Q4_0_1, gm_tile_TENSOR_Q4_0_2,
-                                                  gm_tile_TENSOR_Q4_0_3, gm_tile_TENSOR_Q4_0_4};
+#define GM_TILE_TABLE(FN, T, XT)                                                                        \
+    GM_TILE_NT(FN, T, XT, 1) GM_TILE_NT(FN, T, XT, 2) GM_TILE_NT(FN, T, XT, 3) GM_TILE_NT(FN, T, XT, 4) \
+    static const gm_tile_fn FN##_##T[GM_NT + 1] = {NULL, FN##_##T##_1, FN##_##T##_2, FN##_##T##_3, FN##_##T##_4};
+GM_TILE_TABLE(gm_tile, TENSOR_Q8_0, kq8_32)
+GM_TILE_TABLE(gm_tile, TENSOR_Q4_0, kq8_32)
 
 /* y[t0 + t][r .. r + n) = acc[t] (+ bias[0 .. n)), t < nt. */
 static void gm_store(const kern_mm_job *j, const __m256 *acc, int nt, int t0, int64_t r, int n, const float *bias) {
@@ -201,7 +201,51 @@ void kern_mm_rows_avx2_packed(const kern_mm_job *j, int64_t r0, int64_t r1) {
     const size_t tb = gm_tile_bytes(j->w->cols / 32);
     for (int64_t r = r0; r < r1; r += GM_ROWS) {
         const uint8_t *tile = (const uint8_t *)j->w->packed + KERN_PACK_ALIGN + (size_t)(r / GM_ROWS) * tb;
-        gm_tile_all_tokens(j, gm_tiles_q8, tile, r, r1 - r < GM_ROWS ? (int)(r1 - r) : GM_ROWS);
+        gm_tile_all_tokens(j, gm_tile_TENSOR_Q8_0, tile, r, r1 - r < GM_ROWS ? (int)(r1 - r) : GM_ROWS);
+    }
+}
+
+/* A rearrangement of one 8-row tile (n valid rows of row length rb from `data`,
+ * nb blocks) into `tile`. */
+typedef void (*gm_rearrange_fn)(uint8_t *tile, const uint8_t *data, size_t rb, int n, int64_t nb);
+
+/* Rows [r0, r1): each 8-row tile rearranged into a buffer of `tile_bytes`, then
+ * every token against it (the row-wise kernels if the buffer cannot be had). */
+static void gm_rows_rearranged(const kern_mm_job *j, int64_t r0, int64_t r1, int64_t nb, size_t tile_bytes,
+                               gm_rearrange_fn rearrange, const gm_tile_fn *tiles) {
+    const size_t rb = tensor_row_bytes(j->w->type, j->w->cols);
+    uint8_t *tile = aligned_alloc(64, (tile_bytes + 63) & ~(size_t)63);
+    if (!tile) {
+        kern_mm_rows_avx2(j, r0, r1);
+        return;
+    }
+    for (int64_t r = r0; r < r1; r += GM_ROWS) {
+        const int n = r1 - r < GM_ROWS ? (int)(r1 - r) : GM_ROWS;
+        rearrange(tile, (const uint8_t *)j->w->data + (size_t)r * rb, rb, n, nb);
+        gm_tile_all_tokens(j, tiles, tile, r, n);
+    }
+    free(tile);
+}
+
+static void gm_rearrange_q4_0(uint8_t *tile, const uint8_t *data, size_t rb, int n, int64_t nb) {
+    const __m128i m4 = _mm_set1_epi8(15);
+    const size_t sb = gm_scale_bytes(nb);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i v[8];
+        uint16_t d[8] = {0};
+        for (int i = 0; i < GM_ROWS; i++) {
+            if (i >= n) {
+                v[i] = _mm256_setzero_si256();
+                continue;
+            }
+            const block_q4_0 *blk = (const block_q4_0 *)(data + (size_t)i * rb) + b;
+            memcpy(&d[i], &blk->d, 2);
+            __m128i q = _mm_loadu_si128((const void *)blk->qs);
+            v[i] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
+        }
+        transpose8x8(v);
+        memcpy(tile + (size_t)b * 16, d, 16);
+        for (int k = 0; k < 8; k++) _mm256_store_si256((void *)(tile + sb + (size_t)b * GM_QBYTES + 32 * k), v[k]);
     }
 }
 
@@ -212,37 +256,8 @@ void kern_mm_rows_avx2_packed(const kern_mm_job *j, int64_t r0, int64_t r1) {
  * costs about one token's pass, so ops.c sends only jobs of KERN_AVX2_Q4_MANY
  * tokens or more here. */
 void kern_mm_rows_avx2_q4_0(const kern_mm_job *j, int64_t r0, int64_t r1) {
-    const kern_matrix *w = j->w;
-    const int64_t nb = w->cols / 32;
-    const size_t rb = tensor_row_bytes(w->type, w->cols), sb = gm_scale_bytes(nb);
-    uint8_t *tile = aligned_alloc(64, gm_tile_bytes(nb));
-    if (!tile) {
-        kern_mm_rows_avx2(j, r0, r1);
-        return;
-    }
-    const __m128i m4 = _mm_set1_epi8(15);
-    for (int64_t r = r0; r < r1; r += GM_ROWS) {
-        const int n = r1 - r < GM_ROWS ? (int)(r1 - r) : GM_ROWS;
-        for (int64_t b = 0; b < nb; b++) {
-            __m256i v[8];
-            uint16_t d[8] = {0};
-            for (int i = 0; i < GM_ROWS; i++) {
-                if (i >= n) {
-                    v[i] = _mm256_setzero_si256();
-                    continue;
-                }
-                const block_q4_0 *blk = (const block_q4_0 *)((const uint8_t *)w->data + (size_t)(r + i) * rb) + b;
-                memcpy(&d[i], &blk->d, 2);
-                __m128i q = _mm_loadu_si128((const void *)blk->qs);
-                v[i] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
-            }
-            transpose8x8(v);
-            memcpy(tile + (size_t)b * 16, d, 16);
-            for (int k = 0; k < 8; k++) _mm256_store_si256((void *)(tile + sb + (size_t)b * GM_QBYTES + 32 * k), v[k]);
-        }
-        gm_tile_all_tokens(j, gm_tiles_q4, tile, r, n);
-    }
-    free(tile);
+    const int64_t nb = j->w->cols / 32;
+    gm_rows_rearranged(j, r0, r1, nb, gm_tile_bytes(nb), gm_rearrange_q4_0, gm_tile_TENSOR_Q4_0);
 }
 
 /* ------------------------------------------------------------ Q4_K, many tokens
@@ -260,58 +275,6 @@ void kern_mm_rows_avx2_q4_0(const kern_mm_job *j, int64_t r0, int64_t r1) {
 #define GM_Q4K_SC 32
 #define GM_Q4K_MIN 288
 #define GM_Q4K_CODES 416
-
-static inline __attribute__((always_inline)) void gm_tile_q4k(const uint8_t *tile, int64_t nb,
-                                                             const kq8_256 *const *xs, int nt, __m256 *acc) {
-    _Pragma("GCC unroll 4")
-    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = tile + (size_t)b * GM_Q4K_BYTES;
-        __m256i is[GM_NT];
-        _Pragma("GCC unroll 4")
-        for (int t = 0; t < nt; t++) is[t] = _mm256_setzero_si256();
-        for (int j = 0; j < 8; j++) {
-            const __m256i sc = _mm256_load_si256((const void *)(blk + GM_Q4K_SC + 32 * j));
-            const uint8_t *codes = blk + GM_Q4K_CODES + 256 * j;
-            _Pragma("GCC unroll 8")
-            for (int k = 0; k < 8; k++) {
-                const __m256i w = _mm256_load_si256((const void *)(codes + 32 * k));
-                _Pragma("GCC unroll 4")
-                for (int t = 0; t < nt; t++) {
-                    __m256i s = bcast4(xs[t][b].q + 32 * j + 4 * k);
-                    is[t] = _mm256_add_epi32(is[t], _mm256_madd_epi16(_mm256_maddubs_epi16(w, s), sc));
-                    __asm__("" : "+x"(is[t]));
-                }
-            }
-        }
-        const __m256 dw = _mm256_cvtph_ps(_mm_load_si128((const void *)blk));
-        const __m256 dm = _mm256_cvtph_ps(_mm_load_si128((const void *)(blk + 16)));
-        _Pragma("GCC unroll 4")
-        for (int t = 0; t < nt; t++) {
-            const kq8_256 *x = &xs[t][b];
-            __m256i im = _mm256_setzero_si256();
-            for (int i = 0; i < 4; i++) {
-                int32_t pair;
-                memcpy(&pair, &x->bsum32[2 * i], 4);
-                im = _mm256_add_epi32(im, _mm256_madd_epi16(_mm256_load_si256((const void *)(blk + GM_Q4K_MIN + 32 * i)),
-                                                            _mm256_set1_epi32(pair)));
-            }
-            const __m256 dx = _mm256_set1_ps(x->d);
-            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(is[t]), acc[t]);
-            acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dm, dx), _mm256_cvtepi32_ps(im), acc[t]);
-        }
-    }
-}
-
-#define GM_TILE_Q4K(N)                                                                                \
-    static void gm_tile_q4k_##N(const uint8_t *t, int64_t nb, const void *const *xs, __m256 *acc) { \
-        gm_tile_q4k(t, nb, (const kq8_256 *const *)xs, N, acc);                                      \
-    }
-GM_TILE_Q4K(1)
-GM_TILE_Q4K(2)
-GM_TILE_Q4K(3)
-GM_TILE_Q4K(4)
-static const gm_tile_fn gm_tiles_q4k[GM_NT + 1] = {NULL, gm_tile_q4k_1, gm_tile_q4k_2, gm_tile_q4k_3, gm_tile_q4k_4};
 
 /* One 8-row tile (n valid rows from `rows`) of Q4_K into the layout above. */
 static void gm_rearrange_q4k(uint8_t *tile, const uint8_t *data, size_t rb, int n, int64_t nb) {
@@ -355,21 +318,131 @@ static void gm_rearrange_q4k(uint8_t *tile, const uint8_t *data, size_t rb, int 
     }
 }
 
+/* ------------------------------------------------------------ Q6_K, many tokens
+ *
+ * Per block (GM_Q6K_BYTES), rearranged per call like Q4_K:
+ *   d[8] f16, padded                                                   32 B
+ *   sc reg j (j < 16): lane r = (sc_j, sc_j) of row r as int16     16 x 32 B
+ *   pair reg i (i < 8): lane r = (sc_2i, sc_2i+1) of row r          8 x 32 B
+ *   codes (0..63): chunk c (32 codes) reg k: lane r = codes 32c + 4k .. + 3   64 x 32 B
+ * isum = sum over c, k of vpmaddwd(vpmaddubsw(codes, q), sc_(2c + k/4)) (|pair| <=
+ * 2*63*127) - 32 * sum_i vpmaddwd(pair reg i, (bsum16_2i, bsum16_2i+1)): the
+ * scalar sum_j sc_j * (dot_j - 32 * bsum16_j), exactly. */
+#define GM_Q6K_BYTES 2848
+#define GM_Q6K_SC 32
+#define GM_Q6K_PAIR 544
+#define GM_Q6K_CODES 800
+
+/* One tile x nt tokens of the rearranged Q4_K / Q6_K layouts (below): per block,
+ * 8 chunks of 32 codes x 8 registers with the sub-block's scale register in
+ * vpmaddwd, then the block's correction (Q4_K: the mins, a second float step;
+ * Q6_K: -32 * the scaled 16-sums) and the float step(s) of ops_internal.h. */
+static inline __attribute__((always_inline)) void gm_tile256(uint32_t type, const uint8_t *tile, int64_t nb,
+                                                            const kq8_256 *const *xs, int nt, __m256 *acc) {
+    const int q4k = type == TENSOR_Q4_K;
+    const size_t bytes = q4k ? GM_Q4K_BYTES : GM_Q6K_BYTES, corr = q4k ? GM_Q4K_MIN : GM_Q6K_PAIR;
+    const size_t codes0 = q4k ? GM_Q4K_CODES : GM_Q6K_CODES;
+    _Pragma("GCC unroll 4")
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = tile + (size_t)b * bytes;
+        __m256i is[GM_NT];
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < nt; t++) is[t] = _mm256_setzero_si256();
+        for (int c = 0; c < 8; c++) {
+            const uint8_t *codes = blk + codes0 + 256 * c;
+            _Pragma("GCC unroll 2")
+            for (int hk = 0; hk < 2; hk++) { /* Q6_K: a scale per 16 codes; Q4_K: per 32 */
+                const __m256i sc = _mm256_load_si256((const void *)(blk + 32 + 32 * (q4k ? c : 2 * c + hk)));
+                _Pragma("GCC unroll 4")
+                for (int k = 4 * hk; k < 4 * hk + 4; k++) {
+                    const __m256i w = _mm256_load_si256((const void *)(codes + 32 * k));
+                    _Pragma("GCC unroll 4")
+                    for (int t = 0; t < nt; t++) {
+                        __m256i s = bcast4(xs[t][b].q + 32 * c + 4 * k);
+                        is[t] = _mm256_add_epi32(is[t], _mm256_madd_epi16(_mm256_maddubs_epi16(w, s), sc));
+                        __asm__("" : "+x"(is[t]));
+                    }
+                }
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_load_si128((const void *)blk));
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < nt; t++) {
+            const kq8_256 *x = &xs[t][b];
+            const int16_t *bsum = q4k ? x->bsum32 : x->bsum16;
+            __m256i cs = _mm256_setzero_si256();
+            for (int i = 0; i < (q4k ? 4 : 8); i++) {
+                int32_t pair;
+                memcpy(&pair, &bsum[2 * i], 4);
+                cs = _mm256_add_epi32(cs, _mm256_madd_epi16(_mm256_load_si256((const void *)(blk + corr + 32 * i)),
+                                                            _mm256_set1_epi32(pair)));
+            }
+            const __m256 dx = _mm256_set1_ps(x->d);
+            if (q4k) {
+                const __m256 dm = _mm256_cvtph_ps(_mm_load_si128((const void *)(blk + 16)));
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(is[t]), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dm, dx), _mm256_cvtepi32_ps(cs), acc[t]);
+            } else {
+                const __m256i v = _mm256_sub_epi32(is[t], _mm256_slli_epi32(cs, 5));
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(v), acc[t]);
+            }
+        }
+    }
+}
+
+GM_TILE_TABLE(gm_tile256, TENSOR_Q4_K, kq8_256)
+GM_TILE_TABLE(gm_tile256, TENSOR_Q6_K, kq8_256)
+
+/* One 8-row tile (n valid rows from `data`) of Q6_K into the layout above. */
+static void gm_rearrange_q6k(uint8_t *tile, const uint8_t *data, size_t rb, int n, int64_t nb) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *blk = tile + (size_t)b * GM_Q6K_BYTES;
+        uint16_t d[16] = {0};
+        int16_t sc[16][8][2] = {{{0}}}, pr[8][8][2] = {{{0}}};
+        __m256i ch[8][8]; /* [chunk][row] */
+        for (int i = 0; i < GM_ROWS; i++) {
+            if (i >= n) {
+                for (int c = 0; c < 8; c++) ch[c][i] = _mm256_setzero_si256();
+                continue;
+            }
+            const block_q6_K *w = (const block_q6_K *)(data + (size_t)i * rb) + b;
+            memcpy(&d[i], &w->d, 2);
+            for (int j = 0; j < 16; j++) {
+                sc[j][i][0] = sc[j][i][1] = w->scales[j];
+                pr[j / 2][i][j & 1] = w->scales[j];
+            }
+            for (int h = 0; h < 2; h++) { /* the scalar reference's code order, 32 at a time */
+                __m256i l0 = _mm256_loadu_si256((const void *)(w->ql + 64 * h));
+                __m256i l1 = _mm256_loadu_si256((const void *)(w->ql + 64 * h + 32));
+                __m256i qh = _mm256_loadu_si256((const void *)(w->qh + 32 * h));
+                ch[4 * h][i] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+                ch[4 * h + 1][i] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+                ch[4 * h + 2][i] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
+                ch[4 * h + 3][i] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            }
+        }
+        memcpy(blk, d, 32);
+        memcpy(blk + GM_Q6K_SC, sc, sizeof sc);
+        memcpy(blk + GM_Q6K_PAIR, pr, sizeof pr);
+        for (int c = 0; c < 8; c++) {
+            transpose8x8(ch[c]);
+            for (int k = 0; k < 8; k++) _mm256_store_si256((void *)(blk + GM_Q6K_CODES + 256 * c + 32 * k), ch[c][k]);
+        }
+    }
+}
+
+/* Q6_K rows [r0, r1) for many tokens (ops.c: KERN_AVX2_Q6K_MANY or more). */
+void kern_mm_rows_avx2_q6_k(const kern_mm_job *j, int64_t r0, int64_t r1) {
+    const int64_t nb = j->w->cols / 256;
+    gm_rows_rearranged(j, r0, r1, nb, (size_t)nb * GM_Q6K_BYTES, gm_rearrange_q6k, gm_tile256_TENSOR_Q6_K);
+}
+
 /* Q4_K rows [r0, r1) for many tokens (ops.c: KERN_AVX2_Q4K_MANY or more; the
  * rearrangement costs about 4 tokens' passes). */
 void kern_mm_rows_avx2_q4_k(const kern_mm_job *j, int64_t r0, int64_t r1) {
-    const kern_matrix *w = j->w;
-    const int64_t nb = w->cols / 256;
-    const size_t rb = tensor_row_bytes(w->type, w->cols);
-    uint8_t *tile = aligned_alloc(64, ((size_t)nb * GM_Q4K_BYTES + 63) & ~(size_t)63);
-    if (!tile) {
-        kern_mm_rows_avx2(j, r0, r1);
-        return;
-    }
-    for (int64_t r = r0; r < r1; r += GM_ROWS) {
-        const int n = r1 - r < GM_ROWS ? (int)(r1 - r) : GM_ROWS;
-        gm_rearrange_q4k(tile, (const uint8_t *)w->data + (size_t)r * rb, rb, n, nb);
-        gm_tile_all_tokens(j, gm_tiles_q4k, tile, r, n);
-    }
-    free(tile);
+    const int64_t nb = j->w->cols / 256;
+    gm_rows_rearranged(j, r0, r1, nb, (size_t)nb * GM_Q4K_BYTES, gm_rearrange_q4k, gm_tile256_TENSOR_Q4_K);
 }
