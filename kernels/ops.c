@@ -9,10 +9,12 @@
  *
  * What each level runs: AVX-512 has its own quantized matmul (packed tiles,
  * VNNI), float dots, rmsnorm, swiglu, add, attention and activation quantizers
- * (cpu/ops_avx512.c). AVX2 has its own quantized matmul (tiles of 8 rows) and
- * float dot, add (cpu/ops_avx2.c), rmsnorm, swiglu, attention and activation
- * quantizers (cpu/vec_avx2.c). Every level's rope, store_row and embed are the
- * scalar code. All of them give the scalar reference's bits.
+ * (cpu/ops_avx512.c). AVX2 has its own float dot and add, its own quantized FAST
+ * matmul (8-row tiles: cpu/ops_avx2.c row-wise; cpu/gemm_avx2.c lane = row, for
+ * Q8_0 repacked at load and for many-token Q4_0 / Q4_K / Q6_K jobs), and its own
+ * rmsnorm, swiglu, attention and activation quantizers (cpu/vec_avx2.c). Every
+ * level's rope, store_row and embed are the scalar code. All of them give the
+ * scalar reference's bits.
  */
 #include <cpuid.h>
 #include <errno.h>
@@ -309,6 +311,7 @@ int kern_matrix_prepare(kern_matrix *m) {
         int rc = kern_pack_avx512(m);
         return rc < 0 ? -1 : 0;
     }
+    if (g.level == KERN_AVX2) return kern_pack_avx2(m) < 0 ? -1 : 0;
 #endif
     return 0;
 }
@@ -438,7 +441,13 @@ void kern_matmul_multi(const kern_mm_out *outs, int n_outs, const float *x, int 
         c.rows[c.n] = kern_mm_rows_scalar;
 #if defined(__x86_64__)
         if (g.level >= KERN_AVX2) j->dot = kern_dot16_avx2; /* same bits, 16 lanes as 2 x 8 */
-        if (g.level == KERN_AVX2) c.rows[c.n] = kern_mm_rows_avx2;
+        if (g.level == KERN_AVX2) {
+            c.rows[c.n] = kern_mm_rows_avx2;
+            if (f >= 0 && packed_for(w, KERN_AVX2)) c.rows[c.n] = kern_mm_rows_avx2_packed;
+            if (f >= 0 && w->type == TENSOR_Q4_0 && n_tokens >= KERN_AVX2_Q4_MANY) c.rows[c.n] = kern_mm_rows_avx2_q4_0;
+            if (f >= 0 && w->type == TENSOR_Q4_K && n_tokens >= KERN_AVX2_Q4K_MANY) c.rows[c.n] = kern_mm_rows_avx2_q4_k;
+            if (f >= 0 && w->type == TENSOR_Q6_K && n_tokens >= KERN_AVX2_Q6K_MANY) c.rows[c.n] = kern_mm_rows_avx2_q6_k;
+        }
         /* AVX-512: quantized FAST needs the packed tiles (else the scalar loop, same bits) */
         if (g.level == KERN_AVX512 && (f < 0 || packed_for(w, KERN_AVX512))) c.rows[c.n] = kern_mm_rows_avx512;
 #endif

@@ -71,6 +71,7 @@ void kern_quantize_x256(kq8_256 *out, const float *x, int64_t n);
 void kern_mm_rows_scalar(const kern_mm_job *j, int64_t r0, int64_t r1);
 int kern_mm_uses_x32(uint32_t type);   /* FAST activation format for a weight type */
 int kern_mm_uses_x256(uint32_t type);
+void kern_q4k_scale_min(const uint8_t *scales12, int j, int *sc, int *m); /* sub-block j's 6-bit scale, min */
 void kern_rmsnorm_scalar(float *y, const float *x, const float *w, int n, float eps);
 void kern_swiglu_scalar(float *y, const float *gate, const float *up, int n);
 void kern_add_scalar(float *y, const float *x, int n);
@@ -104,5 +105,15 @@ void kern_add_avx2(float *y, const float *x, int n);
 void kern_mm_rows_avx2(const kern_mm_job *j, int64_t r0, int64_t r1); /* quantized FAST in 8-row tiles */
 double kern_peak_int8_avx2(double seconds, double (*now)(void));
 uint64_t kern_stream_sum_avx2(const void *buf, size_t bytes);
+
+/* AVX2 lane = row tiles (cpu/gemm_avx2.c): Q8_0 repacked at load, Q4_0, Q4_K, Q6_K rearranged per call */
+int kern_pack_avx2(kern_matrix *m);                    /* 0, 1 = type not packed, -1 = OOM */
+void kern_mm_rows_avx2_packed(const kern_mm_job *j, int64_t r0, int64_t r1); /* r0 % 8 == 0 */
+#define KERN_AVX2_Q4_MANY 8 /* Q4_0 jobs of this many tokens or more: kern_mm_rows_avx2_q4_0 */
+void kern_mm_rows_avx2_q4_0(const kern_mm_job *j, int64_t r0, int64_t r1); /* quantized FAST Q4_0, any rows */
+#define KERN_AVX2_Q4K_MANY 16 /* Q4_K jobs of this many tokens or more: kern_mm_rows_avx2_q4_k */
+void kern_mm_rows_avx2_q4_k(const kern_mm_job *j, int64_t r0, int64_t r1); /* quantized FAST Q4_K, any rows */
+#define KERN_AVX2_Q6K_MANY 16 /* Q6_K jobs of this many tokens or more: kern_mm_rows_avx2_q6_k */
+void kern_mm_rows_avx2_q6_k(const kern_mm_job *j, int64_t r0, int64_t r1); /* quantized FAST Q6_K, any rows */
 
 #endif

@@ -91,7 +91,7 @@ int kern_mm_uses_x32(uint32_t type) { return type == TENSOR_Q8_0 || type == TENS
 int kern_mm_uses_x256(uint32_t type) { return type == TENSOR_Q4_K || type == TENSOR_Q6_K; }
 
 /* The 6-bit scale and min of sub-block j of a Q4_K block (GGUF packing). */
-static void q4k_scale_min(const uint8_t *s, int j, int *sc, int *m) {
+void kern_q4k_scale_min(const uint8_t *s, int j, int *sc, int *m) {
     if (j < 4) {
         *sc = s[j] & 63;
         *m = s[j + 4] & 63;
@@ -130,7 +130,7 @@ static float fast_dot_row(uint32_t type, const void *wrow, const void *xq, int64
             int32_t isa = 0, ism = 0;
             for (int j = 0; j < 8; j++) {
                 int sc, m;
-                q4k_scale_min(w[b].scales, j, &sc, &m);
+                kern_q4k_scale_min(w[b].scales, j, &sc, &m);
                 const uint8_t *qs = w[b].qs + 32 * (j / 2);
                 int shift = (j & 1) * 4;
                 int32_t dot = 0;

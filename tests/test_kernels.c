@@ -164,7 +164,10 @@ static void test_quantizer_edges(void) {
 static void test_matmul(void) {
     static const uint32_t types[] = {TENSOR_F32, TENSOR_F16, TENSOR_BF16, TENSOR_Q8_0,
                                      TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K};
-    static const struct { int64_t rows; int nt; } shapes[] = {{1, 1}, {3, 2}, {17, 5}, {255, 1}, {17, 33}, {255, 5}};
+    static const struct { int64_t rows; int nt; } shapes[] = {{1, 1}, {3, 2}, {17, 5}, {255, 1}, {17, 33}, {255, 5},
+        /* AVX2 8-row tiles of up to 4 tokens: whole and partial tiles, every remainder of tokens, the
+         * many-token Q4_0 (>= 8), Q4_K and Q6_K (>= 16) paths */
+        {8, 4}, {9, 7}, {24, 3}, {40, 8}, {16, 9}, {7, 6}, {24, 16}};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         uint32_t t = types[ti];
         int64_t colsv[2];
