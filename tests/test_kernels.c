@@ -166,14 +166,15 @@ static void test_quantizer_edges(void) {
 /* The largest integer sums each quantized type can produce (all codes at their
  * extreme, 6-bit scales 63, Q6_K scales -128, activations all +127 or alternating
  * +-127), in matrices whose rows and block counts leave partial tiles and partial
- * unrolled loops (19 rows, 7 or 5 blocks), plus a Q4_K row wider than the AVX2
- * decode kernel's stack buffer: every level == scalar, 1 token (the decode
- * kernels) and 2 tokens. Catches int16 overflow or saturation in any integer dot. */
+ * unrolled loops (19 rows, 7 or 5 blocks), plus rows wider than the AVX2 decode
+ * kernel's stack buffer (Q4_K: scalar fallback, Q8_0: the kernel): every level
+ * == scalar, 1 token (the decode kernels) and 2 tokens. Catches int16 overflow or
+ * saturation in any integer dot. */
 static void test_matmul_extremes(void) {
     static const struct { uint32_t type; int64_t cols; uint8_t fill; } cases[] = {
         {TENSOR_Q4_0, 32 * 7, 0xff}, {TENSOR_Q4_0, 32 * 7, 0x00}, {TENSOR_Q8_0, 32 * 7, 0x80},
         {TENSOR_Q8_0, 32 * 7, 0x7f}, {TENSOR_Q4_K, 256 * 5, 0xff}, {TENSOR_Q6_K, 256 * 5, 0xff},
-        {TENSOR_Q6_K, 256 * 5, 0x00}, {TENSOR_Q4_K, 32768 + 256, 0xff}};
+        {TENSOR_Q6_K, 256 * 5, 0x00}, {TENSOR_Q4_K, 32768 + 256, 0xff}, {TENSOR_Q8_0, 32768 + 64, 0x80}};
     const int64_t rows = 19;
     uint16_t one = f32_to_fp16(1.0f / 1024);
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {

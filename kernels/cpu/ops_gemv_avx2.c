@@ -3,7 +3,8 @@
  * Q8_0, Q4_K and Q6_K. Same bits as the scalar reference (ops_internal.h): per
  * output row, per weight block in increasing order, the exact int32 block dot,
  * then one float step, with lane = output row (8 rows per tile; the last rows
- * of a range, fewer than 8, run the scalar loop). Weights are read in their GGUF
+ * of a range, fewer than 8, and Q4_K rows wider than GV_XR_MAX run the scalar
+ * loop). Weights are read in their GGUF
  * layout (w->data, nothing repacked), so the multi-token paths are unaffected.
  *
  * A decode step streams every weight once: its speed is memory bandwidth if the
@@ -322,7 +323,7 @@ void kern_gemv_avx2(const kern_mm_job *j, int64_t r0, int64_t r1) {
     gv_xorder_fn xorder = NULL;
     for (size_t i = 0; i < sizeof gv_tiles / sizeof gv_tiles[0]; i++)
         if (gv_tiles[i].type == w->type) tile = gv_tiles[i].tile, xorder = gv_tiles[i].xorder;
-    if (!tile || j->n_tokens != 1 || j->prec != KERN_FAST || !j->xq || w->cols > GV_XR_MAX) {
+    if (!tile || j->n_tokens != 1 || j->prec != KERN_FAST || !j->xq || (xorder && w->cols > GV_XR_MAX)) {
         kern_mm_rows_scalar(j, r0, r1);
         return;
     }
