@@ -9,7 +9,9 @@
  *      activation rounding bound), bias included;
  *      BIT-EXACT: every level == scalar (both precisions); each token computed
  *      alone == the batched call; 1 thread == 2 threads; with and without packing;
- *      kern_matmul_multi (Q/K/V-style fused calls, mixed types) == kern_matmul.
+ *      kern_matmul_multi (Q/K/V-style fused calls, mixed types) == kern_matmul;
+ *      extreme codes, scales and activations (largest integer sums), partial
+ *      tiles and unrolled loops, a row wider than the decode kernel's buffer.
  *  - rmsnorm, swiglu, add, rope, attention (f16 and f32 cache, GQA, 1..70
  *    positions), embed, store_row: within tolerance of float64 and bit-exact
  *    across levels.
@@ -158,6 +160,60 @@ static void test_quantizer_edges(void) {
             CHECK(!nan, "%s: NaN output for finite tokens", kern_level_name(levels[li]));
         }
         free(wq);
+    }
+}
+
+/* The largest integer sums each quantized type can produce (all codes at their
+ * extreme, 6-bit scales 63, Q6_K scales -128, activations all +127 or alternating
+ * +-127), in matrices whose rows and block counts leave partial tiles and partial
+ * unrolled loops (19 rows, 7 or 5 blocks), plus rows wider than the AVX2 decode
+ * kernel's stack buffer (Q4_K: scalar fallback, Q8_0: the kernel): every level
+ * == scalar, 1 token (the decode kernels) and 2 tokens. Catches int16 overflow or
+ * saturation in any integer dot. */
+static void test_matmul_extremes(void) {
+    static const struct { uint32_t type; int64_t cols; uint8_t fill; } cases[] = {
+        {TENSOR_Q4_0, 32 * 7, 0xff}, {TENSOR_Q4_0, 32 * 7, 0x00}, {TENSOR_Q8_0, 32 * 7, 0x80},
+        {TENSOR_Q8_0, 32 * 7, 0x7f}, {TENSOR_Q4_K, 256 * 5, 0xff}, {TENSOR_Q6_K, 256 * 5, 0xff},
+        {TENSOR_Q6_K, 256 * 5, 0x00}, {TENSOR_Q4_K, 32768 + 256, 0xff}, {TENSOR_Q8_0, 32768 + 64, 0x80}};
+    const int64_t rows = 19;
+    uint16_t one = f32_to_fp16(1.0f / 1024);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const uint32_t type = cases[k].type;
+        const int64_t cols = cases[k].cols;
+        const tensor_type_info *ti = tensor_type_get(type);
+        size_t rb = tensor_row_bytes(type, cols), nblk = rb * rows / ti->block_bytes;
+        uint8_t *wq = malloc(rb * rows);
+        float *x = malloc(sizeof(float) * 2 * cols), *y[3];
+        memset(wq, cases[k].fill, rb * rows);
+        for (size_t b = 0; b < nblk; b++) { /* valid scales; Q6_K sub-block scales -128 */
+            uint8_t *blk = wq + b * ti->block_bytes;
+            if (type == TENSOR_Q6_K) {
+                memset(blk + offsetof(block_q6_K, scales), 0x80, 16);
+                memcpy(blk + offsetof(block_q6_K, d), &one, 2);
+            } else {
+                memcpy(blk, &one, 2);
+                if (type == TENSOR_Q4_K) memcpy(blk + 2, &one, 2);
+            }
+        }
+        for (int64_t i = 0; i < 2 * cols; i++) x[i] = i < cols ? 1.0f : (i % 2 ? 1.0f : -1.0f);
+        kern_matrix m = {.type = type, .rows = rows, .cols = cols, .data = wq};
+        kern_set_precision(KERN_FAST);
+        for (int li = 0; li < n_levels; li++) {
+            set_level(levels[li]);
+            kern_matrix_prepare(&m);
+            y[li] = malloc(sizeof(float) * 3 * rows);
+            kern_matmul(y[li], &m, x, 2, NULL);
+            kern_matmul(y[li] + 2 * rows, &m, x + cols, 1, NULL);
+            kern_matrix_release(&m);
+            if (li)
+                CHECK(!memcmp(y[li], y[0], sizeof(float) * 3 * rows), "%s %s cols %lld fill 0x%02x: differs from scalar",
+                      kern_level_name(levels[li]), ti->name, (long long)cols, cases[k].fill);
+            CHECK(!memcmp(y[li] + rows, y[li] + 2 * rows, sizeof(float) * rows),
+                  "%s %s cols %lld: 1-token call differs from the 2-token call", kern_level_name(levels[li]), ti->name,
+                  (long long)cols);
+        }
+        for (int li = 0; li < n_levels; li++) free(y[li]);
+        free(wq), free(x);
     }
 }
 
@@ -389,6 +445,7 @@ int main(void) {
     printf("attention done (%d checks, %d failures)\n", checks, failures);
     test_quantizer_edges();
     test_matmul();
+    test_matmul_extremes();
     test_matmul_multi();
     printf("matmul done (%d checks, %d failures)\n", checks, failures);
     kern_shutdown();

@@ -281,6 +281,10 @@ void kern_mm_rows_avx2(const kern_mm_job *j, int64_t r0, int64_t r1) {
         kern_mm_rows_scalar(j, r0, r1);
         return;
     }
+    if (j->n_tokens == 1 && kern_gemv_avx2_supports(w->type)) { /* decode: ops_gemv_avx2.c */
+        kern_gemv_avx2(j, r0, r1);
+        return;
+    }
     const tensor_type_info *ti = tensor_type_get(w->type);
     const int64_t nb = w->cols / ti->block_elems;
     const size_t rb = tensor_row_bytes(w->type, w->cols);
