@@ -91,6 +91,7 @@ void kern_attention_head_avx2(float *out, const float *q, const kern_kv_view *kv
                               int head_dim);
 void kern_quantize_x32_avx2(kq8_32 *out, const float *x, int64_t n);
 void kern_quantize_x256_avx2(kq8_256 *out, const float *x, int64_t n);
+void kern_mm_rows_half_avx2(const kern_mm_job *j, int64_t r0, int64_t r1); /* F16/BF16 weights */
 double kern_peak_int8_avx512(double seconds, double (*now)(void));
 float kern_dot16_avx512(const float *a, const float *b, int64_t n);
 void kern_rmsnorm_avx512(float *y, const float *x, const float *w, int n, float eps);

@@ -277,6 +277,10 @@ TILE8_FOR_TYPE(TENSOR_Q6_K)
  * other type or precision, go to the scalar loop, which uses this level's dot). */
 void kern_mm_rows_avx2(const kern_mm_job *j, int64_t r0, int64_t r1) {
     const kern_matrix *w = j->w;
+    if (w->type == TENSOR_F16 || w->type == TENSOR_BF16) { /* float dots in both precisions: vec_avx2.c */
+        kern_mm_rows_half_avx2(j, r0, r1);
+        return;
+    }
     if (j->prec != KERN_FAST || !j->xq || !(kern_mm_uses_x32(w->type) || kern_mm_uses_x256(w->type))) {
         kern_mm_rows_scalar(j, r0, r1);
         return;

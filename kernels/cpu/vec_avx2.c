@@ -1,8 +1,9 @@
 /* vec_avx2.c - the AVX2+FMA level of the element-wise and attention kernels:
- * rmsnorm, swiglu (with an 8-lane kern_expf_ref), one attention head, and the
- * activation quantizers of the FAST matmul. Each one repeats the scalar
- * reference's operations in the same order per element (ops_scalar.c), so the
- * results are the same bits; tails shorter than a vector run the scalar steps. */
+ * rmsnorm, swiglu (with an 8-lane kern_expf_ref), one attention head, the
+ * activation quantizers of the FAST matmul, and the matmul of F16 / BF16 weights.
+ * Each one repeats the scalar reference's operations in the same order per
+ * element (ops_scalar.c), so the results are the same bits; tails shorter than a
+ * vector run the scalar steps. */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -22,17 +23,40 @@ static float dot16_finish(__m256 lo, __m256 hi, const float *a, const float *b, 
     return lane[0];
 }
 
-/* kern_dot16_ref of fp16 k (converted exactly) with q[n]. */
-static float dot16_f16(const uint16_t *k, const float *q, int64_t n) {
+/* 8 half-precision values as floats (exact): fp16 by vcvtph2ps, bf16 by a shift. */
+static inline __m256 half8(const uint16_t *p, int bf) {
+    __m128i v = _mm_loadu_si128((const void *)p);
+    return bf ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16)) : _mm256_cvtph_ps(v);
+}
+
+/* kern_dot16_ref of fp16 (bf = 0) or bf16 (bf = 1) values h[n], converted
+ * exactly, with x[n]. */
+static float dot16_half(const uint16_t *h, int bf, const float *x, int64_t n) {
     __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
     int64_t c = 0;
     for (; c + 16 <= n; c += 16) {
-        lo = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_cvtph_ps(_mm_loadu_si128((const void *)(k + c))), lo);
-        hi = _mm256_fmadd_ps(_mm256_loadu_ps(q + c + 8), _mm256_cvtph_ps(_mm_loadu_si128((const void *)(k + c + 8))), hi);
+        lo = _mm256_fmadd_ps(_mm256_loadu_ps(x + c), half8(h + c, bf), lo);
+        hi = _mm256_fmadd_ps(_mm256_loadu_ps(x + c + 8), half8(h + c + 8, bf), hi);
     }
-    float kt[16];
-    for (int64_t i = c; i < n; i++) kt[i - c] = fp16_to_f32(k[i]);
-    return dot16_finish(lo, hi, q + c, kt, 0, n - c); /* tail lane i - c holds element i */
+    float ht[16];
+    for (int64_t i = c; i < n; i++) ht[i - c] = bf ? bf16_to_f32(h[i]) : fp16_to_f32(h[i]);
+    return dot16_finish(lo, hi, x + c, ht, 0, n - c); /* tail lane i - c holds element i */
+}
+
+/* F16 / BF16 weights, either precision: each output is the float dot of
+ * ops_internal.h (kern_dot16_ref of the exactly converted row with the token),
+ * plus the bias; rows converted on the fly, no buffer. */
+void kern_mm_rows_half_avx2(const kern_mm_job *j, int64_t r0, int64_t r1) {
+    const kern_matrix *w = j->w;
+    const int bf = w->type == TENSOR_BF16;
+    const int64_t cols = w->cols;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint16_t *row = (const uint16_t *)w->data + (size_t)r * (size_t)cols;
+        for (int t = 0; t < j->n_tokens; t++) {
+            float acc = dot16_half(row, bf, j->x + (size_t)t * (size_t)cols, cols);
+            j->y[(size_t)t * (size_t)w->rows + (size_t)r] = j->bias ? acc + j->bias[r] : acc;
+        }
+    }
 }
 
 void kern_rmsnorm_avx2(float *y, const float *x, const float *w, int n, float eps) {
@@ -100,7 +124,7 @@ void kern_attention_head_avx2(float *out, const float *q, const kern_kv_view *kv
         float bmax = -INFINITY;
         for (int i = 0; i < nb; i++) {
             const void *k = (const uint8_t *)kv->k + (size_t)(p0 + i) * kv->row_stride + (size_t)off * esz;
-            s[i] = (f16 ? dot16_f16(k, q, head_dim) : kern_dot16_avx2(q, k, head_dim)) * scale;
+            s[i] = (f16 ? dot16_half(k, 0, q, head_dim) : kern_dot16_avx2(q, k, head_dim)) * scale;
             if (s[i] > bmax) bmax = s[i];
         }
         float mn = m > bmax ? m : bmax;
