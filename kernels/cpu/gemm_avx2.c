@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "avx2_util.h"
 #include "ops_internal.h"
 
 #define GM_ROWS 8       /* rows per tile (lanes) */
@@ -396,7 +397,6 @@ GM_TILE_TABLE(gm_tile256, TENSOR_Q6_K, kq8_256)
 
 /* One 8-row tile (n valid rows from `data`) of Q6_K into the layout above. */
 static void gm_rearrange_q6k(uint8_t *tile, const uint8_t *data, size_t rb, int n, int64_t nb) {
-    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *blk = tile + (size_t)b * GM_Q6K_BYTES;
         uint16_t d[16] = {0};
@@ -414,14 +414,9 @@ static void gm_rearrange_q6k(uint8_t *tile, const uint8_t *data, size_t rb, int 
                 pr[j / 2][i][j & 1] = w->scales[j];
             }
             for (int h = 0; h < 2; h++) { /* the scalar reference's code order, 32 at a time */
-                __m256i l0 = _mm256_loadu_si256((const void *)(w->ql + 64 * h));
-                __m256i l1 = _mm256_loadu_si256((const void *)(w->ql + 64 * h + 32));
-                __m256i qh = _mm256_loadu_si256((const void *)(w->qh + 32 * h));
-                ch[4 * h][i] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-                ch[4 * h + 1][i] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-                ch[4 * h + 2][i] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
-                ch[4 * h + 3][i] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                __m256i q[4];
+                avx2_q6k_codes(w, h, q);
+                for (int k = 0; k < 4; k++) ch[4 * h + k][i] = q[k];
             }
         }
         memcpy(blk, d, 32);

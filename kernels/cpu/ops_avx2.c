@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "avx2_util.h"
 #include "ops_internal.h"
 
 float kern_dot16_avx2(const float *a, const float *b, int64_t n) {
@@ -45,14 +46,6 @@ void kern_add_avx2(float *y, const float *x, int n) {
  */
 #define A2_NT 4
 #define A2_PREFETCH 16 /* blocks ahead, Q8_0/Q4_0 decode */
-
-/* lane i = sum of the 8 int32 lanes of v[i] (exact). */
-static inline __m256i reduce8(const __m256i v[8]) {
-    __m256i a = _mm256_hadd_epi32(v[0], v[1]), b = _mm256_hadd_epi32(v[2], v[3]);
-    __m256i c = _mm256_hadd_epi32(v[4], v[5]), d = _mm256_hadd_epi32(v[6], v[7]);
-    __m256i e = _mm256_hadd_epi32(a, b), f = _mm256_hadd_epi32(c, d);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(e, f, 0x20), _mm256_permute2x128_si256(e, f, 0x31));
-}
 
 /* 8 fp16 scales at byte offset `off` of 8 rows' blocks, as floats (exact). */
 static inline __m256 scales8(const uint8_t *const *wb, size_t off) {
@@ -103,7 +96,7 @@ static inline __attribute__((always_inline)) void tile8_q32(uint32_t type, const
         _Pragma("GCC unroll 8")
         for (int t = 0; t < nt; t++) {
             const kq8_32 *x = &xs[t][b];
-            __m256i is = reduce8(part[t]);
+            __m256i is = avx2_reduce8(part[t]);
             if (type == TENSOR_Q4_0) is = _mm256_sub_epi32(is, _mm256_set1_epi32(8 * x->sum));
             acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(x->d)), _mm256_cvtepi32_ps(is), acc[t]);
         }
@@ -186,7 +179,7 @@ static inline __attribute__((always_inline)) void tile8_q4k(const uint8_t *const
         _Pragma("GCC unroll 8")
         for (int t = 0; t < nt; t++) {
             __m256 dx = _mm256_set1_ps(xs[t][b].d);
-            __m256i is = reduce8(part[t]), im = _mm256_loadu_si256((const void *)ism[t]);
+            __m256i is = avx2_reduce8(part[t]), im = _mm256_loadu_si256((const void *)ism[t]);
             acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(is), acc[t]);
             acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dm, dx), _mm256_cvtepi32_ps(im), acc[t]);
         }
@@ -195,7 +188,6 @@ static inline __attribute__((always_inline)) void tile8_q4k(const uint8_t *const
 
 static inline __attribute__((always_inline)) void tile8_q6k(const uint8_t *const *rows, int64_t nb,
                                                            const kq8_256 *const *xs, int nt, __m256 *acc) {
-    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
     _Pragma("GCC unroll 8")
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -216,15 +208,8 @@ static inline __attribute__((always_inline)) void tile8_q6k(const uint8_t *const
             }
             _Pragma("GCC unroll 8")
             for (int h = 0; h < 2; h++) {
-                __m256i l0 = _mm256_loadu_si256((const void *)(w->ql + 64 * h));
-                __m256i l1 = _mm256_loadu_si256((const void *)(w->ql + 64 * h + 32));
-                __m256i qh = _mm256_loadu_si256((const void *)(w->qh + 32 * h));
                 __m256i q[4];
-                q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-                q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
-                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                avx2_q6k_codes(w, h, q);
                 /* the 8 scales of this half in both 128-bit halves */
                 __m256i sh = h ? _mm256_permute2x128_si256(sc16, sc16, 0x11) : _mm256_permute2x128_si256(sc16, sc16, 0x00);
                 _Pragma("GCC unroll 8")
@@ -243,7 +228,7 @@ static inline __attribute__((always_inline)) void tile8_q6k(const uint8_t *const
         __m256 dw = scales8(wb, offsetof(block_q6_K, d));
         _Pragma("GCC unroll 8")
         for (int t = 0; t < nt; t++) {
-            __m256i is = _mm256_sub_epi32(reduce8(part[t]), _mm256_loadu_si256((const void *)off[t]));
+            __m256i is = _mm256_sub_epi32(avx2_reduce8(part[t]), _mm256_loadu_si256((const void *)off[t]));
             acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(xs[t][b].d)), _mm256_cvtepi32_ps(is), acc[t]);
         }
     }

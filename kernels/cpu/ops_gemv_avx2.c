@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "avx2_util.h"
 #include "ops_internal.h"
 
 #ifndef GV_PF
@@ -46,14 +47,6 @@ static inline __attribute__((always_inline)) __m256 gv_scales8(const uint8_t *co
     uint64_t lo = gv_ld16(p[0] + off) | gv_ld16(p[1] + off) << 16 | gv_ld16(p[2] + off) << 32 | gv_ld16(p[3] + off) << 48;
     uint64_t hi = gv_ld16(p[4] + off) | gv_ld16(p[5] + off) << 16 | gv_ld16(p[6] + off) << 32 | gv_ld16(p[7] + off) << 48;
     return _mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo));
-}
-
-/* lane i = sum of the 8 int32 lanes of v[i] (exact). */
-static inline __m256i gv_reduce8(const __m256i v[8]) {
-    __m256i a = _mm256_hadd_epi32(v[0], v[1]), b = _mm256_hadd_epi32(v[2], v[3]);
-    __m256i c = _mm256_hadd_epi32(v[4], v[5]), d = _mm256_hadd_epi32(v[6], v[7]);
-    __m256i e = _mm256_hadd_epi32(a, b), f = _mm256_hadd_epi32(c, d);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(e, f, 0x20), _mm256_permute2x128_si256(e, f, 0x31));
 }
 
 /* Prefetch [p, p + bytes): the span of the next tile that matches the blocks
@@ -119,7 +112,7 @@ static inline __attribute__((always_inline)) __m256 gv_q8_0_block(const uint8_t 
         p[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w)), ones);
     }
     __m256 dw = gv_scales8(q, off);
-    return _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(x->d)), _mm256_cvtepi32_ps(gv_reduce8(p)), acc);
+    return _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(x->d)), _mm256_cvtepi32_ps(avx2_reduce8(p)), acc);
 }
 
 static void gv_q8_0_tile(const uint8_t *const *rows, int64_t nb, const void *xv, const int8_t *xr, const uint8_t *pf,
@@ -214,7 +207,7 @@ static inline __attribute__((always_inline)) __m256 gv_q4_k_block(const uint8_t 
         part[k] = gv_q4_k_row(wa->qs, xr, _mm256_permute2x128_si256(sc, sc, 0x00));
         part[k + 4] = gv_q4_k_row(wb->qs, xr, _mm256_permute2x128_si256(sc, sc, 0x11));
     }
-    __m256i is = gv_reduce8(part);
+    __m256i is = avx2_reduce8(part);
     __m256i im = _mm256_hadd_epi32(_mm256_hadd_epi32(mn[0], mn[1]), _mm256_hadd_epi32(mn[2], mn[3])); /* r0..r7 */
     __m256 dx = _mm256_set1_ps(x->d);
     __m256 dw = gv_scales8(q, off + offsetof(block_q4_K, d)), dm = gv_scales8(q, off + offsetof(block_q4_K, dmin));
@@ -251,20 +244,13 @@ static const int8_t gv_scq[4][32] = {GV_SCQ(0), GV_SCQ(1), GV_SCQ(2), GV_SCQ(3)}
 #undef GV_SCQ
 
 static inline __attribute__((always_inline)) __m256i gv_q6_k_row(const block_q6_K *w, const kq8_256 *x) {
-    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const void *)w->scales));
     /* -32 * sum_j sc_j * bsum16_j, spread over the lanes */
     __m256i acc = _mm256_sub_epi32(_mm256_setzero_si256(),
                                    _mm256_slli_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const void *)x->bsum16)), 5));
     _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
-        __m256i l0 = _mm256_loadu_si256((const void *)(w->ql + 64 * h));
-        __m256i l1 = _mm256_loadu_si256((const void *)(w->ql + 64 * h + 32));
-        __m256i qh = _mm256_loadu_si256((const void *)(w->qh + 32 * h));
         __m256i q[4];
-        q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-        q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
-        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+        avx2_q6k_codes(w, h, q);
         /* the 8 scales of this half in both 128-bit halves */
         __m256i sh = _mm256_permute2x128_si256(sc16, sc16, h ? 0x11 : 0x00);
         _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
@@ -286,7 +272,7 @@ static void gv_q6_k_tile(const uint8_t *const *rows, int64_t nb, const void *xv,
         __m256i part[8];
         _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) part[i] = gv_q6_k_row((const block_q6_K *)(rows[i] + off), x + b);
         __m256 dw = gv_scales8(rows, off + offsetof(block_q6_K, d));
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(x[b].d)), _mm256_cvtepi32_ps(gv_reduce8(part)), acc);
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(x[b].d)), _mm256_cvtepi32_ps(avx2_reduce8(part)), acc);
     }
     _mm256_storeu_ps(out, acc);
 }
