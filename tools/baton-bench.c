@@ -12,15 +12,16 @@
 #define MAX_BENCHES 32
 
 static struct {
-    const char *name, *help;
+    const char *name, *help, *opts;
     bench_fn fn;
 } benches[MAX_BENCHES];
 static int n_benches;
 
-void bench_register(const char *name, const char *help, bench_fn fn) {
+void bench_register(const char *name, const char *help, const char *opts, bench_fn fn) {
     if (n_benches < MAX_BENCHES) {
         benches[n_benches].name = name;
         benches[n_benches].help = help;
+        benches[n_benches].opts = opts;
         benches[n_benches].fn = fn;
         n_benches++;
     }
@@ -97,6 +98,8 @@ double bench_measure_bandwidth(int threads) {
     return best;
 }
 
+static const char bandwidth_help[] = "memory read bandwidth with 1 and all threads";
+
 static void usage(FILE *out) {
     fprintf(out, "usage: baton-bench BENCHMARK [options] [--json]\n"
                  "       baton-bench all [--json]\n\n"
@@ -104,13 +107,32 @@ static void usage(FILE *out) {
                  "(memory bandwidth, peak arithmetic, single-process baseline).\n\n"
                  "benchmarks:\n");
     for (int i = 0; i < n_benches; i++) fprintf(out, "  %-12s %s\n", benches[i].name, benches[i].help);
-    fprintf(out, "  %-12s %s\n", "bandwidth", "memory read bandwidth with 1 and all threads");
+    fprintf(out, "  %-12s %s\n", "bandwidth", bandwidth_help);
+    fprintf(out, "\n`baton-bench BENCHMARK --help` shows a benchmark's options.\n");
+}
+
+/* True when --help or -h is among the arguments. */
+static bool wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return true;
+    return false;
 }
 
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
+    }
+    if (wants_help(argc - 1, argv + 1)) {
+        for (int i = 0; i < n_benches; i++)
+            if (!strcmp(argv[1], benches[i].name)) {
+                printf("usage: baton-bench %s %s [--json]\n%s\n", benches[i].name, benches[i].opts, benches[i].help);
+                return 0;
+            }
+        if (!strcmp(argv[1], "bandwidth")) {
+            printf("usage: baton-bench bandwidth [--json]\n%s\n", bandwidth_help);
+            return 0;
+        }
     }
     if (!strcmp(argv[1], "bandwidth")) {
         double one = bench_measure_bandwidth(1), all = bench_measure_bandwidth(0);

@@ -3,7 +3,8 @@
  * Each tools/bench/NAME.c defines its entry point and registers it:
  *
  *     static int bench_codec(int argc, char **argv) { ... }
- *     BENCH_REGISTER(codec, "activation codecs: bytes per token, GB/s, logit error", bench_codec)
+ *     BENCH_REGISTER(codec, "activation codecs: bytes per token, GB/s, logit error",
+ *                    "--model FILE [--steps S]", bench_codec)
  *
  * `baton-bench codec [args]` then runs it; `baton-bench` alone lists them all and
  * `baton-bench all` runs every one with default arguments. Figures are printed as
@@ -17,11 +18,12 @@
 
 typedef int (*bench_fn)(int argc, char **argv);
 
-void bench_register(const char *name, const char *help, bench_fn fn);
+/* `opts`: the benchmark's options, shown by `baton-bench NAME --help`. */
+void bench_register(const char *name, const char *help, const char *opts, bench_fn fn);
 
-#define BENCH_REGISTER(name, help, fn)                                     \
+#define BENCH_REGISTER(name, help, opts, fn)                               \
     __attribute__((constructor)) static void bench_register_##name(void) { \
-        bench_register(#name, help, fn);                                   \
+        bench_register(#name, help, opts, fn);                             \
     }
 
 /* Seconds on a monotonic clock. */

@@ -828,4 +828,6 @@ static int bench_cluster(int argc, char **argv) {
     return rc ? 1 : 0;
 }
 BENCH_REGISTER(cluster, "pipeline vs single process: decode tok/s with 1/2/4 workers, 8 streams, bytes per hop",
+               "[--model FILE] [--tokens N] [--prompt P] [--streams S] [--workers 1,2,4] [--cores C] [--reps R] "
+               "[--codec NAME]",
                bench_cluster)

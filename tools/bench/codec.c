@@ -375,4 +375,4 @@ done:
     return rc;
 }
 BENCH_REGISTER(codec, "activation codecs: bytes per token, GB/s, hop cost on 1/10 GbE, effect on logits and tokens",
-               bench_codec)
+               "--model FILE [--split K] [--prompt N] [--steps S] [--seconds T]", bench_codec)

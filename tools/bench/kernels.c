@@ -226,7 +226,8 @@ static int bench_kernels(int argc, char **argv) {
     if (json) printf("]}\n");
     return 0;
 }
-BENCH_REGISTER(kernels, "CPU kernels: decode GB/s vs bandwidth, prefill GFLOP/s vs int8 peak", bench_kernels)
+BENCH_REGISTER(kernels, "CPU kernels: decode GB/s vs bandwidth, prefill GFLOP/s vs int8 peak",
+               "[--quick] [--type NAME]", bench_kernels)
 
 /* ------------------------------------------------------------ decode */
 
@@ -379,4 +380,7 @@ static int bench_decode(int argc, char **argv) {
     if (json) printf("]}\n");
     return rc;
 }
-BENCH_REGISTER(decode, "forward-pass decode/prefill speed of a 4-layer QwQ-32B-shaped model vs bandwidth", bench_decode)
+BENCH_REGISTER(decode,
+               "forward-pass decode/prefill speed of a 4-layer QwQ-32B-shaped model vs bandwidth (without --model, "
+               "the model of --type is generated under /tmp)",
+               "[--model FILE] [--type q8_0|q4_k_m|q4_0]", bench_decode)

@@ -247,4 +247,5 @@ static int bench_tokenizer(int argc, char **argv) {
     return 0;
 }
 
-BENCH_REGISTER(tokenizer, "BPE tokenizer: encode MB/s on one core, ratio to the JS reference", bench_tokenizer)
+BENCH_REGISTER(tokenizer, "BPE tokenizer: encode MB/s on one core, ratio to the JS reference",
+               "[--tokenizer-json FILE | --model M.gguf] [--seconds S]", bench_tokenizer)

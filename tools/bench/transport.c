@@ -292,4 +292,4 @@ static int bench_transport(int argc, char **argv) {
 }
 
 BENCH_REGISTER(transport, "stage frames over MPI vs TCP: prefill and decode tok/s of a 2-worker cluster",
-               bench_transport)
+               "--model FILE [--prompt N] [--gen N] [--reps R] [--threads T]", bench_transport)
