@@ -154,10 +154,12 @@ static float *load_vector(const gguf_file *f, const char *name, int64_t n, uint6
 /* Prepare a matrix for the kernels. When they keep a repacked copy, the file's
  * pages of that tensor are dropped from memory: the copy is what is read from now
  * on (paths that still read the original fault it back in from the page cache),
- * so a worker's resident memory is its share of the weights once, not twice. */
-static int prepare_matrix(kern_matrix *m) {
+ * so a worker's resident memory is its share of the weights once, not twice.
+ * keep_pages: the original is still read by another user (a tied head's
+ * token_embd rows, read by kern_embed), so its pages stay. */
+static int prepare_matrix(kern_matrix *m, bool keep_pages) {
     if (kern_matrix_prepare(m)) return -1;
-    if (m->packed && m->data) {
+    if (m->packed && m->data && !keep_pages) {
         uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
         uintptr_t begin = ((uintptr_t)m->data + page - 1) & ~(page - 1);
         uintptr_t end = ((uintptr_t)m->data + (uintptr_t)m->rows * tensor_row_bytes(m->type, m->cols)) & ~(page - 1);
@@ -188,7 +190,7 @@ static int load_layer(model *m, int32_t il, model_layer *L, char *err, size_t er
 #undef NAME
     kern_matrix *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
     for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
-        if (prepare_matrix(mats[i])) {
+        if (prepare_matrix(mats[i], false)) {
             err_set(err, errlen, "out of memory preparing layer %d", (int)il);
             return -1;
         }
@@ -234,9 +236,10 @@ model *model_load(const char *path, const model_slice *slice, char *err, size_t 
         if (!(m->output_norm = load_vector(m->file, "output_norm.weight", E, &m->weight_bytes, sub, sizeof sub)))
             goto fail_sub;
         /* Models with tied embeddings have no output.weight: the head reuses token_embd. */
-        const char *head = gguf_find_tensor(m->file, "output.weight") ? "output.weight" : "token_embd.weight";
+        const bool tied = !gguf_find_tensor(m->file, "output.weight");
+        const char *head = tied ? "token_embd.weight" : "output.weight";
         if (load_matrix(m->file, head, E, V, &m->output, &m->weight_bytes, sub, sizeof sub)) goto fail_sub;
-        if (prepare_matrix(&m->output)) {
+        if (prepare_matrix(&m->output, tied && m->slice.embed)) {
             err_set(err, errlen, "out of memory preparing the output head");
             goto fail;
         }

@@ -306,6 +306,9 @@ int kern_matrix_prepare(kern_matrix *m) {
     if (!m) return 0;
     if (!g.inited) kern_init(0);
     kern_matrix_release(m);
+    /* the packed layouts serve FAST jobs only: EXACT reads m->data, and a copy it
+     * never reads would only double the memory (model.c drops the original's pages) */
+    if (g.prec != KERN_FAST) return 0;
 #if defined(__x86_64__)
     if (g.level == KERN_AVX512) {
         int rc = kern_pack_avx512(m);

@@ -64,7 +64,9 @@ typedef struct kern_matrix {
     size_t packed_bytes;
 } kern_matrix;
 
-/* Build any repacked copy the current level wants (0, or -1 out of memory). */
+/* Build any repacked copy the current level wants for the current precision
+ * (FAST only; set the level and precision first; 0, or -1 out of memory). After a
+ * later change of level or precision the copy is simply not used. */
 int kern_matrix_prepare(kern_matrix *m);
 void kern_matrix_release(kern_matrix *m);
 

@@ -79,12 +79,13 @@ static float quant_bits_f32(uint32_t u) {
     return f;
 }
 
-/* binary16 -> binary32, exact for every input (subnormals, inf, NaN payloads). */
+/* binary16 -> binary32, exact for every input (subnormals, inf); a NaN keeps its
+ * payload and comes out quiet, as vcvtph2ps gives it (so every level agrees). */
 float fp16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t exp = (h >> 10) & 0x1F;
     uint32_t man = h & 0x3FF;
-    if (exp == 0x1F) return quant_bits_f32(sign | 0x7F800000u | (man << 13));
+    if (exp == 0x1F) return quant_bits_f32(sign | 0x7F800000u | (man << 13) | (man ? 0x00400000u : 0));
     if (exp == 0) {
         /* zero or subnormal: man * 2^-24, exact in binary32 */
         float v = (float)man * 0x1p-24f;

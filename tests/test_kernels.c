@@ -422,6 +422,26 @@ static void attention_case(uint32_t kvtype, int n_pos, int n_head, int n_kv, int
     free(k), free(v), free(kf), free(vf), free(q);
 }
 
+/* The packed copy is made for FAST only: in EXACT the kernels read the original,
+ * and a copy nobody reads would double the memory (model.c drops the original's
+ * pages when a copy exists). At the SIMD levels FAST packs Q8_0. */
+static void test_prepare_precision(void) {
+    const int64_t rows = 16, cols = 64;
+    size_t rb = tensor_row_bytes(TENSOR_Q8_0, cols);
+    uint8_t *wq = calloc(rows, rb);
+    kern_matrix m = {.type = TENSOR_Q8_0, .rows = rows, .cols = cols, .data = wq};
+    for (int li = 1; li < n_levels; li++) {
+        set_level(levels[li]);
+        kern_set_precision(KERN_EXACT);
+        CHECK(kern_matrix_prepare(&m) == 0 && !m.packed, "%s: EXACT must not pack", kern_level_name(levels[li]));
+        kern_set_precision(KERN_FAST);
+        CHECK(kern_matrix_prepare(&m) == 0 && m.packed, "%s: FAST packs Q8_0", kern_level_name(levels[li]));
+        kern_matrix_release(&m);
+    }
+    kern_set_precision(KERN_FAST);
+    free(wq);
+}
+
 int main(void) {
     if (kern_init(2)) {
         fprintf(stderr, "kern_init failed\n");
@@ -433,6 +453,7 @@ int main(void) {
     for (int i = 0; i < n_levels; i++) printf(" %s", kern_level_name(levels[i]));
     printf("\n");
     CHECK(kern_set_level((kern_level)3) == -1, "an unknown level must be refused");
+    test_prepare_precision();
 
     test_vector_ops();
     printf("vector ops done (%d checks, %d failures)\n", checks, failures);

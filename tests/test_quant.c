@@ -122,6 +122,11 @@ static void test_fp16(void) {
     CHECK(isinf(fp16_to_f32(0x7C00)) && fp16_to_f32(0x7C00) > 0, "+inf decodes");
     CHECK(isinf(fp16_to_f32(0xFC00)) && fp16_to_f32(0xFC00) < 0, "-inf decodes");
     CHECK(isnan(fp16_to_f32(0x7E00)) && isnan(fp16_to_f32(0x7C01)) && isnan(fp16_to_f32(0xFFFF)), "NaN decodes");
+    /* a signalling NaN comes out quiet with its payload, as vcvtph2ps gives it */
+    CHECK(bits_of(fp16_to_f32(0x7C01)) == 0x7FC02000u, "fp16 sNaN 0x7C01 -> 0x%08X, want 0x7FC02000",
+          bits_of(fp16_to_f32(0x7C01)));
+    CHECK(bits_of(fp16_to_f32(0xFD55)) == 0xFFEAA000u, "fp16 sNaN 0xFD55 -> 0x%08X, want 0xFFEAA000",
+          bits_of(fp16_to_f32(0xFD55)));
     CHECK(f32_to_fp16(INFINITY) == 0x7C00 && f32_to_fp16(-INFINITY) == 0xFC00, "inf encodes");
     uint16_t hn = f32_to_fp16(NAN);
     CHECK((hn & 0x7C00) == 0x7C00 && (hn & 0x3FF) != 0, "NaN encodes as NaN: 0x%04X", hn);
