@@ -1,11 +1,15 @@
-/* ops_gemv_avx2.c - the AVX2 quantized FAST matmul for one token (decode):
- * kern_gemv_avx2, called by kern_mm_rows_avx2 when n_tokens == 1, for Q4_0,
- * Q8_0, Q4_K and Q6_K. Same bits as the scalar reference (ops_internal.h): per
- * output row, per weight block in increasing order, the exact int32 block dot,
- * then one float step, with lane = output row (8 rows per tile; the last rows
- * of a range, fewer than 8, and Q4_K rows wider than GV_XR_MAX run the scalar
- * loop). Weights are read in their GGUF
- * layout (w->data, nothing repacked), so the multi-token paths are unaffected.
+/* ops_gemv_avx2.c - the AVX2 quantized FAST matmul for few tokens (decode and
+ * small micro-batches): kern_gemv_avx2, called by kern_mm_rows_avx2 when
+ * n_tokens <= KERN_GEMV_AVX2_MAX_TOKENS, for Q4_0, Q8_0, Q4_K and Q6_K. Each
+ * weight block of a tile is loaded and unpacked (nibbles, 6-bit codes, scales)
+ * once for up to GV_NT tokens, each token with its own accumulators; more tokens
+ * take further passes over the tile while it is still in cache. Same bits as
+ * the scalar reference (ops_internal.h): per output row, per weight block in
+ * increasing order, the exact int32 block dot, then one float step, with lane =
+ * output row (8 rows per tile; the last rows of a range, fewer than 8, and Q4_K
+ * jobs with n_tokens * cols > GV_XR_MAX run the scalar loop). Weights are read
+ * in their GGUF layout (w->data, nothing repacked), so the many-token paths are
+ * unaffected.
  *
  * A decode step streams every weight once: its speed is memory bandwidth if the
  * arithmetic per block keeps up and the loads are in flight early enough.
