@@ -106,9 +106,10 @@ void kern_add_avx2(float *y, const float *x, int n);
 void kern_mm_rows_avx2(const kern_mm_job *j, int64_t r0, int64_t r1); /* quantized FAST in 8-row tiles */
 double kern_peak_int8_avx2(double seconds, double (*now)(void));
 uint64_t kern_stream_sum_avx2(const void *buf, size_t bytes);
-/* AVX2 one-token (decode) matmul (cpu/ops_gemv_avx2.c): same bits as the scalar loop */
+/* AVX2 few-token (decode, small batches) matmul (cpu/ops_gemv_avx2.c): same bits as the scalar loop */
+#define KERN_GEMV_AVX2_MAX_TOKENS 8 /* kern_gemv_avx2 serves jobs of 1 .. this many tokens */
 int kern_gemv_avx2_supports(uint32_t type);                      /* 1 if kern_gemv_avx2 has a kernel for type */
-void kern_gemv_avx2(const kern_mm_job *j, int64_t r0, int64_t r1); /* n_tokens == 1, KERN_FAST, xq set */
+void kern_gemv_avx2(const kern_mm_job *j, int64_t r0, int64_t r1); /* n_tokens <= MAX_TOKENS, KERN_FAST, xq set */
 
 /* AVX2 lane = row tiles (cpu/gemm_avx2.c): Q8_0 repacked at load, Q4_0, Q4_K, Q6_K rearranged per call */
 int kern_pack_avx2(kern_matrix *m);                    /* 0, 1 = type not packed, -1 = OOM */

@@ -165,16 +165,19 @@ static void test_quantizer_edges(void) {
 
 /* The largest integer sums each quantized type can produce (all codes at their
  * extreme, 6-bit scales 63, Q6_K scales -128, activations all +127 or alternating
- * +-127), in matrices whose rows and block counts leave partial tiles and partial
- * unrolled loops (19 rows, 7 or 5 blocks), plus rows wider than the AVX2 decode
- * kernel's stack buffer (Q4_K: scalar fallback, Q8_0: the kernel): every level
- * == scalar, 1 token (the decode kernels) and 2 tokens. Catches int16 overflow or
- * saturation in any integer dot. */
+ * +-127, all -127), in matrices whose rows and block counts leave partial tiles
+ * and partial unrolled loops (19 rows, 7 or 5 blocks), plus rows wider than the
+ * AVX2 few-token kernel's stack buffer for 4 tokens (Q4_K: scalar fallback for 4
+ * tokens, the kernel for 1; Q8_0: the kernel): every level == scalar, 1 token
+ * (the decode kernels) and 4 tokens (the small-batch kernels; token 1 must equal
+ * the 1-token call). Catches int16 overflow or saturation in any integer dot. */
 static void test_matmul_extremes(void) {
     static const struct { uint32_t type; int64_t cols; uint8_t fill; } cases[] = {
         {TENSOR_Q4_0, 32 * 7, 0xff}, {TENSOR_Q4_0, 32 * 7, 0x00}, {TENSOR_Q8_0, 32 * 7, 0x80},
         {TENSOR_Q8_0, 32 * 7, 0x7f}, {TENSOR_Q4_K, 256 * 5, 0xff}, {TENSOR_Q6_K, 256 * 5, 0xff},
-        {TENSOR_Q6_K, 256 * 5, 0x00}, {TENSOR_Q4_K, 32768 + 256, 0xff}, {TENSOR_Q8_0, 32768 + 64, 0x80}};
+        {TENSOR_Q6_K, 256 * 5, 0x00}, {TENSOR_Q4_K, 32768 + 256, 0xff}, {TENSOR_Q4_K, 65536 + 256, 0xff},
+        {TENSOR_Q8_0, 32768 + 64, 0x80}};
+    enum { NT = 4 };
     const int64_t rows = 19;
     uint16_t one = f32_to_fp16(1.0f / 1024);
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
@@ -183,7 +186,7 @@ static void test_matmul_extremes(void) {
         const tensor_type_info *ti = tensor_type_get(type);
         size_t rb = tensor_row_bytes(type, cols), nblk = rb * rows / ti->block_bytes;
         uint8_t *wq = malloc(rb * rows);
-        float *x = malloc(sizeof(float) * 2 * cols), *y[3];
+        float *x = malloc(sizeof(float) * NT * cols), *y[3];
         memset(wq, cases[k].fill, rb * rows);
         for (size_t b = 0; b < nblk; b++) { /* valid scales; Q6_K sub-block scales -128 */
             uint8_t *blk = wq + b * ti->block_bytes;
@@ -195,21 +198,24 @@ static void test_matmul_extremes(void) {
                 if (type == TENSOR_Q4_K) memcpy(blk + 2, &one, 2);
             }
         }
-        for (int64_t i = 0; i < 2 * cols; i++) x[i] = i < cols ? 1.0f : (i % 2 ? 1.0f : -1.0f);
+        for (int64_t i = 0; i < NT * cols; i++) { /* tokens: all +1, +-1, all -1, -+1 */
+            const int t = (int)(i / cols);
+            x[i] = t == 0 ? 1.0f : t == 2 ? -1.0f : (i % 2 == t / 2 ? 1.0f : -1.0f);
+        }
         kern_matrix m = {.type = type, .rows = rows, .cols = cols, .data = wq};
         kern_set_precision(KERN_FAST);
         for (int li = 0; li < n_levels; li++) {
             set_level(levels[li]);
             kern_matrix_prepare(&m);
-            y[li] = malloc(sizeof(float) * 3 * rows);
-            kern_matmul(y[li], &m, x, 2, NULL);
-            kern_matmul(y[li] + 2 * rows, &m, x + cols, 1, NULL);
+            y[li] = malloc(sizeof(float) * (NT + 1) * rows);
+            kern_matmul(y[li], &m, x, NT, NULL);
+            kern_matmul(y[li] + NT * rows, &m, x + cols, 1, NULL);
             kern_matrix_release(&m);
             if (li)
-                CHECK(!memcmp(y[li], y[0], sizeof(float) * 3 * rows), "%s %s cols %lld fill 0x%02x: differs from scalar",
+                CHECK(!memcmp(y[li], y[0], sizeof(float) * (NT + 1) * rows), "%s %s cols %lld fill 0x%02x: differs from scalar",
                       kern_level_name(levels[li]), ti->name, (long long)cols, cases[k].fill);
-            CHECK(!memcmp(y[li] + rows, y[li] + 2 * rows, sizeof(float) * rows),
-                  "%s %s cols %lld: 1-token call differs from the 2-token call", kern_level_name(levels[li]), ti->name,
+            CHECK(!memcmp(y[li] + rows, y[li] + NT * rows, sizeof(float) * rows),
+                  "%s %s cols %lld: 1-token call differs from the 4-token call", kern_level_name(levels[li]), ti->name,
                   (long long)cols);
         }
         for (int li = 0; li < n_levels; li++) free(y[li]);
@@ -221,9 +227,9 @@ static void test_matmul(void) {
     static const uint32_t types[] = {TENSOR_F32, TENSOR_F16, TENSOR_BF16, TENSOR_Q8_0,
                                      TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K};
     static const struct { int64_t rows; int nt; } shapes[] = {{1, 1}, {3, 2}, {17, 5}, {255, 1}, {17, 33}, {255, 5},
-        /* AVX2 8-row tiles of up to 4 tokens: whole and partial tiles, every remainder of tokens, the
-         * many-token Q4_0 (>= 8), Q4_K and Q6_K (>= 16) paths */
-        {8, 4}, {9, 7}, {24, 3}, {40, 8}, {16, 9}, {7, 6}, {24, 16}};
+        /* AVX2 8-row tiles of up to 4 tokens: whole and partial tiles, every remainder of tokens (the
+         * few-token kernels: 1 .. 8 tokens), the many-token Q4_0 (>= 8), Q4_K and Q6_K (>= 16) paths */
+        {8, 4}, {9, 7}, {24, 3}, {40, 8}, {16, 9}, {7, 6}, {24, 16}, {19, 2}, {33, 6}};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         uint32_t t = types[ti];
         int64_t colsv[2];

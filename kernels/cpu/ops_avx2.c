@@ -270,7 +270,7 @@ void kern_mm_rows_avx2(const kern_mm_job *j, int64_t r0, int64_t r1) {
         kern_mm_rows_scalar(j, r0, r1);
         return;
     }
-    if (j->n_tokens == 1 && kern_gemv_avx2_supports(w->type)) { /* decode: ops_gemv_avx2.c */
+    if (j->n_tokens <= KERN_GEMV_AVX2_MAX_TOKENS && kern_gemv_avx2_supports(w->type)) { /* few tokens: ops_gemv_avx2.c */
         kern_gemv_avx2(j, r0, r1);
         return;
     }
