@@ -132,8 +132,13 @@ const char *kern_cpu_features(void) {
 
 /* ------------------------------------------------------------ thread pool */
 
-static _Thread_local void *scratch; /* per-thread buffer for quantized activations */
-static _Thread_local size_t scratch_cap;
+/* A thread's scratch buffers, one per kern_scratch slot (heap-allocated so the
+ * key destructor can free it at thread exit). */
+typedef struct {
+    void *buf[KERN_SCRATCH_SLOTS];
+    size_t cap[KERN_SCRATCH_SLOTS];
+} scratch_set;
+static _Thread_local scratch_set *scratch;
 
 /* Workers wait for a job by spinning briefly on the job counter (a decode step
  * issues its calls microseconds apart), then sleep on a condition variable; the
@@ -166,9 +171,13 @@ static inline void cpu_relax(void) {
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
-/* Frees a thread's activation scratch when that thread exits (threads the kernels
+/* Frees a thread's scratch buffers when that thread exits (threads the kernels
  * did not start, such as a worker's compute thread, call kern_matmul too). */
-static void scratch_free_at_exit(void *p) { free(p); }
+static void scratch_free_at_exit(void *p) {
+    scratch_set *s = p;
+    for (int i = 0; s && i < KERN_SCRATCH_SLOTS; i++) free(s->buf[i]);
+    free(s);
+}
 static void scratch_key_init(void) { pthread_key_create(&scratch_key, scratch_free_at_exit); }
 
 static void pool_work(void) {
@@ -287,11 +296,10 @@ int kern_init(int n_threads) {
 
 void kern_shutdown(void) {
     pool_stop();
-    free(scratch); /* the calling thread's; other threads' are freed with them */
+    scratch_free_at_exit(scratch); /* the calling thread's; other threads' are freed with them */
     scratch = NULL;
     pthread_once(&scratch_once, scratch_key_init);
     pthread_setspecific(scratch_key, NULL);
-    scratch_cap = 0;
     g.inited = 0;
 }
 
@@ -326,16 +334,19 @@ void kern_matrix_release(kern_matrix *m) {
     m->packed_bytes = 0;
 }
 
-/* A per-thread scratch buffer of at least `bytes` (NULL if out of memory). */
-static void *scratch_get(size_t bytes) {
-    if (bytes > scratch_cap) {
+void *kern_scratch(int slot, size_t bytes) {
+    if (slot < 0 || slot >= KERN_SCRATCH_SLOTS) return NULL;
+    if (!scratch) {
         pthread_once(&scratch_once, scratch_key_init);
-        free(scratch);
-        scratch = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-        scratch_cap = scratch ? bytes : 0;
+        if (!(scratch = calloc(1, sizeof *scratch))) return NULL;
         pthread_setspecific(scratch_key, scratch);
     }
-    return scratch;
+    if (bytes > scratch->cap[slot]) {
+        free(scratch->buf[slot]);
+        scratch->buf[slot] = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        scratch->cap[slot] = scratch->buf[slot] ? bytes : 0;
+    }
+    return scratch->buf[slot];
 }
 
 /* Activation quantization of one matmul input for every format its matrices use. */
@@ -461,7 +472,7 @@ void kern_matmul_multi(const kern_mm_out *outs, int n_outs, const float *x, int 
     /* quantize x once per format, into one scratch buffer */
     size_t total = (qc.bytes[0] + qc.bytes[1]) * (size_t)n_tokens;
     if (total) {
-        uint8_t *q = scratch_get(total);
+        uint8_t *q = kern_scratch(KERN_SCRATCH_ACT, total);
         if (!q) return;
         if (qc.bytes[0]) qc.q[0] = q;
         if (qc.bytes[1]) qc.q[1] = q + qc.bytes[0] * (size_t)n_tokens;

@@ -60,6 +60,14 @@ typedef struct kern_pack_header {
 #define KERN_PACK_MAGIC 0x4b505431u /* "KPT1" */
 #define KERN_PACK_ALIGN 64
 
+/* Per-thread scratch (ops.c), one buffer per slot, kept between calls and freed
+ * when the thread exits: at least `bytes`, 64-byte aligned, valid until this
+ * thread's next call for the same slot (NULL if out of memory). ACT holds a
+ * matmul's quantized activations for the whole call (the calling thread's);
+ * TILE is a pool task's rearranged weight tile. */
+enum { KERN_SCRATCH_ACT, KERN_SCRATCH_TILE, KERN_SCRATCH_SLOTS };
+void *kern_scratch(int slot, size_t bytes);
+
 #define KERN_MAX_HEAD_DIM 1024 /* attention: larger heads give zeros */
 #define KERN_ATT_BLOCK 32      /* attention: positions per online-softmax block */
 

@@ -215,7 +215,7 @@ typedef void (*gm_rearrange_fn)(uint8_t *tile, const uint8_t *data, size_t rb, i
 static void gm_rows_rearranged(const kern_mm_job *j, int64_t r0, int64_t r1, int64_t nb, size_t tile_bytes,
                                gm_rearrange_fn rearrange, const gm_tile_fn *tiles) {
     const size_t rb = tensor_row_bytes(j->w->type, j->w->cols);
-    uint8_t *tile = aligned_alloc(64, (tile_bytes + 63) & ~(size_t)63);
+    uint8_t *tile = kern_scratch(KERN_SCRATCH_TILE, tile_bytes);
     if (!tile) {
         kern_mm_rows_avx2(j, r0, r1);
         return;
@@ -225,7 +225,6 @@ static void gm_rows_rearranged(const kern_mm_job *j, int64_t r0, int64_t r1, int
         rearrange(tile, (const uint8_t *)j->w->data + (size_t)r * rb, rb, n, nb);
         gm_tile_all_tokens(j, tiles, tile, r, n);
     }
-    free(tile);
 }
 
 static void gm_rearrange_q4_0(uint8_t *tile, const uint8_t *data, size_t rb, int n, int64_t nb) {
