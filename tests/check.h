@@ -13,7 +13,9 @@
 #ifndef BATON_TESTS_CHECK_H
 #define BATON_TESTS_CHECK_H
 
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 static int failures, checks;
 
@@ -29,5 +31,17 @@ static int failures, checks;
             }                                                        \
         }                                                            \
     } while (0)
+
+/* The bits of a float and back, for exact comparisons and crafted values. */
+static inline uint32_t check_bits_of(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+static inline float check_float_of(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
 
 #endif

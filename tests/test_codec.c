@@ -40,16 +40,6 @@ static uint64_t rng_next(void) { /* splitmix64 */
     return z ^ (z >> 31);
 }
 static float frand(void) { return (float)((rng_next() >> 40) * (1.0 / (1u << 23))) - 1.0f; } /* [-1, 1) */
-static float bits_f(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-static uint32_t f_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
 
 static int n_levels;
 static kern_level levels[3];
@@ -62,7 +52,7 @@ static bool within_bound(int codec, float x, float y, uint32_t blk_amax) {
     const int base = codec & 3;
     if (base == CODEC_Q8) {
         if (blk_amax >= 0x7F800000u) return isnan(y);
-        float amax = bits_f(blk_amax);
+        float amax = check_float_of(blk_amax);
         if (amax < 0x1p-120f) return y == 0.0f;
         return fabsf(y - x) <= amax / 254.0f + amax * 0x1p-21f;
     }
@@ -120,7 +110,7 @@ static void round_trip(const char *what, const float *x, size_t rows, size_t wid
                         uint32_t amax = 0;
                         size_t b0 = i / CODEC_Q8_BLOCK * CODEC_Q8_BLOCK;
                         for (size_t k = b0; k < width && k < b0 + CODEC_Q8_BLOCK; k++) {
-                            uint32_t u = f_bits(x[r * width + k]) & 0x7FFFFFFFu;
+                            uint32_t u = check_bits_of(x[r * width + k]) & 0x7FFFFFFFu;
                             if (u > amax) amax = u;
                         }
                         if (!within_bound(c, x[r * width + i], y[r * width + i], amax) && !bad++) first = r * width + i;
@@ -160,10 +150,10 @@ static void fill(float *x, size_t n, int flavour) {
         float v = frand();
         switch (flavour) {
         case 0: x[i] = v * 3.0f; break;
-        case 1: x[i] = rng_next() % 7 == 0 ? bits_f(specials[rng_next() % 15]) : v * 1e4f; break;
+        case 1: x[i] = rng_next() % 7 == 0 ? check_float_of(specials[rng_next() % 15]) : v * 1e4f; break;
         case 2: x[i] = i % 97 == 5 ? v * 300.0f : v * 0.05f; break;
         case 3: x[i] = v * 1e-30f; break;
-        case 4: x[i] = bits_f(f_bits(v * 3.0f) & 0xFFFF0000u); break;
+        case 4: x[i] = check_float_of(check_bits_of(v * 3.0f) & 0xFFFF0000u); break;
         default: x[i] = i < n / 2 ? 0.0f : v * 3.0f; break;
         }
     }

@@ -44,18 +44,6 @@ static double rng_gauss(void) {
     return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
 }
 
-static uint32_t bits_of(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-static float float_of(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 /* ------------------------------------------------------------ 1. table */
 
 static void test_table(void) {
@@ -117,20 +105,20 @@ static void test_fp16(void) {
         CHECK(f32_to_fp16(exact[i].f) == exact[i].h, "f32_to_fp16(%g) = 0x%04X", (double)exact[i].f,
               f32_to_fp16(exact[i].f));
     }
-    CHECK(bits_of(fp16_to_f32(0x8000)) == 0x80000000u, "-0 decodes");
+    CHECK(check_bits_of(fp16_to_f32(0x8000)) == 0x80000000u, "-0 decodes");
     CHECK(f32_to_fp16(-0.0f) == 0x8000, "-0 encodes");
     CHECK(isinf(fp16_to_f32(0x7C00)) && fp16_to_f32(0x7C00) > 0, "+inf decodes");
     CHECK(isinf(fp16_to_f32(0xFC00)) && fp16_to_f32(0xFC00) < 0, "-inf decodes");
     CHECK(isnan(fp16_to_f32(0x7E00)) && isnan(fp16_to_f32(0x7C01)) && isnan(fp16_to_f32(0xFFFF)), "NaN decodes");
     /* a signalling NaN comes out quiet with its payload, as vcvtph2ps gives it */
-    CHECK(bits_of(fp16_to_f32(0x7C01)) == 0x7FC02000u, "fp16 sNaN 0x7C01 -> 0x%08X, want 0x7FC02000",
-          bits_of(fp16_to_f32(0x7C01)));
-    CHECK(bits_of(fp16_to_f32(0xFD55)) == 0xFFEAA000u, "fp16 sNaN 0xFD55 -> 0x%08X, want 0xFFEAA000",
-          bits_of(fp16_to_f32(0xFD55)));
+    CHECK(check_bits_of(fp16_to_f32(0x7C01)) == 0x7FC02000u, "fp16 sNaN 0x7C01 -> 0x%08X, want 0x7FC02000",
+          check_bits_of(fp16_to_f32(0x7C01)));
+    CHECK(check_bits_of(fp16_to_f32(0xFD55)) == 0xFFEAA000u, "fp16 sNaN 0xFD55 -> 0x%08X, want 0xFFEAA000",
+          check_bits_of(fp16_to_f32(0xFD55)));
     CHECK(f32_to_fp16(INFINITY) == 0x7C00 && f32_to_fp16(-INFINITY) == 0xFC00, "inf encodes");
     uint16_t hn = f32_to_fp16(NAN);
     CHECK((hn & 0x7C00) == 0x7C00 && (hn & 0x3FF) != 0, "NaN encodes as NaN: 0x%04X", hn);
-    uint16_t hs = f32_to_fp16(float_of(0x7F800001u)); /* signalling NaN, tiny payload */
+    uint16_t hs = f32_to_fp16(check_float_of(0x7F800001u)); /* signalling NaN, tiny payload */
     CHECK((hs & 0x7C00) == 0x7C00 && (hs & 0x200), "sNaN becomes a quiet NaN: 0x%04X", hs);
 
     /* rounding: ties go to even */
@@ -146,7 +134,7 @@ static void test_fp16(void) {
     CHECK(f32_to_fp16(5 * 0x1p-25f) == 0x0002, "2.5 quanta (tie, even) -> 2 quanta");
     CHECK(f32_to_fp16(1023.5f * 0x1p-24f) == 0x0400, "largest subnormal + half rounds into normals");
     CHECK(f32_to_fp16(1e-10f) == 0x0000 && f32_to_fp16(-1e-10f) == 0x8000, "underflow -> signed zero");
-    CHECK(f32_to_fp16(float_of(1)) == 0x0000, "f32 subnormal -> 0");
+    CHECK(f32_to_fp16(check_float_of(1)) == 0x0000, "f32 subnormal -> 0");
 
     /* every fp16 value survives fp16 -> f32 -> fp16 */
     int bad = 0;
@@ -178,15 +166,15 @@ static void test_fp16(void) {
 static void test_bf16(void) {
     CHECK(f32_to_bf16(1.0f) == 0x3F80 && bf16_to_f32(0x3F80) == 1.0f, "bf16 1.0");
     CHECK(bf16_to_f32(0x4049) == 3.140625f, "bf16 0x4049");
-    CHECK(bits_of(bf16_to_f32(0xC2F7)) == 0xC2F70000u, "bf16 decodes to the upper half");
-    CHECK(f32_to_bf16(float_of(0x3F808000u)) == 0x3F80, "tie, even -> down");
-    CHECK(f32_to_bf16(float_of(0x3F818000u)) == 0x3F82, "tie, odd -> up");
-    CHECK(f32_to_bf16(float_of(0x3F808001u)) == 0x3F81, "above tie -> up");
-    CHECK(f32_to_bf16(float_of(0x3F807FFFu)) == 0x3F80, "below tie -> down");
-    CHECK(f32_to_bf16(float_of(0x7F7FFFFFu)) == 0x7F80, "FLT_MAX rounds to inf");
+    CHECK(check_bits_of(bf16_to_f32(0xC2F7)) == 0xC2F70000u, "bf16 decodes to the upper half");
+    CHECK(f32_to_bf16(check_float_of(0x3F808000u)) == 0x3F80, "tie, even -> down");
+    CHECK(f32_to_bf16(check_float_of(0x3F818000u)) == 0x3F82, "tie, odd -> up");
+    CHECK(f32_to_bf16(check_float_of(0x3F808001u)) == 0x3F81, "above tie -> up");
+    CHECK(f32_to_bf16(check_float_of(0x3F807FFFu)) == 0x3F80, "below tie -> down");
+    CHECK(f32_to_bf16(check_float_of(0x7F7FFFFFu)) == 0x7F80, "FLT_MAX rounds to inf");
     CHECK(f32_to_bf16(INFINITY) == 0x7F80 && f32_to_bf16(-INFINITY) == 0xFF80, "bf16 inf");
     CHECK(f32_to_bf16(-0.0f) == 0x8000, "bf16 -0");
-    uint16_t n1 = f32_to_bf16(float_of(0x7F800001u)), n2 = f32_to_bf16(float_of(0xFFFFFFFFu));
+    uint16_t n1 = f32_to_bf16(check_float_of(0x7F800001u)), n2 = f32_to_bf16(check_float_of(0xFFFFFFFFu));
     CHECK((n1 & 0x7F80) == 0x7F80 && (n1 & 0x40), "sNaN with low payload stays a quiet NaN: 0x%04X", n1);
     CHECK((n2 & 0x7F80) == 0x7F80 && (n2 & 0x7F) && (n2 & 0x8000), "NaN 0xFFFFFFFF: 0x%04X", n2);
     CHECK(isnan(bf16_to_f32(n1)) && isnan(bf16_to_f32(f32_to_bf16(NAN))), "bf16 NaN decodes as NaN");
@@ -497,7 +485,7 @@ static void test_awkward(void) {
         for (int i = 0; i < n; i++) ok &= fabsf(y[i] - x[i]) <= 0.5e-6 * quant_error_bound(type) + quant_error_floor(type);
         CHECK(ok, "%s: tiny values", name);
         /* subnormal f32 inputs and signed zeros */
-        for (int i = 0; i < n; i++) x[i] = i % 3 ? float_of((uint32_t)rng_next() & 0x807FFFFFu) : -0.0f;
+        for (int i = 0; i < n; i++) x[i] = i % 3 ? check_float_of((uint32_t)rng_next() & 0x807FFFFFu) : -0.0f;
         quant_quantize_row(type, x, buf, n);
         CHECK(quant_dequantize_row(type, buf, y, n) == 0 && all_finite(y, n), "%s: f32 subnormal inputs", name);
         for (int i = 0; i < n; i++) ok &= fabsf(y[i] - x[i]) <= quant_error_floor(type);
