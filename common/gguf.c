@@ -786,6 +786,23 @@ uint64_t gguf_alignment(const gguf_file *f) { return f ? f->alignment : 0; }
 size_t gguf_file_size(const gguf_file *f) { return f ? f->size : 0; }
 uint64_t gguf_data_offset(const gguf_file *f) { return f ? f->data_offset : 0; }
 
+static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+void gguf_digest(const gguf_file *f, char out[GGUF_DIGEST_LEN]) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    h = fnv1a(h, f->base, (size_t)f->data_offset);
+    for (int64_t i = 0; i < f->n_tensors; i++) {
+        const gguf_tensor *t = &f->tensors[i];
+        size_t n = t->bytes < GGUF_DIGEST_SAMPLE ? t->bytes : GGUF_DIGEST_SAMPLE;
+        h = fnv1a(h, t->data, n);
+        h = fnv1a(h, (const uint8_t *)t->data + t->bytes - n, n);
+    }
+    snprintf(out, GGUF_DIGEST_LEN, "gguf:%016llx:%llu", (unsigned long long)h, (unsigned long long)f->size);
+}
+
 int64_t gguf_key_count(const gguf_file *f) { return f ? f->n_kv : 0; }
 
 const char *gguf_key_name(const gguf_file *f, int64_t i) {

@@ -80,6 +80,16 @@ size_t gguf_file_size(const gguf_file *f);
 /* Byte offset in the file where the data section (tensor offset 0) starts. */
 uint64_t gguf_data_offset(const gguf_file *f);
 
+/* The identity of a model file without reading all its weights: a 64-bit hash
+ * (FNV-1a) of the header (metadata and tensor table, every byte before the data
+ * section), of the first and last GGUF_DIGEST_SAMPLE bytes of every tensor's data,
+ * and the file size, written as "gguf:HASH:SIZE" (out: GGUF_DIGEST_LEN bytes).
+ * Two files with the same shapes but other weights (another seed, another
+ * quantization) differ in it; reading it touches two pages per tensor. */
+#define GGUF_DIGEST_LEN 48
+#define GGUF_DIGEST_SAMPLE 256
+void gguf_digest(const gguf_file *f, char out[GGUF_DIGEST_LEN]);
+
 /* Metadata. Keys are looked up by exact name. The typed getters return 0 on
  * success, -1 if the key is missing, -2 if it has another type. gguf_get_uint
  * accepts any unsigned or non-negative signed integer type; gguf_get_float any

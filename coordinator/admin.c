@@ -57,6 +57,7 @@ static void op_drain(coord *c, net_conn *conn, uint32_t call_id, coord_node *n, 
         if (remove) {
             /* it holds nothing: a re-plan is not needed, disconnecting it is enough */
             n->removing = true;
+            coord_tell_leave(c, n); /* exit rather than rejoin */
             net_close(n->conn, "removed by an admin");
         }
         reply_op(c, conn, call_id, msg);
@@ -74,11 +75,13 @@ static void on_shutdown_timer(uv_timer_t *t) { uv_stop(t->loop); }
 
 /* An admin's stop: every request ends with an explicit status, the answer goes
  * out, then (after 200 ms for the writes to flush) the loop stops, main frees
- * the coordinator and exits 0; workers see their coordinator go and exit too. */
+ * the coordinator and exits 0; every worker is told to leave and exits too. */
 static void op_shutdown(coord *c, net_conn *conn, uint32_t call_id) {
     static uv_timer_t timer;
     fprintf(stderr, "baton-coord: shutdown requested by an admin (%s)\n", net_peer_addr(conn));
     sched_fail_all(c, BATON__STATUS_CODE__STATUS_UNAVAILABLE, "the cluster was shut down by an admin");
+    /* the workers follow (a coordinator that merely restarts keeps them: they rejoin) */
+    for (coord_node *n = c->nodes; n; n = n->next) coord_tell_leave(c, n);
     reply_op(c, conn, call_id, "shutting down");
     uv_timer_init(c->loop, &timer);
     uv_timer_start(&timer, on_shutdown_timer, 200, 0);
@@ -109,6 +112,8 @@ static void handle_node_op(coord *c, net_conn *conn, uint32_t call_id, const Bat
             return;
         }
         n->drained = false;
+        n->unfit = false; /* an admin vouches for it: try it again */
+        n->link_failures = 0;
         snprintf(msg, sizeof msg, "worker %u is eligible again; `batonctl rebalance` gives it layers", (unsigned)n->id);
         reply_op(c, conn, call_id, msg);
         if (!c->planned && !c->switching) coord_replan_graceful(c, "a worker was undrained and nothing is planned");

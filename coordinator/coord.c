@@ -30,6 +30,14 @@ int coord_send_first(coord *c, uint32_t kind, const ProtobufCMessage *msg) {
     return net_send(c->stage_nodes[0]->conn, kind, 0, msg, NULL, 0);
 }
 
+void coord_tell_leave(coord *c, coord_node *n) {
+    Baton__Assignment a = BATON__ASSIGNMENT__INIT;
+    a.node_id = n->id;
+    a.plan_id = c->plan_id;
+    a.release = a.leave = true;
+    net_send(n->conn, BATON__FRAME_KIND__FRAME_ASSIGNMENT, 0, &a.base, NULL, 0);
+}
+
 void coord_drop_slot(coord *c, int32_t slot) {
     Baton__DropSequence d = BATON__DROP_SEQUENCE__INIT;
     d.n_slots = 1;
@@ -75,7 +83,7 @@ static int plan_model_of(coord *c, plan_model *pm, uint64_t **lb) {
     return 0;
 }
 
-static bool node_eligible(const coord_node *n) { return !n->drained && !n->removing; }
+static bool node_eligible(const coord_node *n) { return !n->drained && !n->removing && !n->unfit; }
 
 int coord_plan_dry(coord *c, plan_result *out, coord_node **order, int *n_order, char *err, size_t errlen) {
     int nn = 0;
@@ -97,7 +105,10 @@ int coord_plan_dry(coord *c, plan_result *out, coord_node **order, int *n_order,
     free(lb);
     if (rc != 0 && nn < c->n_nodes) {
         size_t l = strlen(err);
-        snprintf(err + l, errlen - l, " (%d worker(s) drained or being removed)", c->n_nodes - nn);
+        snprintf(err + l, errlen - l, " (%d worker(s) drained, being removed or unfit)", c->n_nodes - nn);
+        for (coord_node *n = c->nodes; n; n = n->next)
+            if (n->unfit && (l = strlen(err)) + 1 < errlen)
+                snprintf(err + l, errlen - l, "; worker %u: %s", (unsigned)n->id, n->unfit_why);
     }
     return rc;
 }
@@ -152,6 +163,7 @@ static void make_plan(coord *c) {
     c->plan_error[0] = 0;
     c->planned = true;
     c->plan_id++;
+    auth_nonce(c->link_key); /* a fresh link key: no stage link of an earlier plan (or a stranger) proves it */
     c->stats.replans++;
     logf_("plan %u over %d worker(s), slowest stage %.3g s:", (unsigned)c->plan_id, nn, c->plan.bottleneck);
     for (int s = 0; s < c->plan.n_stages; s++) {
@@ -170,6 +182,7 @@ static void make_plan(coord *c) {
         a.n_ctx = (uint32_t)c->o.n_ctx;
         a.max_batch = (uint32_t)c->o.max_batch;
         a.plan_id = c->plan_id;
+        a.link_key = (ProtobufCBinaryData){sizeof c->link_key, c->link_key};
         logf_("  stage %d: worker %u (%s) layers [%d,%d)%s%s, %.1f MiB", s, (unsigned)n->id, n->listen,
               (int)ps->layer_begin, (int)ps->layer_end, ps->embed ? " +embed" : "", ps->head ? " +head" : "",
               (double)ps->bytes / 1048576.0);
@@ -178,18 +191,20 @@ static void make_plan(coord *c) {
     for (coord_node *n = c->nodes, *nx; n; n = nx) {
         nx = n->next;
         if (n->stage >= 0) continue;
-        Baton__Assignment a = BATON__ASSIGNMENT__INIT;
-        a.node_id = n->id;
-        a.plan_id = c->plan_id;
-        a.release = true;
-        net_send(n->conn, BATON__FRAME_KIND__FRAME_ASSIGNMENT, 0, &a.base, NULL, 0);
         if (n->removing) {
+            coord_tell_leave(c, n); /* it exits instead of rejoining */
             logf_("worker %u removed", (unsigned)n->id);
             net_conn *conn = n->conn;
             node_retire(c, n);
             net_close(conn, "removed by an admin");
         } else {
-            logf_("  worker %u (%s): no layers (%s)", (unsigned)n->id, n->listen, n->drained ? "drained" : "idle");
+            Baton__Assignment a = BATON__ASSIGNMENT__INIT;
+            a.node_id = n->id;
+            a.plan_id = c->plan_id;
+            a.release = true;
+            net_send(n->conn, BATON__FRAME_KIND__FRAME_ASSIGNMENT, 0, &a.base, NULL, 0);
+            logf_("  worker %u (%s): no layers (%s)", (unsigned)n->id, n->listen,
+                  n->drained ? "drained" : n->unfit ? n->unfit_why : "idle");
         }
     }
 }
@@ -246,6 +261,7 @@ static void node_lost(coord *c, coord_node *n, const char *why) {
 const char *coord_node_state(const coord *c, const coord_node *n) {
     if (n->dead) return n->removing ? "removed" : "dead";
     if (n->removing) return "removing";
+    if (n->unfit) return "unfit";
     if (n->drained) return n->stage >= 0 ? "draining" : "drained";
     if (n->stage < 0) return "idle";
     return n->ready && c->serving ? "serving" : "loading";
@@ -257,6 +273,17 @@ static void handle_join(coord *c, net_conn *conn, const frame_header *h, const u
     Baton__Join *j = baton__join__unpack(NULL, h->msg_len, msg);
     if (!j) {
         net_close(conn, "malformed join");
+        return;
+    }
+    if (strcmp(j->model_digest ? j->model_digest : "", c->model_digest) != 0) {
+        /* another file: its layers would compute another function, with status OK */
+        char why[400];
+        snprintf(why, sizeof why, "model mismatch: the worker's file has digest '%s', the coordinator's %s has '%s'",
+                 j->model_digest ? j->model_digest : "", c->o.model_path, c->model_digest);
+        logf_("refusing worker from %s: %s", net_peer_addr(conn), why);
+        baton__join__free_unpacked(j, NULL);
+        net_send_status(conn, 0, BATON__STATUS_CODE__STATUS_FAILED_PRECONDITION, why);
+        net_close(conn, why);
         return;
     }
     coord_node *n = calloc(1, sizeof *n);
@@ -292,11 +319,12 @@ static void handle_ready(coord *c, coord_node *n, const frame_header *h, const u
         return;
     }
     if (!r->ok) {
-        snprintf(c->plan_error, sizeof c->plan_error, "worker %u cannot take its layers: %s", (unsigned)n->id,
-                 r->error ? r->error : "");
-        logf_("%s", c->plan_error);
+        /* plan again without it: the others may hold the model */
+        n->unfit = true;
+        snprintf(n->unfit_why, sizeof n->unfit_why, "cannot take its layers: %s", r->error ? r->error : "");
+        logf_("worker %u %s", (unsigned)n->id, n->unfit_why);
         baton__ready__free_unpacked(r, NULL);
-        fail_unplannable(c);
+        switch_plan(c, "a worker cannot take its layers");
         return;
     }
     n->ready = true;
@@ -310,13 +338,41 @@ static void handle_ready(coord *c, coord_node *n, const frame_header *h, const u
     sched_pump(c);
 }
 
+/* A worker lost a stage link of the current plan: nothing sent into the
+ * pipeline can come back, so re-plan now and replay. A node that keeps being the
+ * far end of lost links (unreachable from its neighbour) is left out after 3. */
+static void handle_link_lost(coord *c, coord_node *n, const frame_header *h, const uint8_t *msg) {
+    Baton__LinkLost *l = baton__link_lost__unpack(NULL, h->msg_len, msg);
+    if (!l) return;
+    bool current = c->planned && l->plan_id == c->plan_id && n->stage >= 0;
+    char why[300];
+    snprintf(why, sizeof why, "worker %u lost the link %s its %s: %s", (unsigned)n->id, l->successor ? "to" : "from",
+             l->successor ? "successor" : "predecessor", l->error ? l->error : "");
+    int far = n->stage + (l->successor ? 1 : -1);
+    baton__link_lost__free_unpacked(l, NULL);
+    if (!current) return; /* a link of an earlier plan: the switch closed it */
+    if (far >= 0 && far < c->plan.n_stages && c->stage_nodes[far]) {
+        coord_node *f = c->stage_nodes[far];
+        if (++f->link_failures >= 3) {
+            f->unfit = true;
+            snprintf(f->unfit_why, sizeof f->unfit_why, "its stage link failed %d times in a row", f->link_failures);
+            logf_("worker %u left out of plans: %s", (unsigned)f->id, f->unfit_why);
+        }
+    }
+    plan_broken(c, why);
+}
+
 static void handle_worker_frame(coord *c, coord_node *n, const frame_header *h, const uint8_t *msg) {
     switch (h->kind) {
     case BATON__FRAME_KIND__FRAME_JOIN: logf_("worker %u joined twice; ignored", (unsigned)n->id); break;
     case BATON__FRAME_KIND__FRAME_READY: handle_ready(c, n, h, msg); break;
+    case BATON__FRAME_KIND__FRAME_LINK_LOST: handle_link_lost(c, n, h, msg); break;
     case BATON__FRAME_KIND__FRAME_STAGE_RESULT: {
         Baton__StageResult *r = baton__stage_result__unpack(NULL, h->msg_len, msg);
         if (r) {
+            if (r->code == BATON__STATUS_CODE__STATUS_OK)
+                for (int s = 0; s < c->plan.n_stages; s++)
+                    if (c->stage_nodes[s]) c->stage_nodes[s]->link_failures = 0;
             sched_on_result(c, r);
             baton__stage_result__free_unpacked(r, NULL);
         }
@@ -441,40 +497,123 @@ static void handle_model_info(coord *c, net_conn *conn, uint32_t call_id) {
     net_send_status(conn, call_id, BATON__STATUS_CODE__STATUS_OK, "");
 }
 
-static void handle_tokenize(coord *c, net_conn *conn, uint32_t call_id, const Baton__TokenizeRequest *t) {
-    if (!c->tok) {
-        net_send_status(conn, call_id, BATON__STATUS_CODE__STATUS_FAILED_PRECONDITION, "the model file has no tokenizer");
-        return;
+/* --- work off the loop ----------------------------------------------------- */
+
+static void job_run(uv_work_t *w) {
+    coord_job *j = w->data;
+    j->run(j);
+}
+
+static void job_after(uv_work_t *w, int status) {
+    coord_job *j = w->data;
+    coord *c = j->c;
+    (void)status;
+    for (coord_job **pp = &c->jobs; *pp; pp = &(*pp)->next)
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    j->done(j);
+}
+
+void coord_job_start(coord *c, coord_job *j) {
+    j->c = c;
+    j->work.data = j;
+    j->next = c->jobs;
+    c->jobs = j;
+    if (uv_queue_work(c->loop, &j->work, job_run, job_after) != 0) {
+        c->jobs = j->next;
+        j->cancelled = true;
+        j->done(j);
     }
-    Baton__TokenizeReply r = BATON__TOKENIZE_REPLY__INIT;
-    int32_t *ids = NULL;
-    char *text = NULL;
+}
+
+void coord_jobs_forget(coord *c, const net_conn *client, uint32_t call_id, bool all) {
+    for (coord_job *j = c->jobs; j; j = j->next)
+        if (j->client == client && (all || j->call_id == call_id)) {
+            if (all) j->client = NULL;
+            else if (net_send_status(j->client, call_id, BATON__STATUS_CODE__STATUS_CANCELLED, "cancelled by the client") == 0)
+                j->cancelled = true;
+        }
+}
+
+/* Tokenize calls: encoding a text or decoding ids, on the thread pool. */
+typedef struct tokenize_job {
+    coord_job base;
+    Baton__TokenizeRequest *t; /* owned */
+    int32_t *ids;
+    int64_t n;
+    char *text;
+} tokenize_job;
+
+static void tokenize_run(coord_job *cj) {
+    tokenize_job *j = (tokenize_job *)cj;
+    const tokenizer *tok = cj->c->tok;
+    const Baton__TokenizeRequest *t = j->t;
+    j->n = -1;
     if (t->text && t->text[0]) {
         size_t len = strlen(t->text);
-        int64_t cap = (int64_t)len + 16, n = -1;
-        ids = malloc((size_t)cap * sizeof *ids);
-        if (ids) n = tok_encode(c->tok, t->text, len, t->parse_special ? TOK_SPECIAL_PARSE : TOK_SPECIAL_PLAIN, ids, cap);
-        if (n < 0 || n > cap) {
-            free(ids);
-            net_send_status(conn, call_id, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "the text cannot be encoded");
-            return;
-        }
-        r.n_tokens = (size_t)n;
-        r.tokens = ids;
+        int64_t cap = (int64_t)len + 16;
+        j->ids = malloc((size_t)cap * sizeof *j->ids);
+        if (j->ids) j->n = tok_encode(tok, t->text, len, t->parse_special ? TOK_SPECIAL_PARSE : TOK_SPECIAL_PLAIN, j->ids, cap);
+        if (j->n > cap) j->n = -1;
     } else {
-        int64_t need = tok_decode(c->tok, t->tokens, (int64_t)t->n_tokens, NULL, 0);
-        if (need < 0 || !(text = malloc((size_t)need + 1))) {
-            net_send_status(conn, call_id, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "invalid token id");
-            return;
+        int64_t need = tok_decode(tok, t->tokens, (int64_t)t->n_tokens, NULL, 0);
+        if (need >= 0 && (j->text = malloc((size_t)need + 1))) {
+            tok_decode(tok, t->tokens, (int64_t)t->n_tokens, j->text, (size_t)need + 1);
+            j->text[need] = 0;
         }
-        tok_decode(c->tok, t->tokens, (int64_t)t->n_tokens, text, (size_t)need + 1);
-        text[need] = 0;
-        r.text = text;
     }
-    net_send(conn, BATON__FRAME_KIND__FRAME_TOKENIZE_REPLY, call_id, &r.base, NULL, 0);
-    net_send_status(conn, call_id, BATON__STATUS_CODE__STATUS_OK, "");
-    free(ids);
-    free(text);
+}
+
+static void tokenize_done(coord_job *cj) {
+    tokenize_job *j = (tokenize_job *)cj;
+    net_conn *conn = cj->client;
+    if (conn && !cj->cancelled) {
+        Baton__TokenizeReply r = BATON__TOKENIZE_REPLY__INIT;
+        bool encoding = j->t->text && j->t->text[0];
+        if (encoding && j->n < 0) {
+            net_send_status(conn, cj->call_id, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "the text cannot be encoded");
+        } else if (!encoding && !j->text) {
+            net_send_status(conn, cj->call_id, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "invalid token id");
+        } else {
+            if (encoding) r.n_tokens = (size_t)j->n, r.tokens = j->ids;
+            else r.text = j->text;
+            net_send(conn, BATON__FRAME_KIND__FRAME_TOKENIZE_REPLY, cj->call_id, &r.base, NULL, 0);
+            net_send_status(conn, cj->call_id, BATON__STATUS_CODE__STATUS_OK, "");
+        }
+    }
+    free(j->ids);
+    free(j->text);
+    baton__tokenize_request__free_unpacked(j->t, NULL);
+    free(j);
+}
+
+/* Takes t. */
+static void handle_tokenize(coord *c, net_conn *conn, uint32_t call_id, Baton__TokenizeRequest *t) {
+    char msg[200];
+    int code = 0;
+    if (!c->tok) {
+        code = BATON__STATUS_CODE__STATUS_FAILED_PRECONDITION;
+        snprintf(msg, sizeof msg, "the model file has no tokenizer");
+    } else if (t->text && strlen(t->text) > c->o.max_prompt_bytes) {
+        code = BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT;
+        snprintf(msg, sizeof msg, "text: %zu bytes, more than this coordinator takes (--max-prompt-bytes %llu)",
+                 strlen(t->text), (unsigned long long)c->o.max_prompt_bytes);
+    }
+    tokenize_job *j = code ? NULL : calloc(1, sizeof *j);
+    if (!code && !j) code = BATON__STATUS_CODE__STATUS_RESOURCE_EXHAUSTED, snprintf(msg, sizeof msg, "out of memory");
+    if (code) {
+        net_send_status(conn, call_id, code, msg);
+        baton__tokenize_request__free_unpacked(t, NULL);
+        return;
+    }
+    j->t = t;
+    j->base.client = conn;
+    j->base.call_id = call_id;
+    j->base.run = tokenize_run;
+    j->base.done = tokenize_done;
+    coord_job_start(c, &j->base);
 }
 
 static void handle_client_frame(coord *c, net_conn *conn, const frame_header *h, const uint8_t *msg) {
@@ -486,7 +625,6 @@ static void handle_client_frame(coord *c, net_conn *conn, const frame_header *h,
             return;
         }
         sched_generate(c, conn, h->call_id, g);
-        baton__generate_request__free_unpacked(g, NULL);
         break;
     }
     case BATON__FRAME_KIND__FRAME_CANCEL: sched_cancel(c, conn, h->call_id, false); break;
@@ -499,7 +637,6 @@ static void handle_client_frame(coord *c, net_conn *conn, const frame_header *h,
             return;
         }
         handle_tokenize(c, conn, h->call_id, t);
-        baton__tokenize_request__free_unpacked(t, NULL);
         break;
     }
     default:
@@ -560,9 +697,32 @@ static void check_silence(coord *c, uint64_t now) {
     }
 }
 
+/* The oldest micro-batch in flight missed its deadline: a stage lost it (a link
+ * that died without a word, a stage that stopped computing). Re-plan and replay. */
+static void check_steps(coord *c, uint64_t now) {
+    for (coord_batch *b = c->inflight; b; b = b->next)
+        if (b->deadline_ms && now > b->deadline_ms) {
+            char why[160];
+            snprintf(why, sizeof why, "micro-batch %llu not back after %llu ms (step timeout)",
+                     (unsigned long long)b->step_id, (unsigned long long)(now - b->sent_us / 1000));
+            plan_broken(c, why);
+            return;
+        }
+}
+
 static void on_tick(uv_timer_t *t) {
     coord *c = t->data;
     uint64_t now = net_now_ms();
+    /* A late tick means the loop was busy and read nothing meanwhile: that time
+     * is not the workers' silence, nor the pipeline's delay. */
+    uint64_t stall = c->last_tick_ms && now - c->last_tick_ms > 200 ? now - c->last_tick_ms - 50 : 0;
+    c->last_tick_ms = now;
+    if (stall) {
+        logf_("event loop stalled for %llu ms; heartbeat and step deadlines extended", (unsigned long long)stall);
+        for (coord_node *n = c->nodes; n; n = n->next) n->last_seen_ms += stall;
+        for (coord_batch *b = c->inflight; b; b = b->next)
+            if (b->deadline_ms) b->deadline_ms += stall;
+    }
     if (now - c->last_beat_ms >= HEARTBEAT_MS) {
         c->last_beat_ms = now;
         Baton__Heartbeat hb = BATON__HEARTBEAT__INIT;
@@ -572,6 +732,7 @@ static void on_tick(uv_timer_t *t) {
             net_send(n->conn, BATON__FRAME_KIND__FRAME_HEARTBEAT, 0, &hb.base, NULL, 0);
     }
     check_silence(c, now);
+    check_steps(c, now);
     if (c->switching && now - c->switch_start_ms > SWITCH_WAIT_MS) {
         logf_("%d micro-batch(es) still in flight after %d ms: re-planning anyway", c->n_inflight, SWITCH_WAIT_MS);
         switch_plan(c, c->switch_why);
@@ -625,11 +786,14 @@ int coord_init(coord *c, const coord_opts *o, uv_loop_t *loop, char *err, size_t
     memset(c, 0, sizeof *c);
     c->o = *o;
     if (c->o.heartbeat_timeout_ms <= 0) c->o.heartbeat_timeout_ms = 3000;
+    if (c->o.step_timeout_ms <= 0) c->o.step_timeout_ms = 10000;
+    if (!c->o.max_prompt_bytes) c->o.max_prompt_bytes = 8u << 20;
     c->stats.start_ms = net_now_ms();
     c->loop = loop;
     c->gf = gguf_open(o->model_path, err, errlen);
     if (!c->gf) return -1;
     if (model_read_hparams(c->gf, &c->hp, err, errlen) != 0) return -1;
+    gguf_digest(c->gf, c->model_digest);
     if (c->o.n_ctx <= 0) c->o.n_ctx = c->hp.n_ctx_train < 4096 ? (int)c->hp.n_ctx_train : 4096;
     if (gguf_find_key(c->gf, "tokenizer.ggml.tokens") >= 0) {
         char terr[256];

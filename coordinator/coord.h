@@ -53,6 +53,9 @@ typedef struct coord_opts {
     int max_inflight;     /* micro-batches in flight; 0: stages + 1 */
     uint64_t max_frame;
     int heartbeat_timeout_ms; /* silence after which a worker is dead; 0: 3000 */
+    int step_timeout_ms;  /* least time a micro-batch may take to come back before the pipeline
+                             counts as broken (more for bigger batches and slower plans); 0: 10000 */
+    uint64_t max_prompt_bytes; /* largest prompt text (text or chat contents together); 0: 8 MiB */
     const char *metrics_listen; /* HOST:PORT of the Prometheus endpoint, NULL: none */
     /* access control (auth.h); NULL: that check is off */
     const char *secret_file;      /* cluster secret every worker must prove */
@@ -78,6 +81,10 @@ typedef struct coord_node {
     bool drained;           /* by an admin: left out of every plan until undrained */
     bool removing;          /* disconnect it once the plan without it is in place */
     bool dead;              /* in c->dead only: kept for `nodes` */
+    bool unfit;             /* could not load its layers, or its stage links kept failing: left out of
+                               plans until it rejoins or an admin undrains it */
+    char unfit_why[200];
+    int link_failures;      /* stage-link losses blamed on it since the pipeline last served a token */
     uint64_t queue_peak;
     struct coord_node *next;
 } coord_node;
@@ -116,8 +123,10 @@ typedef struct coord_request {
 typedef struct coord_batch {
     uint64_t step_id;
     uint64_t sent_us;       /* when it left for the first stage */
+    uint64_t deadline_ms;   /* not back by then: the pipeline is broken (coord_step_deadline) */
     coord_request **reqs;   /* requests with tokens in this batch */
     int n_reqs;
+    int n_tokens;
     struct coord_batch *next;
 } coord_batch;
 
@@ -135,6 +144,22 @@ typedef struct coord_stats {
 } coord_stats;
 
 typedef struct coord_metrics_http coord_metrics_http;
+
+/* Work that must not run on the loop (tokenising a prompt, decoding token ids):
+ * it runs on libuv's thread pool, then `done` runs on the loop. The job belongs
+ * to a client call; if the client goes away or cancels the call meanwhile,
+ * `client` becomes NULL or `cancelled` true and `done` only frees. Embed it as
+ * the first member of a bigger struct. */
+typedef struct coord_job {
+    uv_work_t work;
+    struct coord *c;
+    net_conn *client;
+    uint32_t call_id;
+    bool cancelled;
+    void (*run)(struct coord_job *j);  /* pool thread: touches nothing but the job (and the const tokenizer) */
+    void (*done)(struct coord_job *j); /* loop thread: answers if the client is there, then frees the job */
+    struct coord_job *next;
+} coord_job;
 
 typedef struct coord {
     coord_opts o;
@@ -161,6 +186,8 @@ typedef struct coord {
     char switch_why[128];
     uint64_t switch_start_ms;
     char plan_error[512];
+    uint8_t link_key[32];    /* of the current plan: its stage links prove it (Assignment.link_key) */
+    char model_digest[GGUF_DIGEST_LEN]; /* gguf_digest of our file: a joining worker's must be equal */
     /* requests */
     coord_request *reqs;     /* all live requests, in arrival order */
     uint32_t next_req_id;
@@ -169,6 +196,8 @@ typedef struct coord {
     int n_inflight;
     uint64_t next_step;
     uint64_t last_beat_ms;
+    uint64_t last_tick_ms;   /* a late tick means the loop could not read: that time is not silence */
+    coord_job *jobs;         /* running on the thread pool */
     coord_stats stats;
     coord_metrics_http *http;
     /* access control: what cfg points at */
@@ -179,6 +208,10 @@ typedef struct coord {
 /* coord.c */
 int coord_init(coord *c, const coord_opts *o, uv_loop_t *loop, char *err, size_t errlen);
 void coord_free(coord *c);
+/* Tells worker n to free everything and exit (an Assignment with leave set):
+ * removed, or the cluster shuts down. Without it a worker that loses its
+ * coordinator tries to rejoin. */
+void coord_tell_leave(coord *c, coord_node *n);
 /* Send a DropSequence for a slot to the first stage (it travels down the pipeline). */
 void coord_drop_slot(coord *c, int32_t slot);
 /* Sends frame to the first stage. 0 or -1. */
@@ -194,6 +227,11 @@ void coord_replan_graceful(coord *c, const char *why);
 const char *coord_node_state(const coord *c, const coord_node *n);
 /* Fills a HealthReply; the node arrays are allocated into ns and np (the caller frees both). */
 void coord_fill_health(coord *c, Baton__HealthReply *r, Baton__NodeStatus **ns, Baton__NodeStatus ***np);
+
+/* Starts j on the thread pool (j->run, then j->done on the loop). */
+void coord_job_start(coord *c, coord_job *j);
+/* The client of these jobs is gone (all) or cancelled call_id: their done only frees. */
+void coord_jobs_forget(coord *c, const net_conn *client, uint32_t call_id, bool all);
 
 /* admin.c */
 /* Serves an admin frame (role ADMIN). */
@@ -212,8 +250,9 @@ double metrics_tokens_per_s(const coord *c);
 uint64_t metrics_wall_ms(void);
 
 /* sched.c */
-/* Validates and queues a Generate call; on error the call ends with a status here. */
-void sched_generate(coord *c, net_conn *client, uint32_t call_id, const Baton__GenerateRequest *g);
+/* Validates and queues a Generate call (g is taken and freed); on error the call
+ * ends with a status. A text or chat prompt is tokenised on the thread pool first. */
+void sched_generate(coord *c, net_conn *client, uint32_t call_id, Baton__GenerateRequest *g);
 /* The client cancelled call_id (or, with call_id 0 and all=true, went away). */
 void sched_cancel(coord *c, net_conn *client, uint32_t call_id, bool all);
 void sched_on_result(coord *c, const Baton__StageResult *r);

@@ -21,6 +21,9 @@ static void usage(FILE *out) {
             "  --cluster-id ID    clients and workers must present it (default \"baton\")\n"
             "  --max-frame BYTES  largest frame accepted (default 268435456)\n"
             "  --heartbeat-timeout MS  a worker silent this long is declared dead (default 3000)\n"
+            "  --step-timeout MS  a micro-batch not back after this (plus 4x the plan's prediction for the\n"
+            "                     tokens in flight) means a broken pipeline: re-plan and replay (default 10000)\n"
+            "  --max-prompt-bytes BYTES  largest prompt text or chat accepted (default 8388608)\n"
             "  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
             "access control (files of at least 16 bytes; see README):\n"
             "  --secret FILE           cluster secret every worker must prove (default: $BATON_SECRET_FILE)\n"
@@ -99,6 +102,7 @@ int main(int argc, char **argv) {
         {"secret", required_argument, 0, 'S'},   {"admin-token-file", required_argument, 0, 'A'},
         {"api-keys", required_argument, 0, 'K'},  {"help", no_argument, 0, 'h'},
         {"mpi", no_argument, 0, 'P'},
+        {"step-timeout", required_argument, 0, 'T'}, {"max-prompt-bytes", required_argument, 0, 'B'},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -119,6 +123,8 @@ int main(int argc, char **argv) {
         case 'F': o.max_frame = (uint64_t)parse_int(optarg, "--max-frame", 1024, 0x7fffffff); break;
         case 'H': o.heartbeat_timeout_ms = parse_int(optarg, "--heartbeat-timeout", 100, 3600000); break;
         case 'M': o.metrics_listen = optarg; break;
+        case 'T': o.step_timeout_ms = parse_int(optarg, "--step-timeout", 100, 86400000); break;
+        case 'B': o.max_prompt_bytes = (uint64_t)parse_int(optarg, "--max-prompt-bytes", 1, 0x7fffffff); break;
         case 'S': o.secret_file = optarg; break;
         case 'A': o.admin_token_file = optarg; break;
         case 'K': o.api_keys_file = optarg; break;

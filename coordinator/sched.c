@@ -1,4 +1,5 @@
 /* sched.c - request record and continuous-batching scheduler. See coord.h. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,42 +49,64 @@ int sched_count(const coord *c, coord_req_state st) {
     return n;
 }
 
-void sched_generate(coord *c, net_conn *client, uint32_t call_id, const Baton__GenerateRequest *g) {
-    char msg[256];
-    int32_t *ids = NULL;
-    int64_t n = 0;
-    if (g->n_tokens) {
-        n = (int64_t)g->n_tokens;
-        ids = malloc((size_t)n * sizeof *ids);
-        if (ids) memcpy(ids, g->tokens, (size_t)n * sizeof *ids);
-    } else if ((g->text && g->text[0]) || g->n_chat) {
-        if (!c->tok) {
-            net_send_status(client, call_id, BATON__STATUS_CODE__STATUS_FAILED_PRECONDITION,
-                            "the model file has no tokenizer: send token ids");
-            return;
+/* Checks what can be checked before tokenising: the sampling parameters (every
+ * field the last stage reads, so one request can never fail a micro-batch it
+ * shares), max_tokens against the context, and the prompt's size. 0, or the
+ * status code with a message naming the field. */
+static int check_request(const coord *c, const Baton__GenerateRequest *g, char *msg, size_t cap) {
+    const Baton__SamplingParams *sp = g->sampling;
+    if (sp) {
+        struct {
+            const char *name;
+            float v, lo, hi;
+        } f[] = {
+            {"temperature", sp->temperature, 0, INFINITY},
+            {"top_p", sp->top_p, 0, 1},
+            {"min_p", sp->min_p, 0, 1},
+            {"repetition_penalty", sp->repetition_penalty, 0, INFINITY},
+            {"presence_penalty", sp->presence_penalty, -INFINITY, INFINITY},
+            {"frequency_penalty", sp->frequency_penalty, -INFINITY, INFINITY},
+        };
+        for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+            if (!isfinite(f[i].v) || f[i].v < f[i].lo || f[i].v > f[i].hi) {
+                snprintf(msg, cap, "sampling.%s: %g is not a finite number in [%g, %g]", f[i].name, (double)f[i].v,
+                         (double)f[i].lo, (double)f[i].hi);
+                return BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT;
+            }
+        if (sp->top_k < 0) {
+            snprintf(msg, cap, "sampling.top_k: %d is negative (0 turns it off)", (int)sp->top_k);
+            return BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT;
         }
-        chat_message *msgs = NULL;
-        if (g->n_chat) {
-            msgs = calloc(g->n_chat, sizeof *msgs);
-            if (!msgs) return;
-            for (size_t i = 0; i < g->n_chat; i++) msgs[i] = (chat_message){g->chat[i]->role, g->chat[i]->content};
-        }
-        for (int64_t cap = 256;;) {
-            free(ids);
-            ids = malloc((size_t)cap * sizeof *ids);
-            if (!ids) break;
-            n = msgs ? chat_encode(c->tok, msgs, (int)g->n_chat, true, TOK_SPECIAL_PLAIN, ids, cap)
-                     : tok_encode(c->tok, g->text, strlen(g->text), TOK_SPECIAL_PLAIN, ids, cap);
-            if (n <= cap) break;
-            cap = n;
-        }
-        free(msgs);
-        if (n < 0) {
-            free(ids);
-            net_send_status(client, call_id, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "the prompt cannot be encoded");
-            return;
+        if (sp->penalty_last_n < 0) {
+            snprintf(msg, cap, "sampling.penalty_last_n: %d is negative (0: the whole history)",
+                     (int)sp->penalty_last_n);
+            return BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT;
         }
     }
+    if (g->max_tokens > (uint32_t)c->o.n_ctx) {
+        snprintf(msg, cap, "max_tokens: %u exceeds the context of %d", (unsigned)g->max_tokens, c->o.n_ctx);
+        return BATON__STATUS_CODE__STATUS_OUT_OF_RANGE;
+    }
+    if (g->n_tokens > (size_t)c->o.n_ctx) {
+        snprintf(msg, cap, "tokens: %zu prompt tokens exceed the context of %d", g->n_tokens, c->o.n_ctx);
+        return BATON__STATUS_CODE__STATUS_OUT_OF_RANGE;
+    }
+    uint64_t bytes = g->text ? strlen(g->text) : 0;
+    for (size_t i = 0; i < g->n_chat; i++)
+        bytes += (g->chat[i]->content ? strlen(g->chat[i]->content) : 0) + (g->chat[i]->role ? strlen(g->chat[i]->role) : 0);
+    if (bytes > c->o.max_prompt_bytes) {
+        snprintf(msg, cap, "%s: the prompt is %llu bytes, more than this coordinator takes (--max-prompt-bytes %llu)",
+                 g->n_chat ? "chat" : "text", (unsigned long long)bytes, (unsigned long long)c->o.max_prompt_bytes);
+        return BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT;
+    }
+    return 0;
+}
+
+/* Queues a request whose prompt is ids[0..n) (taken). Ends the call with a
+ * status here if the prompt does not fit. */
+static void admit(coord *c, net_conn *client, uint32_t call_id, const Baton__GenerateRequest *g, int32_t *ids,
+                  int64_t n) {
+    char msg[256];
     if (n <= 0 || !ids) {
         free(ids);
         net_send_status(client, call_id, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "empty prompt");
@@ -103,12 +126,6 @@ void sched_generate(coord *c, net_conn *client, uint32_t call_id, const Baton__G
                  (long long)n, (unsigned)max_tokens, c->o.n_ctx);
         free(ids);
         net_send_status(client, call_id, BATON__STATUS_CODE__STATUS_OUT_OF_RANGE, msg);
-        return;
-    }
-    if (g->sampling && (g->sampling->temperature < 0 || g->sampling->top_p < 0 || g->sampling->top_p > 1)) {
-        free(ids);
-        net_send_status(client, call_id, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT,
-                        "sampling: temperature must be >= 0 and top_p in [0, 1]");
         return;
     }
     coord_request *r = calloc(1, sizeof *r);
@@ -161,7 +178,94 @@ void sched_generate(coord *c, net_conn *client, uint32_t call_id, const Baton__G
     sched_pump(c);
 }
 
+
+/* Tokenising a text or chat prompt, on the thread pool. */
+typedef struct encode_job {
+    coord_job base;
+    Baton__GenerateRequest *g; /* owned */
+    int32_t *ids;
+    int64_t n;
+} encode_job;
+
+static void encode_run(coord_job *cj) {
+    encode_job *j = (encode_job *)cj;
+    const tokenizer *tok = cj->c->tok;
+    const Baton__GenerateRequest *g = j->g;
+    chat_message *msgs = NULL;
+    if (g->n_chat) {
+        msgs = calloc(g->n_chat, sizeof *msgs);
+        if (!msgs) return;
+        for (size_t i = 0; i < g->n_chat; i++) msgs[i] = (chat_message){g->chat[i]->role, g->chat[i]->content};
+    }
+    for (int64_t cap = 256;;) {
+        free(j->ids);
+        j->ids = malloc((size_t)cap * sizeof *j->ids);
+        if (!j->ids) break;
+        j->n = msgs ? chat_encode(tok, msgs, (int)g->n_chat, true, TOK_SPECIAL_PLAIN, j->ids, cap)
+                    : tok_encode(tok, g->text, strlen(g->text), TOK_SPECIAL_PLAIN, j->ids, cap);
+        if (j->n <= cap) break;
+        cap = j->n;
+    }
+    free(msgs);
+}
+
+static void encode_done(coord_job *cj) {
+    encode_job *j = (encode_job *)cj;
+    if (cj->client && !cj->cancelled) {
+        if (j->n < 0 || !j->ids)
+            net_send_status(cj->client, cj->call_id, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT,
+                            "the prompt cannot be encoded");
+        else
+            admit(cj->c, cj->client, cj->call_id, j->g, j->ids, j->n), j->ids = NULL;
+    }
+    free(j->ids);
+    baton__generate_request__free_unpacked(j->g, NULL);
+    free(j);
+}
+
+void sched_generate(coord *c, net_conn *client, uint32_t call_id, Baton__GenerateRequest *g) {
+    char msg[300];
+    int code = check_request(c, g, msg, sizeof msg);
+    if (code) {
+        net_send_status(client, call_id, code, msg);
+        baton__generate_request__free_unpacked(g, NULL);
+        return;
+    }
+    if (g->n_tokens) {
+        int32_t *ids = malloc(g->n_tokens * sizeof *ids);
+        if (ids) memcpy(ids, g->tokens, g->n_tokens * sizeof *ids);
+        admit(c, client, call_id, g, ids, (int64_t)g->n_tokens);
+        baton__generate_request__free_unpacked(g, NULL);
+        return;
+    }
+    if (!(g->text && g->text[0]) && !g->n_chat) {
+        net_send_status(client, call_id, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "empty prompt");
+        baton__generate_request__free_unpacked(g, NULL);
+        return;
+    }
+    if (!c->tok) {
+        net_send_status(client, call_id, BATON__STATUS_CODE__STATUS_FAILED_PRECONDITION,
+                        "the model file has no tokenizer: send token ids");
+        baton__generate_request__free_unpacked(g, NULL);
+        return;
+    }
+    encode_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        net_send_status(client, call_id, BATON__STATUS_CODE__STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        baton__generate_request__free_unpacked(g, NULL);
+        return;
+    }
+    j->g = g;
+    j->n = -1;
+    j->base.client = client;
+    j->base.call_id = call_id;
+    j->base.run = encode_run;
+    j->base.done = encode_done;
+    coord_job_start(c, &j->base);
+}
+
 void sched_cancel(coord *c, net_conn *client, uint32_t call_id, bool all) {
+    coord_jobs_forget(c, client, call_id, all);
     for (coord_request *r = c->reqs, *nx; r; r = nx) {
         nx = r->next;
         if (r->client != client || (!all && r->call_id != call_id)) continue;
@@ -345,6 +449,12 @@ void sched_on_result(coord *c, const Baton__StageResult *res) {
         coord_request *r = c->slot_req[t->slot];
         r->awaiting = false;
         if (r->state != REQ_ACTIVE) continue;
+        if (t->code != BATON__STATUS_CODE__STATUS_OK) { /* this slot only: the others in the batch go on */
+            char msg[300];
+            snprintf(msg, sizeof msg, "last stage: %s", t->error ? t->error : "(no message)");
+            req_finish(c, r, (int)t->code, msg);
+            continue;
+        }
         if (emit_token(c, r, t->token, t->logprob)) req_finish(c, r, BATON__STATUS_CODE__STATUS_OK, "");
     }
     /* A request appears at most once per batch. */
@@ -415,6 +525,17 @@ static int build_batch(coord *c, int max_decode, Baton__StageFrame *f, int32_t *
     return n;
 }
 
+/* How long a micro-batch of n tokens may take to come back: the --step-timeout
+ * floor plus 4x the plan's prediction for every token in flight (it may queue
+ * behind them at each stage). */
+static uint64_t step_deadline_ms(const coord *c, int n) {
+    double pipeline_s = 0;
+    for (int s = 0; s < c->plan.n_stages; s++) pipeline_s += c->plan.stages[s].seconds;
+    int tokens = n;
+    for (const coord_batch *b = c->inflight; b; b = b->next) tokens += b->n_tokens;
+    return (uint64_t)c->o.step_timeout_ms + (uint64_t)(4000.0 * pipeline_s * tokens);
+}
+
 void sched_pump(coord *c) {
     if (!c->serving || c->switching) return; /* switching: let the micro-batches in flight come back */
     /* hand free slots to queued requests, oldest first */
@@ -453,8 +574,10 @@ void sched_pump(coord *c) {
         }
         memcpy(b->reqs, reqs, (size_t)n_reqs * sizeof *reqs);
         b->n_reqs = n_reqs;
+        b->n_tokens = (int)f.token_count;
         b->step_id = f.step_id = ++c->next_step;
         b->sent_us = uv_hrtime() / 1000;
+        b->deadline_ms = net_now_ms() + step_deadline_ms(c, (int)f.token_count);
         coord_batch **pp = &c->inflight;
         while (*pp) pp = &(*pp)->next;
         *pp = b;

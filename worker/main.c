@@ -25,6 +25,8 @@
 #include "stage.h"
 
 #define MAX_PENDING_JOBS 8 /* stop reading from the source above this many queued jobs */
+#define SUCC_TRIES 25      /* connection attempts to a new successor, 200 ms apart, before blaming it */
+#define REJOIN_MAX_MS 5000 /* longest wait between attempts to reach a lost coordinator */
 
 typedef struct worker_opts {
     const char *coordinator, *model_path, *listen, *cluster_id;
@@ -47,6 +49,11 @@ typedef struct worker {
     net_conn *coord;        /* to the coordinator */
     net_conn *succ;         /* to the successor, when not last */
     net_conn *pred;         /* from the predecessor, when not first */
+    uint32_t pred_plan;     /* the plan under which pred was accepted */
+    int succ_tries;         /* attempts at the successor of this assignment */
+    uv_timer_t succ_retry;
+    uint32_t rejoin_ms;     /* current back-off to the coordinator; 0: connected */
+    char digest[GGUF_DIGEST_LEN]; /* of our model file, sent in Join */
     model *m;
     kv_cache *kv;
     stage *st;
@@ -56,7 +63,8 @@ typedef struct worker {
     int connect_tries;
     Baton__Assignment *asg; /* current assignment (owned) */
     bool ready_sent, exiting;
-    bool joined;            /* the coordinator let us in (a refusal exits with 1) */
+    bool joined;            /* the coordinator let us in once (a refusal before that exits with 1) */
+    bool refused;           /* the coordinator refused us (another model): exit 1, do not retry */
     double measured_speed;
     uint64_t hop_bytes, hop_frames; /* stage frames sent to successors, all plans */
     uint64_t steps;                 /* stage frames computed, all plans */
@@ -297,6 +305,10 @@ static void on_wake(uv_async_t *a) {
                     toks[i].slot = j->res_slot[i];
                     toks[i].token = j->res_token[i];
                     toks[i].logprob = j->res_logprob[i];
+                    if (j->res_code[i]) {
+                        toks[i].code = (Baton__StatusCode)j->res_code[i];
+                        toks[i].error = "invalid sampling parameters (rejected by the sampler)";
+                    }
                     ptrs[i] = &toks[i];
                 }
                 r.n_tokens = j->n_res;
@@ -313,7 +325,22 @@ static void on_wake(uv_async_t *a) {
     update_backpressure(w);
 }
 
+/* Tells the coordinator that a stage link of the current plan broke, so that it
+ * re-plans at once instead of waiting for the micro-batches that cannot come back. */
+static void send_link_lost(worker *w, bool successor, const char *why) {
+    if (!w->coord || !w->asg || w->asg->release) return;
+    logf_("%s link of plan %u lost (%s): telling the coordinator", successor ? "successor" : "predecessor",
+          (unsigned)w->asg->plan_id, why);
+    Baton__LinkLost l = BATON__LINK_LOST__INIT;
+    l.plan_id = w->asg->plan_id;
+    l.successor = successor;
+    l.error = (char *)why;
+    net_send(w->coord, BATON__FRAME_KIND__FRAME_LINK_LOST, 0, &l.base, NULL, 0);
+}
+
 /* --- assignment --------------------------------------------------------- */
+
+static void on_succ_retry(uv_timer_t *t);
 
 static void on_succ_open(net_conn *c) {
     worker *w = net_user(c);
@@ -329,10 +356,28 @@ static void on_succ_close(net_conn *c, const char *why) {
     if (w->succ != c || w->exiting) return;
     w->succ = NULL;
     logf_("successor connection lost: %s", why);
-    if (!w->ready_sent && w->coord) send_ready(w, false, why);
+    if (!w->ready_sent && w->succ_tries < SUCC_TRIES) { /* it may not have its assignment (and link key) yet */
+        uv_timer_start(&w->succ_retry, on_succ_retry, 200, 0);
+        return;
+    }
+    send_link_lost(w, true, why);
 }
 static void on_succ_frame(net_conn *c, const frame_header *h, const uint8_t *m, const uint8_t *p) {
     (void)c, (void)h, (void)m, (void)p;
+}
+
+static void connect_successor(worker *w) {
+    static const net_handlers sh = {.on_open = on_succ_open, .on_frame = on_succ_frame, .on_drain = on_succ_drain,
+                                    .on_close = on_succ_close};
+    char err[256];
+    w->succ_tries++;
+    w->succ = net_connect(w->loop, &w->cfg_peer, w->asg->successor, NET_ROLE_BIT(PEER), &sh, w, err, sizeof err);
+    if (!w->succ) send_link_lost(w, true, err);
+}
+
+static void on_succ_retry(uv_timer_t *t) {
+    worker *w = t->data;
+    if (w->asg && !w->asg->release && !w->succ && !w->ready_sent && w->asg->successor[0]) connect_successor(w);
 }
 
 static void unload(worker *w) {
@@ -353,11 +398,18 @@ static void handle_assignment(worker *w, const frame_header *h, const uint8_t *m
     }
     if (w->succ) net_close(w->succ, "new assignment");
     w->succ = NULL;
+    uv_timer_stop(&w->succ_retry);
     unload(w);
     if (w->asg) baton__assignment__free_unpacked(w->asg, NULL);
     w->asg = a;
     w->ready_sent = false;
-    if (a->release) { /* left out of the new plan (drained, removed, idle) */
+    if (a->leave) { /* removed by an admin, or the coordinator shuts down */
+        logf_("the coordinator asks this worker to leave (plan %u): exiting", (unsigned)a->plan_id);
+        w->exiting = true;
+        uv_stop(w->loop);
+        return;
+    }
+    if (a->release) { /* left out of the new plan (drained, idle) */
         logf_("plan %u gives this worker no layers: slice freed", (unsigned)a->plan_id);
         send_status(w);
         return;
@@ -375,14 +427,9 @@ static void handle_assignment(worker *w, const frame_header *h, const uint8_t *m
         return;
     }
     logf_("loaded layers [%d,%d) in %.2f s", (int)a->layer_begin, (int)a->layer_end, now_s() - t0);
-    if (a->successor && a->successor[0]) {
-        static const net_handlers sh = {.on_open = on_succ_open, .on_frame = on_succ_frame,
-                                        .on_drain = on_succ_drain, .on_close = on_succ_close};
-        w->succ = net_connect(w->loop, &w->cfg_peer, a->successor, NET_ROLE_BIT(PEER), &sh, w, err, sizeof err);
-        if (!w->succ) send_ready(w, false, err);
-    } else {
-        send_ready(w, true, NULL);
-    }
+    w->succ_tries = 0;
+    if (a->successor && a->successor[0]) connect_successor(w);
+    else send_ready(w, true, NULL);
 }
 
 /* --- coordinator connection ------------------------------------------- */
@@ -393,12 +440,14 @@ static void on_retry(uv_timer_t *t) { connect_coordinator(t->data); }
 static void on_coord_open(net_conn *c) {
     worker *w = net_user(c);
     w->joined = true;
+    w->rejoin_ms = 0;
     Baton__Join j = BATON__JOIN__INIT;
     j.listen_address = w->listen_addr;
     j.free_memory = w->o.memory ? w->o.memory : mem_available();
     j.cores = (uint32_t)kern_threads();
     j.isa = (char *)kern_level_name(kern_get_level());
     j.seconds_per_layer = w->measured_speed;
+    j.model_digest = w->digest;
     net_send(c, BATON__FRAME_KIND__FRAME_JOIN, 0, &j.base, NULL, 0);
     logf_("joined %s (listening on %s, %.1f MiB usable, %.3g s/layer)", w->o.coordinator, w->listen_addr,
           (double)j.free_memory / 1048576.0, w->measured_speed);
@@ -411,6 +460,15 @@ static void on_coord_frame(net_conn *c, const frame_header *h, const uint8_t *ms
     case BATON__FRAME_KIND__FRAME_STAGE: submit_frame(w, c, h, msg, payload); break;
     case BATON__FRAME_KIND__FRAME_DROP_SEQUENCE: submit_drop(w, h, msg); break;
     case BATON__FRAME_KIND__FRAME_HEARTBEAT: send_status(w); break;
+    case BATON__FRAME_KIND__FRAME_CALL_STATUS: { /* the coordinator refuses this worker (another model file) */
+        Baton__CallStatus *st = baton__call_status__unpack(NULL, h->msg_len, msg);
+        if (st && st->code != BATON__STATUS_CODE__STATUS_OK) {
+            logf_("refused by the coordinator: %s (our model: %s)", st->message ? st->message : "", w->o.model_path);
+            w->refused = true;
+        }
+        if (st) baton__call_status__free_unpacked(st, NULL);
+        break;
+    }
     default: logf_("ignoring frame kind %u from the coordinator", (unsigned)h->kind); break;
     }
 }
@@ -422,17 +480,40 @@ static void on_beat(uv_timer_t *t) {
     if (w->coord && w->joined) send_status(w);
 }
 
+/* Frees the slice and every stage link: the coordinator that planned them is gone. */
+static void leave_plan(worker *w) {
+    uv_timer_stop(&w->succ_retry);
+    if (w->succ) net_close(w->succ, "the coordinator is gone");
+    w->succ = NULL;
+    if (w->pred) net_close(w->pred, "the coordinator is gone");
+    w->pred = NULL;
+    unload(w);
+    if (w->asg) baton__assignment__free_unpacked(w->asg, NULL);
+    w->asg = NULL;
+    w->ready_sent = false;
+}
+
+/* The coordinator connection closed. A refusal (another model, a bad secret)
+ * ends the worker with 1; under MPI the job ends with its coordinator; otherwise
+ * the worker frees its slice and tries again with back-off, so that it outlives
+ * a coordinator restart and comes back after being declared dead (as a new node). */
 static void on_coord_close(net_conn *c, const char *why) {
     worker *w = net_user(c);
     if (w->coord == c) w->coord = NULL;
     if (w->exiting) return;
-    if (!w->asg && w->connect_tries < 50 && strstr(why, "cannot connect")) {
-        uv_timer_start(&w->retry, on_retry, 200, 0);
+    bool refused = w->refused || (strstr(why, "refused by") && !strstr(why, "too many connections"));
+    bool never_joined = !w->joined && w->connect_tries >= 50;
+    if (refused || w->o.mpi || never_joined) {
+        logf_("coordinator connection %s (%s); exiting", refused ? "refused" : "lost", why);
+        if (refused) w->joined = false; /* exit code 1 */
+        w->exiting = true;
+        uv_stop(w->loop);
         return;
     }
-    logf_("coordinator connection lost (%s); exiting", why);
-    w->exiting = true;
-    uv_stop(w->loop);
+    if (w->joined && !w->rejoin_ms) logf_("coordinator connection lost (%s): freeing the slice, rejoining", why);
+    leave_plan(w);
+    w->rejoin_ms = !w->joined ? 200 : !w->rejoin_ms ? 250 : w->rejoin_ms * 2 > REJOIN_MAX_MS ? REJOIN_MAX_MS : w->rejoin_ms * 2;
+    uv_timer_start(&w->retry, on_retry, w->rejoin_ms, 0);
 }
 
 static void connect_coordinator(worker *w) {
@@ -446,10 +527,21 @@ static void connect_coordinator(worker *w) {
 
 /* --- predecessor connections ------------------------------------------ */
 
+/* A stage link from a predecessor (it proved this plan's link key, net.h). A
+ * live predecessor of the current plan is never displaced: a second connection
+ * for the same plan is closed; one from a newer plan replaces an older one. */
 static void on_pred_open(net_conn *c) {
     worker *w = net_user(c);
+    uint32_t plan = w->asg ? w->asg->plan_id : 0;
+    if (w->pred && w->pred != c && w->pred_plan == plan) {
+        logf_("second predecessor connection for plan %u from %s refused (%s is live)", (unsigned)plan,
+              net_peer_addr(c), net_peer_addr(w->pred));
+        net_close(c, "this stage already has a live predecessor for the plan");
+        return;
+    }
     if (w->pred && w->pred != c) net_close(w->pred, "replaced by a new predecessor");
     w->pred = c;
+    w->pred_plan = plan;
 }
 static void on_pred_frame(net_conn *c, const frame_header *h, const uint8_t *msg, const uint8_t *payload) {
     worker *w = net_user(c);
@@ -459,8 +551,9 @@ static void on_pred_frame(net_conn *c, const frame_header *h, const uint8_t *msg
 }
 static void on_pred_close(net_conn *c, const char *why) {
     worker *w = net_user(c);
-    if (w->pred == c) w->pred = NULL;
-    (void)why;
+    if (w->pred != c) return;
+    w->pred = NULL;
+    if (!w->exiting && w->asg && w->pred_plan == w->asg->plan_id && w->ready_sent) send_link_lost(w, false, why);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -565,6 +658,10 @@ int main(int argc, char **argv) {
     }
     if (kern_init(w.o.threads) != 0) die("cannot start the kernels");
 
+    gguf_file *gf = gguf_open(w.o.model_path, err, sizeof err);
+    if (!gf) die("%s", err);
+    gguf_digest(gf, w.digest);
+    gguf_close(gf);
     if (w.o.speed > 0) w.measured_speed = w.o.speed;
     else if ((w.measured_speed = measure_speed(w.o.model_path, err, sizeof err)) < 0) die("%s", err);
 
@@ -585,6 +682,8 @@ int main(int argc, char **argv) {
     w.wake.data = &w;
     uv_timer_init(w.loop, &w.retry);
     w.retry.data = &w;
+    uv_timer_init(w.loop, &w.succ_retry);
+    w.succ_retry.data = &w;
     uv_timer_init(w.loop, &w.beat);
     w.beat.data = &w;
     uv_timer_start(&w.beat, on_beat, 1000, 1000);

@@ -60,6 +60,7 @@ void stage_job_free(stage_job *job) {
     free(job->res_slot);
     free(job->res_token);
     free(job->res_logprob);
+    free(job->res_code);
     free(job);
 }
 
@@ -183,7 +184,8 @@ static void run_forward(stage *s, stage_job *j) {
     j->res_slot = malloc(f->n_samples * sizeof(int32_t) + 1);
     j->res_token = malloc(f->n_samples * sizeof(int32_t) + 1);
     j->res_logprob = malloc(f->n_samples * sizeof(float) + 1);
-    if (!row_of || !j->res_slot || !j->res_token || !j->res_logprob) {
+    j->res_code = calloc(f->n_samples + 1, sizeof(int32_t));
+    if (!row_of || !j->res_slot || !j->res_token || !j->res_logprob || !j->res_code) {
         free(want);
         free(row_of);
         return job_fail(j, "out of memory");
@@ -199,9 +201,10 @@ static void run_forward(stage *s, stage_job *j) {
         const slot_history *h = &s->hist[slot];
         float lp = 0;
         int32_t tok = sampler_sample(&p, row, V, h->ids, h->n, sp->step, s->scratch, &lp);
-        if (tok < 0) {
-            free(row_of);
-            return job_fail(j, "invalid sampling parameters for slot %d", (int)slot);
+        if (tok < 0) { /* ends this slot's request only: the others in the batch are fine */
+            j->res_code[i] = BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT;
+            tok = -1;
+            lp = 0;
         }
         j->res_slot[i] = slot;
         j->res_token[i] = tok;

@@ -42,6 +42,7 @@ typedef struct stage_job {
     /* results of a head stage: one per SampleSpec */
     int32_t *res_slot, *res_token;
     float *res_logprob;
+    int32_t *res_code;          /* per result: 0, or the status ending that slot's request (invalid sampling) */
     size_t n_res;
     int failed;                 /* 1: err says why, code the status (INTERNAL, or DATA_LOSS: the payload
                                    from `source` is not what was sent) */
