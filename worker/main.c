@@ -6,6 +6,17 @@
  * or its predecessor, to its successor, or - on the last stage - sampled tokens
  * back to the coordinator. The libuv loop only moves bytes; forward passes run
  * on the stage's compute thread (stage.h).
+ *
+ * Faults: a lost stage link of the current plan is reported to the coordinator
+ * at once (LinkLost), which re-plans; stage links prove the plan's link key
+ * (net.h), and a live predecessor is never displaced by another connection for
+ * the same plan. A worker whose coordinator goes away frees its slice and
+ * rejoins with back-off (up to 5 s between tries); it exits on SIGINT/SIGTERM,
+ * when the coordinator tells it to leave (removed, shutdown), or when it is
+ * refused (another model file: the digests differ).
+ *
+ * Test only: BATON_TEST_LOAD_FAIL set in the environment makes every assignment
+ * fail to load, as a worker short of memory would.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -417,7 +428,12 @@ static void handle_assignment(worker *w, const frame_header *h, const uint8_t *m
     char err[512];
     model_slice sl = {a->layer_begin, a->layer_end, a->embed, a->head};
     double t0 = now_s();
-    w->m = model_load(w->o.model_path, &sl, err, sizeof err);
+    if (getenv("BATON_TEST_LOAD_FAIL")) { /* test only: a worker that cannot take its layers */
+        snprintf(err, sizeof err, "load failure injected by BATON_TEST_LOAD_FAIL");
+        w->m = NULL;
+    } else {
+        w->m = model_load(w->o.model_path, &sl, err, sizeof err);
+    }
     if (w->m) w->kv = kv_cache_new(w->m, (int32_t)a->n_slots, (int32_t)a->n_ctx, w->o.kv_type, err, sizeof err);
     if (w->kv) w->st = stage_new(w->m, w->kv, (int32_t)a->max_batch, &w->wake, err, sizeof err);
     if (!w->st) {
