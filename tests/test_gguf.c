@@ -873,8 +873,50 @@ static void test_files(void) {
     gguf_close(NULL);
 }
 
+/* gguf_digest: equal for equal bytes; a changed metadata byte, a changed weight
+ * byte at either end of a tensor, a changed size: another digest. */
+static void digest_of(const uint8_t *p, size_t len, char out[GGUF_DIGEST_LEN]) {
+    char err[256];
+    gguf_file *f = gguf_open_memory(p, len, err, sizeof err);
+    CHECK(f != NULL, "digest: open: %s", err);
+    out[0] = 0;
+    if (f) gguf_digest(f, out);
+    gguf_close(f);
+}
+
+static void test_digest(void) {
+    image img = sample_image(32);
+    char a[GGUF_DIGEST_LEN], b[GGUF_DIGEST_LEN];
+    digest_of(img.p, img.len, a);
+    digest_of(img.p, img.len, b);
+    CHECK(!strcmp(a, b) && !strncmp(a, "gguf:", 5), "digest repeatable: %s %s", a, b);
+    char err[256];
+    gguf_file *f = gguf_open_memory(img.p, img.len, err, sizeof err);
+    CHECK(f != NULL, "open: %s", err);
+    if (!f) return;
+    const gguf_tensor *t = gguf_tensor_at(f, gguf_tensor_count(f) - 1);
+    const uint8_t *alpha = memmem(img.p, img.len, "alpha", 5); /* a metadata string's bytes */
+    CHECK(alpha != NULL, "sample has 'alpha'");
+    size_t first = gguf_data_offset(f) + t->offset, last = first + t->bytes - 1, meta = alpha ? (size_t)(alpha - img.p) : 0;
+    gguf_close(f);
+    size_t where[] = {first, last, meta};
+    for (int k = 0; k < 3; k++) {
+        img.p[where[k]] ^= 0x40;
+        f = gguf_open_memory(img.p, img.len, err, sizeof err);
+        CHECK(f != NULL, "flipped byte %zu: %s", where[k], err);
+        if (f) {
+            gguf_digest(f, b);
+            CHECK(strcmp(a, b) != 0, "byte %zu changed, digest the same: %s", where[k], b);
+            gguf_close(f);
+        }
+        img.p[where[k]] ^= 0x40;
+    }
+    free(img.p);
+}
+
 int main(void) {
     test_round_trip();
+    test_digest();
     test_writer_misuse();
     test_truncation();
     test_corruption();

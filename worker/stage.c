@@ -90,9 +90,9 @@ static sampler_params params_from_wire(const Baton__SamplingParams *w) {
     if (!w) return p;
     p.temperature = w->temperature;
     p.top_k = w->top_k;
-    p.top_p = w->top_p > 0 ? w->top_p : 1.0f;
+    p.top_p = w->top_p == 0 ? 1.0f : w->top_p; /* only 0 means off: NaN or < 0 stay invalid */
     p.min_p = w->min_p;
-    p.repetition_penalty = w->repetition_penalty > 0 ? w->repetition_penalty : 1.0f;
+    p.repetition_penalty = w->repetition_penalty == 0 ? 1.0f : w->repetition_penalty;
     p.presence_penalty = w->presence_penalty;
     p.frequency_penalty = w->frequency_penalty;
     p.penalty_last_n = w->penalty_last_n;
