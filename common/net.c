@@ -253,6 +253,14 @@ static bool node_role(uint32_t r) {
 /* A link between two nodes: both sides prove the cluster secret (if they hold one). */
 static bool node_link(const net_conn *c) { return node_role(c->cfg.role) && node_role(c->peer_role); }
 
+/* A stage link (peer to peer) of a config with a link key: both sides prove the plan's key. */
+static bool stage_link(const net_conn *c) {
+    return c->cfg.link_key && c->cfg.role == BATON__ROLE__ROLE_PEER && c->peer_role == BATON__ROLE__ROLE_PEER;
+}
+
+/* The refusal of a stage-link peer that did not prove the plan's link key. */
+#define LINK_KEY_REFUSAL "the peer did not prove this plan's link key (a stale plan, or not a member of the pipeline)"
+
 /* What both ends of c know once the hellos have crossed. */
 static auth_transcript conn_transcript(const net_conn *c) {
     auth_transcript t = {.cluster_id = c->cfg.cluster_id};
@@ -307,11 +315,15 @@ static int handle_hello(net_conn *c, const frame_header *fh, const uint8_t *msg)
     }
     /* connector: prove what this link needs, then wait for the AuthOk */
     auth_transcript t = conn_transcript(c);
-    uint8_t cluster_mac[AUTH_MAC_BYTES], key_mac[AUTH_MAC_BYTES];
+    uint8_t cluster_mac[AUTH_MAC_BYTES], key_mac[AUTH_MAC_BYTES], link_mac[AUTH_MAC_BYTES];
     Baton__AuthProof p = BATON__AUTH_PROOF__INIT;
     if (node_link(c) && c->cfg.secret) {
         auth_mac(c->cfg.secret, AUTH_NODE, AUTH_CONNECTOR, &t, cluster_mac);
         p.cluster_proof = (ProtobufCBinaryData){AUTH_MAC_BYTES, cluster_mac};
+    }
+    if (stage_link(c) && !auth_key_is_zero(c->cfg.link_key)) { /* the key as it is now: the plan may change */
+        auth_mac(c->cfg.link_key, AUTH_LINK, AUTH_CONNECTOR, &t, link_mac);
+        p.link_proof = (ProtobufCBinaryData){AUTH_MAC_BYTES, link_mac};
     }
     if (!node_link(c) && c->cfg.credential) {
         auth_mac(c->cfg.credential, c->cfg.role == BATON__ROLE__ROLE_ADMIN ? AUTH_ADMIN : AUTH_CLIENT, AUTH_CONNECTOR,
@@ -342,6 +354,11 @@ static int handle_auth_proof(net_conn *c, const frame_header *fh, const uint8_t 
     else if (node_link(c) && !c->cfg.secret && p->cluster_proof.len)
         refuse(c, unauth, "the %s holds a cluster secret but this %s has none (start it with --secret)", who,
                role_name(c->cfg.role));
+    else if (stage_link(c) && auth_key_is_zero(c->cfg.link_key))
+        refuse(c, unauth, "this worker has no plan yet (no link key): stage links are refused");
+    else if (stage_link(c) &&
+             !auth_verify(c->cfg.link_key, AUTH_LINK, AUTH_CONNECTOR, &t, p->link_proof.data, p->link_proof.len))
+        refuse(c, unauth, LINK_KEY_REFUSAL);
     else if (c->peer_role == BATON__ROLE__ROLE_CLIENT && c->cfg.client_keys && !p->key_proof.len)
         refuse(c, unauth, "the client presented no API key (this cluster requires one: --api-key)");
     else if (c->peer_role == BATON__ROLE__ROLE_CLIENT && c->cfg.client_keys &&
@@ -361,17 +378,22 @@ static int handle_auth_proof(net_conn *c, const frame_header *fh, const uint8_t 
         stop = 0;
     baton__auth_proof__free_unpacked(p, NULL);
     if (stop) return 1;
-    uint8_t mac[AUTH_MAC_BYTES];
+    uint8_t mac[AUTH_MAC_BYTES], link_mac[AUTH_MAC_BYTES];
     Baton__AuthOk ok = BATON__AUTH_OK__INIT;
     if (node_link(c) && c->cfg.secret) {
         auth_mac(c->cfg.secret, AUTH_NODE, AUTH_ACCEPTOR, &t, mac);
         ok.cluster_proof = (ProtobufCBinaryData){AUTH_MAC_BYTES, mac};
     }
+    if (stage_link(c)) { /* the key is not zero: checked above */
+        auth_mac(c->cfg.link_key, AUTH_LINK, AUTH_ACCEPTOR, &t, link_mac);
+        ok.link_proof = (ProtobufCBinaryData){AUTH_MAC_BYTES, link_mac};
+    }
     send_raw(c, BATON__FRAME_KIND__FRAME_AUTH_OK, 0, &ok.base, NULL, 0);
     return open_conn(c);
 }
 
-/* Connector: the acceptor let us in; on a node link it must prove the secret too. */
+/* Connector: the acceptor let us in; on a node link it must prove the secret
+ * too, and on a stage link the plan's link key. */
 static int handle_auth_ok(net_conn *c, const frame_header *fh, const uint8_t *msg) {
     Baton__AuthOk *ok = baton__auth_ok__unpack(NULL, fh->msg_len, msg);
     if (!ok) {
@@ -382,10 +404,17 @@ static int handle_auth_ok(net_conn *c, const frame_header *fh, const uint8_t *ms
     bool bad = node_link(c) && c->cfg.secret &&
                !auth_verify(c->cfg.secret, AUTH_NODE, AUTH_ACCEPTOR, &t, ok->cluster_proof.data, ok->cluster_proof.len);
     bool missing = bad && !ok->cluster_proof.len;
+    bool bad_link = stage_link(c) && (auth_key_is_zero(c->cfg.link_key) ||
+                                      !auth_verify(c->cfg.link_key, AUTH_LINK, AUTH_ACCEPTOR, &t, ok->link_proof.data,
+                                                   ok->link_proof.len));
     baton__auth_ok__free_unpacked(ok, NULL);
     if (bad) {
         refuse(c, BATON__STATUS_CODE__STATUS_UNAUTHENTICATED, "the %s %s the cluster secret", role_name(c->peer_role),
                missing ? "holds no cluster secret (start it with --secret); it cannot prove" : "failed to prove");
+        return 1;
+    }
+    if (bad_link) {
+        refuse(c, BATON__STATUS_CODE__STATUS_UNAUTHENTICATED, LINK_KEY_REFUSAL);
         return 1;
     }
     return open_conn(c);

@@ -54,6 +54,11 @@ typedef struct net_config {
     const auth_keyring *client_keys; /* accepting: clients must prove one of these API keys */
     const auth_key *admin_token;     /* accepting: admins must prove this token */
     const auth_key *credential;      /* connecting as a client or admin: the API key or admin token we prove */
+    /* Stage links (role PEER on both ends): both sides prove this key (AUTH_LINK),
+     * even without a cluster secret, in addition to it otherwise. Read through the
+     * pointer at each handshake, so the owner may change the key (a new plan);
+     * all zero: no plan yet, every peer is refused. NULL: no link check. */
+    const auth_key *link_key;
 } net_config;
 
 typedef struct net_conn net_conn;

@@ -63,6 +63,7 @@ typedef struct worker {
     uint64_t busy_us_before;        /* compute time of the slices of earlier plans */
     uint64_t queue_peak;            /* most bytes ever queued for a successor */
     auth_key secret;                /* what cfg_worker.secret points at, when set */
+    auth_key link_key;              /* the current plan's stage-link key (cfg_peer.link_key); zero: no plan */
 } worker;
 
 static void die(const char *fmt, ...) {
@@ -357,6 +358,10 @@ static void handle_assignment(worker *w, const frame_header *h, const uint8_t *m
     if (w->asg) baton__assignment__free_unpacked(w->asg, NULL);
     w->asg = a;
     w->ready_sent = false;
+    /* before the slice loads (this plan's predecessor may connect any moment) and
+     * on a release too (no stale peer of the old plan gets in) */
+    if (a->link_key.len == AUTH_KEY_BYTES) memcpy(w->link_key.k, a->link_key.data, AUTH_KEY_BYTES);
+    else memset(&w->link_key, 0, sizeof w->link_key);
     if (a->release) { /* left out of the new plan (drained, removed, idle) */
         logf_("plan %u gives this worker no layers: slice freed", (unsigned)a->plan_id);
         send_status(w);
@@ -575,6 +580,7 @@ int main(int argc, char **argv) {
                                 .codecs = codec_supported_mask()};
     w.cfg_peer = w.cfg_worker;
     w.cfg_peer.role = BATON__ROLE__ROLE_PEER;
+    w.cfg_peer.link_key = &w.link_key; /* the listener and the successor link: only this plan's members */
     static const net_handlers ph = {.on_open = on_pred_open, .on_frame = on_pred_frame, .on_close = on_pred_close};
     w.server = net_listen(w.loop, &w.cfg_peer, w.o.listen, NET_ROLE_BIT(PEER), &ph, &w, err, sizeof err);
     if (!w.server) die("%s", err);
