@@ -15,7 +15,8 @@
  * the proof is refused and never reaches the server's handler.
  * Stage links (peer to peer) prove the plan's link key both ways, with or
  * without a cluster secret: a stale, missing or all-zero key is refused, and
- * the key is read at each handshake.
+ * the key is read at each handshake. A fake acceptor that echoes the
+ * connector's own proofs back (cluster secret or link key) is refused.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -424,6 +425,28 @@ static bool fake_acceptor(live *L, const net_config *cfg, uint32_t role, fake_mo
     return L->opened_client > opened;
 }
 
+/* An acceptor that echoes the connector's own proofs back must not pass for
+ * one that holds the key: each side's MAC is bound to its side. */
+static void test_reflecting_acceptor(live *L, const auth_key *secret) {
+    net_config w = {.cluster_id = "alpha", .role = BATON__ROLE__ROLE_WORKER, .log_prefix = "test-worker",
+                    .secret = secret};
+    bool opened = fake_acceptor(L, &w, BATON__ROLE__ROLE_COORDINATOR, FAKE_REFLECT);
+    CHECK(!opened && strstr(L->client_why, "failed to prove the cluster secret"),
+          "reflecting acceptor (worker): opened %d, why '%s'", opened, L->client_why);
+    printf("acceptor reflecting the worker's cluster proof -> %s\n", L->client_why);
+    auth_key link = key_of("the-link-key-of-plan-7-000");
+    net_config p = {.cluster_id = "alpha", .role = BATON__ROLE__ROLE_PEER, .log_prefix = "test-peer",
+                    .secret = secret, .link_key = &link};
+    opened = fake_acceptor(L, &p, BATON__ROLE__ROLE_PEER, FAKE_REFLECT);
+    CHECK(!opened && strstr(L->client_why, "failed to prove the cluster secret"),
+          "reflecting acceptor (peer): opened %d, why '%s'", opened, L->client_why);
+    p.secret = NULL; /* the link proof alone */
+    opened = fake_acceptor(L, &p, BATON__ROLE__ROLE_PEER, FAKE_REFLECT);
+    CHECK(!opened && strstr(L->client_why, "did not prove this plan's link key"),
+          "reflecting acceptor (peer, link key only): opened %d, why '%s'", opened, L->client_why);
+    printf("acceptor reflecting the peer's link proof -> %s\n", L->client_why);
+}
+
 /* Stage links: both workers prove the plan's link key, with or without a
  * cluster secret; a wrong, missing or not-yet-set key is refused either way. */
 static void test_link_key(live *L, const auth_key *secret) {
@@ -562,6 +585,7 @@ static void test_live(void) {
 
     test_frame_before_auth(&L, net_server_port(s));
     test_link_key(&L, &secret);
+    test_reflecting_acceptor(&L, &secret);
 
     net_server_close(s);
     net_server_close(open_s);
