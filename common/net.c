@@ -600,8 +600,8 @@ static void on_deadline(uv_timer_t *t) {
     net_conn *c = t->data;
     if (c->opened || c->closing) return;
     char why[200];
-    snprintf(why, sizeof why, "%s %s did not authenticate within %u ms", c->connect_req.data ? "the connection to" : "the connection from",
-             c->peer_addr, (unsigned)c->cfg.handshake_ms);
+    snprintf(why, sizeof why, "the connection %s %s did not authenticate within %u ms",
+             c->connect_req.data ? "to" : "from", c->peer_addr, (unsigned)c->cfg.handshake_ms);
     fprintf(stderr, "%s: %s; closing it\n", c->cfg.log_prefix, why);
     close_now(c, why);
 }
