@@ -26,6 +26,7 @@ int auth_init(char *err, size_t errlen) {
 }
 
 bool auth_equal(const void *a, const void *b, size_t n) { return sodium_memcmp(a, b, n) == 0; }
+bool auth_key_is_zero(const auth_key *k) { return sodium_is_zero(k->k, sizeof k->k) == 1; }
 
 int auth_key_from(const void *cred, size_t len, auth_key *out, char *err, size_t errlen) {
     if (auth_init(err, errlen) != 0) return -1;
@@ -189,7 +190,7 @@ void auth_nonce(uint8_t out[AUTH_NONCE_BYTES]) {
     randombytes_buf(out, AUTH_NONCE_BYTES);
 }
 
-static const char *const purpose_names[] = {"node", "client", "admin"};
+static const char *const purpose_names[] = {"node", "client", "admin", "link"}; /* by auth_purpose */
 static const char *const side_names[] = {"connector", "acceptor"};
 
 static void put_u32(crypto_auth_hmacsha512256_state *st, uint32_t v) {

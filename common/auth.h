@@ -6,6 +6,9 @@
  *   - the admin token (a file on the coordinator and the admin): admin calls;
  *   - API keys (a file of keys, one per line, on the coordinator; one key on a
  *     client): client calls, when the coordinator has keys.
+ * And one key that is not a file: the link key, 32 random bytes the coordinator
+ * makes for each plan and sends with each assignment; the two workers of a stage
+ * link prove it to each other, so only members of the current plan connect.
  * None of them ever crosses the wire. Each connection starts with a fresh random
  * nonce from both sides; a side proves a credential by sending a MAC keyed with
  * it over both nonces, both roles, the cluster id and what is being proved (the
@@ -51,8 +54,9 @@ typedef struct auth_keyring {
     size_t n;
 } auth_keyring;
 
-/* What a MAC proves: the cluster secret, an API key, the admin token. */
-typedef enum auth_purpose { AUTH_NODE = 0, AUTH_CLIENT = 1, AUTH_ADMIN = 2 } auth_purpose;
+/* What a MAC proves: the cluster secret, an API key, the admin token, the
+ * per-plan link key of a stage link (peer to peer, net_config.link_key). */
+typedef enum auth_purpose { AUTH_NODE = 0, AUTH_CLIENT = 1, AUTH_ADMIN = 2, AUTH_LINK = 3 } auth_purpose;
 /* Who proves it: the side that connected or the side that accepted. */
 typedef enum auth_side { AUTH_CONNECTOR = 0, AUTH_ACCEPTOR = 1 } auth_side;
 
@@ -103,6 +107,9 @@ bool auth_verify(const auth_key *k, auth_purpose purpose, auth_side side, const 
  * taken does not depend on which one matches). */
 int auth_keyring_match(const auth_keyring *r, auth_purpose purpose, auth_side side, const auth_transcript *t,
                        const uint8_t *mac, size_t mac_len);
+
+/* True if every byte of k is zero (a link key not set yet); constant time. */
+bool auth_key_is_zero(const auth_key *k);
 
 /* Constant-time equality of n bytes (sodium_memcmp): the only way this module
  * compares secrets. */

@@ -10,7 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+
+#define NET_DEFAULT_HANDSHAKE_MS 10000u
+#define NET_DEFAULT_MAX_CONNS 1024u
+#define NET_FD_RESERVE 32u   /* descriptors kept out of max_conns: files, outgoing links, libuv's own */
+#define NET_SWEEP_MAX_MS 250u /* how often a listener looks for idle connections, at most */
 
 struct net_conn {
     uv_tcp_t tcp;             /* first: the handle's data points back here too; unused but closed for MPI */
@@ -35,6 +41,12 @@ struct net_conn {
     /* access control (handle_pre_hello) */
     uint8_t nonce[AUTH_NONCE_BYTES], peer_nonce[AUTH_NONCE_BYTES];
     bool connector;           /* we sent the first hello: we prove first, then wait for AuthOk */
+    /* deadlines and the connection limit */
+    uv_timer_t deadline;      /* the handshake deadline; stopped once open */
+    int handles_open;         /* tcp and deadline while closing: c is freed when both are closed */
+    net_server *server;       /* the TCP listener whose list holds c; NULL for outgoing, MPI, or once it closed */
+    net_conn *srv_prev, *srv_next; /* that list, oldest first */
+    uint64_t active_ms;       /* loop time of the last complete frame received or sent */
 };
 
 struct net_server {
@@ -46,6 +58,15 @@ struct net_server {
     uint32_t accept_roles;
     net_handlers h;
     void *user;
+    /* the accepted TCP connections: limit, idle check (MPI ones are not counted:
+     * their ranks are fixed by the job, and they hold no descriptor each) */
+    uv_timer_t sweep;         /* the idle check, and the flush of the limit's log line */
+    int handles_open;         /* tcp and sweep while closing */
+    net_conn *conns, *conns_last; /* oldest first */
+    uint32_t n_conns, max_conns;
+    uint64_t note_ms;         /* when the limit's log line was last written */
+    uint32_t n_evicted, n_refused, n_failed; /* since then */
+    char last_failure[96];
 };
 
 /* Monotonic milliseconds. */
@@ -98,6 +119,7 @@ static void copy_cfg(net_config *dst, char *cid, char *name, char *prefix, const
     dst->name = name;
     dst->log_prefix = prefix;
     if (!dst->max_frame) dst->max_frame = FRAME_DEFAULT_MAX;
+    if (!dst->handshake_ms) dst->handshake_ms = NET_DEFAULT_HANDSHAKE_MS;
 }
 
 /* Copies src into dst[cap], truncating; always terminated. */
@@ -108,21 +130,45 @@ static void copy_str(char *dst, size_t cap, const char *src) {
     dst[n] = 0;
 }
 
-static void free_server(uv_handle_t *h) { free(h->data); }
+/* One of the server's two handles (tcp, sweep) closed; frees it after both. */
+static void on_server_part_closed(uv_handle_t *h) {
+    net_server *s = h->data;
+    if (--s->handles_open == 0) free(s);
+}
 
+/* One of the connection's two handles (tcp, deadline) closed; after both, the
+ * owner hears of it and c is freed. */
 static void on_handle_closed(uv_handle_t *h) {
     net_conn *c = h->data;
+    if (--c->handles_open > 0) return;
     if (c->h.on_close) c->h.on_close(c, c->close_why[0] ? c->close_why : "closed");
     frame_reader_free(&c->reader);
     free(c);
 }
 
-/* Closes the handle now (pending writes are cancelled). */
+/* Takes c out of its listener's list of accepted connections. */
+static void server_unlink(net_conn *c) {
+    net_server *s = c->server;
+    if (!s) return;
+    if (c->srv_prev) c->srv_prev->srv_next = c->srv_next;
+    else s->conns = c->srv_next;
+    if (c->srv_next) c->srv_next->srv_prev = c->srv_prev;
+    else s->conns_last = c->srv_prev;
+    s->n_conns--;
+    c->server = NULL;
+    c->srv_prev = c->srv_next = NULL;
+}
+
+/* Closes the handle now (pending writes are cancelled). The descriptor goes at
+ * once (uv_close), so c no longer counts against its listener's limit. */
 static void close_now(net_conn *c, const char *why) {
     if (c->closing) return;
     c->closing = true;
     if (!c->close_why[0]) copy_str(c->close_why, sizeof c->close_why, why);
+    server_unlink(c);
     if (c->io->close) c->io->close(c);
+    c->handles_open = 2;
+    uv_close((uv_handle_t *)&c->deadline, on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
 
@@ -146,6 +192,7 @@ void net_io_write_done(net_write *w, int status) {
     net_conn *c = w->c;
     c->queued -= w->len;
     free(w);
+    if (status == 0) c->active_ms = uv_now(c->tcp.loop); /* a whole frame went out */
     if (status < 0 && !c->closing) {
         char why[160];
         snprintf(why, sizeof why, "write failed: %s", uv_strerror(status));
@@ -253,6 +300,14 @@ static bool node_role(uint32_t r) {
 /* A link between two nodes: both sides prove the cluster secret (if they hold one). */
 static bool node_link(const net_conn *c) { return node_role(c->cfg.role) && node_role(c->peer_role); }
 
+/* A stage link (peer to peer) of a config with a link key: both sides prove the plan's key. */
+static bool stage_link(const net_conn *c) {
+    return c->cfg.link_key && c->cfg.role == BATON__ROLE__ROLE_PEER && c->peer_role == BATON__ROLE__ROLE_PEER;
+}
+
+/* The refusal of a stage-link peer that did not prove the plan's link key. */
+#define LINK_KEY_REFUSAL "the peer did not prove this plan's link key (a stale plan, or not a member of the pipeline)"
+
 /* What both ends of c know once the hellos have crossed. */
 static auth_transcript conn_transcript(const net_conn *c) {
     auth_transcript t = {.cluster_id = c->cfg.cluster_id};
@@ -266,6 +321,7 @@ static auth_transcript conn_transcript(const net_conn *c) {
 /* The authentication is done: frames flow both ways from now on. */
 static int open_conn(net_conn *c) {
     c->opened = true;
+    uv_timer_stop(&c->deadline);
     c->reader.max_frame = c->cfg.max_frame;
     if (c->h.on_open) c->h.on_open(c);
     return c->closing || c->close_after_flush;
@@ -307,11 +363,15 @@ static int handle_hello(net_conn *c, const frame_header *fh, const uint8_t *msg)
     }
     /* connector: prove what this link needs, then wait for the AuthOk */
     auth_transcript t = conn_transcript(c);
-    uint8_t cluster_mac[AUTH_MAC_BYTES], key_mac[AUTH_MAC_BYTES];
+    uint8_t cluster_mac[AUTH_MAC_BYTES], key_mac[AUTH_MAC_BYTES], link_mac[AUTH_MAC_BYTES];
     Baton__AuthProof p = BATON__AUTH_PROOF__INIT;
     if (node_link(c) && c->cfg.secret) {
         auth_mac(c->cfg.secret, AUTH_NODE, AUTH_CONNECTOR, &t, cluster_mac);
         p.cluster_proof = (ProtobufCBinaryData){AUTH_MAC_BYTES, cluster_mac};
+    }
+    if (stage_link(c) && !auth_key_is_zero(c->cfg.link_key)) { /* the key as it is now: the plan may change */
+        auth_mac(c->cfg.link_key, AUTH_LINK, AUTH_CONNECTOR, &t, link_mac);
+        p.link_proof = (ProtobufCBinaryData){AUTH_MAC_BYTES, link_mac};
     }
     if (!node_link(c) && c->cfg.credential) {
         auth_mac(c->cfg.credential, c->cfg.role == BATON__ROLE__ROLE_ADMIN ? AUTH_ADMIN : AUTH_CLIENT, AUTH_CONNECTOR,
@@ -342,6 +402,11 @@ static int handle_auth_proof(net_conn *c, const frame_header *fh, const uint8_t 
     else if (node_link(c) && !c->cfg.secret && p->cluster_proof.len)
         refuse(c, unauth, "the %s holds a cluster secret but this %s has none (start it with --secret)", who,
                role_name(c->cfg.role));
+    else if (stage_link(c) && auth_key_is_zero(c->cfg.link_key))
+        refuse(c, unauth, "this worker has no plan yet (no link key): stage links are refused");
+    else if (stage_link(c) &&
+             !auth_verify(c->cfg.link_key, AUTH_LINK, AUTH_CONNECTOR, &t, p->link_proof.data, p->link_proof.len))
+        refuse(c, unauth, LINK_KEY_REFUSAL);
     else if (c->peer_role == BATON__ROLE__ROLE_CLIENT && c->cfg.client_keys && !p->key_proof.len)
         refuse(c, unauth, "the client presented no API key (this cluster requires one: --api-key)");
     else if (c->peer_role == BATON__ROLE__ROLE_CLIENT && c->cfg.client_keys &&
@@ -361,17 +426,22 @@ static int handle_auth_proof(net_conn *c, const frame_header *fh, const uint8_t 
         stop = 0;
     baton__auth_proof__free_unpacked(p, NULL);
     if (stop) return 1;
-    uint8_t mac[AUTH_MAC_BYTES];
+    uint8_t mac[AUTH_MAC_BYTES], link_mac[AUTH_MAC_BYTES];
     Baton__AuthOk ok = BATON__AUTH_OK__INIT;
     if (node_link(c) && c->cfg.secret) {
         auth_mac(c->cfg.secret, AUTH_NODE, AUTH_ACCEPTOR, &t, mac);
         ok.cluster_proof = (ProtobufCBinaryData){AUTH_MAC_BYTES, mac};
     }
+    if (stage_link(c)) { /* the key is not zero: checked above */
+        auth_mac(c->cfg.link_key, AUTH_LINK, AUTH_ACCEPTOR, &t, link_mac);
+        ok.link_proof = (ProtobufCBinaryData){AUTH_MAC_BYTES, link_mac};
+    }
     send_raw(c, BATON__FRAME_KIND__FRAME_AUTH_OK, 0, &ok.base, NULL, 0);
     return open_conn(c);
 }
 
-/* Connector: the acceptor let us in; on a node link it must prove the secret too. */
+/* Connector: the acceptor let us in; on a node link it must prove the secret
+ * too, and on a stage link the plan's link key. */
 static int handle_auth_ok(net_conn *c, const frame_header *fh, const uint8_t *msg) {
     Baton__AuthOk *ok = baton__auth_ok__unpack(NULL, fh->msg_len, msg);
     if (!ok) {
@@ -382,10 +452,17 @@ static int handle_auth_ok(net_conn *c, const frame_header *fh, const uint8_t *ms
     bool bad = node_link(c) && c->cfg.secret &&
                !auth_verify(c->cfg.secret, AUTH_NODE, AUTH_ACCEPTOR, &t, ok->cluster_proof.data, ok->cluster_proof.len);
     bool missing = bad && !ok->cluster_proof.len;
+    bool bad_link = stage_link(c) && (auth_key_is_zero(c->cfg.link_key) ||
+                                      !auth_verify(c->cfg.link_key, AUTH_LINK, AUTH_ACCEPTOR, &t, ok->link_proof.data,
+                                                   ok->link_proof.len));
     baton__auth_ok__free_unpacked(ok, NULL);
     if (bad) {
         refuse(c, BATON__STATUS_CODE__STATUS_UNAUTHENTICATED, "the %s %s the cluster secret", role_name(c->peer_role),
                missing ? "holds no cluster secret (start it with --secret); it cannot prove" : "failed to prove");
+        return 1;
+    }
+    if (bad_link) {
+        refuse(c, BATON__STATUS_CODE__STATUS_UNAUTHENTICATED, LINK_KEY_REFUSAL);
         return 1;
     }
     return open_conn(c);
@@ -435,6 +512,7 @@ void net_set_water_marks(size_t high, size_t low) {
 static int frame_dispatch(void *ctx, const frame_header *fh, const uint8_t *msg, const uint8_t *payload) {
     net_conn *c = ctx;
     if (c->closing || c->close_after_flush) return 1;
+    c->active_ms = uv_now(c->tcp.loop); /* a whole frame: a partial one does not count */
     if (!c->opened) return handle_pre_hello(c, fh, msg);
     if (c->h.on_frame) c->h.on_frame(c, fh, msg, payload);
     return c->closing || c->close_after_flush || c->paused;
@@ -517,6 +595,17 @@ void net_pause(net_conn *c, bool paused) {
     }
 }
 
+/* The handshake deadline passed and c is not open: close it. */
+static void on_deadline(uv_timer_t *t) {
+    net_conn *c = t->data;
+    if (c->opened || c->closing) return;
+    char why[200];
+    snprintf(why, sizeof why, "the connection %s %s did not authenticate within %u ms",
+             c->connect_req.data ? "to" : "from", c->peer_addr, (unsigned)c->cfg.handshake_ms);
+    fprintf(stderr, "%s: %s; closing it\n", c->cfg.log_prefix, why);
+    close_now(c, why);
+}
+
 static net_conn *conn_new(uv_loop_t *loop, const net_config *cfg, uint32_t accept_roles, const net_handlers *h,
                           void *user) {
     net_conn *c = calloc(1, sizeof *c);
@@ -530,6 +619,10 @@ static net_conn *conn_new(uv_loop_t *loop, const net_config *cfg, uint32_t accep
     uv_tcp_init(loop, &c->tcp);
     c->tcp.data = c;
     c->io = &tcp_ops;
+    uv_timer_init(loop, &c->deadline);
+    c->deadline.data = c;
+    uv_timer_start(&c->deadline, on_deadline, c->cfg.handshake_ms, 0);
+    c->active_ms = uv_now(loop);
     return c;
 }
 
@@ -598,10 +691,65 @@ net_conn *net_connect(uv_loop_t *loop, const net_config *cfg, const char *host_p
     return c;
 }
 
+/* Writes the listener's one line about its connection limit: what was evicted,
+ * refused or failed since the last line; at most once a second (force: now,
+ * if there is anything to say). */
+static void server_report(net_server *s, bool force) {
+    if (!s->n_evicted && !s->n_refused && !s->n_failed) return;
+    uint64_t now = uv_now(s->loop);
+    if (!force && s->note_ms && now - s->note_ms < 1000) return;
+    fprintf(stderr,
+            "%s: connection limit %u: evicted %u unauthenticated connection(s) (the oldest first), refused %u "
+            "(too many connections), %u accept error(s)%s%s\n",
+            s->cfg.log_prefix, (unsigned)s->max_conns, (unsigned)s->n_evicted, (unsigned)s->n_refused,
+            (unsigned)s->n_failed, s->n_failed ? ", the last: " : "", s->n_failed ? s->last_failure : "");
+    s->note_ms = now;
+    s->n_evicted = s->n_refused = s->n_failed = 0;
+}
+
+/* Closes the oldest accepted connection that is not authenticated yet. True if there was one. */
+static bool server_evict(net_server *s) {
+    net_conn *v = s->conns;
+    while (v && (v->opened || v->close_after_flush)) v = v->srv_next;
+    if (!v) return false;
+    char why[160];
+    snprintf(why, sizeof why, "evicted: %u connections (the limit) and this one was the oldest not authenticated",
+             (unsigned)s->max_conns);
+    close_now(v, why);
+    s->n_evicted++;
+    return true;
+}
+
+/* Every sweep interval: closes accepted client and admin connections idle for
+ * idle_ms (and not busy), and writes a pending limit line. */
+static void on_sweep(uv_timer_t *t) {
+    net_server *s = t->data;
+    server_report(s, false);
+    if (!s->cfg.idle_ms) return;
+    uint64_t now = uv_now(s->loop);
+    for (net_conn *c = s->conns, *next; c; c = next) {
+        next = c->srv_next; /* close_now unlinks c */
+        bool user = c->peer_role == BATON__ROLE__ROLE_CLIENT || c->peer_role == BATON__ROLE__ROLE_ADMIN;
+        if (!c->opened || c->closing || !user || now - c->active_ms < s->cfg.idle_ms) continue;
+        if (c->h.busy && c->h.busy(c)) continue;
+        char why[160];
+        snprintf(why, sizeof why, "idle for %u ms: closed", (unsigned)s->cfg.idle_ms);
+        fprintf(stderr, "%s: the %s connection from %s is %s\n", s->cfg.log_prefix, role_name(c->peer_role),
+                c->peer_addr, why);
+        close_now(c, why);
+    }
+}
+
 static void on_connection(uv_stream_t *server, int status) {
     net_server *s = server->data;
     if (status < 0) {
-        fprintf(stderr, "%s: accept failed: %s\n", s->cfg.log_prefix, uv_strerror(status));
+        /* libuv has already spent its reserve descriptor on this (it accepts and
+         * closes what waits when out of descriptors), so this does not spin;
+         * evicting frees a descriptor for the next one */
+        s->n_failed++;
+        snprintf(s->last_failure, sizeof s->last_failure, "%s", uv_strerror(status));
+        if (status == UV_EMFILE || status == UV_ENFILE) server_evict(s);
+        server_report(s, false);
         return;
     }
     net_conn *c = conn_new(server->loop, &s->cfg, s->accept_roles, &s->h, s->user);
@@ -611,7 +759,25 @@ static void on_connection(uv_stream_t *server, int status) {
         close_now(c, "accept failed");
         return;
     }
+    bool full = s->n_conns >= s->max_conns && !server_evict(s);
+    c->server = s;
+    c->srv_prev = s->conns_last;
+    if (s->conns_last) s->conns_last->srv_next = c;
+    else s->conns = c;
+    s->conns_last = c;
+    s->n_conns++;
     start_session(c);
+    if (full) { /* every connection is authenticated: this one gets a status, not a hello */
+        char msg[80];
+        snprintf(msg, sizeof msg, "too many connections (%u)", (unsigned)s->max_conns);
+        Baton__CallStatus st = BATON__CALL_STATUS__INIT;
+        st.code = BATON__STATUS_CODE__STATUS_RESOURCE_EXHAUSTED;
+        st.message = msg;
+        send_raw(c, BATON__FRAME_KIND__FRAME_CALL_STATUS, 0, &st.base, NULL, 0);
+        net_close(c, msg);
+        s->n_refused++;
+    }
+    server_report(s, false);
 }
 
 net_conn *net_io_accept(net_server *s, const net_io_ops *io, void *state, const char *peer_addr) {
@@ -627,6 +793,18 @@ bool net_is_mpi_addr(const char *addr) {
     return addr && !strncmp(addr, "mpi", 3) && (addr[3] == 0 || addr[3] == ':');
 }
 
+/* max_conns, or its default, and never more than the descriptors this process
+ * may open less a reserve. */
+static uint32_t conn_limit(uint32_t want) {
+    uint64_t lim = want ? want : NET_DEFAULT_MAX_CONNS;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        uint64_t room = rl.rlim_cur > 2 * NET_FD_RESERVE ? rl.rlim_cur - NET_FD_RESERVE : rl.rlim_cur / 2;
+        if (room < lim) lim = room ? room : 1;
+    }
+    return (uint32_t)lim;
+}
+
 /* Starts the TCP listener of s on host_port. 0, or -1 with a message. */
 static int listen_tcp(net_server *s, const char *host_port, char *err, size_t errlen) {
     struct sockaddr_in addr;
@@ -637,9 +815,16 @@ static int listen_tcp(net_server *s, const char *host_port, char *err, size_t er
     }
     uv_tcp_init(s->loop, &s->tcp);
     s->tcp.data = s;
+    uv_timer_init(s->loop, &s->sweep);
+    s->sweep.data = s;
     s->has_tcp = true;
     int rc = uv_tcp_bind(&s->tcp, (const struct sockaddr *)&addr, 0);
     if (rc == 0) rc = uv_listen((uv_stream_t *)&s->tcp, 128, on_connection);
+    if (rc == 0) {
+        uint64_t every = s->cfg.idle_ms ? s->cfg.idle_ms / 4 : NET_SWEEP_MAX_MS;
+        every = every < 10 ? 10 : every > NET_SWEEP_MAX_MS ? NET_SWEEP_MAX_MS : every;
+        uv_timer_start(&s->sweep, on_sweep, every, every);
+    }
     if (rc < 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", host_port, uv_strerror(rc));
         return -1;
@@ -659,6 +844,7 @@ net_server *net_listen(uv_loop_t *loop, const net_config *cfg, const char *host_
     s->accept_roles = accept_roles;
     s->h = *h;
     s->user = user;
+    s->max_conns = conn_limit(cfg->max_conns);
     const char *p = host_port ? host_port : "";
     int rc = 0;
     do { /* comma-separated addresses */
@@ -688,8 +874,15 @@ int net_server_port(const net_server *s) {
 void net_server_close(net_server *s) {
     if (!s) return;
     if (s->has_mpi) net_mpi_unlisten(s);
-    if (s->has_tcp) uv_close((uv_handle_t *)&s->tcp, free_server);
-    else free(s);
+    while (s->conns) server_unlink(s->conns); /* they stay open, with their handshake deadline */
+    if (s->has_tcp) {
+        server_report(s, true);
+        s->handles_open = 2;
+        uv_close((uv_handle_t *)&s->sweep, on_server_part_closed);
+        uv_close((uv_handle_t *)&s->tcp, on_server_part_closed);
+    } else {
+        free(s);
+    }
 }
 
 size_t net_queued_bytes(const net_conn *c) { return c ? c->queued : 0; }

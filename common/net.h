@@ -10,7 +10,9 @@
  * (UNAUTHENTICATED for credentials) and closes, and the other side logs that
  * message. Only after AuthOk does on_open run; only then are other frames
  * delivered to on_frame, and any other frame before it closes the connection.
- * Frames before that point may be at most NET_HANDSHAKE_MAX_FRAME.
+ * Frames before that point may be at most NET_HANDSHAKE_MAX_FRAME, and it must
+ * be reached within net_config.handshake_ms. A listener bounds how many
+ * connections it holds (max_conns) and may close idle clients (idle_ms).
  *
  *     net_config cfg = { .cluster_id = "default", .role = BATON__ROLE__ROLE_WORKER };
  *     net_handlers h = { .on_open = ..., .on_frame = ..., .on_close = ... };
@@ -54,6 +56,21 @@ typedef struct net_config {
     const auth_keyring *client_keys; /* accepting: clients must prove one of these API keys */
     const auth_key *admin_token;     /* accepting: admins must prove this token */
     const auth_key *credential;      /* connecting as a client or admin: the API key or admin token we prove */
+    /* Stage links (role PEER on both ends): both sides prove this key (AUTH_LINK),
+     * even without a cluster secret, in addition to it otherwise. Read through the
+     * pointer at each handshake, so the owner may change the key (a new plan);
+     * all zero: no plan yet, every peer is refused. NULL: no link check. */
+    const auth_key *link_key;
+    /* Deadlines and limits (0: the default). A connection is counted from the
+     * moment it is accepted or net_connect starts; only complete frames count as
+     * activity, so a peer trickling bytes gains nothing. */
+    uint32_t handshake_ms; /* a connection not authenticated after this is closed (both ways); 0: 10000 */
+    uint32_t idle_ms;      /* accepted CLIENT/ADMIN connections with no complete frame received or sent for
+                            * this long, and not busy (net_handlers.busy), are closed; 0: off */
+    uint32_t max_conns;    /* accepted TCP connections at once, per listener; 0: 1024; never more than
+                            * RLIMIT_NOFILE less 32. At the limit a new connection evicts the oldest one
+                            * not authenticated yet; if every one is, the new one is refused with
+                            * RESOURCE_EXHAUSTED "too many connections (N)" (logged at most once a second) */
 } net_config;
 
 typedef struct net_conn net_conn;
@@ -66,6 +83,9 @@ typedef struct net_handlers {
     void (*on_drain)(net_conn *c); /* write queue back under the low-water mark */
     /* The connection is gone (why: one line); c is freed after this returns. */
     void (*on_close)(net_conn *c, const char *why);
+    /* Optional: true while c has work under way (an answer still coming), so the
+     * idle timeout leaves it open. NULL: never busy. */
+    bool (*busy)(net_conn *c);
 } net_handlers;
 
 /* Parse "HOST:PORT" (IPv4 or a name resolving to IPv4). 0, or -1 with a message. */
@@ -87,7 +107,9 @@ bool net_is_mpi_addr(const char *addr);
 net_server *net_listen(uv_loop_t *loop, const net_config *cfg, const char *host_port, uint32_t accept_roles,
                        const net_handlers *h, void *user, char *err, size_t errlen);
 int net_server_port(const net_server *s); /* the TCP port; MPI only: this rank */
-void net_server_close(net_server *s); /* stops accepting; open connections stay */
+/* Stops accepting; open connections stay (without the idle check, and no longer
+ * counted; those not authenticated still meet their handshake deadline). */
+void net_server_close(net_server *s);
 
 /* Queue one frame: msg (may be NULL for an empty message) then payload bytes.
  * 0, or -1 if the connection is closing or out of memory. */

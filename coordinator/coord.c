@@ -649,6 +649,9 @@ static void handle_client_frame(coord *c, net_conn *conn, const frame_header *h,
 
 static void on_open(net_conn *conn) { (void)conn; }
 
+/* net_handlers.busy: a client with a request under way is not idle. */
+static bool on_busy(net_conn *conn) { return sched_client_busy(net_user(conn), conn); }
+
 static void on_frame(net_conn *conn, const frame_header *h, const uint8_t *msg, const uint8_t *payload) {
     coord *c = net_user(conn);
     (void)payload;
@@ -807,9 +810,10 @@ int coord_init(coord *c, const coord_opts *o, uv_loop_t *loop, char *err, size_t
         return -1;
     }
     c->cfg = (net_config){.cluster_id = o->cluster_id, .role = BATON__ROLE__ROLE_COORDINATOR, .name = "coordinator",
-                          .max_frame = o->max_frame, .log_prefix = "baton-coord"};
+                          .max_frame = o->max_frame, .log_prefix = "baton-coord", .handshake_ms = o->handshake_ms,
+                          .idle_ms = o->idle_ms, .max_conns = o->max_conns};
     if (load_access(c, err, errlen) != 0) return -1;
-    static const net_handlers h = {.on_open = on_open, .on_frame = on_frame, .on_close = on_close};
+    static const net_handlers h = {.on_open = on_open, .on_frame = on_frame, .on_close = on_close, .busy = on_busy};
     c->server = net_listen(loop, &c->cfg, o->listen, NET_ROLE_BIT(CLIENT) | NET_ROLE_BIT(WORKER) | NET_ROLE_BIT(ADMIN),
                            &h, c, err, errlen);
     if (!c->server) return -1;

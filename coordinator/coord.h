@@ -61,6 +61,10 @@ typedef struct coord_opts {
     const char *secret_file;      /* cluster secret every worker must prove */
     const char *admin_token_file; /* token admin connections must prove */
     const char *api_keys_file;    /* keys clients must prove one of */
+    /* connection bounds (net_config, net.h): 0 takes net's default (idle: off) */
+    uint32_t handshake_ms;        /* a connection not authenticated by then is closed */
+    uint32_t idle_ms;             /* a client or admin connection idle this long, no request under way, is closed */
+    uint32_t max_conns;           /* accepted connections at once */
 } coord_opts;
 
 typedef struct coord_node {
@@ -265,5 +269,7 @@ void sched_fail_all(coord *c, int code, const char *msg);
 void sched_tick(coord *c);   /* deadlines */
 void sched_pump(coord *c);   /* send micro-batches while there is room */
 int sched_count(const coord *c, coord_req_state st);
+/* True while a request of client conn is queued or running (its idle timeout waits). */
+bool sched_client_busy(const coord *c, const net_conn *conn);
 
 #endif

@@ -25,6 +25,11 @@ static void usage(FILE *out) {
             "                     tokens in flight) means a broken pipeline: re-plan and replay (default 10000)\n"
             "  --max-prompt-bytes BYTES  largest prompt text or chat accepted (default 8388608)\n"
             "  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
+            "  --handshake-timeout MS  close a connection not authenticated after MS (default 10000)\n"
+            "  --idle-timeout MS  close a client connection idle (no request under way) for MS;\n"
+            "                     0: never (default 300000)\n"
+            "  --max-conns N      connections accepted at once (default 1024, at most the descriptor\n"
+            "                     limit less 32); at the limit the oldest unauthenticated one is closed\n"
             "access control (files of at least 16 bytes; see README):\n"
             "  --secret FILE           cluster secret every worker must prove (default: $BATON_SECRET_FILE)\n"
             "  --admin-token-file FILE token admin connections must prove\n"
@@ -36,7 +41,7 @@ static void usage(FILE *out) {
 static int parse_int(const char *s, const char *what, int lo, int hi) {
     char *end;
     long v = strtol(s, &end, 10);
-    if (*end || v < lo || v > hi) {
+    if (end == s || *end || v < lo || v > hi) {
         fprintf(stderr, "baton-coord: %s must be an integer in [%d, %d], got '%s'\n", what, lo, hi, s);
         exit(2);
     }
@@ -91,7 +96,7 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 int main(int argc, char **argv) {
     coord_opts o = {.listen = NULL, .cluster_id = "baton", .want_workers = 1, .n_slots = 16, .max_batch = 128,
-                    .chunk = 64};
+                    .chunk = 64, .handshake_ms = 10000, .idle_ms = 300000, .max_conns = 1024};
     static const struct option longs[] = {
         {"listen", required_argument, 0, 'l'},    {"model", required_argument, 0, 'm'},
         {"workers", required_argument, 0, 'w'},   {"slots", required_argument, 0, 's'},
@@ -102,7 +107,9 @@ int main(int argc, char **argv) {
         {"secret", required_argument, 0, 'S'},   {"admin-token-file", required_argument, 0, 'A'},
         {"api-keys", required_argument, 0, 'K'},  {"help", no_argument, 0, 'h'},
         {"mpi", no_argument, 0, 'P'},
-        {"step-timeout", required_argument, 0, 'T'}, {"max-prompt-bytes", required_argument, 0, 'B'},
+        {"step-timeout", required_argument, 0, 't'}, {"max-prompt-bytes", required_argument, 0, 'B'},
+        {"handshake-timeout", required_argument, 0, 'T'}, {"idle-timeout", required_argument, 0, 'I'},
+        {"max-conns", required_argument, 0, 'N'},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -123,11 +130,14 @@ int main(int argc, char **argv) {
         case 'F': o.max_frame = (uint64_t)parse_int(optarg, "--max-frame", 1024, 0x7fffffff); break;
         case 'H': o.heartbeat_timeout_ms = parse_int(optarg, "--heartbeat-timeout", 100, 3600000); break;
         case 'M': o.metrics_listen = optarg; break;
-        case 'T': o.step_timeout_ms = parse_int(optarg, "--step-timeout", 100, 86400000); break;
+        case 't': o.step_timeout_ms = parse_int(optarg, "--step-timeout", 100, 86400000); break;
         case 'B': o.max_prompt_bytes = (uint64_t)parse_int(optarg, "--max-prompt-bytes", 1, 0x7fffffff); break;
         case 'S': o.secret_file = optarg; break;
         case 'A': o.admin_token_file = optarg; break;
         case 'K': o.api_keys_file = optarg; break;
+        case 'T': o.handshake_ms = (uint32_t)parse_int(optarg, "--handshake-timeout", 1, 3600000); break;
+        case 'I': o.idle_ms = (uint32_t)parse_int(optarg, "--idle-timeout", 0, 0x7fffffff); break;
+        case 'N': o.max_conns = (uint32_t)parse_int(optarg, "--max-conns", 1, 1 << 24); break;
         case 'h': usage(stdout); return 0;
         default:
             fprintf(stderr, "baton-coord: unknown or incomplete option '%s' (see --help)\n", argv[optind - 1]);

@@ -592,3 +592,9 @@ void sched_pump(coord *c) {
     free(spec_ptrs);
     free(reqs);
 }
+
+bool sched_client_busy(const coord *c, const net_conn *conn) {
+    for (const coord_request *r = c->reqs; r; r = r->next)
+        if (r->client == conn && r->state != REQ_DONE) return true;
+    return false;
+}

@@ -13,6 +13,10 @@
  * the admin token when those are on (and no admin gets in where keys are on
  * but no token is set); a frame sent after the hello but before
  * the proof is refused and never reaches the server's handler.
+ * Stage links (peer to peer) prove the plan's link key both ways, with or
+ * without a cluster secret: a stale, missing or all-zero key is refused, and
+ * the key is read at each handshake. A fake acceptor that echoes the
+ * connector's own proofs back (cluster secret or link key) is refused.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -227,7 +231,17 @@ typedef struct raw_got {
     int status;
     char message[200];
     uint8_t nonce[AUTH_NONCE_BYTES];
+    /* the connector's AuthProof, as received */
+    uint8_t cluster_proof[AUTH_MAC_BYTES], link_proof[AUTH_MAC_BYTES];
+    size_t cluster_len, link_len;
 } raw_got;
+
+/* Copies a proof of at most AUTH_MAC_BYTES into dst; its length, or 0. */
+static size_t copy_proof(uint8_t dst[AUTH_MAC_BYTES], ProtobufCBinaryData b) {
+    if (b.len > AUTH_MAC_BYTES) return 0;
+    if (b.len) memcpy(dst, b.data, b.len);
+    return b.len;
+}
 
 static int raw_collect(void *ctx, const frame_header *h, const uint8_t *msg, const uint8_t *payload) {
     raw_got *g = ctx;
@@ -245,6 +259,13 @@ static int raw_collect(void *ctx, const frame_header *h, const uint8_t *msg, con
         Baton__Hello *he = baton__hello__unpack(NULL, h->msg_len, msg);
         if (he && he->nonce.len == AUTH_NONCE_BYTES) memcpy(g->nonce, he->nonce.data, AUTH_NONCE_BYTES);
         if (he) baton__hello__free_unpacked(he, NULL);
+    } else if (h->kind == BATON__FRAME_KIND__FRAME_AUTH_PROOF) {
+        Baton__AuthProof *p = baton__auth_proof__unpack(NULL, h->msg_len, msg);
+        if (p) {
+            g->cluster_len = copy_proof(g->cluster_proof, p->cluster_proof);
+            g->link_len = copy_proof(g->link_proof, p->link_proof);
+            baton__auth_proof__free_unpacked(p, NULL);
+        }
     }
     return 0;
 }
@@ -342,6 +363,167 @@ static void test_fake_acceptor(live *L, const net_config *worker_cfg) {
     close(lfd);
 }
 
+/* How a fake acceptor answers the connector's proof. */
+typedef enum fake_mode {
+    FAKE_REFLECT,   /* the connector's own proofs back in the AuthOk (an echoing acceptor) */
+    FAKE_WRONG_LINK, /* a link proof made with another key */
+    FAKE_NO_LINK,   /* no link proof at all */
+} fake_mode;
+
+/* A fake acceptor: a raw loopback server speaking frames by hand takes a
+ * connection from cfg (accepting role `role` from it), answers its hello with a
+ * hello of role `role`, reads its AuthProof and answers with an AuthOk made as
+ * `mode` says. True if the connector opened (it never should); its reason in
+ * L->client_why. */
+static bool fake_acceptor(live *L, const net_config *cfg, uint32_t role, fake_mode mode) {
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(lfd, 4) != 0 ||
+        getsockname(lfd, (struct sockaddr *)&a, &al) != 0) {
+        CHECK(0, "fake acceptor: cannot listen");
+        if (lfd >= 0) close(lfd);
+        return false;
+    }
+    char addr[64], err[256];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(a.sin_port));
+    static const net_handlers ch = {.on_open = cli_open, .on_frame = cli_frame, .on_close = cli_close};
+    int opened = L->opened_client, closed = L->closed_client;
+    L->client_why[0] = 0;
+    CHECK(net_connect(L->loop, cfg, addr, 1u << role, &ch, L, err, sizeof err) != NULL, "fake acceptor: %s", err);
+    run_for(L->loop, 200); /* connect, send the hello */
+    int fd = accept(lfd, NULL, NULL);
+    close(lfd);
+    CHECK(fd >= 0, "fake acceptor: accept");
+    if (fd < 0) return false;
+    raw_got g = {0};
+    raw_read(fd, &g);
+    uint8_t nonce[AUTH_NONCE_BYTES], buf[512], mac[AUTH_MAC_BYTES];
+    size_t len = 0;
+    Baton__Hello h = raw_hello(role, nonce);
+    raw_frame(buf, &len, BATON__FRAME_KIND__FRAME_HELLO, &h.base);
+    CHECK(write(fd, buf, len) == (ssize_t)len, "fake acceptor: write hello");
+    run_for(L->loop, 200); /* the connector sends its proof */
+    raw_read(fd, &g);
+    Baton__AuthOk ok = BATON__AUTH_OK__INIT;
+    if (mode == FAKE_REFLECT) {
+        CHECK(g.cluster_len == AUTH_MAC_BYTES || g.link_len == AUTH_MAC_BYTES, "fake acceptor: no proof to reflect");
+        ok.cluster_proof = (ProtobufCBinaryData){g.cluster_len, g.cluster_proof};
+        ok.link_proof = (ProtobufCBinaryData){g.link_len, g.link_proof};
+    } else if (mode == FAKE_WRONG_LINK) {
+        auth_key wrong = key_of("not-the-link-key-of-this-plan");
+        auth_transcript t = {"alpha", cfg->role, role, g.nonce, nonce};
+        auth_mac(&wrong, AUTH_LINK, AUTH_ACCEPTOR, &t, mac);
+        ok.link_proof = (ProtobufCBinaryData){AUTH_MAC_BYTES, mac};
+    }
+    len = 0;
+    raw_frame(buf, &len, BATON__FRAME_KIND__FRAME_AUTH_OK, &ok.base);
+    CHECK(write(fd, buf, len) == (ssize_t)len, "fake acceptor: write auth ok");
+    for (int i = 0; i < 20 && L->closed_client == closed; i++) run_for(L->loop, 100);
+    close(fd);
+    return L->opened_client > opened;
+}
+
+/* An acceptor that echoes the connector's own proofs back must not pass for
+ * one that holds the key: each side's MAC is bound to its side. */
+static void test_reflecting_acceptor(live *L, const auth_key *secret) {
+    net_config w = {.cluster_id = "alpha", .role = BATON__ROLE__ROLE_WORKER, .log_prefix = "test-worker",
+                    .secret = secret};
+    bool opened = fake_acceptor(L, &w, BATON__ROLE__ROLE_COORDINATOR, FAKE_REFLECT);
+    CHECK(!opened && strstr(L->client_why, "failed to prove the cluster secret"),
+          "reflecting acceptor (worker): opened %d, why '%s'", opened, L->client_why);
+    printf("acceptor reflecting the worker's cluster proof -> %s\n", L->client_why);
+    auth_key link = key_of("the-link-key-of-plan-7-000");
+    net_config p = {.cluster_id = "alpha", .role = BATON__ROLE__ROLE_PEER, .log_prefix = "test-peer",
+                    .secret = secret, .link_key = &link};
+    opened = fake_acceptor(L, &p, BATON__ROLE__ROLE_PEER, FAKE_REFLECT);
+    CHECK(!opened && strstr(L->client_why, "failed to prove the cluster secret"),
+          "reflecting acceptor (peer): opened %d, why '%s'", opened, L->client_why);
+    p.secret = NULL; /* the link proof alone */
+    opened = fake_acceptor(L, &p, BATON__ROLE__ROLE_PEER, FAKE_REFLECT);
+    CHECK(!opened && strstr(L->client_why, "did not prove this plan's link key"),
+          "reflecting acceptor (peer, link key only): opened %d, why '%s'", opened, L->client_why);
+    printf("acceptor reflecting the peer's link proof -> %s\n", L->client_why);
+}
+
+/* Stage links: both workers prove the plan's link key, with or without a
+ * cluster secret; a wrong, missing or not-yet-set key is refused either way. */
+static void test_link_key(live *L, const auth_key *secret) {
+    auth_key plan = key_of("the-link-key-of-plan-1-000"), stale = key_of("the-link-key-of-plan-0-000");
+    auth_key srv_key = plan;
+    net_config scfg = {.cluster_id = "alpha", .role = BATON__ROLE__ROLE_PEER, .log_prefix = "test-stage",
+                       .link_key = &srv_key};
+    static const net_handlers sh = {.on_open = srv_open, .on_frame = srv_frame, .on_close = srv_close};
+    char err[256], addr[64];
+    net_server *s = net_listen(L->loop, &scfg, "127.0.0.1:0", NET_ROLE_BIT(PEER), &sh, L, err, sizeof err);
+    auth_key srv2_key = plan; /* a second acceptor, holding the secret too */
+    net_config sec = scfg;
+    sec.secret = secret;
+    sec.link_key = &srv2_key;
+    net_server *s2 = net_listen(L->loop, &sec, "127.0.0.1:0", NET_ROLE_BIT(PEER), &sh, L, err, sizeof err);
+    CHECK(s && s2, "listen: %s", err);
+    if (!s || !s2) return;
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", net_server_port(s));
+    const uint32_t peer = NET_ROLE_BIT(PEER);
+    const char *refused = "did not prove this plan's link key";
+
+    net_config p = {.cluster_id = "alpha", .role = BATON__ROLE__ROLE_PEER, .log_prefix = "test-peer"};
+    p.link_key = &plan;
+    expect(L, "peer with the plan's link key, no secret", &p, addr, peer, NULL);
+    p.link_key = &stale;
+    expect(L, "peer with a stale link key", &p, addr, peer, refused);
+    p.link_key = NULL;
+    expect(L, "peer without a link proof", &p, addr, peer, refused);
+    srv_key = stale; /* a new plan on the acceptor: read through the pointer */
+    p.link_key = &plan;
+    expect(L, "peer of the old plan after the acceptor moved on", &p, addr, peer, refused);
+    p.link_key = &stale;
+    expect(L, "peer of the acceptor's new plan", &p, addr, peer, NULL);
+    memset(&srv_key, 0, sizeof srv_key); /* no plan yet */
+    expect(L, "any peer while the acceptor has no plan", &p, addr, peer, "no plan yet");
+    auth_key zero = srv_key;
+    p.link_key = &zero;
+    expect(L, "a peer with a zero key while the acceptor has no plan", &p, addr, peer, "no plan yet");
+
+    char addr2[64];
+    snprintf(addr2, sizeof addr2, "127.0.0.1:%d", net_server_port(s2));
+    net_config ps = {.cluster_id = "alpha", .role = BATON__ROLE__ROLE_PEER, .log_prefix = "test-peer",
+                     .secret = secret, .link_key = &plan};
+    expect(L, "peer with the secret and the link key", &ps, addr2, peer, NULL);
+    ps.link_key = &stale;
+    expect(L, "peer with the secret and a stale link key", &ps, addr2, peer, refused);
+
+    /* the other direction: the connector checks the acceptor's proof */
+    scfg.link_key = NULL; /* an acceptor that checks no link key and proves none */
+    net_server *s3 = net_listen(L->loop, &scfg, "127.0.0.1:0", NET_ROLE_BIT(PEER), &sh, L, err, sizeof err);
+    CHECK(s3 != NULL, "listen: %s", err);
+    char addr3[64];
+    snprintf(addr3, sizeof addr3, "127.0.0.1:%d", s3 ? net_server_port(s3) : 0);
+    p.link_key = &plan;
+    int srv_before = L->opened_server;
+    bool opened = try_connect(L, &p, addr3, peer);
+    CHECK(!opened && strstr(L->client_why, refused), "acceptor without a link key: opened %d, why '%s'", opened,
+          L->client_why);
+    printf("acceptor proving no link key -> %s (it had let the peer in: %d)\n", L->client_why,
+           L->opened_server - srv_before);
+    opened = fake_acceptor(L, &p, BATON__ROLE__ROLE_PEER, FAKE_WRONG_LINK);
+    CHECK(!opened && strstr(L->client_why, refused), "acceptor with a wrong link key: opened %d, why '%s'", opened,
+          L->client_why);
+    printf("acceptor proving another link key -> %s\n", L->client_why);
+    opened = fake_acceptor(L, &p, BATON__ROLE__ROLE_PEER, FAKE_NO_LINK);
+    CHECK(!opened && strstr(L->client_why, refused), "acceptor with no link proof: opened %d, why '%s'", opened,
+          L->client_why);
+    p.link_key = &zero;
+    opened = fake_acceptor(L, &p, BATON__ROLE__ROLE_PEER, FAKE_NO_LINK);
+    CHECK(!opened && strstr(L->client_why, refused), "connector without a plan: opened %d, why '%s'", opened,
+          L->client_why);
+
+    net_server_close(s);
+    net_server_close(s2);
+    net_server_close(s3);
+}
+
 static void test_live(void) {
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -402,6 +584,8 @@ static void test_live(void) {
     expect(&L, "admin without a token, no credentials anywhere", &ad, open_addr, coord, NULL);
 
     test_frame_before_auth(&L, net_server_port(s));
+    test_link_key(&L, &secret);
+    test_reflecting_acceptor(&L, &secret);
 
     net_server_close(s);
     net_server_close(open_s);

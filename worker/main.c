@@ -18,6 +18,7 @@
  * Test only: BATON_TEST_LOAD_FAIL set in the environment makes every assignment
  * fail to load, as a worker short of memory would.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -49,6 +50,7 @@ typedef struct worker_opts {
     uint64_t max_frame;
     bool mpi;               /* --mpi: coordinator mpi:0, listen on mpi:<rank> */
     int codec;              /* what we send our successor, if it decodes it (hop.h) */
+    uint32_t handshake_ms, idle_ms, max_conns; /* net_config's (net.h); 0: its defaults */
 } worker_opts;
 
 typedef struct worker {
@@ -82,6 +84,7 @@ typedef struct worker {
     uint64_t busy_us_before;        /* compute time of the slices of earlier plans */
     uint64_t queue_peak;            /* most bytes ever queued for a successor */
     auth_key secret;                /* what cfg_worker.secret points at, when set */
+    auth_key link_key;              /* the current plan's stage-link key (cfg_peer.link_key); zero: no plan */
 } worker;
 
 static void die(const char *fmt, ...) {
@@ -414,6 +417,10 @@ static void handle_assignment(worker *w, const frame_header *h, const uint8_t *m
     if (w->asg) baton__assignment__free_unpacked(w->asg, NULL);
     w->asg = a;
     w->ready_sent = false;
+    /* before the slice loads (this plan's predecessor may connect any moment) and
+     * on a release too (no stale peer of the old plan gets in) */
+    if (a->link_key.len == AUTH_KEY_BYTES) memcpy(w->link_key.k, a->link_key.data, AUTH_KEY_BYTES);
+    else memset(&w->link_key, 0, sizeof w->link_key);
     if (a->leave) { /* removed by an admin, or the coordinator shuts down */
         logf_("the coordinator asks this worker to leave (plan %u): exiting", (unsigned)a->plan_id);
         w->exiting = true;
@@ -593,10 +600,25 @@ static void usage(FILE *out) {
             "  --max-frame BYTES    largest frame accepted (default 256M)\n"
             "  --secret FILE        cluster secret, as given to the coordinator (default: $BATON_SECRET_FILE)\n"
             "  --queue-limit BYTES  stop taking frames while this much waits for the successor (default 32M)\n"
+            "  --handshake-timeout MS  close a connection not authenticated after MS (default 10000)\n"
+            "  --idle-timeout MS    close an accepted client or admin connection idle for MS; 0: never\n"
+            "                       (default 0; the stage port accepts peers only)\n"
+            "  --max-conns N        connections the stage port accepts at once (default 1024, at most the\n"
+            "                       descriptor limit less 32); at the limit the oldest unauthenticated one goes\n"
             "  --mpi                run under mpirun: the coordinator is rank 0 (mpi:0), stage frames\n"
             "                       arrive on mpi:<this rank>; --coordinator and --listen are then not needed\n"
             "  --codec NAME         activations to the successor: f32+lz4 (default, lossless), f32, f16, bf16,\n"
             "                       q8, f16+lz4, bf16+lz4, q8+lz4 (if the successor does not decode it: f32+lz4)\n");
+}
+
+/* A whole decimal integer in [lo, hi], or exit with a message naming the option. */
+static uint32_t parse_u32(const char *s, const char *what, uint32_t lo, uint32_t hi) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || *end || errno || *s == '-' || v < lo || v > hi)
+        die("%s must be an integer in [%u, %u], got '%s'", what, (unsigned)lo, (unsigned)hi, s);
+    return (uint32_t)v;
 }
 
 static uint64_t parse_bytes(const char *s, const char *what) {
@@ -623,6 +645,8 @@ int main(int argc, char **argv) {
         {"max-frame", required_argument, 0, 'F'},   {"secret", required_argument, 0, 'S'},
         {"queue-limit", required_argument, 0, 'Q'}, {"help", no_argument, 0, 'h'},
         {"mpi", no_argument, 0, 'P'},               {"codec", required_argument, 0, 'X'},
+        {"handshake-timeout", required_argument, 0, 'T'}, {"idle-timeout", required_argument, 0, 'I'},
+        {"max-conns", required_argument, 0, 'N'},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -650,6 +674,9 @@ int main(int argc, char **argv) {
             break;
         }
         case 'P': w.o.mpi = true; break;
+        case 'T': w.o.handshake_ms = parse_u32(optarg, "--handshake-timeout", 1, 3600000); break;
+        case 'I': w.o.idle_ms = parse_u32(optarg, "--idle-timeout", 0, 0x7fffffff); break;
+        case 'N': w.o.max_conns = parse_u32(optarg, "--max-conns", 1, 1u << 24); break;
         case 'X': if ((w.o.codec = codec_from_name(optarg)) < 0) die("--codec: unknown codec '%s'", optarg); break;
         case 'h': usage(stdout); return 0;
         default: die("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
@@ -685,9 +712,11 @@ int main(int argc, char **argv) {
     w.cfg_worker = (net_config){.cluster_id = w.o.cluster_id, .role = BATON__ROLE__ROLE_WORKER, .name = "worker",
                                 .max_frame = w.o.max_frame, .log_prefix = "baton-worker",
                                 .secret = w.o.secret_file ? &w.secret : NULL,
-                                .codecs = codec_supported_mask()};
+                                .codecs = codec_supported_mask(), .handshake_ms = w.o.handshake_ms,
+                                .idle_ms = w.o.idle_ms, .max_conns = w.o.max_conns};
     w.cfg_peer = w.cfg_worker;
     w.cfg_peer.role = BATON__ROLE__ROLE_PEER;
+    w.cfg_peer.link_key = &w.link_key; /* the listener and the successor link: only this plan's members */
     static const net_handlers ph = {.on_open = on_pred_open, .on_frame = on_pred_frame, .on_close = on_pred_close};
     w.server = net_listen(w.loop, &w.cfg_peer, w.o.listen, NET_ROLE_BIT(PEER), &ph, &w, err, sizeof err);
     if (!w.server) die("%s", err);
