@@ -116,6 +116,9 @@ for k in $(seq 1 100); do
 done
 [ "$s" = idle ] && ok "worker 4 joined: idle until a rebalance" || bad "worker 4 after joining: '$s'"
 CTL plan | grep -qE '^-  +4 .*\(idle\)' && ok "batonctl plan lists worker 4 as idle" || bad "plan does not list worker 4 as idle"
+h=$(TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" | grep '^  worker 4 ')
+case $h in *"no layers, idle"*) ok "baton health: ${h#  }" ;; *) bad "baton health shows the idle worker 4 as: $h" ;; esac
+CTL nodes | grep -qE '^4 +[^ ]+ +idle +- ' && ok "batonctl nodes: worker 4 idle, layers -" || bad "batonctl nodes: $(CTL nodes | grep '^4 ')"
 CTL rebalance >/dev/null || bad "rebalance failed"
 for k in $(seq 1 100); do
     stages=$(CTL plan --json | jget '" ".join(str(n["id"]) for n in d["stages"]) if d["serving"] else ""')

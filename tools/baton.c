@@ -389,10 +389,16 @@ static int cmd_health(baton_client *c, cli *o) {
                h.plan_error[0] ? "; plan: " : "", h.plan_error);
         for (size_t i = 0; i < h.n_nodes; i++) {
             const baton_node_info *n = &h.nodes[i];
-            printf("  worker %u %s layers [%d,%d)%s%s %s, slots %u, weights %.1f MiB, KV %.1f MiB, peak RSS %.1f MiB\n",
-                   (unsigned)n->id, n->address, (int)n->layer_begin, (int)n->layer_end, n->embed ? " +embed" : "",
-                   n->head ? " +head" : "", n->ready ? "ready" : "loading", (unsigned)n->slots_used,
-                   (double)n->weight_bytes / 1048576.0, (double)n->kv_bytes / 1048576.0, (double)n->peak_rss / 1048576.0);
+            char what[64];
+            /* a worker outside the plan holds no layers: not "[0,0) loading" but its state (idle, drained...) */
+            if (n->layer_end <= n->layer_begin)
+                snprintf(what, sizeof what, "no layers, %s", n->state[0] ? n->state : "idle");
+            else
+                snprintf(what, sizeof what, "layers [%d,%d)%s%s %s", (int)n->layer_begin, (int)n->layer_end,
+                         n->embed ? " +embed" : "", n->head ? " +head" : "", n->ready ? "ready" : "loading");
+            printf("  worker %u %s %s, slots %u, weights %.1f MiB, KV %.1f MiB, peak RSS %.1f MiB\n", (unsigned)n->id,
+                   n->address, what, (unsigned)n->slots_used, (double)n->weight_bytes / 1048576.0,
+                   (double)n->kv_bytes / 1048576.0, (double)n->peak_rss / 1048576.0);
         }
     }
     baton_health_free(&h);
