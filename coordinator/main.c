@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cliparse.h"
 #include "coord.h"
 #include "net_mpi.h"
 
@@ -19,11 +20,11 @@ static void usage(FILE *out) {
             "  --chunk N          prompt tokens per prefill chunk (default 64)\n"
             "  --inflight N       micro-batches in flight (default: stages + 1)\n"
             "  --cluster-id ID    clients and workers must present it (default \"baton\")\n"
-            "  --max-frame BYTES  largest frame accepted (default 268435456)\n"
+            "  --max-frame BYTES  largest frame accepted (default 256M; suffixes K, M, G)\n"
             "  --heartbeat-timeout MS  a worker silent this long is declared dead (default 3000)\n"
             "  --step-timeout MS  a micro-batch not back after this (plus 4x the plan's prediction for the\n"
             "                     tokens in flight) means a broken pipeline: re-plan and replay (default 10000)\n"
-            "  --max-prompt-bytes BYTES  largest prompt text or chat accepted (default 8388608)\n"
+            "  --max-prompt-bytes BYTES  largest prompt text or chat accepted (default 8M)\n"
             "  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
             "  --handshake-timeout MS  close a connection not authenticated after MS (default 10000)\n"
             "  --idle-timeout MS  close a client connection idle (no request under way) for MS;\n"
@@ -38,14 +39,26 @@ static void usage(FILE *out) {
             "                     clients still use --listen; --workers defaults to N-1\n");
 }
 
+/* The value of an integer option in [lo, hi]; a usage error (exit 2) otherwise. */
 static int parse_int(const char *s, const char *what, int lo, int hi) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "baton-coord: %s must be an integer in [%d, %d], got '%s'\n", what, lo, hi, s);
+    long long v;
+    char err[200];
+    if (cli_int(s, lo, hi, &v, err, sizeof err) != 0) {
+        fprintf(stderr, "baton-coord: %s: %s\n", what, err);
         exit(2);
     }
     return (int)v;
+}
+
+/* The value of a size option (suffixes K, M, G) in [lo, hi]; a usage error (exit 2) otherwise. */
+static uint64_t parse_bytes(const char *s, const char *what, uint64_t lo, uint64_t hi) {
+    uint64_t v;
+    char err[200];
+    if (cli_bytes(s, lo, hi, &v, err, sizeof err) != 0) {
+        fprintf(stderr, "baton-coord: %s: %s\n", what, err);
+        exit(2);
+    }
+    return v;
 }
 
 static uv_signal_t sig_int, sig_term;
@@ -127,11 +140,11 @@ int main(int argc, char **argv) {
         case 'k': o.chunk = parse_int(optarg, "--chunk", 1, 1 << 16); break;
         case 'i': o.max_inflight = parse_int(optarg, "--inflight", 1, 1024); break;
         case 'C': o.cluster_id = optarg; break;
-        case 'F': o.max_frame = (uint64_t)parse_int(optarg, "--max-frame", 1024, 0x7fffffff); break;
+        case 'F': o.max_frame = parse_bytes(optarg, "--max-frame", 1024, 0x7fffffff); break;
         case 'H': o.heartbeat_timeout_ms = parse_int(optarg, "--heartbeat-timeout", 100, 3600000); break;
         case 'M': o.metrics_listen = optarg; break;
         case 't': o.step_timeout_ms = parse_int(optarg, "--step-timeout", 100, 86400000); break;
-        case 'B': o.max_prompt_bytes = (uint64_t)parse_int(optarg, "--max-prompt-bytes", 1, 0x7fffffff); break;
+        case 'B': o.max_prompt_bytes = parse_bytes(optarg, "--max-prompt-bytes", 1, 1ull << 32); break;
         case 'S': o.secret_file = optarg; break;
         case 'A': o.admin_token_file = optarg; break;
         case 'K': o.api_keys_file = optarg; break;

@@ -51,7 +51,7 @@ cluster_start() {
 cluster_wait_serving() {
     local t=$(( ${1:-60} * 10 )) i
     for i in $(seq 1 "$t"); do
-        if "$(cluster_bin baton)" health --server "$CLUSTER_ADDR" --json 2>/dev/null | grep -q '"serving": *true'; then
+        if timeout 10 "$(cluster_bin baton)" health --server "$CLUSTER_ADDR" --json 2>/dev/null | grep -q '"serving": *true'; then
             return 0
         fi
         sleep 0.1

@@ -8,7 +8,7 @@
 #   wait_midstream N               # until all 8 run and N more tokens were generated
 #   check_streams TAG WHAT         # ok/bad: every stream exited 0 with baton-run's tokens
 #   CTL ARGS...                    # batonctl ARGS --server $CLUSTER_ADDR
-CTL() { T ${RUN:-} "$BIN/tools/batonctl" "$@" --server "$CLUSTER_ADDR"; }
+CTL() { TC ${RUN:-} "$BIN/tools/batonctl" "$@" --server "$CLUSTER_ADDR"; }
 
 N_STREAMS=8
 streams_setup() {
@@ -30,7 +30,7 @@ streams_setup() {
 start_streams() {
     STREAM_PIDS=()
     for i in $(seq 0 $((N_STREAMS - 1))); do
-        ${RUN:-} "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${PROMPTS[$i]}" --max-tokens "${LENS[$i]}" \
+        TC ${RUN:-} "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${PROMPTS[$i]}" --max-tokens "${LENS[$i]}" \
             --ignore-eos --json > "$WORK/$1-$i.json" 2> "$WORK/$1-$i.err" &
         STREAM_PIDS+=($!)
     done

@@ -7,6 +7,13 @@
 #                                  # last LOG_LINES (15) of every log when fail != 0 and
 #                                  # removes WORK
 #   T CMD...                       # CMD with a timeout of $T_TIMEOUT (60) seconds
+#   TC CMD...                      # a client call (baton, batonctl) with a timeout of $TC_TIMEOUT
+#                                  # (20 s, 80 under sanitizers): a request that a scheduler bug
+#                                  # leaves hanging fails its test in seconds, not at ctest's 900 s
+#   wait_for TIMEOUT CMD...        # CMD every 0.1 s until it succeeds: 0, or 1 after TIMEOUT seconds
+#   wait_pid PID [TIMEOUT]         # wait for a background job at most TIMEOUT ($TC_TIMEOUT) seconds:
+#                                  # its exit status, or 124 after SIGKILL at the timeout (for a
+#                                  # client that must be its own $! - killed or interrupted by the test)
 #   ... | json_tokens              # "1,2,3" from the "tokens" of a JSON object
 #   ... | jget 'PYTHON EXPR on d'  # a value from the JSON object d read from stdin
 #   ok TEXT / bad TEXT             # a result line; bad also sets fail=1
@@ -19,7 +26,33 @@ SRC=${BATON_SRC:?set BATON_SRC to the source folder}
 PY=/usr/bin/python3
 T_TIMEOUT=${T_TIMEOUT:-60}
 
+TC_TIMEOUT=${TC_TIMEOUT:-$([ "${BATON_SANITIZE:-}" = ON ] && echo 80 || echo 20)}
+
 T() { timeout "$T_TIMEOUT" "$@"; }
+TC() { timeout "$TC_TIMEOUT" "$@"; }
+wait_for() {
+    local t=$(($1 * 10)) i
+    shift
+    for ((i = 0; i < t; i++)); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+wait_pid() {
+    local pid=$1 t=$((${2:-$TC_TIMEOUT} * 10)) i
+    for ((i = 0; i < t; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "  (pid $pid still running after ${2:-$TC_TIMEOUT} s: killed)"
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        return 124
+    fi
+    wait "$pid"
+}
 json_tokens() { $PY -c 'import json,sys; d=json.loads(sys.stdin.read()); print(",".join(map(str,d["tokens"])))'; }
 jget() { $PY -c "import json,sys; d=json.loads(sys.stdin.read()); print($1)"; }
 ok() { echo "  ok   $*"; }

@@ -42,7 +42,7 @@ WORKER_OPTS="--queue-limit $LIMIT --speed 0.001" cluster_start "$MODEL" 3 --ctx 
 cluster_wait_serving 60 || { fail=1; exit 1; }
 
 # node_field ID FIELD: FIELD of worker ID from `baton health --json`
-health() { T "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --json; }
+health() { TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --json; }
 node_field() {
     health | /usr/bin/python3 -c "import json,sys; print([n['$2'] for n in json.load(sys.stdin)['nodes'] if n['id'] == $1][0])"
 }
@@ -100,7 +100,7 @@ kill -CONT "$stopped"
 stopped=""
 good=0
 for i in $(seq 0 $((NSTREAMS - 1))); do
-    wait "${gen_pids[$i]}"
+    wait_pid "${gen_pids[$i]}"
     rc=$?
     got=$(json_tokens < "$WORK/gen-$i.json" 2>/dev/null)
     if [ $rc = 0 ] && [ "$got" = "${refs[$((i % 2))]}" ]; then good=$((good + 1)); else

@@ -28,7 +28,7 @@ scrape() { $PY -c "import urllib.request; print(urllib.request.urlopen('http://1
 metric() { scrape | sed -n "s/^$1 //p"; }
 
 # 1. metrics over HTTP
-got=$(T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6,7,8 --max-tokens 24 --ignore-eos --json | json_tokens)
+got=$(TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6,7,8 --max-tokens 24 --ignore-eos --json | json_tokens)
 n_got=$(echo "$got" | tr ',' '\n' | grep -c .)
 text=$(scrape)
 gen=$(echo "$text" | sed -n 's/^baton_tokens_generated_total //p')
@@ -116,6 +116,9 @@ for k in $(seq 1 100); do
 done
 [ "$s" = idle ] && ok "worker 4 joined: idle until a rebalance" || bad "worker 4 after joining: '$s'"
 CTL plan | grep -qE '^-  +4 .*\(idle\)' && ok "batonctl plan lists worker 4 as idle" || bad "plan does not list worker 4 as idle"
+h=$(TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" | grep '^  worker 4 ')
+case $h in *"no layers, idle"*) ok "baton health: ${h#  }" ;; *) bad "baton health shows the idle worker 4 as: $h" ;; esac
+CTL nodes | grep -qE '^4 +[^ ]+ +idle +- ' && ok "batonctl nodes: worker 4 idle, layers -" || bad "batonctl nodes: $(CTL nodes | grep '^4 ')"
 CTL rebalance >/dev/null || bad "rebalance failed"
 for k in $(seq 1 100); do
     stages=$(CTL plan --json | jget '" ".join(str(n["id"]) for n in d["stages"]) if d["serving"] else ""')
@@ -124,13 +127,19 @@ for k in $(seq 1 100); do
 done
 [ "$stages" = "1 2 3 4" ] && ok "rebalance uses worker 4: $(CTL plan --json | jget '" ".join("%d:[%d,%d)" % (n["id"], n["layer_begin"], n["layer_end"]) for n in d["stages"])')" \
     || bad "stages after rebalance: '$stages'"
-got=$(T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${PROMPTS[3]}" --max-tokens "${LENS[3]}" --ignore-eos --json | json_tokens)
+got=$(TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${PROMPTS[3]}" --max-tokens "${LENS[3]}" --ignore-eos --json | json_tokens)
 [ "$got" = "${REFS[3]}" ] && ok "4-stage plan: baton-run's tokens" || bad "4-stage plan: wrong tokens"
 # draining the last worker that holds layers is refused (no plan would fit), nothing else changes
 CTL drain 1 >/dev/null && CTL drain 3 >/dev/null && CTL drain 4 >/dev/null || bad "drain 1, 3, 4 failed"
+# each drain re-plans: wait until worker 2 has loaded all 6 layers (it is `loading` for a while)
+# and the others are drained, so that the state read below is the settled one
+nodes_now() { CTL nodes --json | jget '" ".join(str(n["id"]) + ":" + n["state"] + ":" + str(n["layers"]) for n in d["nodes"])'; }
+settled="1:drained:0 2:serving:6 3:drained:0 4:drained:0"
+wait_for 30 eval '[ "$(nodes_now)" = "$settled" ]' || bad "after drain 1, 3, 4 the nodes did not settle: $(nodes_now)"
+cluster_wait_serving 30 || fail=1
 CTL drain 2 >/dev/null 2>"$WORK/refused.txt"; rc=$?
-s=$(CTL nodes --json | jget '" ".join(str(n["id"]) + ":" + n["state"] + ":" + str(n["layers"]) for n in d["nodes"])')
-[ $rc = 9 ] && [ "$s" = "1:drained:0 2:serving:6 3:drained:0 4:drained:0" ] && ok "draining the last worker refused: exit 9, $(cat "$WORK/refused.txt")" \
+s=$(nodes_now)
+[ $rc = 9 ] && [ "$s" = "$settled" ] && ok "draining the last worker refused: exit 9, $(cat "$WORK/refused.txt")" \
     || bad "drain of the last worker: exit $rc, nodes $s, $(cat "$WORK/refused.txt")"
 CTL undrain 1 >/dev/null && CTL undrain 3 >/dev/null && CTL undrain 4 >/dev/null && CTL rebalance >/dev/null || bad "undrain failed"
 cluster_wait_serving 30 || fail=1

@@ -37,7 +37,7 @@ WORKER_OPTS="--secret $WORK/secret --speed 0.001" cluster_start "$MODEL" 2 --ctx
 cluster_wait_serving 60 || { fail=1; exit 1; }
 grep -q "access control: workers must prove the cluster secret; admin calls need the admin token; client calls need an API key" \
     "$WORK/coord.log" && ok "the coordinator says what is protected" || bad "no access-control line in the log"
-got=$(T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6,7,8 --max-tokens 8 --ignore-eos --json | json_tokens)
+got=$(TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6,7,8 --max-tokens 8 --ignore-eos --json | json_tokens)
 [ "$got" = "$ref" ] && ok "workers with the secret serve: [$got]" || bad "generate: [$got] != [$ref]"
 
 # 2. workers with a wrong secret or none: refused, never assigned
@@ -59,7 +59,7 @@ refused_worker() { # NAME LOG-PATTERN [worker options]
 refused_worker "worker with a wrong secret" "failed to prove the cluster secret" --secret "$WORK/wrong-secret"
 refused_worker "worker without a secret" "no cluster-secret proof"
 BATON_SECRET_FILE=$WORK/wrong-secret refused_worker "worker with a wrong \$BATON_SECRET_FILE" "failed to prove the cluster secret"
-n=$(T "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["workers"])')
+n=$(TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["workers"])')
 [ "$n" = 2 ] && ok "the plan still has the 2 workers with the secret" || bad "workers after the refusals: $n"
 grep -q "joined" "$WORK/coord.log" && [ "$(grep -c "worker [0-9]* joined" "$WORK/coord.log")" = 2 ] \
     && ok "no refused worker ever joined" || bad "joins: $(grep -c "joined" "$WORK/coord.log")"
@@ -77,19 +77,19 @@ expect_refused() { # NAME PATTERN COMMAND...: exit code 16 and the pattern on st
     fi
     grep -q "refusing connection.*$pattern" "$WORK/coord.log" || bad "$name: not in the coordinator's log"
 }
-expect_refused "admin without a token" "no admin token" T "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --admin
+expect_refused "admin without a token" "no admin token" TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --admin
 expect_refused "admin with a wrong token" "admin token does not match" \
-    T "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --admin-token-file "$WORK/wrong-token"
-T "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --admin-token-file "$WORK/admin-token" > "$WORK/out.txt" 2>&1 \
+    TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --admin-token-file "$WORK/wrong-token"
+TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --admin-token-file "$WORK/admin-token" > "$WORK/out.txt" 2>&1 \
     && grep -q "^serving" "$WORK/out.txt" && ok "admin with the token: $(head -1 "$WORK/out.txt")" \
     || bad "admin with the token: $(cat "$WORK/out.txt")"
 
 # 4. client calls
 expect_refused "client without a key" "no API key" \
-    env -u BATON_API_KEY "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6 --max-tokens 2
+    TC env -u BATON_API_KEY "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6 --max-tokens 2
 expect_refused "client with a wrong key" "API key is not accepted" \
-    T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6 --max-tokens 2 --api-key "not-$KEY"
-got=$(env -u BATON_API_KEY "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6,7,8 --max-tokens 8 \
+    TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6 --max-tokens 2 --api-key "not-$KEY"
+got=$(TC env -u BATON_API_KEY "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6,7,8 --max-tokens 8 \
     --ignore-eos --json --api-key "$KEY" | json_tokens)
 [ "$got" = "$ref" ] && ok "client with --api-key served: [$got]" || bad "client with its key: [$got]"
 

@@ -46,7 +46,7 @@ uses() { # codec: 0 if every sending worker logs it
 # 1. default: lossless, identical to one process
 start 3 || { fail=1; exit 1; }
 for i in "${!prompts[@]}"; do
-    got=$(T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${prompts[$i]}" --max-tokens $MAXTOK \
+    got=$(TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${prompts[$i]}" --max-tokens $MAXTOK \
           --ignore-eos --json | json_tokens)
     if [ "$got" = "${refs[$i]}" ]; then
         echo "ok   default codec, prompt $i: tokens equal to baton-run [$got]"
@@ -62,7 +62,7 @@ cluster_check_logs || fail=1
 # 2. every codec runs
 for codec in f32 f16 bf16 q8 f16+lz4 bf16+lz4 q8+lz4; do
     start 2 --codec "$codec" || { fail=1; break; }
-    got=$(T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "$long" --max-tokens $MAXTOK \
+    got=$(TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "$long" --max-tokens $MAXTOK \
           --ignore-eos --json | json_tokens)
     rc=$?
     if [ $rc = 0 ] && [ "$(ntok "$got")" = $MAXTOK ] && uses "$codec"; then
@@ -83,7 +83,7 @@ start 2 && started=1 || fail=1
 unset BATON_CODEC_CORRUPT_EVERY
 if [ $started = 1 ]; then
     # frames 1..5 on the hop: prefill + 4 decode steps; the 5th is corrupted
-    T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 1,2,3 --max-tokens $MAXTOK --ignore-eos \
+    TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 1,2,3 --max-tokens $MAXTOK --ignore-eos \
         > "$WORK/out1.txt" 2> "$WORK/err1.txt"
     rc=$?
     if [ $rc = 15 ] && grep -q "activations from 127.0.0.1:[0-9]*: f32+lz4" "$WORK/err1.txt"; then
@@ -95,7 +95,7 @@ if [ $started = 1 ]; then
     grep -q "stage frame [0-9]* from 127.0.0.1:[0-9]* rejected: f32+lz4" "$WORK/worker-2.log" \
         && echo "ok   the receiver logs the link and step" || { echo "FAIL: no rejection in worker-2.log"; fail=1; }
     # frames 6..8: a 3-token request succeeds with baton-run's tokens
-    got=$(T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 9,8,7 --max-tokens 3 --ignore-eos --json |
+    got=$(TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 9,8,7 --max-tokens 3 --ignore-eos --json |
           json_tokens)
     rc=$?
     if [ $rc = 0 ] && [ "$got" = "$ref3" ]; then
@@ -104,7 +104,7 @@ if [ $started = 1 ]; then
         echo "FAIL: next request exit $rc, tokens [$got]"
         fail=1
     fi
-    T "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --json | grep -q '"serving": *true' \
+    TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --json | grep -q '"serving": *true' \
         && echo "ok   still serving" || { echo "FAIL: not serving after the corruption"; fail=1; }
     for pid in "${CLUSTER_WORKER_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null || { echo "FAIL: worker $pid died"; fail=1; }; done
 fi

@@ -12,7 +12,7 @@ set -u
 test_begin conc
 BG=()
 test_on_exit() { for p in "${BG[@]}"; do kill "$p" 2>/dev/null; done; }
-health_json() { T "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --json; }
+health_json() { TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --json; }
 # slots in use on each worker, e.g. "1 1 1"
 slots_used() { health_json | /usr/bin/python3 -c 'import json,sys; print(" ".join(str(n["slots_used"]) for n in json.load(sys.stdin)["nodes"]))'; }
 
@@ -34,7 +34,7 @@ cluster_wait_serving 60 || { fail=1; exit 1; }
 
 # 1. sixteen streams at once
 for i in $(seq 0 $((N - 1))); do
-    T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${prompts[$i]}" --max-tokens $MAXTOK --ignore-eos \
+    TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${prompts[$i]}" --max-tokens $MAXTOK --ignore-eos \
         --json > "$WORK/out-$i.json" 2>"$WORK/err-$i.txt" &
     BG+=($!)
 done
@@ -55,7 +55,7 @@ echo "concurrent: $ok/$N streams equal to their solo baton-run output"
 "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "1,2,3,4" --max-tokens 1000 --ignore-eos > "$WORK/long.txt" 2>&1 &
 long_pid=$!
 BG+=($long_pid)
-T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${prompts[3]}" --max-tokens $MAXTOK --ignore-eos \
+TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${prompts[3]}" --max-tokens $MAXTOK --ignore-eos \
     --json > "$WORK/other.json" 2>&1 &
 other_pid=$!
 BG+=($other_pid)
@@ -97,7 +97,7 @@ for k in $(seq 1 100); do
     sleep 0.05
 done
 kill -INT "$cancel_pid"
-wait "$cancel_pid"
+wait_pid "$cancel_pid"
 rc=$?
 BG=()
 freed=""
@@ -113,7 +113,7 @@ else
 fi
 
 # 3. deadline
-T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "1,2,3" --max-tokens 900 --ignore-eos --deadline-ms 200 \
+TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "1,2,3" --max-tokens 900 --ignore-eos --deadline-ms 200 \
     >/dev/null 2>"$WORK/deadline.txt"
 rc=$?
 [ $rc = 4 ] && echo "  ok   deadline: exit code 4 ($(tail -1 "$WORK/deadline.txt"))" || { echo "  FAIL deadline: exit code $rc"; fail=1; }

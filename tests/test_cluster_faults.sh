@@ -16,7 +16,7 @@ T "$BIN/tools/baton-mkmodel" --preset tiny --layers 6 --type q8_0 -o "$MODEL" >/
 ref=$(T "$BIN/tools/baton-run" --model "$MODEL" --tokens 5,6,7,8 --max-tokens 8 --json | json_tokens)
 cluster_start "$MODEL" 3 --ctx 512 --slots 4 || exit 1
 cluster_wait_serving 60 || { fail=1; exit 1; }
-got=$(T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6,7,8 --max-tokens 8 --ignore-eos --json | json_tokens)
+got=$(TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6,7,8 --max-tokens 8 --ignore-eos --json | json_tokens)
 [ "$got" = "$ref" ] && echo "  ok   3 workers: [$got]" || { echo "  FAIL 3 workers: [$got] != [$ref]"; fail=1; }
 
 # 1. the middle worker dies while a long generation runs: the coordinator
@@ -24,11 +24,11 @@ got=$(T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6,7,8 --
 #    error, and receives exactly the tokens of a fault-free run
 LONG=300
 ref_long=$(T "$BIN/tools/baton-run" --model "$MODEL" --tokens 5,6,7,8 --max-tokens $LONG --json | json_tokens)
-"$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6,7,8 --max-tokens $LONG --ignore-eos --json \
+TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6,7,8 --max-tokens $LONG --ignore-eos --json \
     > "$WORK/long.json" 2>"$WORK/long.err" &
 long_pid=$!
 for k in $(seq 1 100); do
-    T "$BIN/tools/baton" health --server "$CLUSTER_ADDR" | grep -q "1 active" && break
+    TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" | grep -q "1 active" && break
     sleep 0.02
 done
 victim=${CLUSTER_WORKER_PIDS[1]}
@@ -44,21 +44,21 @@ else
     fail=1
 fi
 cluster_wait_serving 30 || fail=1
-n=$(T "$BIN/tools/baton" health --server "$CLUSTER_ADDR" | grep -c 'layers \[')
-plan=$(T "$BIN/tools/baton" health --server "$CLUSTER_ADDR" | sed -n 's/.*layers \(\[[0-9]*,[0-9]*)\).*/\1/p' | tr '\n' ' ')
+n=$(TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" | grep -c 'layers \[')
+plan=$(TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" | sed -n 's/.*layers \(\[[0-9]*,[0-9]*)\).*/\1/p' | tr '\n' ' ')
 [ "$n" = 2 ] && echo "  ok   re-planned over the 2 survivors: $plan" || { echo "  FAIL: $n workers after the loss"; fail=1; }
-got=$(T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6,7,8 --max-tokens 8 --ignore-eos --json | json_tokens)
+got=$(TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6,7,8 --max-tokens 8 --ignore-eos --json | json_tokens)
 [ "$got" = "$ref" ] && echo "  ok   2 survivors: [$got]" || { echo "  FAIL after re-plan: [$got] != [$ref]"; fail=1; }
 
 # 2. nobody left
 for p in "${CLUSTER_WORKER_PIDS[0]}" "${CLUSTER_WORKER_PIDS[2]}"; do { kill -KILL "$p"; wait "$p"; } 2>/dev/null; done
 sleep 0.3
-T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6 --max-tokens 2 >/dev/null 2>"$WORK/unavail.txt"
+TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6 --max-tokens 2 >/dev/null 2>"$WORK/unavail.txt"
 rc=$?
 [ $rc = 14 ] && echo "  ok   no workers: exit code 14 ($(tail -1 "$WORK/unavail.txt"))" || { echo "  FAIL no workers: exit code $rc"; fail=1; }
 
 # 3. wrong cluster id
-T "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --cluster-id other >/dev/null 2>"$WORK/refused.txt"
+TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" --cluster-id other >/dev/null 2>"$WORK/refused.txt"
 rc=$?
 if [ $rc = 7 ] && grep -q "cluster id" "$WORK/refused.txt"; then echo "  ok   wrong cluster id refused: $(cat "$WORK/refused.txt")"; else
     echo "  FAIL wrong cluster id: exit $rc, $(cat "$WORK/refused.txt")"; fail=1; fi

@@ -30,12 +30,12 @@ echo "reference seeded sampling (baton-run): [$seeded_first]"
 for n in 1 2 3 4; do
     cluster_start "$MODEL" "$n" --ctx 512 --slots 4 --chunk 64 || { fail=1; break; }
     cluster_wait_serving 60 || { fail=1; cluster_stop; break; }
-    stages=$(T "$BIN/tools/baton" health --server "$CLUSTER_ADDR" | grep -c 'layers \[')
-    plan=$(T "$BIN/tools/baton" health --server "$CLUSTER_ADDR" | sed -n 's/.*layers \(\[[0-9]*,[0-9]*)\).*/\1/p' | tr '\n' ' ')
+    stages=$(TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" | grep -c 'layers \[')
+    plan=$(TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" | sed -n 's/.*layers \(\[[0-9]*,[0-9]*)\).*/\1/p' | tr '\n' ' ')
     echo "$n worker(s): plan $plan"
     [ "$stages" = "$n" ] || { echo "FAIL: $n workers but $stages in the health report"; fail=1; }
     for i in "${!prompts[@]}"; do
-        got=$(T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${prompts[$i]}" --max-tokens $MAXTOK \
+        got=$(TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${prompts[$i]}" --max-tokens $MAXTOK \
               --ignore-eos --json | json_tokens)
         if [ "$got" = "${refs[$i]}" ]; then
             echo "  ok   prompt $i ($(echo "${prompts[$i]}" | tr ',' '\n' | wc -l) tokens): [$got]"
@@ -44,7 +44,7 @@ for n in 1 2 3 4; do
             fail=1
         fi
     done
-    s=$(T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "1,2,3" --max-tokens $MAXTOK --ignore-eos \
+    s=$(TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "1,2,3" --max-tokens $MAXTOK --ignore-eos \
         --temperature 0.9 --top-k 40 --seed 1234 --json | json_tokens)
     if [ "$s" = "$seeded_first" ]; then
         echo "  ok   seeded sampling equal to baton-run"
@@ -53,7 +53,7 @@ for n in 1 2 3 4; do
         fail=1
     fi
     # a bad request ends with INVALID_ARGUMENT (exit code 3) and the cluster keeps serving
-    T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "99999" --max-tokens 2 >/dev/null 2>&1
+    TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "99999" --max-tokens 2 >/dev/null 2>&1
     rc=$?
     [ $rc = 3 ] || { echo "  FAIL: out-of-vocabulary token gave exit code $rc, expected 3"; fail=1; }
     [ $fail = 0 ] || break

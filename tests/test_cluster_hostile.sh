@@ -17,7 +17,7 @@ set -u
 . "${BATON_SRC:?set BATON_SRC to the source folder}/tests/lib.sh"
 . "$SRC/tests/cluster-streams.sh"
 test_begin hostile 30
-RAW() { T "$PY" "$SRC/tests/rawpeer.py" "$@"; }
+RAW() { TC "$PY" "$SRC/tests/rawpeer.py" "$@"; }
 
 MODEL=$WORK/tiny6.gguf
 T "$BIN/tools/baton-mkmodel" --preset tiny --layers 6 --type q8_0 -o "$MODEL" >/dev/null || { echo "FAIL: mkmodel"; exit 1; }
@@ -36,7 +36,7 @@ start_mixed() {
     STREAM_PIDS=()
     for i in $(seq 0 7); do
         # shellcheck disable=SC2086
-        timeout 120 "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${PROMPTS[$i]}" \
+        TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${PROMPTS[$i]}" \
             --max-tokens "${LENS[$i]}" ${SAMPLING[$i]} --ignore-eos --json > "$WORK/$1-$i.json" 2> "$WORK/$1-$i.err" &
         STREAM_PIDS+=($!)
     done
@@ -131,7 +131,7 @@ done
 cluster_wait_serving 30 || bad "not serving after the failed load"
 [ "$unfit" = 4 ] && ok "worker 4 could not load: left out ($(grep -m1 -o 'cannot take its layers.*' "$WORK/coord.log" | cut -c1-100))" \
     || bad "worker 4 not marked unfit: '$unfit'"
-got=$(T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${PROMPTS[0]}" --max-tokens "${LENS[0]}" --ignore-eos --json | json_tokens)
+got=$(TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${PROMPTS[0]}" --max-tokens "${LENS[0]}" --ignore-eos --json | json_tokens)
 [ "$got" = "${REFS[0]}" ] && ok "served by the other 3 after the re-plan" || bad "after the re-plan: [$got]"
 
 cluster_stop

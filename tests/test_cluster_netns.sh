@@ -104,7 +104,7 @@ else
 fi
 s=$(CTL nodes --json | jget '" ".join("%d:%s" % (n["id"], n["state"]) for n in d["nodes"]) + " layers " + str(sum(n["layers"] for n in d["nodes"]))')
 [ "$s" = "1:serving 3:serving 2:dead layers 6" ] && ok "nodes after the cut: $s" || bad "nodes after the cut: $s"
-got=$($RUN "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${PROMPTS[5]}" --max-tokens "${LENS[5]}" --ignore-eos --json | json_tokens)
+got=$(TC $RUN "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${PROMPTS[5]}" --max-tokens "${LENS[5]}" --ignore-eos --json | json_tokens)
 [ "$got" = "${REFS[5]}" ] && ok "the 2 reachable workers serve new requests" || bad "after the cut: wrong tokens"
 
 stop_procs

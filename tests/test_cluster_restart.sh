@@ -16,17 +16,14 @@ test_begin restart 20
 MODEL=$WORK/tiny6.gguf
 T "$BIN/tools/baton-mkmodel" --preset tiny --layers 6 --type q8_0 -o "$MODEL" >/dev/null || { echo "FAIL: mkmodel"; exit 1; }
 ref=$(T "$BIN/tools/baton-run" --model "$MODEL" --tokens 5,6,7,8 --max-tokens 24 --json | json_tokens)
-gen() { T "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6,7,8 --max-tokens 24 --ignore-eos --json | json_tokens; }
+gen() { TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens 5,6,7,8 --max-tokens 24 --ignore-eos --json | json_tokens; }
 status() { CTL status --json | jget "$1"; }
-# wait_until SECONDS CMD...: polls CMD every 50 ms; prints the milliseconds it took
+# wait_until SECONDS CMD...: wait_for (lib.sh), printing the milliseconds it took
 wait_until() {
-    local t0 lim k
-    t0=$(date +%s%N); lim=$(( $1 * 20 )); shift
-    for k in $(seq 1 "$lim"); do
-        if "$@"; then echo $(( ($(date +%s%N) - t0) / 1000000 )); return 0; fi
-        sleep 0.05
-    done
-    return 1
+    local t0
+    t0=$(date +%s%N)
+    wait_for "$@" || return 1
+    echo $(( ($(date +%s%N) - t0) / 1000000 ))
 }
 workers_are() { [ "$(status 'd["workers"]' 2>/dev/null)" = "$1" ]; }
 serving() { [ "$(status 'd["serving"]' 2>/dev/null)" = True ]; }

@@ -302,6 +302,43 @@ static void test_matmul_multi(void) {
 
 /* ------------------------------------------------------------ vector ops */
 
+/* rmsnorm where eps matters: rows whose mean(x^2) is near eps (|x| ~ 1e-3), far
+ * below it, short rows (1..3 values, scalar tails) and an all-zero row, with
+ * Qwen2's eps (1e-6) and 1e-5. Every level against the float64 formula
+ * x / sqrt(mean(x^2) + eps) * w, within a few ulp relative: eps added outside
+ * the square root is off by a factor of 3 here, not 1e-6 as with |x| ~ 1. */
+static void test_rmsnorm_eps(void) {
+    const int ns[] = {1, 2, 3, 7, 16, 17, 33, 100};
+    const float amps[] = {1e-3f, 3e-3f, 1e-4f, 0.0f};
+    const float epss[] = {1e-6f, 1e-5f};
+    float x[100], w[100], y[100];
+    for (size_t a = 0; a < sizeof amps / sizeof amps[0]; a++)
+        for (size_t e = 0; e < sizeof epss / sizeof epss[0]; e++)
+            for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+                int n = ns[k];
+                for (int i = 0; i < n; i++) x[i] = frand() * amps[a], w[i] = 0.5f + frand();
+                double ss = 0;
+                for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+                double sc = 1.0 / sqrt(ss / n + (double)epss[e]);
+                for (int li = 0; li < n_levels; li++) {
+                    set_level(levels[li]);
+                    kern_rmsnorm(y, x, w, n, epss[e]);
+                    int worst = -1;
+                    double worst_rel = 0;
+                    for (int i = 0; i < n; i++) {
+                        double ref = (double)x[i] * sc * w[i];
+                        double rel = ref == 0 ? (y[i] == 0 ? 0 : INFINITY) : fabs(y[i] - ref) / fabs(ref);
+                        if (!(rel <= worst_rel)) worst_rel = rel, worst = i;
+                    }
+                    CHECK(worst_rel <= 8 * 1.1920929e-7,
+                          "%s rmsnorm |x|~%g eps %g n=%d: y[%d] = %.9g, float64 %.9g (relative error %.3g)",
+                          kern_level_name(levels[li]), (double)amps[a], (double)epss[e], n, worst,
+                          worst >= 0 ? (double)y[worst] : 0.0,
+                          worst >= 0 ? (double)x[worst] * sc * w[worst] : 0.0, worst_rel);
+                }
+            }
+}
+
 static void test_vector_ops(void) {
     const int ns[] = {1, 15, 16, 37, 128, 5120 + 3};
     for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
@@ -462,6 +499,7 @@ int main(void) {
     test_prepare_precision();
 
     test_vector_ops();
+    test_rmsnorm_eps();
     printf("vector ops done (%d checks, %d failures)\n", checks, failures);
     attention_case(TENSOR_F16, 1, 4, 2, 128);
     attention_case(TENSOR_F16, 70, 8, 2, 128);

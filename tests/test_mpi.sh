@@ -46,7 +46,7 @@ echo "reference (baton-run): [${refs[0]}] ..."
 check_prompts() {
     local i got
     for i in "${!prompts[@]}"; do
-        got=$(T "$BIN/tools/baton" generate --server "$1" --tokens "${prompts[$i]}" --max-tokens $MAXTOK \
+        got=$(TC "$BIN/tools/baton" generate --server "$1" --tokens "${prompts[$i]}" --max-tokens $MAXTOK \
               --ignore-eos --json | json_tokens)
         if [ "$got" = "${refs[$i]}" ]; then
             echo "  ok   $2 prompt $i ($(echo "${prompts[$i]}" | tr ',' '\n' | wc -l) tokens)"
@@ -102,7 +102,7 @@ for np in 3 5; do
     [ -n "$port" ] || { echo "FAIL: -np $np: the coordinator did not start"; cat "$log"; fail=1; break; }
     CLUSTER_ADDR=127.0.0.1:$port
     cluster_wait_serving 60 || { fail=1; break; }
-    stages=$(T "$BIN/tools/baton" health --server "$CLUSTER_ADDR" | grep -c 'layers \[')
+    stages=$(TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" | grep -c 'layers \[')
     [ "$stages" = $((np - 1)) ] || { echo "FAIL: -np $np but $stages stages"; fail=1; }
     grep -q "successor mpi:[0-9]" "$log" || { echo "FAIL: -np $np: no stage sends to an MPI successor"; fail=1; }
     check_prompts "$CLUSTER_ADDR" "MPI -np $np"
@@ -118,7 +118,7 @@ for np in 3 5; do
         kill -TERM "$coord"
     else
         how="batonctl shutdown"
-        T "$BIN/tools/batonctl" shutdown --server "$CLUSTER_ADDR" >/dev/null || { echo "FAIL: batonctl shutdown"; fail=1; }
+        TC "$BIN/tools/batonctl" shutdown --server "$CLUSTER_ADDR" >/dev/null || { echo "FAIL: batonctl shutdown"; fail=1; }
     fi
     mpi_wait_exit "$log" 30
     rc=$?

@@ -85,6 +85,22 @@ int main(void) {
     expect("embed", &r, 2, (int[]){0, 1}, (int[]){0, 1}, (int[]){1, 8});
     pm.embed_bytes = 0;
 
+    /* The output head sits with the last layer and counts against that node's memory:
+     * node 1 holds 4 layers (440) but not 4 layers + head (1440); 3 + head = 1330 fit. */
+    pm.head_bytes = 1000;
+    plan_node headmem[2] = {{1 << 20, 1.0}, {1330, 1.0}};
+    CHECK(plan_layers(&pm, headmem, 2, &r, err, sizeof err) == 0, "head memory: %s", err);
+    print_plan("head memory", &r);
+    expect("head memory", &r, 2, (int[]){0, 1}, (int[]){0, 5}, (int[]){5, 8});
+    CHECK(r.n_stages == 2 && r.stages[1].bytes == 3 * 110 + 1000, "head memory: last stage bytes %llu, expected 1330",
+          (unsigned long long)r.stages[r.n_stages - 1].bytes);
+    /* Too small for the head with even one layer (110 + 1000 > 1000): node 0 takes everything. */
+    headmem[1].mem_bytes = 1000;
+    CHECK(plan_layers(&pm, headmem, 2, &r, err, sizeof err) == 0, "head memory, small: %s", err);
+    print_plan("head memory, small", &r);
+    expect("head memory, small", &r, 1, (int[]){0}, (int[]){0}, (int[]){8});
+    pm.head_bytes = 0;
+
     /* Infeasible: 8 x 110 = 880 bytes over two nodes of 400. */
     plan_node tiny[2] = {{400, 1.0}, {400, 1.0}};
     CHECK(plan_layers(&pm, tiny, 2, &r, err, sizeof err) == -1, "infeasible: planned anyway");

@@ -149,6 +149,44 @@ static void test_stats(sampler_scratch *s) {
     p.top_k = 2; stat_case("ties k=2", p, tie, 4, s); /* keeps ids 0,1 */
 }
 
+/* top-p stops at the first prefix whose mass reaches top_p * total (>=, not >):
+ * with an exact tie at the boundary the tied-but-later token is cut. */
+static void test_top_p_boundary(sampler_scratch *s) {
+    /* {1, 1, -inf}: token 0 holds exactly half of the mass (1 of 2, both exact) */
+    float half[3] = {1.0f, 1.0f, -INFINITY};
+    /* {1, 1, 1, 1} at 0.5: the first two hold exactly half */
+    float four[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    /* {1, 1, -5}: token 0 holds 1 / (2 + e^-6) = .49938 < .5, so token 1 is kept too */
+    float near[3] = {1.0f, 1.0f, -5.0f};
+    int cnt_half[3] = {0}, cnt_four[4] = {0}, cnt_near[3] = {0};
+    sampler_params p = sampler_defaults();
+    p.temperature = 1.0f;
+    p.top_p = 0.5f;
+    for (uint64_t seed = 1; seed <= 50; seed++) {
+        p.seed = seed * 0x9e3779b97f4a7c15ull;
+        for (uint64_t step = 0; step < 40; step++) {
+            int32_t t = sampler_sample(&p, half, 3, NULL, 0, step, s, NULL);
+            if (t >= 0 && t < 3) cnt_half[t]++;
+            else CHECK(0, "top_p boundary {1,1,-inf}: bad token %d", t);
+            t = sampler_sample(&p, four, 4, NULL, 0, step, s, NULL);
+            if (t >= 0 && t < 4) cnt_four[t]++;
+            else CHECK(0, "top_p boundary {1,1,1,1}: bad token %d", t);
+            t = sampler_sample(&p, near, 3, NULL, 0, step, s, NULL);
+            if (t >= 0 && t < 3) cnt_near[t]++;
+            else CHECK(0, "top_p boundary {1,1,-5}: bad token %d", t);
+        }
+    }
+    CHECK(cnt_half[0] == 2000 && cnt_half[1] == 0,
+          "top_p=0.5 on {1,1,-inf}: token 0 drawn %d, token 1 %d of 2000 times; only token 0 may be drawn",
+          cnt_half[0], cnt_half[1]);
+    CHECK(cnt_four[0] > 0 && cnt_four[1] > 0 && cnt_four[2] == 0 && cnt_four[3] == 0,
+          "top_p=0.5 on {1,1,1,1}: counts %d %d %d %d; only tokens 0 and 1 may be drawn", cnt_four[0], cnt_four[1],
+          cnt_four[2], cnt_four[3]);
+    CHECK(cnt_near[0] > 0 && cnt_near[1] > 0 && cnt_near[2] == 0,
+          "top_p=0.5 on {1,1,-5}: counts %d %d %d; tokens 0 and 1 (mass .499 each), never 2", cnt_near[0],
+          cnt_near[1], cnt_near[2]);
+}
+
 static const float *g_lg;
 /* qsort comparator: (logit desc, id asc). */
 static int cmp_desc(const void *a, const void *b) {
@@ -309,6 +347,7 @@ int main(void) {
     sampler_scratch *s = sampler_scratch_new(64);
     printf("greedy + penalties\n"); test_greedy_penalties(s);
     printf("statistics (20000 draws each)\n"); test_stats(s);
+    printf("top-p boundary\n"); test_top_p_boundary(s);
     printf("large vocab / determinism\n"); test_determinism_and_large();
     printf("invalid input\n"); test_invalid(s);
     printf("stop strings\n"); test_stop();

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "cliparse.h"
 
 #define MAX_BENCHES 32
 
@@ -37,6 +38,26 @@ bool bench_want_json(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--json") == 0) return true;
     return false;
+}
+
+int bench_int_opt(const char *name, const char *opt, const char *s, long long min, long long max, int *out) {
+    long long v;
+    char err[200];
+    if (cli_int(s, min, max, &v, err, sizeof err) != 0) {
+        fprintf(stderr, "baton-bench %s: %s: %s\n", name, opt, err);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int bench_float_opt(const char *name, const char *opt, const char *s, double min, double max, double *out) {
+    char err[200];
+    if (cli_float(s, min, max, out, err, sizeof err) != 0) {
+        fprintf(stderr, "baton-bench %s: %s: %s\n", name, opt, err);
+        return -1;
+    }
+    return 0;
 }
 
 typedef struct {

@@ -34,6 +34,7 @@
 
 #include <jansson.h>
 
+#include "cliparse.h"
 #include "gguf.h"
 #include "quant.h"
 
@@ -770,11 +771,9 @@ static void mk_usage(FILE *f) {
 
 /* Parse a decimal integer in [lo, hi] for option `opt`. 0, or -1 with a message. */
 static int mk_parse_int(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return mk_fail("%s: expected an integer in [%" PRId64 ", %" PRId64 "], got \"%s\"", opt, lo, hi, s);
+    long long v;
+    char err[200];
+    if (cli_int(s, lo, hi, &v, err, sizeof err) != 0) return mk_fail("%s: %s", opt, err);
     *out = v;
     return 0;
 }
@@ -812,10 +811,8 @@ static int mk_parse_args(int argc, char **argv, mk_options *o) {
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = val;
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) o->out = val;
         else if (!strcmp(a, "--seed")) {
-            char *end;
-            errno = 0;
-            o->seed = strtoull(val, &end, 0);
-            if (errno || end == val || *end || val[0] == '-') return mk_fail("--seed: expected an unsigned integer, got \"%s\"", val);
+            if (mk_parse_int(a, val, 0, INT64_MAX, &v) != 0) return -1;
+            o->seed = (uint64_t)v;
         } else if (!strcmp(a, "--threads")) {
             if (mk_parse_int(a, val, 1, MK_MAX_THREADS, &v) != 0) return -1;
             o->threads = (int)v;

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "forward.h"
+#include "cliparse.h"
 #include "gguf.h"
 #include "model.h"
 #include "ops.h"
@@ -94,19 +95,17 @@ static void usage(FILE *out) {
 }
 
 static float parse_float(const char *s, const char *what, double min, double max) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= min && v <= max)) die("%s must be a number in [%g, %g], got '%s'", what, min, max, s);
+    double v;
+    char err[200];
+    if (cli_float(s, min, max, &v, err, sizeof err) != 0) die("%s: %s", what, err);
     return (float)v;
 }
 
-static int parse_int(const char *s, const char *what, int min, int max) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max) die("%s must be an integer in [%d, %d], got '%s'", what, min, max, s);
-    return (int)v;
+static long long parse_int(const char *s, const char *what, long long min, long long max) {
+    long long v;
+    char err[200];
+    if (cli_int(s, min, max, &v, err, sizeof err) != 0) die("%s: %s", what, err);
+    return v;
 }
 
 /* Parse "1,2,3" into a malloc'd array. */
@@ -163,18 +162,18 @@ static void parse_args(int argc, char **argv, run_opts *o) {
         switch (c) {
         case 'm': o->model_path = optarg; break;
         case OPT_TOKENS: o->tokens = optarg; break;
-        case OPT_MAX: o->max_tokens = parse_int(optarg, "--max-tokens", 0, 1 << 20); break;
+        case OPT_MAX: o->max_tokens = (int)parse_int(optarg, "--max-tokens", 0, 1 << 20); break;
         case OPT_GREEDY: o->sampling.temperature = 0; break;
         case OPT_TEMP: o->sampling.temperature = parse_float(optarg, "--temperature", 0, 100); break;
-        case OPT_TOPK: o->sampling.top_k = parse_int(optarg, "--top-k", 0, 1 << 30); break;
+        case OPT_TOPK: o->sampling.top_k = (int32_t)parse_int(optarg, "--top-k", 0, 1 << 30); break;
         case OPT_TOPP: o->sampling.top_p = parse_float(optarg, "--top-p", 0, 1); break;
         case OPT_MINP: o->sampling.min_p = parse_float(optarg, "--min-p", 0, 1); break;
-        case OPT_SEED: o->sampling.seed = (uint64_t)parse_int(optarg, "--seed", 0, INT32_MAX); break;
+        case OPT_SEED: o->sampling.seed = (uint64_t)parse_int(optarg, "--seed", 0, INT64_MAX); break;
         case OPT_JSON: o->json = true; break;
         case OPT_EXACT: o->exact = true; break;
         case OPT_LOGITS: o->logits_out = optarg; break;
-        case OPT_THREADS: o->threads = parse_int(optarg, "--threads", 1, 1024); break;
-        case OPT_CTX: o->ctx = parse_int(optarg, "--ctx", 1, 1 << 24); break;
+        case OPT_THREADS: o->threads = (int)parse_int(optarg, "--threads", 1, 1024); break;
+        case OPT_CTX: o->ctx = (int)parse_int(optarg, "--ctx", 1, 1 << 24); break;
         case OPT_KV:
             if (!strcmp(optarg, "f16")) o->kv_type = TENSOR_F16;
             else if (!strcmp(optarg, "f32")) o->kv_type = TENSOR_F32;

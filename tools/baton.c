@@ -23,6 +23,7 @@
 
 #include "auth.h"
 #include "baton_client.h"
+#include "cliparse.h"
 
 #define MAX_STOPS 16
 
@@ -84,11 +85,18 @@ static int32_t *parse_ids(const char *s, size_t *n) {
     return v;
 }
 
-static double num(const char *s, const char *what) {
-    char *end;
-    double v = strtod(s, &end);
-    if (*end || end == s) die(2, "%s: not a number: '%s'", what, s);
+/* The value of a numeric option in [min, max]; a usage error (exit 2) otherwise. */
+static long long int_opt(const char *s, const char *what, long long min, long long max) {
+    long long v;
+    char err[200];
+    if (cli_int(s, min, max, &v, err, sizeof err) != 0) die(2, "%s: %s", what, err);
     return v;
+}
+static float float_opt(const char *s, const char *what, double min, double max) {
+    double v;
+    char err[200];
+    if (cli_float(s, min, max, &v, err, sizeof err) != 0) die(2, "%s: %s", what, err);
+    return (float)v;
 }
 
 static void parse(int argc, char **argv, cli *o) {
@@ -121,21 +129,22 @@ static void parse(int argc, char **argv, cli *o) {
         case O_TOKENS: o->tokens = optarg; break;
         case O_CHAT: o->chat_file = optarg; break;
         case O_TEXT: o->text = optarg; break;
-        case O_MAX: o->p.max_tokens = (uint32_t)num(optarg, "--max-tokens"); break;
-        case O_TEMP: o->p.temperature = (float)num(optarg, "--temperature"); break;
-        case O_TOPK: o->p.top_k = (int32_t)num(optarg, "--top-k"); break;
-        case O_TOPP: o->p.top_p = (float)num(optarg, "--top-p"); break;
-        case O_MINP: o->p.min_p = (float)num(optarg, "--min-p"); break;
-        case O_SEED: o->p.seed = (uint64_t)num(optarg, "--seed"); break;
-        case O_REP: o->p.repetition_penalty = (float)num(optarg, "--repeat-penalty"); break;
-        case O_PRES: o->p.presence_penalty = (float)num(optarg, "--presence-penalty"); break;
-        case O_FREQ: o->p.frequency_penalty = (float)num(optarg, "--frequency-penalty"); break;
-        case O_LASTN: o->p.penalty_last_n = (int32_t)num(optarg, "--penalty-last-n"); break;
+        case O_MAX: o->p.max_tokens = (uint32_t)int_opt(optarg, "--max-tokens", 1, INT32_MAX); break;
+        case O_TEMP: o->p.temperature = float_opt(optarg, "--temperature", 0, 100); break;
+        case O_TOPK: o->p.top_k = (int32_t)int_opt(optarg, "--top-k", 0, INT32_MAX); break;
+        case O_TOPP: o->p.top_p = float_opt(optarg, "--top-p", 0, 1); break;
+        case O_MINP: o->p.min_p = float_opt(optarg, "--min-p", 0, 1); break;
+        case O_SEED: o->p.seed = (uint64_t)int_opt(optarg, "--seed", 0, INT64_MAX); break;
+        /* 0 is the protocol's "unset" (read as 1, off); below it the sampler refuses */
+        case O_REP: o->p.repetition_penalty = float_opt(optarg, "--repeat-penalty", 0, 100); break;
+        case O_PRES: o->p.presence_penalty = float_opt(optarg, "--presence-penalty", -100, 100); break;
+        case O_FREQ: o->p.frequency_penalty = float_opt(optarg, "--frequency-penalty", -100, 100); break;
+        case O_LASTN: o->p.penalty_last_n = (int32_t)int_opt(optarg, "--penalty-last-n", 0, INT32_MAX); break;
         case O_STOP:
             if (o->n_stops == MAX_STOPS) die(2, "at most %d --stop strings", MAX_STOPS);
             o->stops[o->n_stops++] = optarg;
             break;
-        case O_DEADLINE: o->p.deadline_ms = (uint64_t)num(optarg, "--deadline-ms"); break;
+        case O_DEADLINE: o->p.deadline_ms = (uint64_t)int_opt(optarg, "--deadline-ms", 0, INT32_MAX); break;
         case O_IGNORE: o->p.ignore_eos = true; break;
         case O_JSON: o->json = true; break;
         case O_SPECIAL: o->special = true; break;
@@ -380,10 +389,16 @@ static int cmd_health(baton_client *c, cli *o) {
                h.plan_error[0] ? "; plan: " : "", h.plan_error);
         for (size_t i = 0; i < h.n_nodes; i++) {
             const baton_node_info *n = &h.nodes[i];
-            printf("  worker %u %s layers [%d,%d)%s%s %s, slots %u, weights %.1f MiB, KV %.1f MiB, peak RSS %.1f MiB\n",
-                   (unsigned)n->id, n->address, (int)n->layer_begin, (int)n->layer_end, n->embed ? " +embed" : "",
-                   n->head ? " +head" : "", n->ready ? "ready" : "loading", (unsigned)n->slots_used,
-                   (double)n->weight_bytes / 1048576.0, (double)n->kv_bytes / 1048576.0, (double)n->peak_rss / 1048576.0);
+            char what[64];
+            /* a worker outside the plan holds no layers: not "[0,0) loading" but its state (idle, drained...) */
+            if (n->layer_end <= n->layer_begin)
+                snprintf(what, sizeof what, "no layers, %s", n->state[0] ? n->state : "idle");
+            else
+                snprintf(what, sizeof what, "layers [%d,%d)%s%s %s", (int)n->layer_begin, (int)n->layer_end,
+                         n->embed ? " +embed" : "", n->head ? " +head" : "", n->ready ? "ready" : "loading");
+            printf("  worker %u %s %s, slots %u, weights %.1f MiB, KV %.1f MiB, peak RSS %.1f MiB\n", (unsigned)n->id,
+                   n->address, what, (unsigned)n->slots_used, (double)n->weight_bytes / 1048576.0,
+                   (double)n->kv_bytes / 1048576.0, (double)n->peak_rss / 1048576.0);
         }
     }
     baton_health_free(&h);

@@ -22,6 +22,7 @@
 
 #include "auth.h"
 #include "baton_client.h"
+#include "cliparse.h"
 
 typedef struct ctl {
     const char *server, *cluster_id, *token_file;
@@ -314,9 +315,9 @@ int main(int argc, char **argv) {
     if (k == n_cmds) die(2, "unknown command '%s' (see --help)", name);
     if (commands[k].takes_node) {
         if (optind >= argc) die(2, "%s needs a node id (see batonctl nodes)", name);
-        char *end;
-        unsigned long id = strtoul(argv[optind], &end, 10);
-        if (*end || !argv[optind][0] || id == 0 || id > 0xffffffffu) die(2, "bad node id '%s'", argv[optind]);
+        long long id;
+        char perr[200];
+        if (cli_int(argv[optind], 1, UINT32_MAX, &id, perr, sizeof perr) != 0) die(2, "NODE: %s", perr);
         o.node = (uint32_t)id;
         optind++;
     }

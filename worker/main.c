@@ -18,9 +18,9 @@
  * Test only: BATON_TEST_LOAD_FAIL set in the environment makes every assignment
  * fail to load, as a worker short of memory would.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cliparse.h"
 #include "codec.h"
 #include "forward.h"
 #include "frame.h"
@@ -613,23 +614,18 @@ static void usage(FILE *out) {
 
 /* A whole decimal integer in [lo, hi], or exit with a message naming the option. */
 static uint32_t parse_u32(const char *s, const char *what, uint32_t lo, uint32_t hi) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (end == s || *end || errno || *s == '-' || v < lo || v > hi)
-        die("%s must be an integer in [%u, %u], got '%s'", what, (unsigned)lo, (unsigned)hi, s);
+    long long v;
+    char err[200];
+    if (cli_int(s, lo, hi, &v, err, sizeof err) != 0) die("%s: %s", what, err);
     return (uint32_t)v;
 }
 
-static uint64_t parse_bytes(const char *s, const char *what) {
-    char *end;
-    double v = strtod(s, &end);
-    double mul = 1;
-    if (*end == 'K' || *end == 'k') mul = 1024, end++;
-    else if (*end == 'M' || *end == 'm') mul = 1048576, end++;
-    else if (*end == 'G' || *end == 'g') mul = 1073741824.0, end++;
-    if (*end || !(v >= 0)) die("%s: bad size '%s'", what, s);
-    return (uint64_t)(v * mul);
+/* The value of a size option (suffixes K, M, G) in [lo, hi]; dies otherwise. */
+static uint64_t parse_bytes(const char *s, const char *what, uint64_t lo, uint64_t hi) {
+    uint64_t v;
+    char err[200];
+    if (cli_bytes(s, lo, hi, &v, err, sizeof err) != 0) die("%s: %s", what, err);
+    return v;
 }
 
 int main(int argc, char **argv) {
@@ -656,20 +652,29 @@ int main(int argc, char **argv) {
         case 'c': w.o.coordinator = optarg; break;
         case 'm': w.o.model_path = optarg; break;
         case 'l': w.o.listen = optarg; break;
-        case 't': w.o.threads = atoi(optarg); if (w.o.threads < 1) die("--threads must be >= 1"); break;
-        case 'M': w.o.memory = parse_bytes(optarg, "--memory"); break;
-        case 's': w.o.speed = atof(optarg); if (!(w.o.speed > 0)) die("--speed must be > 0"); break;
+        case 't': {
+            long long t;
+            char perr[200];
+            if (cli_int(optarg, 1, 4096, &t, perr, sizeof perr) != 0) die("--threads: %s", perr);
+            w.o.threads = (int)t;
+            break;
+        }
+        case 'M': w.o.memory = parse_bytes(optarg, "--memory", 1, UINT64_MAX); break;
+        case 's': {
+            char perr[200];
+            if (cli_float(optarg, 1e-9, 1e6, &w.o.speed, perr, sizeof perr) != 0) die("--speed: %s", perr);
+            break;
+        }
         case 'k':
             if (!strcmp(optarg, "f16")) w.o.kv_type = TENSOR_F16;
             else if (!strcmp(optarg, "f32")) w.o.kv_type = TENSOR_F32;
             else die("--kv must be f16 or f32");
             break;
         case 'C': w.o.cluster_id = optarg; break;
-        case 'F': w.o.max_frame = parse_bytes(optarg, "--max-frame"); break;
+        case 'F': w.o.max_frame = parse_bytes(optarg, "--max-frame", 1024, 0x7fffffff); break;
         case 'S': w.o.secret_file = optarg; break;
         case 'Q': {
-            uint64_t q = parse_bytes(optarg, "--queue-limit");
-            if (q < 4096) die("--queue-limit must be at least 4K");
+            uint64_t q = parse_bytes(optarg, "--queue-limit", 4096, SIZE_MAX);
             net_set_water_marks((size_t)q, (size_t)(q / 4));
             break;
         }

@@ -34,4 +34,10 @@ bool bench_want_json(int argc, char **argv);
  * (0: all cores) by streaming a buffer far larger than the caches. */
 double bench_measure_bandwidth(int threads);
 
+/* Benchmark `name`'s numeric option `opt`, given as text s, in [min, max]
+ * (cliparse.h): 0 with the value in *out, or -1 after printing
+ * "baton-bench NAME: OPT: why" (the benchmark then returns 2, a usage error). */
+int bench_int_opt(const char *name, const char *opt, const char *s, long long min, long long max, int *out);
+int bench_float_opt(const char *name, const char *opt, const char *s, double min, double max, double *out);
+
 #endif

@@ -580,11 +580,17 @@ static int cb_parse(int argc, char **argv, cb_opts *o) {
         i++;
         if (!strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "--codec")) o->codec = v;
-        else if (!strcmp(a, "--tokens")) o->tokens = atoi(v);
-        else if (!strcmp(a, "--prompt")) o->prompt = atoi(v);
-        else if (!strcmp(a, "--streams")) o->streams = atoi(v);
-        else if (!strcmp(a, "--cores")) o->cores = atoi(v);
-        else if (!strcmp(a, "--reps")) o->reps = atoi(v);
+        else if (!strcmp(a, "--tokens")) {
+            if (bench_int_opt("cluster", a, v, 2, CB_MAX_TOKENS, &o->tokens) != 0) return -1;
+        } else if (!strcmp(a, "--prompt")) {
+            if (bench_int_opt("cluster", a, v, 1, 1024, &o->prompt) != 0) return -1;
+        } else if (!strcmp(a, "--streams")) {
+            if (bench_int_opt("cluster", a, v, 1, CB_MAX_STREAMS, &o->streams) != 0) return -1;
+        } else if (!strcmp(a, "--cores")) {
+            if (bench_int_opt("cluster", a, v, 1, 4096, &o->cores) != 0) return -1;
+        } else if (!strcmp(a, "--reps")) {
+            if (bench_int_opt("cluster", a, v, 1, 1000, &o->reps) != 0) return -1;
+        }
         else if (!strcmp(a, "--workers")) {
             o->n_workers = 0;
             for (char *p = (char *)v; *p && o->n_workers < 8; p += *p == ',') {

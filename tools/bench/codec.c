@@ -207,10 +207,19 @@ static int bench_codec(int argc, char **argv) {
     double seconds = 0.15;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--split") && i + 1 < argc) split = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) prompt = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--split") && i + 1 < argc) {
+            if (bench_int_opt("codec", argv[i], argv[i + 1], 1, 4096, &split) != 0) return 2;
+            i++;
+        } else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) {
+            if (bench_int_opt("codec", argv[i], argv[i + 1], 32, 512, &prompt) != 0) return 2;
+            i++;
+        } else if (!strcmp(argv[i], "--steps") && i + 1 < argc) {
+            if (bench_int_opt("codec", argv[i], argv[i + 1], 1, 1024, &steps) != 0) return 2;
+            i++;
+        } else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
+            if (bench_float_opt("codec", argv[i], argv[i + 1], 0.001, 3600, &seconds) != 0) return 2;
+            i++;
+        }
         else if (strcmp(argv[i], "--json")) {
             fprintf(stderr, "baton-bench codec: unknown option '%s'\n", argv[i]);
             return 2;

@@ -152,7 +152,10 @@ static int bench_tokenizer(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tokenizer-json") && i + 1 < argc) json_path = argv[++i];
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
-        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
+            if (bench_float_opt("tokenizer", argv[i], argv[i + 1], 0.001, 3600, &seconds) != 0) return 2;
+            i++;
+        }
         else if (strcmp(argv[i], "--json") != 0) {
             fprintf(stderr, "usage: baton-bench tokenizer [--tokenizer-json FILE | --model M.gguf] [--seconds S] [--json]\n");
             return 2;

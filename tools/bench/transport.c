@@ -204,10 +204,20 @@ static int bench_transport(int argc, char **argv) {
     int n_prompt = 256, n_gen = 32, reps = 2;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
-        else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) n_prompt = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--gen") && i + 1 < argc) n_gen = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = argv[++i];
+        else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) {
+            if (bench_int_opt("transport", argv[i], argv[i + 1], 1, 1 << 16, &n_prompt) != 0) return 2;
+            i++;
+        } else if (!strcmp(argv[i], "--gen") && i + 1 < argc) {
+            if (bench_int_opt("transport", argv[i], argv[i + 1], 2, 1 << 16, &n_gen) != 0) return 2;
+            i++;
+        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+            if (bench_int_opt("transport", argv[i], argv[i + 1], 1, 1000, &reps) != 0) return 2;
+            i++;
+        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            int t;
+            if (bench_int_opt("transport", argv[i], argv[i + 1], 1, 4096, &t) != 0) return 2;
+            threads = argv[++i];
+        }
     }
     if (n_prompt < 1 || n_gen < 2 || reps < 1) {
         fprintf(stderr, "baton-bench transport: --prompt >= 1, --gen >= 2, --reps >= 1\n");
