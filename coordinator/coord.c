@@ -445,7 +445,7 @@ void coord_fill_health(coord *c, Baton__HealthReply *r, Baton__NodeStatus **ns, 
     r->tokens_per_s = metrics_tokens_per_s(c);
     r->tokens_generated = c->stats.tokens_generated;
     r->tokens_prompt = c->stats.tokens_prompt;
-    for (int k = 0; k < 17; k++) {
+    for (int k = 0; k < STATUS_COUNT; k++) {
         r->requests_total += c->stats.req_by_code[k];
         if (k != BATON__STATUS_CODE__STATUS_OK && k != BATON__STATUS_CODE__STATUS_CANCELLED)
             r->requests_failed += c->stats.req_by_code[k];

@@ -41,6 +41,7 @@
 #include "net.h"
 #include "plan.h"
 #include "sampler.h"
+#include "status.h"
 #include "tokenizer.h"
 
 typedef struct coord_opts {
@@ -135,7 +136,7 @@ typedef struct coord_batch {
 } coord_batch;
 
 typedef struct coord_stats {
-    uint64_t req_by_code[17];   /* ended requests by status code */
+    uint64_t req_by_code[STATUS_COUNT];   /* ended requests by status code */
     uint64_t tokens_prompt, tokens_generated;
     uint64_t steps, step_us_sum; /* micro-batches back, their round-trip time */
     uint64_t replans, workers_dead;

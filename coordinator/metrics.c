@@ -13,7 +13,6 @@
 
 #include <h2o.h>
 
-#include "baton_client.h"
 #include "coord.h"
 
 #define RATE_WINDOW 11 /* samples of the token counter, one per second: 10 s of rate */
@@ -85,9 +84,9 @@ char *metrics_render(coord *c) {
     const coord_stats *s = &c->stats;
     uint64_t now = net_now_ms();
     head(f, "baton_requests_total", "counter", "Requests ended, by status code.");
-    for (int k = 0; k < 17; k++)
+    for (int k = 0; k < STATUS_COUNT; k++)
         if (s->req_by_code[k] || k == 0)
-            fprintf(f, "baton_requests_total{status=\"%s\"} %llu\n", baton_status_name(k),
+            fprintf(f, "baton_requests_total{status=\"%s\"} %llu\n", status_name(k),
                     (unsigned long long)s->req_by_code[k]);
     head(f, "baton_requests_active", "gauge", "Requests prefilling or decoding.");
     fprintf(f, "baton_requests_active %d\n", sched_count(c, REQ_ACTIVE));

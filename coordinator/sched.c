@@ -38,7 +38,7 @@ static void req_release(coord *c, coord_request *r) {
 static void req_finish(coord *c, coord_request *r, int code, const char *msg) {
     if (r->state == REQ_DONE) return;
     r->state = REQ_DONE;
-    if (code >= 0 && code < 17) c->stats.req_by_code[code]++;
+    if (code >= 0 && code < STATUS_COUNT) c->stats.req_by_code[code]++;
     if (r->client) net_send_status(r->client, r->call_id, code, msg);
     if (r->inflight == 0) req_release(c, r);
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""gen_nfc_table.py - writes common/tokenizer_nfc.h, the Unicode data the tokenizer's
+"""gen_nfc_table.py - writes model/tokenizer_nfc.h, the Unicode data the tokenizer's
 NFC normalizer needs, from Python's unicodedata (run with /usr/bin/python3).
 
-    /usr/bin/python3 tests/tok/gen_nfc_table.py > common/tokenizer_nfc.h
+    /usr/bin/python3 tests/tok/gen_nfc_table.py > model/tokenizer_nfc.h
 
 Tables (all sorted by code point, searched by bisection):
   nfc_ccc        code points with a non-zero canonical combining class

@@ -1,4 +1,4 @@
-/* net_io.h - the byte transport under a net_conn (internal to common/net*.c).
+/* net_io.h - the byte transport under a net_conn (internal to net/net*.c).
  *
  * net.c does framing, the hello, queue accounting and pause; a transport only
  * moves bytes. Each connection has one net_io_ops table: TCP (net.c, a libuv

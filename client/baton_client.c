@@ -14,6 +14,7 @@
 #include "auth.h"
 #include "baton.pb-c.h"
 #include "frame.h"
+#include "status.h"
 
 struct baton_client {
     int fd;
@@ -22,15 +23,7 @@ struct baton_client {
     size_t cap;
 };
 
-static const char *status_names[] = {
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
-};
-
-const char *baton_status_name(int status) {
-    return status >= 0 && status < (int)(sizeof status_names / sizeof *status_names) ? status_names[status] : "UNKNOWN";
-}
+const char *baton_status_name(int status) { return status_name(status); }
 
 baton_gen_params baton_gen_defaults(void) {
     baton_gen_params p;
