@@ -20,7 +20,7 @@
 
 #include "codec_internal.h"
 #include "errmsg.h"
-#include "ops.h"
+#include "ops_internal.h"
 #include "quant.h"
 
 enum { BASE_F32, BASE_F16, BASE_BF16, BASE_Q8 };
@@ -175,9 +175,8 @@ static int lz4_pack(const uint8_t *src, size_t n, uint8_t *dst, size_t cap, int 
     return LZ4_compress_fast_continue(&s->lz4, (const char *)src, (char *)dst, (int)n, (int)cap, accel);
 }
 
-static const codec_ops *ops_now(void) {
-    return kern_get_level() >= KERN_AVX2 ? &codec_ops_avx2 : &codec_ops_scalar;
-}
+/* The current level's primitives (its kernel backend's). */
+static const codec_ops *ops_now(void) { return kern_backend_now()->codec; }
 
 /* ------------------------------------------------------- body conversion */
 

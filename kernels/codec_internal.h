@@ -36,6 +36,8 @@ typedef struct codec_ops {
     uint32_t (*crc32c)(uint32_t crc, const void *data, size_t n);
 } codec_ops;
 
+/* A level's set is its kernel backend's `codec` (ops_internal.h): scalar in
+ * codec.c, AVX2 in cpu/codec_avx2.c, which AVX-512 inherits. */
 extern const codec_ops codec_ops_scalar;
 extern const codec_ops codec_ops_avx2;
 

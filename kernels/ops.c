@@ -1,22 +1,20 @@
-/* ops.c - run-time dispatch of the kernels in ops.h: CPU detection (cpuid and
- * xgetbv), the BATON_ISA / BATON_THREADS settings, the precision setting, and the
- * thread pool that splits work by output rows.
+/* ops.c - the operations of ops.h: the settings (level, precision, BATON_ISA,
+ * BATON_THREADS), the thread pool that splits work by output rows, and the
+ * calls into the current level's backend (g.be, from the table in backend.c).
+ * Nothing here depends on which levels exist.
  *
  * Thread-count invariance: a matmul task is a range of whole output rows (in
  * tiles of 16) and an attention task is one whole query head, and every kernel
  * computes an output element from its own inputs only, so which thread - or how
  * many - computed it never changes a bit.
  *
- * What each level runs: AVX-512 has its own quantized matmul (packed tiles,
- * VNNI), float dots, rmsnorm, swiglu, add, attention and activation quantizers
- * (cpu/ops_avx512.c). AVX2 has its own float dot and add, its own quantized FAST
- * matmul (8-row tiles: cpu/ops_avx2.c row-wise; cpu/gemm_avx2.c lane = row, for
- * Q8_0 repacked at load and for many-token Q4_0 / Q4_K / Q6_K jobs), and its own
- * rmsnorm, swiglu, attention and activation quantizers (cpu/vec_avx2.c). Every
- * level's rope, store_row and embed are the scalar code. All of them give the
- * scalar reference's bits.
+ * What each level runs: its backend's entries (ops_internal.h). The matmul of a
+ * job is the row kernel its level's mm_rows picks: AVX-512 runs its packed tiles
+ * (cpu/ops_avx512.c), AVX2 its row-wise, lane = row and few-token kernels
+ * (cpu/ops_avx2.c, gemm_avx2.c, ops_gemv_avx2.c). Every level's rope, store_row
+ * and embed are the scalar code here. All of them give the scalar reference's
+ * bits.
  */
-#include <cpuid.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -32,103 +30,36 @@
 
 typedef void (*kern_task_fn)(void *ctx, int task);
 
-/* ------------------------------------------------------------ CPU detection */
-
-static struct {
-    int detected;
-    kern_level best;
-    int has_vnni, has_bf16;
-    char features[256];
-} cpu;
-
-/* XCR0: which register states the OS saves (bit 1 SSE, 2 AVX, 5-7 AVX-512). */
-static uint64_t read_xcr0(void) {
-    uint32_t lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return ((uint64_t)hi << 32) | lo;
-}
-
-static void feature_add(const char *name, int present) {
-    if (!present) return;
-    size_t len = strlen(cpu.features);
-    snprintf(cpu.features + len, sizeof cpu.features - len, "%s%s", len ? " " : "", name);
-}
-
-/* Fill `cpu` once: the best level this CPU and OS support. */
-static void cpu_detect(void) {
-    if (cpu.detected) return;
-    cpu.detected = 1;
-    cpu.best = KERN_SCALAR;
-    uint32_t a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
-    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
-    uint64_t xcr0 = osxsave ? read_xcr0() : 0;
-    int ymm_os = (xcr0 & 0x6) == 0x6, zmm_os = (xcr0 & 0xe6) == 0xe6;
-    uint32_t b7 = 0, c7 = 0, d7 = 0, a71 = 0;
-    if (__get_cpuid_count(7, 0, &a, &b7, &c7, &d7)) {
-        uint32_t bb, cc, dd;
-        __get_cpuid_count(7, 1, &a71, &bb, &cc, &dd);
-    }
-    int avx2 = (b7 >> 5) & 1, f = (b7 >> 16) & 1, dq = (b7 >> 17) & 1, bw = (b7 >> 30) & 1, vl = (b7 >> 31) & 1;
-    int vnni = (c7 >> 11) & 1, bf16 = (a71 >> 5) & 1;
-    int amx = (d7 >> 24) & 1;
-    feature_add("avx", avx && ymm_os);
-    feature_add("avx2", avx2 && ymm_os);
-    feature_add("fma", fma && ymm_os);
-    feature_add("f16c", f16c && ymm_os);
-    feature_add("avx512f", f && zmm_os);
-    feature_add("avx512bw", bw && zmm_os);
-    feature_add("avx512vl", vl && zmm_os);
-    feature_add("avx512dq", dq && zmm_os);
-    feature_add("avx512vnni", vnni && zmm_os);
-    feature_add("avx512bf16", bf16 && zmm_os);
-    feature_add("amx-tile", amx);
-    if (avx && avx2 && fma && f16c && ymm_os) cpu.best = KERN_AVX2;
-    /* The AVX-512 kernels use VNNI for every integer dot: require it. */
-    if (cpu.best == KERN_AVX2 && f && bw && vl && dq && vnni && zmm_os) cpu.best = KERN_AVX512;
-    cpu.has_vnni = vnni && zmm_os;
-    cpu.has_bf16 = bf16 && zmm_os;
-}
-
 /* ------------------------------------------------------------ settings */
 
+/* be: the current level's backend (backend.c), scalar until kern_init. */
 static struct {
     int inited;
     kern_level level;
+    const kern_backend *be;
     kern_precision prec;
-} g;
-
-static const char *const level_names[] = {"scalar", "avx2", "avx512"};
-
-const char *kern_level_name(kern_level level) {
-    return (unsigned)level < 3 ? level_names[level] : "unknown";
-}
-
-kern_level kern_best_level(void) {
-    cpu_detect();
-    return cpu.best;
-}
+} g = {.be = &kern_backend_scalar};
 
 kern_level kern_get_level(void) {
     if (!g.inited) kern_init(0);
     return g.level;
 }
 
+const kern_backend *kern_backend_now(void) {
+    if (!g.inited) kern_init(0);
+    return g.be;
+}
+
 /* Force a level; -1 (and no change) if this CPU lacks it. */
 int kern_set_level(kern_level level) {
-    cpu_detect();
-    if ((unsigned)level > (unsigned)cpu.best) return -1;
+    if ((unsigned)level > (unsigned)kern_best_level()) return -1;
     g.level = level;
+    g.be = kern_backend_at((int)level);
     return 0;
 }
 
 void kern_set_precision(kern_precision p) { g.prec = p == KERN_EXACT ? KERN_EXACT : KERN_FAST; }
 kern_precision kern_get_precision(void) { return g.prec; }
-
-const char *kern_cpu_features(void) {
-    cpu_detect();
-    return cpu.features;
-}
 
 /* ------------------------------------------------------------ thread pool */
 
@@ -259,23 +190,27 @@ static void pool_start(int n) {
 /* Detect the CPU, apply BATON_ISA / BATON_THREADS, (re)start the pool. An
  * explicit n_threads > 0 wins over BATON_THREADS; 0 means one per core. */
 int kern_init(int n_threads) {
-    cpu_detect();
     int rc = 0;
     if (!g.inited) {
-        g.level = cpu.best;
+        kern_set_level(kern_best_level());
         g.prec = KERN_FAST;
     }
     const char *isa = getenv("BATON_ISA");
     if (isa && *isa) {
         int want = -1;
-        for (int l = 0; l < 3; l++)
-            if (!strcmp(isa, level_names[l])) want = l;
+        char names[128] = "";
+        for (int l = 0; l < kern_backend_count(); l++) {
+            const char *name = kern_level_name((kern_level)l);
+            if (!strcmp(isa, name)) want = l;
+            size_t len = strlen(names);
+            snprintf(names + len, sizeof names - len, "%s%s", l ? ", " : "", name);
+        }
         if (want < 0) {
-            fprintf(stderr, "kernels: BATON_ISA=%s is not one of scalar, avx2, avx512\n", isa);
+            fprintf(stderr, "kernels: BATON_ISA=%s is not one of %s\n", isa, names);
             rc = -1;
         } else if (kern_set_level((kern_level)want) != 0) {
             fprintf(stderr, "kernels: BATON_ISA=%s is not supported by this CPU (best: %s)\n", isa,
-                    level_names[cpu.best]);
+                    kern_level_name(kern_best_level()));
             rc = -1;
         }
     }
@@ -317,14 +252,7 @@ int kern_matrix_prepare(kern_matrix *m) {
     /* the packed layouts serve FAST jobs only: EXACT reads m->data, and a copy it
      * never reads would only double the memory (model.c drops the original's pages) */
     if (g.prec != KERN_FAST) return 0;
-#if defined(__x86_64__)
-    if (g.level == KERN_AVX512) {
-        int rc = kern_pack_avx512(m);
-        return rc < 0 ? -1 : 0;
-    }
-    if (g.level == KERN_AVX2) return kern_pack_avx2(m) < 0 ? -1 : 0;
-#endif
-    return 0;
+    return g.be->pack(m) < 0 ? -1 : 0;
 }
 
 void kern_matrix_release(kern_matrix *m) {
@@ -356,7 +284,7 @@ typedef struct {
     uint8_t *q[2];   /* [format]: x32 blocks, x256 blocks (NULL: format unused) */
     size_t bytes[2]; /* per token */
     int n_tokens;
-    kern_level level;
+    const kern_backend *be;
 } quant_ctx;
 
 /* Quantize token `task % n_tokens` into format `task / n_tokens` (ops_internal.h:
@@ -367,26 +295,10 @@ static void quant_task(void *arg, int task) {
     if (!c->q[f]) return;
     void *dst = c->q[f] + (size_t)t * c->bytes[f];
     const float *src = c->x + (size_t)t * c->cols;
-#if defined(__x86_64__)
-    if (c->level == KERN_AVX512) {
-        if (f == 0)
-            kern_quantize_x32_avx512(dst, src, c->cols);
-        else
-            kern_quantize_x256_avx512(dst, src, c->cols);
-        return;
-    }
-    if (c->level == KERN_AVX2) {
-        if (f == 0)
-            kern_quantize_x32_avx2(dst, src, c->cols);
-        else
-            kern_quantize_x256_avx2(dst, src, c->cols);
-        return;
-    }
-#endif
     if (f == 0)
-        kern_quantize_x32(dst, src, c->cols);
+        c->be->quantize_x32(dst, src, c->cols);
     else
-        kern_quantize_x256(dst, src, c->cols);
+        c->be->quantize_x256(dst, src, c->cols);
 }
 
 #define KERN_MULTI_MAX 8
@@ -395,7 +307,7 @@ static void quant_task(void *arg, int task) {
  * matrix m with i < task_end[m]. */
 typedef struct {
     kern_mm_job job[KERN_MULTI_MAX];
-    void (*rows[KERN_MULTI_MAX])(const kern_mm_job *, int64_t, int64_t);
+    kern_rows_fn rows[KERN_MULTI_MAX];
     int task_end[KERN_MULTI_MAX];
     int n;
     int64_t rows_per_task; /* a multiple of 16 */
@@ -412,11 +324,12 @@ static void mm_task(void *arg, int task) {
     if (r0 < r1) c->rows[m](j, r0, r1);
 }
 
-/* Whether m->packed holds the layout of `level`. */
-static int packed_for(const kern_matrix *m, kern_level level) {
-    const kern_pack_header *h = m->packed;
-    return h && m->packed_bytes >= sizeof *h && h->magic == KERN_PACK_MAGIC && h->level == (uint32_t)level &&
-           h->type == m->type;
+/* The row kernel of job j: the current level's choice, or where that level
+ * leaves the job (NULL), the choice of the level below (scalar takes every job). */
+static kern_rows_fn mm_rows_for(const kern_mm_job *j) {
+    kern_rows_fn rows = g.be->mm_rows(j);
+    for (int l = (int)g.level - 1; !rows; l--) rows = kern_backend_at(l)->mm_rows(j);
+    return rows;
 }
 
 /* The activation format of w in FAST precision: 0 = x32, 1 = x256, -1 = floats. */
@@ -434,7 +347,7 @@ void kern_matmul_multi(const kern_mm_out *outs, int n_outs, const float *x, int 
         return;
     }
     const int64_t cols = outs[0].w ? outs[0].w->cols : 0;
-    quant_ctx qc = {.x = x, .cols = cols, .n_tokens = n_tokens, .level = g.level};
+    quant_ctx qc = {.x = x, .cols = cols, .n_tokens = n_tokens, .be = g.be};
     mm_ctx c = {.n = 0};
     int64_t tiles = 0;
     for (int i = 0; i < n_outs; i++) {
@@ -450,21 +363,9 @@ void kern_matmul_multi(const kern_mm_out *outs, int n_outs, const float *x, int 
             qc.bytes[f] = (size_t)(cols / (f ? 256 : 32)) * (f ? sizeof(kq8_256) : sizeof(kq8_32));
         }
         kern_mm_job *j = &c.job[c.n];
-        *j = (kern_mm_job){.w = w, .x = x, .n_tokens = n_tokens, .bias = outs[i].bias, .y = outs[i].y, .prec = g.prec};
-        j->dot = kern_dot16_ref;
-        c.rows[c.n] = kern_mm_rows_scalar;
-#if defined(__x86_64__)
-        if (g.level >= KERN_AVX2) j->dot = kern_dot16_avx2; /* same bits, 16 lanes as 2 x 8 */
-        if (g.level == KERN_AVX2) {
-            c.rows[c.n] = kern_mm_rows_avx2;
-            if (f >= 0 && packed_for(w, KERN_AVX2)) c.rows[c.n] = kern_mm_rows_avx2_packed;
-            if (f >= 0 && w->type == TENSOR_Q4_0 && n_tokens >= KERN_AVX2_Q4_MANY) c.rows[c.n] = kern_mm_rows_avx2_q4_0;
-            if (f >= 0 && w->type == TENSOR_Q4_K && n_tokens >= KERN_AVX2_Q4K_MANY) c.rows[c.n] = kern_mm_rows_avx2_q4_k;
-            if (f >= 0 && w->type == TENSOR_Q6_K && n_tokens >= KERN_AVX2_Q6K_MANY) c.rows[c.n] = kern_mm_rows_avx2_q6_k;
-        }
-        /* AVX-512: quantized FAST needs the packed tiles (else the scalar loop, same bits) */
-        if (g.level == KERN_AVX512 && (f < 0 || packed_for(w, KERN_AVX512))) c.rows[c.n] = kern_mm_rows_avx512;
-#endif
+        *j = (kern_mm_job){.w = w, .x = x, .n_tokens = n_tokens, .bias = outs[i].bias, .y = outs[i].y, .prec = g.prec,
+                           .dot = g.be->dot16};
+        c.rows[c.n] = mm_rows_for(j);
         tiles += (w->rows + 15) / 16;
         c.n++;
     }
@@ -517,46 +418,12 @@ void kern_embed(float *y, const kern_matrix *e, int64_t row) {
 
 void kern_rmsnorm(float *y, const float *x, const float *w, int n, float eps) {
     if (n <= 0) return;
-#if defined(__x86_64__)
-    if (g.level == KERN_AVX512) {
-        kern_rmsnorm_avx512(y, x, w, n, eps);
-        return;
-    }
-    if (g.level == KERN_AVX2) {
-        kern_rmsnorm_avx2(y, x, w, n, eps);
-        return;
-    }
-#endif
-    kern_rmsnorm_scalar(y, x, w, n, eps);
+    g.be->rmsnorm(y, x, w, n, eps);
 }
 
-void kern_swiglu(float *y, const float *gate, const float *up, int n) {
-#if defined(__x86_64__)
-    if (g.level == KERN_AVX512) {
-        kern_swiglu_avx512(y, gate, up, n);
-        return;
-    }
-    if (g.level == KERN_AVX2) {
-        kern_swiglu_avx2(y, gate, up, n);
-        return;
-    }
-#endif
-    kern_swiglu_scalar(y, gate, up, n);
-}
+void kern_swiglu(float *y, const float *gate, const float *up, int n) { g.be->swiglu(y, gate, up, n); }
 
-void kern_add(float *y, const float *x, int n) {
-#if defined(__x86_64__)
-    if (g.level == KERN_AVX512) {
-        kern_add_avx512(y, x, n);
-        return;
-    }
-    if (g.level == KERN_AVX2) {
-        kern_add_avx2(y, x, n);
-        return;
-    }
-#endif
-    kern_add_scalar(y, x, n);
-}
+void kern_add(float *y, const float *x, int n) { g.be->add(y, x, n); }
 
 /* cos/sin of pos * base^(-2i/head_dim), computed in double and rounded once, so
  * every level rotates with the same two floats. */
@@ -588,7 +455,7 @@ typedef struct {
     const float *q;
     const kern_kv_view *kv;
     int n_pos, n_head, n_head_kv, head_dim;
-    kern_level level;
+    const kern_backend *be;
 } att_ctx;
 
 static void att_task(void *arg, int h) {
@@ -596,24 +463,14 @@ static void att_task(void *arg, int h) {
     int group = c->n_head / c->n_head_kv;
     const float *q = c->q + (size_t)h * c->head_dim;
     float *o = c->out + (size_t)h * c->head_dim;
-#if defined(__x86_64__)
-    if (c->level == KERN_AVX512) {
-        kern_attention_head_avx512(o, q, c->kv, c->n_pos, h / group, c->n_head_kv, c->head_dim);
-        return;
-    }
-    if (c->level == KERN_AVX2) {
-        kern_attention_head_avx2(o, q, c->kv, c->n_pos, h / group, c->n_head_kv, c->head_dim);
-        return;
-    }
-#endif
-    kern_attention_head_scalar(o, q, c->kv, c->n_pos, h / group, c->n_head_kv, c->head_dim);
+    c->be->attention_head(o, q, c->kv, c->n_pos, h / group, c->n_head_kv, c->head_dim);
 }
 
 void kern_attention(float *out, const float *q, const kern_kv_view *kv, int n_pos, int n_head, int n_head_kv,
                     int head_dim) {
     if (!g.inited) kern_init(0);
     if (!out || !q || !kv || n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv || head_dim <= 0) return;
-    att_ctx c = {out, q, kv, n_pos, n_head, n_head_kv, head_dim, g.level};
+    att_ctx c = {out, q, kv, n_pos, n_head, n_head_kv, head_dim, g.be};
     /* short contexts are cheaper on one thread than a pool wake-up */
     if ((int64_t)n_pos * head_dim * n_head < 65536) {
         for (int h = 0; h < n_head; h++) att_task(&c, h);
@@ -624,21 +481,10 @@ void kern_attention(float *out, const float *q, const kern_kv_view *kv, int n_po
 
 double kern_peak_int8(double seconds, double (*now)(void)) {
     if (!g.inited) kern_init(0);
-#if defined(__x86_64__)
-    if (g.level == KERN_AVX512) return kern_peak_int8_avx512(seconds, now);
-    if (g.level == KERN_AVX2) return kern_peak_int8_avx2(seconds, now);
-#endif
-    return 0.0;
+    return g.be->peak_int8(seconds, now);
 }
 
 uint64_t kern_stream_sum(const void *buf, size_t bytes) {
     if (!g.inited) kern_init(0);
-#if defined(__x86_64__)
-    if (g.level == KERN_AVX512) return kern_stream_sum_avx512(buf, bytes);
-    if (g.level == KERN_AVX2) return kern_stream_sum_avx2(buf, bytes);
-#endif
-    const uint64_t *w = buf;
-    uint64_t s0 = 0, s1 = 0;
-    for (size_t i = 0; i + 2 <= bytes / 8; i += 2) s0 += w[i], s1 += w[i + 1];
-    return s0 + s1;
+    return g.be->stream_sum(buf, bytes);
 }

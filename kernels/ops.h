@@ -28,6 +28,7 @@
 
 #include "quant.h"
 
+/* A level is its index in the table of kernel backends (kernels/backend.c). */
 typedef enum kern_level {
     KERN_SCALAR = 0,
     KERN_AVX2 = 1,

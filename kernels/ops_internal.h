@@ -1,5 +1,6 @@
-/* ops_internal.h - what the dispatch layer (ops.c), the scalar reference
- * (ops_scalar.c) and the ISA kernels (cpu/ops_avx512.c) share. Not a public API.
+/* ops_internal.h - what the dispatch layer (ops.c), the backend table
+ * (backend.c), the scalar reference (ops_scalar.c) and the ISA kernels (cpu/)
+ * share. Not a public API.
  *
  * FAST arithmetic, defined once here and reproduced bit for bit by every level:
  *
@@ -50,6 +51,9 @@ typedef struct kern_mm_job {
     float (*dot)(const float *, const float *, int64_t); /* the level's kern_dot16 (scalar loop) */
 } kern_mm_job;
 
+/* A kernel for rows [r0, r1) of a job, every token (r0 a multiple of 16). */
+typedef void (*kern_rows_fn)(const kern_mm_job *j, int64_t r0, int64_t r1);
+
 /* Header at the start of kern_matrix.packed: which layout it holds. */
 typedef struct kern_pack_header {
     uint32_t magic;     /* KERN_PACK_MAGIC */
@@ -59,6 +63,13 @@ typedef struct kern_pack_header {
 } kern_pack_header;
 #define KERN_PACK_MAGIC 0x4b505431u /* "KPT1" */
 #define KERN_PACK_ALIGN 64
+
+/* Whether m->packed holds the layout that level's pack wrote. */
+static inline int kern_packed_for(const kern_matrix *m, kern_level level) {
+    const kern_pack_header *h = m->packed;
+    return h && m->packed_bytes >= sizeof *h && h->magic == KERN_PACK_MAGIC && h->level == (uint32_t)level &&
+           h->type == m->type;
+}
 
 /* Per-thread scratch (ops.c), one buffer per slot, kept between calls and freed
  * when the thread exits: at least `bytes`, 64-byte aligned, valid until this
@@ -71,6 +82,56 @@ void *kern_scratch(int slot, size_t bytes);
 #define KERN_MAX_HEAD_DIM 1024 /* attention: larger heads give zeros */
 #define KERN_ATT_BLOCK 32      /* attention: positions per online-softmax block */
 
+/* ------------------------------------------------------------ backends
+ *
+ * A kernel backend is one level's implementation of every operation ops.c
+ * dispatches: a const struct of function pointers defined next to that level's
+ * kernels (kern_backend_scalar in ops_scalar.c, kern_backend_avx2 in
+ * cpu/ops_avx2.c, kern_backend_avx512 in cpu/ops_avx512.c). backend.c lists
+ * them in order, each with the CPU features it needs; the index in that list is
+ * the kern_level. An entry left NULL is the level below's: backend.c fills it in
+ * once, so ops.c calls g.be->op(...) with no test. The scalar backend fills
+ * every entry. Every entry gives the scalar reference's bits. */
+struct codec_ops;
+typedef struct kern_backend {
+    const char *name; /* BATON_ISA and kern_level_name */
+    /* Repack m for this level's matmul (kern_matrix_prepare, FAST only): 0, 1 if
+     * the type is not one this level packs, -1 out of memory. The header names
+     * the level whose layout it is (kern_packed_for). */
+    int (*pack)(kern_matrix *m);
+    /* The row kernel for job j (every field set but xq), or
+     * NULL to leave j to the level below (asked per job; scalar takes every job).
+     * This is where a level says which matmuls it runs itself. */
+    kern_rows_fn (*mm_rows)(const kern_mm_job *j);
+    /* kern_dot16_ref, for the job's j->dot (the scalar row loop). */
+    float (*dot16)(const float *a, const float *b, int64_t n);
+    /* The FAST activation quantizers (kern_quantize_x32 / x256). */
+    void (*quantize_x32)(kq8_32 *out, const float *x, int64_t n);
+    void (*quantize_x256)(kq8_256 *out, const float *x, int64_t n);
+    void (*rmsnorm)(float *y, const float *x, const float *w, int n, float eps);
+    void (*swiglu)(float *y, const float *gate, const float *up, int n);
+    void (*add)(float *y, const float *x, int n);
+    /* One query head of kern_attention against KV head kvh. */
+    void (*attention_head)(float *out, const float *q, const kern_kv_view *kv, int n_pos, int kvh, int n_head_kv,
+                           int head_dim);
+    double (*peak_int8)(double seconds, double (*now)(void)); /* kern_peak_int8 */
+    uint64_t (*stream_sum)(const void *buf, size_t bytes);    /* kern_stream_sum */
+    const struct codec_ops *codec; /* the activation codec primitives (codec_internal.h) */
+} kern_backend;
+
+/* The reference level, complete, and what ops.c runs before kern_init (the
+ * other levels are declared where backend.c's table lists them). */
+extern const kern_backend kern_backend_scalar;
+
+/* backend.c: how many levels are compiled in (the table's length), and level
+ * `level` with its NULL entries filled from the levels below (NULL outside
+ * [0, count)). kern_best_level, kern_level_name and kern_cpu_features (ops.h)
+ * are there too. */
+int kern_backend_count(void);
+const kern_backend *kern_backend_at(int level);
+/* ops.c: the backend of the current level (kern_init first if needed). */
+const kern_backend *kern_backend_now(void);
+
 /* scalar reference (ops_scalar.c) */
 float kern_expf_ref(float x);
 float kern_dot16_ref(const float *a, const float *b, int64_t n);
@@ -79,6 +140,10 @@ void kern_quantize_x256(kq8_256 *out, const float *x, int64_t n);
 void kern_mm_rows_scalar(const kern_mm_job *j, int64_t r0, int64_t r1);
 int kern_mm_uses_x32(uint32_t type);   /* FAST activation format for a weight type */
 int kern_mm_uses_x256(uint32_t type);
+/* Whether job j runs the FAST integer path (quantized activations, j->xq). */
+static inline int kern_mm_quant_fast(const kern_mm_job *j) {
+    return j->prec == KERN_FAST && (kern_mm_uses_x32(j->w->type) || kern_mm_uses_x256(j->w->type));
+}
 void kern_q4k_scale_min(const uint8_t *scales12, int j, int *sc, int *m); /* sub-block j's 6-bit scale, min */
 void kern_rmsnorm_scalar(float *y, const float *x, const float *w, int n, float eps);
 void kern_swiglu_scalar(float *y, const float *gate, const float *up, int n);

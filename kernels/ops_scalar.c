@@ -1,13 +1,14 @@
 /* ops_scalar.c - the scalar reference of every operation in ops.h, and the
  * definition of the FAST arithmetic (see ops_internal.h) that the SIMD levels
- * reproduce bit for bit. Plain C: runs on any x86-64 (or other) CPU.
+ * reproduce bit for bit. Plain C: runs on any x86-64 (or other) CPU. At the end,
+ * kern_backend_scalar: the bottom level of the backend table, complete.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec_internal.h"
 #include "ops_internal.h"
-
 
 /* e^x with a fixed operation sequence (range reduction by ln 2, degree-7
  * Taylor/Horner polynomial with fmaf, scaling by 2^n built from bits) so that
@@ -270,3 +271,45 @@ void kern_attention_head_scalar(float *out, const float *q, const kern_kv_view *
     }
     for (int d = 0; d < head_dim; d++) out[d] = out[d] / l;
 }
+
+/* ------------------------------------------------------------ the scalar backend */
+
+/* Nothing to repack: the scalar loop reads the GGUF rows. */
+static int scalar_pack(kern_matrix *m) {
+    (void)m;
+    return 1;
+}
+
+static kern_rows_fn scalar_mm_rows(const kern_mm_job *j) {
+    (void)j;
+    return kern_mm_rows_scalar;
+}
+
+static double scalar_peak_int8(double seconds, double (*now)(void)) {
+    (void)seconds, (void)now;
+    return 0.0;
+}
+
+static uint64_t scalar_stream_sum(const void *buf, size_t bytes) {
+    const uint64_t *w = buf;
+    uint64_t s0 = 0, s1 = 0;
+    for (size_t i = 0; i + 2 <= bytes / 8; i += 2) s0 += w[i], s1 += w[i + 1];
+    return s0 + s1;
+}
+
+/* The reference level: every entry set (the levels above inherit from it). */
+const kern_backend kern_backend_scalar = {
+    .name = "scalar",
+    .pack = scalar_pack,
+    .mm_rows = scalar_mm_rows,
+    .dot16 = kern_dot16_ref,
+    .quantize_x32 = kern_quantize_x32,
+    .quantize_x256 = kern_quantize_x256,
+    .rmsnorm = kern_rmsnorm_scalar,
+    .swiglu = kern_swiglu_scalar,
+    .add = kern_add_scalar,
+    .attention_head = kern_attention_head_scalar,
+    .peak_int8 = scalar_peak_int8,
+    .stream_sum = scalar_stream_sum,
+    .codec = &codec_ops_scalar,
+};

@@ -1,9 +1,9 @@
 /* gemm_avx2.c - the AVX2 level's quantized FAST matmul in lane = row tiles of 8
  * rows: Q8_0 repacked once at load (kern_pack_avx2, from kern_matrix_prepare;
- * ops.c sends a job here when w->packed holds the layout, for every token
- * count), Q4_0, Q4_K and Q6_K rearranged tile by tile inside the call for jobs of many
- * tokens (ops.c: KERN_AVX2_Q4_MANY / _Q4K_MANY / _Q6K_MANY; fewer tokens and
- * unpacked Q8_0 run ops_avx2.c). The same arithmetic as the scalar reference, bit
+ * avx2_mm_rows in ops_avx2.c picks it when w->packed holds the layout, for
+ * every token count), Q4_0, Q4_K and Q6_K rearranged tile by tile inside the
+ * call for jobs of many tokens (avx2_mm_rows: KERN_AVX2_Q4_MANY / _Q4K_MANY /
+ * _Q6K_MANY; fewer tokens and unpacked Q8_0 run ops_avx2.c). The same arithmetic as the scalar reference, bit
  * for bit (ops_internal.h). Why: the row-wise kernels of ops_avx2.c reduce 8
  * horizontal sums per block and token (hadd trees) and keep 8 x nt partial
  * registers live (spills for nt > 1); here each lane accumulates its own row, so
@@ -253,8 +253,8 @@ static void gm_rearrange_q4_0(uint8_t *tile, const uint8_t *data, size_t rb, int
  * the packed layout (f16 scales; codes 0..15, register k lane r = codes
  * 4k..4k+3 of row r, in the GGUF order: low nibbles are codes 0-15, high 16-31)
  * in a buffer of this call, then runs the lane = row loop. The rearrangement
- * costs about one token's pass, so ops.c sends only jobs of KERN_AVX2_Q4_MANY
- * tokens or more here. */
+ * costs about one token's pass, so avx2_mm_rows picks it only for jobs of
+ * KERN_AVX2_Q4_MANY tokens or more. */
 void kern_mm_rows_avx2_q4_0(const kern_mm_job *j, int64_t r0, int64_t r1) {
     const int64_t nb = j->w->cols / 32;
     gm_rows_rearranged(j, r0, r1, nb, gm_tile_bytes(nb), gm_rearrange_q4_0, gm_tile_TENSOR_Q4_0);
@@ -428,13 +428,13 @@ static void gm_rearrange_q6k(uint8_t *tile, const uint8_t *data, size_t rb, int 
     }
 }
 
-/* Q6_K rows [r0, r1) for many tokens (ops.c: KERN_AVX2_Q6K_MANY or more). */
+/* Q6_K rows [r0, r1) for many tokens (avx2_mm_rows: KERN_AVX2_Q6K_MANY or more). */
 void kern_mm_rows_avx2_q6_k(const kern_mm_job *j, int64_t r0, int64_t r1) {
     const int64_t nb = j->w->cols / 256;
     gm_rows_rearranged(j, r0, r1, nb, (size_t)nb * GM_Q6K_BYTES, gm_rearrange_q6k, gm_tile256_TENSOR_Q6_K);
 }
 
-/* Q4_K rows [r0, r1) for many tokens (ops.c: KERN_AVX2_Q4K_MANY or more; the
+/* Q4_K rows [r0, r1) for many tokens (avx2_mm_rows: KERN_AVX2_Q4K_MANY or more; the
  * rearrangement costs about 4 tokens' passes). */
 void kern_mm_rows_avx2_q4_k(const kern_mm_job *j, int64_t r0, int64_t r1) {
     const int64_t nb = j->w->cols / 256;

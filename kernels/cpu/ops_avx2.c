@@ -1,12 +1,16 @@
 /* ops_avx2.c - the AVX2+FMA level: the float dot (same 16-lane definition as
  * kern_dot16_ref: two 8-lane accumulators = lanes 0-7 and 8-15), the residual
- * add, and the quantized FAST matmul (integer dots, below). The element-wise,
- * attention and quantizer kernels of this level are in vec_avx2.c. */
+ * add, the quantized FAST matmul (integer dots, below), and the level's backend
+ * (kern_backend_avx2, at the end: which of this level's matmul kernels runs a
+ * job). The element-wise, attention and quantizer kernels of this level are in
+ * vec_avx2.c, the lane = row tiles in gemm_avx2.c, the few-token kernels in
+ * ops_gemv_avx2.c, the codec primitives in codec_avx2.c. */
 #include <immintrin.h>
 #include <stddef.h>
 #include <string.h>
 
 #include "avx2_util.h"
+#include "codec_internal.h"
 #include "ops_internal.h"
 
 float kern_dot16_avx2(const float *a, const float *b, int64_t n) {
@@ -344,3 +348,35 @@ uint64_t kern_stream_sum_avx2(const void *buf, size_t bytes) {
     _mm256_storeu_si256((void *)s, a[0]);
     return s[0] + s[1] + s[2] + s[3];
 }
+
+/* ------------------------------------------------------------ the AVX2 backend */
+
+/* The kernel of a job: quantized FAST Q8_0 repacked at load, and Q4_0 / Q4_K /
+ * Q6_K of many tokens, in lane = row tiles (gemm_avx2.c); everything else row-wise
+ * (kern_mm_rows_avx2, which sends few tokens to ops_gemv_avx2.c, F16 / BF16 to
+ * vec_avx2.c and the rest to the scalar loop). */
+static kern_rows_fn avx2_mm_rows(const kern_mm_job *j) {
+    const kern_matrix *w = j->w;
+    if (!kern_mm_quant_fast(j)) return kern_mm_rows_avx2;
+    if (w->type == TENSOR_Q6_K && j->n_tokens >= KERN_AVX2_Q6K_MANY) return kern_mm_rows_avx2_q6_k;
+    if (w->type == TENSOR_Q4_K && j->n_tokens >= KERN_AVX2_Q4K_MANY) return kern_mm_rows_avx2_q4_k;
+    if (w->type == TENSOR_Q4_0 && j->n_tokens >= KERN_AVX2_Q4_MANY) return kern_mm_rows_avx2_q4_0;
+    if (kern_packed_for(w, KERN_AVX2)) return kern_mm_rows_avx2_packed;
+    return kern_mm_rows_avx2;
+}
+
+const kern_backend kern_backend_avx2 = {
+    .name = "avx2",
+    .pack = kern_pack_avx2,
+    .mm_rows = avx2_mm_rows,
+    .dot16 = kern_dot16_avx2,
+    .quantize_x32 = kern_quantize_x32_avx2,
+    .quantize_x256 = kern_quantize_x256_avx2,
+    .rmsnorm = kern_rmsnorm_avx2,
+    .swiglu = kern_swiglu_avx2,
+    .add = kern_add_avx2,
+    .attention_head = kern_attention_head_avx2,
+    .peak_int8 = kern_peak_int8_avx2,
+    .stream_sum = kern_stream_sum_avx2,
+    .codec = &codec_ops_avx2,
+};

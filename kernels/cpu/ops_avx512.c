@@ -1,5 +1,7 @@
 /* ops_avx512.c - the AVX-512 level (F/BW/VL/DQ + VNNI): the same arithmetic as
- * the scalar reference, bit for bit (definitions in ops_internal.h).
+ * the scalar reference, bit for bit (definitions in ops_internal.h), and the
+ * level's backend (kern_backend_avx512, at the end; what it leaves NULL is
+ * AVX2's).
  *
  * Quantized matmul, FAST: weights are repacked at load time into tiles of 16
  * rows, lane = row, so each lane accumulates its own row's blocks sequentially,
@@ -512,7 +514,7 @@ static void mm_packed(const kern_mm_job *j, int64_t r0, int64_t r1) {
 }
 
 /* Rows [r0, r1) (r0 a multiple of 16). Quantized FAST uses the packed tiles
- * (ops.c only sends those here when packed); everything else is a float dot per
+ * (avx512_mm_rows only picks this then); everything else is a float dot per
  * (row, token), with the row converted or dequantized once. */
 void kern_mm_rows_avx512(const kern_mm_job *j, int64_t r0, int64_t r1) {
     const kern_matrix *w = j->w;
@@ -647,3 +649,28 @@ void kern_quantize_x256_avx512(kq8_256 *out, const float *x, int64_t n) {
         for (int j = 0; j < 8; j++) o->bsum32[j] = (int16_t)(o->bsum16[2 * j] + o->bsum16[2 * j + 1]);
     }
 }
+
+/* ------------------------------------------------------------ the AVX-512 backend */
+
+/* Quantized FAST runs the packed tiles, so it needs them: a matrix packed for
+ * another level (or not at all) runs the scalar loop, the same bits. Float
+ * weights, and EXACT, run the float dots above. */
+static kern_rows_fn avx512_mm_rows(const kern_mm_job *j) {
+    return !kern_mm_quant_fast(j) || kern_packed_for(j->w, KERN_AVX512) ? kern_mm_rows_avx512 : kern_mm_rows_scalar;
+}
+
+/* dot16 and the codec primitives are AVX2's: the row loop keeps kern_dot16_avx2
+ * (the same bits) and the codecs have no AVX-512 version. */
+const kern_backend kern_backend_avx512 = {
+    .name = "avx512",
+    .pack = kern_pack_avx512,
+    .mm_rows = avx512_mm_rows,
+    .quantize_x32 = kern_quantize_x32_avx512,
+    .quantize_x256 = kern_quantize_x256_avx512,
+    .rmsnorm = kern_rmsnorm_avx512,
+    .swiglu = kern_swiglu_avx512,
+    .add = kern_add_avx512,
+    .attention_head = kern_attention_head_avx512,
+    .peak_int8 = kern_peak_int8_avx512,
+    .stream_sum = kern_stream_sum_avx512,
+};
