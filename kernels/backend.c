@@ -10,8 +10,9 @@
  * Adding a level: a new file under cpu/ that defines `const kern_backend
  * kern_backend_<name>` with only the operations it does better (NULL for the
  * rest, and a mm_rows that returns NULL for the matmuls it leaves to the level
- * below), then its row in the table below. A CPU feature not yet detected is
- * one more bit in cpu_detect.
+ * below), then its row in the table below (and its extern above the table). A
+ * CPU feature not yet detected is one more bit in cpu_detect. Nothing in ops.c
+ * changes.
  */
 #include <cpuid.h>
 #include <pthread.h>
@@ -41,10 +42,17 @@ static const struct {
     uint32_t bit;
     const char *name;
 } feature_names[] = {
-    {CPU_AVX, "avx"},           {CPU_AVX2, "avx2"},         {CPU_FMA, "fma"},
-    {CPU_F16C, "f16c"},         {CPU_AVX512F, "avx512f"},   {CPU_AVX512BW, "avx512bw"},
-    {CPU_AVX512VL, "avx512vl"}, {CPU_AVX512DQ, "avx512dq"}, {CPU_AVX512VNNI, "avx512vnni"},
-    {CPU_AVX512BF16, "avx512bf16"}, {CPU_AMX_TILE, "amx-tile"},
+    {CPU_AVX, "avx"},
+    {CPU_AVX2, "avx2"},
+    {CPU_FMA, "fma"},
+    {CPU_F16C, "f16c"},
+    {CPU_AVX512F, "avx512f"},
+    {CPU_AVX512BW, "avx512bw"},
+    {CPU_AVX512VL, "avx512vl"},
+    {CPU_AVX512DQ, "avx512dq"},
+    {CPU_AVX512VNNI, "avx512vnni"},
+    {CPU_AVX512BF16, "avx512bf16"},
+    {CPU_AMX_TILE, "amx-tile"},
 };
 
 /* XCR0: which register states the OS saves (bit 1 SSE, 2 AVX, 5-7 AVX-512). */
