@@ -37,6 +37,7 @@
 #include "cliparse.h"
 #include "gguf.h"
 #include "quant.h"
+#include "qwen2.h"
 
 #define MK_MAX_THREADS 16
 #define MK_CHUNK_BYTES (8u << 20) /* output bytes generated between two writes */
@@ -504,50 +505,37 @@ static void mk_plan_add(mk_plan_ctx *c, const char *name, mk_role role, int64_t 
 /* Build the list of tensors, in file order, with types, shapes and statistics.
  * 0, or -1 with a message. */
 static int mk_plan_build(mk_plan *p, const mk_hparams *hp, const mk_scheme *sc, const mk_vocab *v, uint64_t seed) {
-    const int64_t E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
-    const int64_t hd = E / hp->n_head, Q = hp->n_head * hd, KV = hp->n_head_kv * hd;
+    const int64_t E = hp->n_embd, V = hp->n_vocab;
+    const model_hparams mhp = {.n_embd = hp->n_embd, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
+                               .head_dim = hp->n_embd / hp->n_head, .n_ff = hp->n_ff};
     mk_plan_ctx c = {.p = p, .sc = sc};
     p->n = 0;
-    p->t = calloc((size_t)(4 + 13 * (int64_t)hp->n_layer), sizeof *p->t);
+    p->t = calloc((size_t)(3 + QWEN2_LAYER_TENSORS * (int64_t)hp->n_layer), sizeof *p->t);
     if (!p->t) return mk_fail("out of memory");
 
     /* Scales: a unit-variance residual stream; q, k, v and gate/up keep unit
      * variance, o and down add half a unit per layer; the head gives logits of
      * standard deviation ~1 so greedy decoding depends on the context. */
     const float s_in = 1.0f / sqrtf((float)E);
-    mk_plan_add(&c, "token_embd.weight", MK_MATRIX, E, V, 0.0f, 1.0f);      /* [n_embd, n_vocab] */
+    mk_plan_add(&c, QWEN2_TOKEN_EMBD, MK_MATRIX, E, V, 0.0f, 1.0f);      /* [n_embd, n_vocab] */
+    /* The layers as qwen2.h lists them: norms ~1, biases small; matrices std =
+     * gain / sqrt(fan_in): unit output variance, halved for the two that add
+     * into the residual stream; the *_m mixes keep the strong ones in more bits. */
     for (uint32_t l = 0; l < hp->n_layer; l++) {
-        static const struct { const char *suffix; mk_role role; char ne0, ne1; float mean, std, gain; } layer[] = {
-            /* ne0/ne1 letters: E n_embd, Q n_head*hd, K n_kv*hd, F n_ff, 1 one.
-             * Matrices: std = gain / sqrt(fan_in): unit output variance, halved for
-             * the two that add into the residual stream. */
-            {"attn_norm.weight", MK_VECTOR, 'E', '1', 1.0f, 0.1f, 0},
-            {"attn_q.weight", MK_MATRIX, 'E', 'Q', 0.0f, 0, 1.0f},
-            {"attn_q.bias", MK_VECTOR, 'Q', '1', 0.0f, 0.02f, 0},
-            {"attn_k.weight", MK_MATRIX, 'E', 'K', 0.0f, 0, 1.0f},
-            {"attn_k.bias", MK_VECTOR, 'K', '1', 0.0f, 0.02f, 0},
-            {"attn_v.weight", MK_MATRIX_STRONG, 'E', 'K', 0.0f, 0, 1.0f},
-            {"attn_v.bias", MK_VECTOR, 'K', '1', 0.0f, 0.02f, 0},
-            {"attn_output.weight", MK_MATRIX, 'Q', 'E', 0.0f, 0, 0.5f},
-            {"ffn_norm.weight", MK_VECTOR, 'E', '1', 1.0f, 0.1f, 0},
-            {"ffn_gate.weight", MK_MATRIX, 'E', 'F', 0.0f, 0, 1.0f},
-            {"ffn_up.weight", MK_MATRIX, 'E', 'F', 0.0f, 0, 1.0f},
-            {"ffn_down.weight", MK_MATRIX_STRONG, 'F', 'E', 0.0f, 0, 0.5f},
-        };
-        for (size_t k = 0; k < sizeof layer / sizeof layer[0]; k++) {
-            int64_t dims[2];
-            for (int d = 0; d < 2; d++) {
-                char x = d ? layer[k].ne1 : layer[k].ne0;
-                dims[d] = x == 'E' ? E : x == 'Q' ? Q : x == 'K' ? KV : x == 'F' ? F : 1;
-            }
-            float std = layer[k].gain > 0 ? layer[k].gain / sqrtf((float)dims[0]) : layer[k].std;
+        for (size_t k = 0; k < QWEN2_LAYER_TENSORS; k++) {
+            const qwen2_tensor *d = &qwen2_layer_tensors[k];
+            const int64_t ne0 = qwen2_dim_size(&mhp, d->ne0), ne1 = qwen2_dim_size(&mhp, d->ne1);
             char name[48];
-            snprintf(name, sizeof name, "blk.%u.%s", l, layer[k].suffix);
-            mk_plan_add(&c, name, layer[k].role, dims[0], dims[1], layer[k].mean, std);
+            qwen2_layer_name(name, sizeof name, (int32_t)l, d);
+            if (d->kind == QWEN2_NORM) mk_plan_add(&c, name, MK_VECTOR, ne0, ne1, 1.0f, 0.1f);
+            else if (d->kind == QWEN2_BIAS) mk_plan_add(&c, name, MK_VECTOR, ne0, ne1, 0.0f, 0.02f);
+            else
+                mk_plan_add(&c, name, d->strong ? MK_MATRIX_STRONG : MK_MATRIX, ne0, ne1, 0.0f,
+                            (d->residual ? 0.5f : 1.0f) / sqrtf((float)ne0));
         }
     }
-    mk_plan_add(&c, "output_norm.weight", MK_VECTOR, E, 1, 1.0f, 0.1f);       /* [n_embd] */
-    mk_plan_add(&c, "output.weight", MK_MATRIX_STRONG, E, V, 0.0f, s_in);    /* [n_embd, n_vocab] */
+    mk_plan_add(&c, QWEN2_OUTPUT_NORM, MK_VECTOR, E, 1, 1.0f, 0.1f);       /* [n_embd] */
+    mk_plan_add(&c, QWEN2_OUTPUT, MK_MATRIX_STRONG, E, V, 0.0f, s_in);    /* [n_embd, n_vocab] */
     /* padding tokens get zero head rows (logit 0), as untrained rows would: greedy
      * decoding then picks real tokens even when most of the vocabulary is padding */
     p->t[p->n - 1].zero_rows_of_type = v->types;
