@@ -69,13 +69,6 @@ struct net_server {
     char last_failure[96];
 };
 
-/* Monotonic milliseconds. */
-uint64_t net_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Splits HOST:PORT and resolves HOST to an IPv4 address (blocking; done at startup only). */
 int net_parse_addr(const char *host_port, struct sockaddr_in *out, char *err, size_t errlen) {
     const char *colon = host_port ? strrchr(host_port, ':') : NULL;

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+#include "log.h"
 #include "net_io.h"
 
 #define MPI_TAG_BATON 0x4241 /* every Baton message; the communicator is our own duplicate anyway */
@@ -103,12 +105,6 @@ static uint64_t head_id(const uint8_t *h) {
 
 /* --- the progress thread ------------------------------------------------- */
 
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Hands events to the loop and wakes it. */
 static void deliver_events(item_list *evs) {
     if (!evs->head) return;
@@ -193,7 +189,7 @@ static int recv_some(item_list *evs) {
         mpi_item *it = calloc(1, sizeof *it);
         uint8_t *buf = malloc(count > 0 ? (size_t)count : 1);
         if (!it || !buf) {
-            fprintf(stderr, "baton: out of memory receiving an MPI message of %d bytes\n", count);
+            log_msg("out of memory receiving an MPI message of %d bytes", count);
             abort(); /* a lost message would corrupt a stream: stop the job (MPI aborts it) */
         }
         MPI_Mrecv(buf, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
@@ -244,7 +240,7 @@ static void *progress_main(void *arg) {
         for (mpi_item *it = out.head, *next; it; it = next) {
             next = it->next;
             if (send_post(&sends, it) != 0) {
-                fprintf(stderr, "baton: out of memory queueing an MPI send\n");
+                log_msg("out of memory queueing an MPI send");
                 abort();
             }
             work++;
@@ -254,8 +250,8 @@ static void *progress_main(void *arg) {
         if (!stop) work += recv_some(&evs);
         deliver_events(&evs);
         if (stop) {
-            if (deadline == 0) deadline = mono_s() + FLUSH_SECONDS;
-            if (sends.n == 0 || mono_s() > deadline) break;
+            if (deadline == 0) deadline = clock_s() + FLUSH_SECONDS;
+            if (sends.n == 0 || clock_s() > deadline) break;
         }
         if (work) {
             idle = 0;
@@ -268,7 +264,7 @@ static void *progress_main(void *arg) {
         }
     }
     if (sends.n)
-        fprintf(stderr, "baton: %d MPI send(s) still pending after %d s at shutdown\n", sends.n, FLUSH_SECONDS);
+        log_msg("%d MPI send(s) still pending after %d s at shutdown", sends.n, FLUSH_SECONDS);
     free(sends.req);
     free(sends.idx);
     for (int i = 0; i < sends.n; i++)
