@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "errmsg.h"
 #include "log.h"
 #include "net_io.h"
 
@@ -297,7 +298,7 @@ int net_mpi_init(char *err, size_t errlen) {
     if (g.started) return g.init_rc;
     g.started = true;
     if (pthread_create(&g.thread, NULL, progress_main, NULL) != 0) {
-        snprintf(err, errlen, "cannot start the MPI progress thread");
+        err_set(err, errlen, "cannot start the MPI progress thread");
         g.init_rc = -1;
         return -1;
     }
@@ -305,7 +306,7 @@ int net_mpi_init(char *err, size_t errlen) {
     while (!g.init_done) pthread_cond_wait(&g.cv, &g.mu);
     pthread_mutex_unlock(&g.mu);
     if (g.init_rc != 0) {
-        snprintf(err, errlen, "%s", g.init_err);
+        err_set(err, errlen, "%s", g.init_err);
         pthread_join(g.thread, NULL);
     }
     return g.init_rc;
@@ -592,12 +593,12 @@ static void on_async(uv_async_t *a) {
 /* Lets the progress thread wake this loop. */
 static int attach_loop(uv_loop_t *loop, char *err, size_t errlen) {
     if (!net_mpi_active()) {
-        snprintf(err, errlen, "MPI addresses need MPI (run under mpirun with --mpi)");
+        err_set(err, errlen, "MPI addresses need MPI (run under mpirun with --mpi)");
         return -1;
     }
     if (g.attached) {
         if (g.async.loop == loop) return 0;
-        snprintf(err, errlen, "MPI connections are limited to one libuv loop");
+        err_set(err, errlen, "MPI connections are limited to one libuv loop");
         return -1;
     }
     uv_async_init(loop, &g.async, on_async);
@@ -615,7 +616,7 @@ static int parse_rank(const char *addr, char *err, size_t errlen) {
     char *end;
     long r = addr[3] == ':' ? strtol(addr + 4, &end, 10) : -1;
     if (addr[3] != ':' || !addr[4] || *end || r < 0 || r >= g.size) {
-        snprintf(err, errlen, "'%s' is not an MPI rank of this job (0..%d)", addr, g.size - 1);
+        err_set(err, errlen, "'%s' is not an MPI rank of this job (0..%d)", addr, g.size - 1);
         return -1;
     }
     return (int)r;
@@ -627,7 +628,7 @@ int net_mpi_connect(net_conn *c, uv_loop_t *loop, const char *addr, char *err, s
     if (rank < 0) return -1;
     mpi_conn *mc = calloc(1, sizeof *mc);
     if (!mc) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     mc->c = c;
@@ -644,11 +645,11 @@ int net_mpi_connect(net_conn *c, uv_loop_t *loop, const char *addr, char *err, s
 int net_mpi_listen(net_server *s, const char *addr, char *err, size_t errlen) {
     if (attach_loop(net_server_loop(s), err, errlen) != 0) return -1;
     if (addr[3] == ':' && parse_rank(addr, err, errlen) != g.rank) {
-        snprintf(err, errlen, "cannot listen on '%s': this process is mpi:%d", addr, g.rank);
+        err_set(err, errlen, "cannot listen on '%s': this process is mpi:%d", addr, g.rank);
         return -1;
     }
     if (g.listener) {
-        snprintf(err, errlen, "cannot listen on '%s': this rank already listens on MPI", addr);
+        err_set(err, errlen, "cannot listen on '%s': this rank already listens on MPI", addr);
         return -1;
     }
     g.listener = s;
