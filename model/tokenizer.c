@@ -1470,3 +1470,57 @@ int64_t chat_encode(const tokenizer *t, const chat_message *msgs, int n, bool ad
     free(c.plain.p);
     return enc_end(&e, rc != 0 ? rc : c.rc);
 }
+
+/* ---------------------------------------------------------------- allocating entry points */
+
+/* One encoding to run: a text (msgs NULL) or a chat. */
+typedef struct enc_call {
+    const tokenizer *t;
+    tok_special_mode mode;
+    const char *text;
+    size_t len;
+    const chat_message *msgs;
+    int n;
+    bool gen;
+} enc_call;
+
+/* Run the call into a malloc'd array of `guess` ids, once more with the exact
+ * count if that was too few (the encoders return the count they need). */
+static int64_t encode_alloc(const enc_call *c, int64_t guess, int32_t **out, char *err, size_t errlen) {
+    *out = NULL;
+    for (int64_t cap = guess > 0 ? guess : 1;;) {
+        int32_t *ids = malloc((size_t)cap * sizeof *ids);
+        if (!ids) {
+            err_set(err, errlen, "out of memory for %lld token ids", (long long)cap);
+            return -1;
+        }
+        int64_t got = c->msgs ? chat_encode(c->t, c->msgs, c->n, c->gen, c->mode, ids, cap)
+                              : tok_encode(c->t, c->text, c->len, c->mode, ids, cap);
+        if (got >= 0 && got <= cap) {
+            *out = ids;
+            return got;
+        }
+        free(ids);
+        if (got < 0) {
+            err_set(err, errlen, "%s", tok_last_error());
+            return -1;
+        }
+        cap = got;
+    }
+}
+
+int64_t tok_encode_alloc(const tokenizer *t, const char *text, size_t len, tok_special_mode mode, int32_t **out,
+                         char *err, size_t errlen) {
+    enc_call c = {.t = t, .mode = mode, .text = text, .len = len};
+    /* a byte-level BPE id covers at least one byte; the slack is for NFC growth */
+    return encode_alloc(&c, (int64_t)len + 16, out, err, errlen);
+}
+
+int64_t chat_encode_alloc(const tokenizer *t, const chat_message *msgs, int n, bool add_generation_prompt,
+                          tok_special_mode content_mode, int32_t **out, char *err, size_t errlen) {
+    enc_call c = {.t = t, .mode = content_mode, .msgs = msgs, .n = n, .gen = add_generation_prompt};
+    int64_t guess = 32; /* the template's own tokens per turn are fewer than this */
+    for (int i = 0; msgs && i < n; i++)
+        guess += 32 + (int64_t)(msgs[i].content ? strlen(msgs[i].content) : 0);
+    return encode_alloc(&c, guess, out, err, errlen);
+}
