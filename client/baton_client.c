@@ -13,6 +13,7 @@
 
 #include "auth.h"
 #include "baton.pb-c.h"
+#include "errmsg.h"
 #include "frame.h"
 #include "status.h"
 
@@ -88,11 +89,11 @@ static int read_frame(baton_client *c, frame_header *h) {
 static int read_status(baton_client *c, const frame_header *h, char *msg, size_t msglen) {
     Baton__CallStatus *st = baton__call_status__unpack(NULL, h->msg_len, c->buf);
     if (!st) {
-        snprintf(msg, msglen, "malformed status from the server");
+        err_set(msg, msglen, "malformed status from the server");
         return BATON_STATUS_INTERNAL;
     }
     int code = (int)st->code;
-    snprintf(msg, msglen, "%s", st->message ? st->message : "");
+    err_set(msg, msglen, "%s", st->message ? st->message : "");
     baton__call_status__free_unpacked(st, NULL);
     return code;
 }
@@ -111,19 +112,19 @@ static int handshake(baton_client *c, const char *host_port, const baton_connect
     h.accepted = true;
     h.nonce = (ProtobufCBinaryData){sizeof nonce, nonce};
     if (send_frame(c, BATON__FRAME_KIND__FRAME_HELLO, 0, &h.base) != 0) {
-        snprintf(err, errlen, "connection to %s lost during the hello", host_port);
+        err_set(err, errlen, "connection to %s lost during the hello", host_port);
         return BATON_STATUS_UNAVAILABLE;
     }
     for (int step = 0; step < 2; step++) { /* 0: the server's hello, 1: its answer to our proof */
         frame_header fh;
         if (read_frame(c, &fh) != 0) {
-            snprintf(err, errlen, "connection to %s lost during the hello", host_port);
+            err_set(err, errlen, "connection to %s lost during the hello", host_port);
             return BATON_STATUS_UNAVAILABLE;
         }
         if (fh.kind == BATON__FRAME_KIND__FRAME_CALL_STATUS) {
             char m[200];
             int code = read_status(c, &fh, m, sizeof m);
-            snprintf(err, errlen, "%s refused the connection: %s", host_port, m);
+            err_set(err, errlen, "%s refused the connection: %s", host_port, m);
             return code ? code : BATON_STATUS_UNKNOWN;
         }
         if (step == 1) {
@@ -145,11 +146,11 @@ static int handshake(baton_client *c, const char *host_port, const baton_connect
         }
         baton__hello__free_unpacked(sh, NULL);
         if (send_frame(c, BATON__FRAME_KIND__FRAME_AUTH_PROOF, 0, &p.base) != 0) {
-            snprintf(err, errlen, "connection to %s lost during the hello", host_port);
+            err_set(err, errlen, "connection to %s lost during the hello", host_port);
             return BATON_STATUS_UNAVAILABLE;
         }
     }
-    snprintf(err, errlen, "%s is not a Baton coordinator speaking protocol %d", host_port, FRAME_PROTOCOL_VERSION);
+    err_set(err, errlen, "%s is not a Baton coordinator speaking protocol %d", host_port, FRAME_PROTOCOL_VERSION);
     return BATON_STATUS_UNAVAILABLE;
 }
 
@@ -163,26 +164,26 @@ baton_client *baton_connect_with(const char *host_port, const baton_connect_opts
     if (cred_str) {
         char why[160];
         if (auth_key_from(cred_str, strlen(cred_str), &cred, why, sizeof why) != 0) {
-            snprintf(err, errlen, "the %s %s", o->admin ? "admin token" : "API key", why);
+            err_set(err, errlen, "the %s %s", o->admin ? "admin token" : "API key", why);
             return NULL;
         }
     }
     *status = BATON_STATUS_UNAVAILABLE;
     const char *colon = host_port ? strrchr(host_port, ':') : NULL;
     if (!colon) {
-        snprintf(err, errlen, "server address '%s' is not HOST:PORT", host_port ? host_port : "");
+        err_set(err, errlen, "server address '%s' is not HOST:PORT", host_port ? host_port : "");
         return NULL;
     }
     char host[256];
     snprintf(host, sizeof host, "%.*s", (int)(colon - host_port), host_port);
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
     if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || !res) {
-        snprintf(err, errlen, "cannot resolve '%s'", host_port);
+        err_set(err, errlen, "cannot resolve '%s'", host_port);
         return NULL;
     }
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
-        snprintf(err, errlen, "cannot connect to %s: %s", host_port, strerror(errno));
+        err_set(err, errlen, "cannot connect to %s: %s", host_port, strerror(errno));
         if (fd >= 0) close(fd);
         freeaddrinfo(res);
         return NULL;
@@ -193,7 +194,7 @@ baton_client *baton_connect_with(const char *host_port, const baton_connect_opts
     baton_client *c = calloc(1, sizeof *c);
     if (!c) {
         close(fd);
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     c->fd = fd;
@@ -338,13 +339,13 @@ static int simple_call(baton_client *c, uint32_t kind, const ProtobufCMessage *r
     uint32_t call = ++c->next_call;
     *reply = NULL;
     if (send_frame(c, kind, call, req) != 0) {
-        snprintf(msg, msglen, "connection lost");
+        err_set(msg, msglen, "connection lost");
         return BATON_STATUS_UNAVAILABLE;
     }
     for (;;) {
         frame_header h;
         if (read_frame(c, &h) != 0) {
-            snprintf(msg, msglen, "connection lost");
+            err_set(msg, msglen, "connection lost");
             if (*reply) protobuf_c_message_free_unpacked(*reply, NULL);
             *reply = NULL;
             return BATON_STATUS_UNAVAILABLE;
@@ -354,7 +355,7 @@ static int simple_call(baton_client *c, uint32_t kind, const ProtobufCMessage *r
         if (h.kind == BATON__FRAME_KIND__FRAME_CALL_STATUS) {
             int st = read_status(c, &h, msg, msglen);
             if (st == BATON_STATUS_OK && !*reply) {
-                snprintf(msg, msglen, "no reply from the server");
+                err_set(msg, msglen, "no reply from the server");
                 st = BATON_STATUS_INTERNAL;
             }
             if (st != BATON_STATUS_OK && *reply) {
@@ -483,7 +484,7 @@ int baton_admin_node_op(baton_client *c, int op, uint32_t node_id, char *msg, si
                          msglen);
     if (st != BATON_STATUS_OK) return st;
     Baton__AdminNodeOpReply *r = rep;
-    snprintf(msg, msglen, "%s", r->message ? r->message : "");
+    err_set(msg, msglen, "%s", r->message ? r->message : "");
     baton__admin_node_op_reply__free_unpacked(r, NULL);
     return st;
 }

@@ -47,36 +47,17 @@ void coord_drop_slot(coord *c, int32_t slot) {
 
 /* --- planning ------------------------------------------------------------ */
 
-/* Bytes of the tensors named PREFIX* in the file. */
-static uint64_t tensor_bytes_prefix(const gguf_file *f, const char *prefix) {
-    uint64_t sum = 0;
-    size_t pl = strlen(prefix);
-    for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
-        const gguf_tensor *t = gguf_tensor_at(f, i);
-        if (t && !strncmp(t->name, prefix, pl)) sum += t->bytes;
-    }
-    return sum;
-}
-
 /* The plan inputs of the model file: weight bytes per layer (*lb, malloc'd), KV, embed and head. */
 static int plan_model_of(coord *c, plan_model *pm, uint64_t **lb) {
     const int32_t L = (int32_t)c->hp.n_layer;
     *lb = calloc((size_t)L + 1, sizeof **lb);
     if (!*lb) return -1;
     uint64_t total = 0;
-    for (int32_t l = 0; l < L; l++) {
-        char prefix[32];
-        snprintf(prefix, sizeof prefix, "blk.%d.", (int)l);
-        (*lb)[l] = tensor_bytes_prefix(c->gf, prefix);
-        total += (*lb)[l];
-    }
-    const gguf_tensor *te = gguf_find_tensor(c->gf, "token_embd.weight");
-    const gguf_tensor *to = gguf_find_tensor(c->gf, "output.weight");
-    const gguf_tensor *tn = gguf_find_tensor(c->gf, "output_norm.weight");
+    for (int32_t l = 0; l < L; l++) total += (*lb)[l] = model_file_layer_bytes(c->gf, l);
     *pm = (plan_model){.n_layer = L, .layer_bytes = *lb};
     pm->kv_bytes_per_layer = model_kv_bytes_per_token(&c->hp, TENSOR_F16) * (uint64_t)c->o.n_ctx * (uint64_t)c->o.n_slots;
-    pm->embed_bytes = te ? te->bytes : 0;
-    pm->head_bytes = (to ? to->bytes : pm->embed_bytes) + (tn ? tn->bytes : 0);
+    pm->embed_bytes = model_file_embed_bytes(c->gf);
+    pm->head_bytes = model_file_head_bytes(c->gf);
     double avg = L ? (double)total / L : 1;
     pm->embed_cost = 0;
     pm->head_cost = avg > 0 ? (double)pm->head_bytes / avg : 0;

@@ -47,8 +47,7 @@ kv_cache *kv_cache_new(const model *m, int32_t n_slots, int32_t n_ctx, uint32_t 
      * positions are written, so an idle slot costs nothing. */
     kv->k = calloc(1, total);
     kv->v = calloc(1, total);
-    kv->used = calloc((size_t)n_slots, sizeof *kv->used);
-    if (!kv->k || !kv->v || !kv->used) goto oom;
+    if (!kv->k || !kv->v) goto oom;
     return kv;
 oom:
     kv_cache_free(kv);
@@ -60,12 +59,12 @@ void kv_cache_free(kv_cache *kv) {
     if (!kv) return;
     free(kv->k);
     free(kv->v);
-    free(kv->used);
     free(kv);
 }
 
 void kv_cache_clear_slot(kv_cache *kv, int32_t slot) {
-    if (kv && slot >= 0 && slot < kv->n_slots) kv->used[slot] = 0;
+    (void)kv;
+    (void)slot;
 }
 
 size_t kv_cache_bytes(const kv_cache *kv) {
@@ -196,9 +195,6 @@ int forward_run(fwd_ctx *c, kv_cache *kv, const fwd_batch *b, float *hidden, flo
         for (int32_t t = 0; t < b->n; t++) kern_embed(hidden + (size_t)t * E, &m->tok_embd, b->tokens[t]);
 
     for (int32_t il = 0; il < kv->n_layers; il++) block_forward(c, kv, b, il, hidden);
-
-    for (int32_t t = 0; t < b->n; t++)
-        if (kv->used[b->slot[t]] < b->pos[t] + 1) kv->used[b->slot[t]] = b->pos[t] + 1;
 
     if (!m->slice.head) return 0;
     int nw = 0;

@@ -23,12 +23,14 @@ typedef struct kv_cache {
     int32_t n_slots, n_ctx, n_layers;
     size_t row_bytes;    /* one position of K (or V) of one layer */
     uint8_t *k, *v;      /* [n_layers][n_slots][n_ctx][n_head_kv*head_dim] */
-    int32_t *used;       /* per slot: positions filled (for status reports) */
 } kv_cache;
 
 kv_cache *kv_cache_new(const model *m, int32_t n_slots, int32_t n_ctx, uint32_t type,
                        char *err, size_t errlen);
 void kv_cache_free(kv_cache *kv);
+/* Frees a slot for a new sequence. Nothing needs erasing: forward_run writes a
+ * position's K/V before any token attends to it, so a reused slot never reads
+ * the old sequence. Kept for its callers (worker/stage.c, benches, tests). */
 void kv_cache_clear_slot(kv_cache *kv, int32_t slot);
 size_t kv_cache_bytes(const kv_cache *kv);
 

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "errmsg.h"
 #include "quant.h"
 
 #define GGUF_VERSION_WRITTEN 3
@@ -200,20 +201,17 @@ typedef struct parser {
     int depth;            /* array levels open */
 } parser;
 
-/* Write "path: message" into the parser's error buffer. Always returns -1. */
+/* Write "path: message" into the parser's error buffer (err_set). Always returns -1. */
 static int fail(parser *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(parser *ps, const char *fmt, ...) {
     if (!ps->err || !ps->errlen) return -1;
-    size_t n = 0;
-    if (ps->path) {
-        int k = snprintf(ps->err, ps->errlen, "%s: ", ps->path);
-        n = k < 0 ? 0 : (size_t)k;
-        if (n >= ps->errlen) return -1;
-    }
+    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ps->err + n, ps->errlen - n, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (ps->path) err_set(ps->err, ps->errlen, "%s: %s", ps->path, msg);
+    else err_set(ps->err, ps->errlen, "%s", msg);
     /* Names are sanitised, but keep the promise of one line whatever happens. */
     for (char *c = ps->err; *c; c++)
         if (*c == '\n' || *c == '\r') *c = ' ';
@@ -711,7 +709,7 @@ static gguf_file *parse_image(const void *buf, size_t len, const char *path, cha
 
 gguf_file *gguf_open_memory(const void *buf, size_t len, char *err, size_t errlen) {
     if (!buf && len) {
-        if (err && errlen) snprintf(err, errlen, "no buffer given");
+        err_set(err, errlen, "no buffer given");
         return NULL;
     }
     static const uint8_t empty[1];
@@ -721,23 +719,23 @@ gguf_file *gguf_open_memory(const void *buf, size_t len, char *err, size_t errle
 gguf_file *gguf_open(const char *path, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
     if (!path) {
-        if (err && errlen) snprintf(err, errlen, "no model path given");
+        err_set(err, errlen, "no model path given");
         return NULL;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        if (err && errlen) snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        if (err && errlen) snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
         close(fd);
         return NULL;
     }
     if (S_ISDIR(st.st_mode) || !S_ISREG(st.st_mode)) {
         if (err && errlen)
-            snprintf(err, errlen, "%s: %s", path, S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file");
+            err_set(err, errlen, "%s: %s", path, S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file");
         close(fd);
         return NULL;
     }
@@ -750,7 +748,7 @@ gguf_file *gguf_open(const char *path, char *err, size_t errlen) {
     int map_errno = errno;
     close(fd);
     if (map == MAP_FAILED) {
-        if (err && errlen) snprintf(err, errlen, "%s: cannot map %zu bytes: %s", path, size, strerror(map_errno));
+        err_set(err, errlen, "%s: cannot map %zu bytes: %s", path, size, strerror(map_errno));
         return NULL;
     }
     gguf_file *f = parse_image(map, size, path, err, errlen);
@@ -956,15 +954,8 @@ struct gguf_writer {
     char err[256];
 };
 
-/* Record why the last call failed. Always returns -1. */
-static int wfail(gguf_writer *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int wfail(gguf_writer *w, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(w->err, sizeof w->err, fmt, ap);
-    va_end(ap);
-    return -1;
-}
+/* Record why the last call failed (err_set); -1 for `return wfail(...)`. */
+#define wfail(w, ...) (err_set((w)->err, sizeof (w)->err, __VA_ARGS__), -1)
 
 /* Append n bytes; -1 when out of memory. */
 static int wbuf_put(wbuf *b, const void *src, size_t n) {
@@ -1097,12 +1088,12 @@ static int add_scalar(gguf_writer *w, const char *key, gguf_value_type t, const 
 void gguf_writer_set_alignment(gguf_writer *w, uint32_t alignment) {
     if (!w) return;
     if (w->header_written) {
-        wfail(w, "alignment set after the header was written");
+        err_set(w->err, sizeof w->err, "alignment set after the header was written");
         return;
     }
     if (alignment == 0 || (alignment & (alignment - 1)) != 0 || alignment > GGUF_MAX_ALIGNMENT) {
         w->broken = true;
-        wfail(w, "alignment %" PRIu32 " is not a power of two up to 2^30", alignment);
+        err_set(w->err, sizeof w->err, "alignment %" PRIu32 " is not a power of two up to 2^30", alignment);
         return;
     }
     w->alignment = alignment;

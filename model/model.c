@@ -11,6 +11,7 @@
 
 #include "errmsg.h"
 #include "quant.h"
+#include "qwen2.h"
 
 /* Read a required unsigned key that must fit in 32 bits and be at least `min`. */
 static int need_u32(const gguf_file *f, const char *key, uint32_t min, uint32_t *out, char *err, size_t errlen) {
@@ -168,29 +169,21 @@ static int prepare_matrix(kern_matrix *m, bool keep_pages) {
     return 0;
 }
 
+/* Load the tensors of layer il into L, as the Qwen2 table lists them. */
 static int load_layer(model *m, int32_t il, model_layer *L, char *err, size_t errlen) {
-    const model_hparams *hp = &m->hp;
-    const gguf_file *f = m->file;
-    const int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim, KD = (int64_t)hp->n_head_kv * hp->head_dim;
     char name[96];
-    uint64_t *b = &m->weight_bytes;
-#define NAME(s) (snprintf(name, sizeof name, "blk.%d." s, (int)il), name)
-    if (!(L->attn_norm = load_vector(f, NAME("attn_norm.weight"), E, b, err, errlen))) return -1;
-    if (load_matrix(f, NAME("attn_q.weight"), E, QD, &L->wq, b, err, errlen)) return -1;
-    if (load_matrix(f, NAME("attn_k.weight"), E, KD, &L->wk, b, err, errlen)) return -1;
-    if (load_matrix(f, NAME("attn_v.weight"), E, KD, &L->wv, b, err, errlen)) return -1;
-    if (!(L->bq = load_vector(f, NAME("attn_q.bias"), QD, b, err, errlen))) return -1;
-    if (!(L->bk = load_vector(f, NAME("attn_k.bias"), KD, b, err, errlen))) return -1;
-    if (!(L->bv = load_vector(f, NAME("attn_v.bias"), KD, b, err, errlen))) return -1;
-    if (load_matrix(f, NAME("attn_output.weight"), QD, E, &L->wo, b, err, errlen)) return -1;
-    if (!(L->ffn_norm = load_vector(f, NAME("ffn_norm.weight"), E, b, err, errlen))) return -1;
-    if (load_matrix(f, NAME("ffn_gate.weight"), E, hp->n_ff, &L->w_gate, b, err, errlen)) return -1;
-    if (load_matrix(f, NAME("ffn_up.weight"), E, hp->n_ff, &L->w_up, b, err, errlen)) return -1;
-    if (load_matrix(f, NAME("ffn_down.weight"), hp->n_ff, E, &L->w_down, b, err, errlen)) return -1;
-#undef NAME
-    kern_matrix *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
-        if (prepare_matrix(mats[i], false)) {
+    for (size_t i = 0; i < QWEN2_LAYER_TENSORS; i++) {
+        const qwen2_tensor *d = &qwen2_layer_tensors[i];
+        const int64_t ne0 = qwen2_dim_size(&m->hp, d->ne0), ne1 = qwen2_dim_size(&m->hp, d->ne1);
+        qwen2_layer_name(name, sizeof name, il, d);
+        if (d->kind == QWEN2_MATRIX) {
+            if (load_matrix(m->file, name, ne0, ne1, qwen2_matrix_of(L, d), &m->weight_bytes, err, errlen)) return -1;
+        } else if (!(*qwen2_vector_of(L, d) = load_vector(m->file, name, ne0, &m->weight_bytes, err, errlen))) {
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < QWEN2_LAYER_TENSORS; i++)
+        if (qwen2_layer_tensors[i].kind == QWEN2_MATRIX && prepare_matrix(qwen2_matrix_of(L, &qwen2_layer_tensors[i]), false)) {
             err_set(err, errlen, "out of memory preparing layer %d", (int)il);
             return -1;
         }
@@ -222,7 +215,7 @@ model *model_load(const char *path, const model_slice *slice, char *err, size_t 
         goto fail;
     }
     const int64_t E = m->hp.n_embd, V = m->hp.n_vocab;
-    if (m->slice.embed && load_matrix(m->file, "token_embd.weight", E, V, &m->tok_embd, &m->weight_bytes, sub, sizeof sub))
+    if (m->slice.embed && load_matrix(m->file, QWEN2_TOKEN_EMBD, E, V, &m->tok_embd, &m->weight_bytes, sub, sizeof sub))
         goto fail_sub;
     int32_t n = m->slice.layer_end - m->slice.layer_begin;
     m->layers = calloc(n ? (size_t)n : 1, sizeof *m->layers);
@@ -233,11 +226,11 @@ model *model_load(const char *path, const model_slice *slice, char *err, size_t 
     for (int32_t i = 0; i < n; i++)
         if (load_layer(m, m->slice.layer_begin + i, &m->layers[i], sub, sizeof sub)) goto fail_sub;
     if (m->slice.head) {
-        if (!(m->output_norm = load_vector(m->file, "output_norm.weight", E, &m->weight_bytes, sub, sizeof sub)))
+        if (!(m->output_norm = load_vector(m->file, QWEN2_OUTPUT_NORM, E, &m->weight_bytes, sub, sizeof sub)))
             goto fail_sub;
         /* Models with tied embeddings have no output.weight: the head reuses token_embd. */
-        const bool tied = !gguf_find_tensor(m->file, "output.weight");
-        const char *head = tied ? "token_embd.weight" : "output.weight";
+        const bool tied = !gguf_find_tensor(m->file, QWEN2_OUTPUT);
+        const char *head = tied ? QWEN2_TOKEN_EMBD : QWEN2_OUTPUT;
         if (load_matrix(m->file, head, E, V, &m->output, &m->weight_bytes, sub, sizeof sub)) goto fail_sub;
         if (prepare_matrix(&m->output, tied && m->slice.embed)) {
             err_set(err, errlen, "out of memory preparing the output head");
@@ -256,14 +249,11 @@ void model_free(model *m) {
     if (!m) return;
     if (m->layers) {
         for (int32_t i = 0; i < m->slice.layer_end - m->slice.layer_begin; i++) {
-            model_layer *L = &m->layers[i];
-            kern_matrix *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-            for (size_t j = 0; j < sizeof mats / sizeof mats[0]; j++) kern_matrix_release(mats[j]);
-            free(L->attn_norm);
-            free(L->ffn_norm);
-            free(L->bq);
-            free(L->bk);
-            free(L->bv);
+            for (size_t j = 0; j < QWEN2_LAYER_TENSORS; j++) {
+                const qwen2_tensor *d = &qwen2_layer_tensors[j];
+                if (d->kind == QWEN2_MATRIX) kern_matrix_release(qwen2_matrix_of(&m->layers[i], d));
+                else free(*qwen2_vector_of(&m->layers[i], d));
+            }
         }
         free(m->layers);
     }
@@ -273,20 +263,24 @@ void model_free(model *m) {
     free(m);
 }
 
-uint64_t model_layer_bytes(const model *m, int32_t layer) {
-    static const char *const parts[] = {
-        "attn_norm.weight", "attn_q.weight", "attn_k.weight",  "attn_v.weight",  "attn_q.bias",
-        "attn_k.bias",      "attn_v.bias",   "attn_output.weight", "ffn_norm.weight", "ffn_gate.weight",
-        "ffn_up.weight",    "ffn_down.weight",
-    };
+static uint64_t tensor_bytes(const gguf_file *f, const char *name) {
+    const gguf_tensor *t = gguf_find_tensor(f, name);
+    return t ? t->bytes : 0;
+}
+
+uint64_t model_file_layer_bytes(const gguf_file *f, int32_t layer) {
     uint64_t total = 0;
     char name[96];
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        snprintf(name, sizeof name, "blk.%d.%s", (int)layer, parts[i]);
-        const gguf_tensor *t = gguf_find_tensor(m->file, name);
-        if (t) total += t->bytes;
-    }
+    for (size_t i = 0; i < QWEN2_LAYER_TENSORS; i++)
+        total += tensor_bytes(f, qwen2_layer_name(name, sizeof name, layer, &qwen2_layer_tensors[i]));
     return total;
+}
+
+uint64_t model_file_embed_bytes(const gguf_file *f) { return tensor_bytes(f, QWEN2_TOKEN_EMBD); }
+
+uint64_t model_file_head_bytes(const gguf_file *f) {
+    const uint64_t out = gguf_find_tensor(f, QWEN2_OUTPUT) ? tensor_bytes(f, QWEN2_OUTPUT) : tensor_bytes(f, QWEN2_TOKEN_EMBD);
+    return out + tensor_bytes(f, QWEN2_OUTPUT_NORM);
 }
 
 uint64_t model_kv_bytes_per_token(const model_hparams *hp, uint32_t type) {

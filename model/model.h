@@ -64,8 +64,13 @@ int model_read_hparams(const gguf_file *f, model_hparams *hp, char *err, size_t 
 model *model_load(const char *path, const model_slice *slice, char *err, size_t errlen);
 void model_free(model *m); /* accepts NULL */
 
-/* Bytes of weights one layer of this model occupies in the file. */
-uint64_t model_layer_bytes(const model *m, int32_t layer);
+/* Bytes in file f of the tensors a slice maps, for planning before any load:
+ * one layer's (as qwen2.h lists them), the embedding's, and the head's
+ * (output.weight, or the tied token_embd.weight, plus output_norm.weight).
+ * A tensor the file lacks counts 0. */
+uint64_t model_file_layer_bytes(const gguf_file *f, int32_t layer);
+uint64_t model_file_embed_bytes(const gguf_file *f);
+uint64_t model_file_head_bytes(const gguf_file *f);
 /* KV-cache bytes per token per layer for a cache of `type` (TENSOR_F16/F32). */
 uint64_t model_kv_bytes_per_token(const model_hparams *hp, uint32_t type);
 

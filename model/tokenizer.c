@@ -24,11 +24,12 @@
 #include "tokenizer.h"
 #include "tokenizer_nfc.h"
 
+#include "errmsg.h"
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <jansson.h>
 #include <pcre2.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,14 +129,8 @@ struct tokenizer {
 
 static _Thread_local char tok_err[256];
 
-/* Record a message for tok_last_error; returns -1 for `return tok_fail(...)`. */
-static int tok_fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(tok_err, sizeof tok_err, fmt, ap);
-    va_end(ap);
-    return -1;
-}
+/* Record a message for tok_last_error (err_set); -1 for `return tok_fail(...)`. */
+#define tok_fail(...) (err_set(tok_err, sizeof tok_err, __VA_ARGS__), -1)
 
 const char *tok_last_error(void) { return tok_err; }
 
@@ -598,7 +593,7 @@ static int tok_finish(tokenizer *t, const char *pattern, char *err, size_t errle
     if (!t->re) {
         char msg[160];
         pcre2_get_error_message(ec, (PCRE2_UCHAR *)msg, sizeof msg);
-        snprintf(err, errlen, "pre-tokenizer regex, offset %zu: %s", (size_t)eoff, msg);
+        err_set(err, errlen, "pre-tokenizer regex, offset %zu: %s", (size_t)eoff, msg);
         return -1;
     }
     t->re_jit = pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE) == 0;
@@ -608,7 +603,7 @@ static int tok_finish(tokenizer *t, const char *pattern, char *err, size_t errle
     t->cache_words = malloc(TOK_CACHE_WORD_BYTES);
     t->cache_ids = malloc(TOK_CACHE_IDS * sizeof *t->cache_ids);
     if (!t->cache_slot || !t->cache_ent || !t->cache_words || !t->cache_ids) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     return 0;
@@ -620,11 +615,11 @@ tokenizer *tok_load_gguf(const gguf_file *f, char *err, size_t errlen) {
     const char *s;
     size_t slen;
     if (gguf_get_string(f, "tokenizer.ggml.model", &s, &slen) != 0) {
-        snprintf(err, errlen, "GGUF has no tokenizer (tokenizer.ggml.model missing)");
+        err_set(err, errlen, "GGUF has no tokenizer (tokenizer.ggml.model missing)");
         return NULL;
     }
     if (slen != 4 || memcmp(s, "gpt2", 4) != 0) {
-        snprintf(err, errlen, "tokenizer.ggml.model is \"%.*s\"; only \"gpt2\" (byte-level BPE) is supported",
+        err_set(err, errlen, "tokenizer.ggml.model is \"%.*s\"; only \"gpt2\" (byte-level BPE) is supported",
                  (int)(slen > 40 ? 40 : slen), s);
         return NULL;
     }
@@ -638,36 +633,36 @@ tokenizer *tok_load_gguf(const gguf_file *f, char *err, size_t errlen) {
                 nfc = tok_pre_patterns[i].nfc;
             }
         if (!pattern) {
-            snprintf(err, errlen, "tokenizer.ggml.pre \"%.*s\" is not supported (qwen2, gpt2, default are)",
+            err_set(err, errlen, "tokenizer.ggml.pre \"%.*s\" is not supported (qwen2, gpt2, default are)",
                      (int)(slen > 40 ? 40 : slen), s);
             return NULL;
         }
     }
     gguf_array toks, types, merges;
     if (gguf_get_array(f, "tokenizer.ggml.tokens", &toks) != 0 || toks.type != GGUF_TYPE_STRING) {
-        snprintf(err, errlen, "tokenizer.ggml.tokens is missing or not an array of strings");
+        err_set(err, errlen, "tokenizer.ggml.tokens is missing or not an array of strings");
         return NULL;
     }
     if (toks.count == 0 || toks.count > (1u << 24)) {
-        snprintf(err, errlen, "tokenizer.ggml.tokens has %llu entries", (unsigned long long)toks.count);
+        err_set(err, errlen, "tokenizer.ggml.tokens has %llu entries", (unsigned long long)toks.count);
         return NULL;
     }
     bool have_types = gguf_get_array(f, "tokenizer.ggml.token_type", &types) == 0;
     if (have_types && types.count != toks.count) {
-        snprintf(err, errlen, "tokenizer.ggml.token_type has %llu entries for %llu tokens",
+        err_set(err, errlen, "tokenizer.ggml.token_type has %llu entries for %llu tokens",
                  (unsigned long long)types.count, (unsigned long long)toks.count);
         return NULL;
     }
     tokenizer *t = tok_alloc((int32_t)toks.count);
     if (!t) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     t->nfc = nfc;
     for (uint64_t i = 0; i < toks.count; i++) {
         int64_t type = TOK_TYPE_NORMAL;
         if (gguf_array_string(&toks, i, &s, &slen) != 0 || (have_types && gguf_array_int(&types, i, &type) != 0)) {
-            snprintf(err, errlen, "tokenizer.ggml.tokens/token_type: entry %llu is unreadable", (unsigned long long)i);
+            err_set(err, errlen, "tokenizer.ggml.tokens/token_type: entry %llu is unreadable", (unsigned long long)i);
             goto fail;
         }
         if (type < TOK_TYPE_NORMAL || type > TOK_TYPE_BYTE) type = TOK_TYPE_UNKNOWN;
@@ -677,14 +672,14 @@ tokenizer *tok_load_gguf(const gguf_file *f, char *err, size_t errlen) {
     uint64_t n_merges = 0;
     bool have_merges = gguf_get_array(f, "tokenizer.ggml.merges", &merges) == 0;
     if (have_merges && merges.type != GGUF_TYPE_STRING) {
-        snprintf(err, errlen, "tokenizer.ggml.merges is not an array of strings");
+        err_set(err, errlen, "tokenizer.ggml.merges is not an array of strings");
         goto fail;
     }
     if (have_merges) n_merges = merges.count;
     if (tok_merges_init(t, n_merges) != 0) goto fail_msg;
     for (uint64_t i = 0; i < n_merges; i++) {
         if (gguf_array_string(&merges, i, &s, &slen) != 0) {
-            snprintf(err, errlen, "tokenizer.ggml.merges[%llu] is unreadable", (unsigned long long)i);
+            err_set(err, errlen, "tokenizer.ggml.merges[%llu] is unreadable", (unsigned long long)i);
             goto fail;
         }
         tok_add_merge_str(t, s, slen);
@@ -694,7 +689,7 @@ tokenizer *tok_load_gguf(const gguf_file *f, char *err, size_t errlen) {
     if (tok_finish(t, pattern, err, errlen) != 0) goto fail;
     return t;
 fail_msg:
-    snprintf(err, errlen, "%s", tok_err);
+    err_set(err, errlen, "%s", tok_err);
 fail:
     tok_free(t);
     return NULL;
@@ -709,7 +704,7 @@ static int json_pre_pattern(json_t *node, const char **pattern, char *err, size_
     if (!node || json_is_null(node)) return 0;
     const char *type = json_string_value(json_object_get(node, "type"));
     if (!type) {
-        snprintf(err, errlen, "pre_tokenizer without a type");
+        err_set(err, errlen, "pre_tokenizer without a type");
         return -1;
     }
     if (!strcmp(type, "Sequence")) {
@@ -727,25 +722,25 @@ static int json_pre_pattern(json_t *node, const char **pattern, char *err, size_
         const char *re = json_string_value(json_object_get(json_object_get(node, "pattern"), "Regex"));
         const char *behavior = json_string_value(json_object_get(node, "behavior"));
         if (!re) {
-            snprintf(err, errlen, "pre_tokenizer Split: only {\"Regex\": ...} patterns are supported");
+            err_set(err, errlen, "pre_tokenizer Split: only {\"Regex\": ...} patterns are supported");
             return -1;
         }
         if (behavior && strcmp(behavior, "Isolated") != 0) {
-            snprintf(err, errlen, "pre_tokenizer Split: behavior \"%s\" is not supported (Isolated is)", behavior);
+            err_set(err, errlen, "pre_tokenizer Split: behavior \"%s\" is not supported (Isolated is)", behavior);
             return -1;
         }
         if (json_is_true(json_object_get(node, "invert"))) {
-            snprintf(err, errlen, "pre_tokenizer Split: invert is not supported");
+            err_set(err, errlen, "pre_tokenizer Split: invert is not supported");
             return -1;
         }
         if (*pattern && *pattern != TOK_GPT2_PATTERN) {
-            snprintf(err, errlen, "pre_tokenizer: more than one Split is not supported");
+            err_set(err, errlen, "pre_tokenizer: more than one Split is not supported");
             return -1;
         }
         *pattern = re;
         return 0;
     }
-    snprintf(err, errlen, "pre_tokenizer type \"%s\" is not supported", type);
+    err_set(err, errlen, "pre_tokenizer type \"%s\" is not supported", type);
     return -1;
 }
 
@@ -754,7 +749,7 @@ tokenizer *tok_load_json(const char *path, char *err, size_t errlen) {
     tokenizer *t = NULL;
     json_t *root = json_load_file(path, 0, &je);
     if (!root) {
-        snprintf(err, errlen, "%s:%d: %s", path, je.line, je.text);
+        err_set(err, errlen, "%s:%d: %s", path, je.line, je.text);
         return NULL;
     }
     json_t *model = json_object_get(root, "model");
@@ -762,11 +757,11 @@ tokenizer *tok_load_json(const char *path, char *err, size_t errlen) {
     json_t *added = json_object_get(root, "added_tokens");
     const char *mtype = json_string_value(json_object_get(model, "type"));
     if (!json_is_object(vocab)) {
-        snprintf(err, errlen, "%s: model.vocab is missing or not an object", path);
+        err_set(err, errlen, "%s: model.vocab is missing or not an object", path);
         goto done;
     }
     if (mtype && strcmp(mtype, "BPE") != 0) {
-        snprintf(err, errlen, "%s: model.type is \"%s\"; only BPE is supported", path, mtype);
+        err_set(err, errlen, "%s: model.type is \"%s\"; only BPE is supported", path, mtype);
         goto done;
     }
     if (json_is_true(json_object_get(model, "byte_fallback")) ||
@@ -774,28 +769,28 @@ tokenizer *tok_load_json(const char *path, char *err, size_t errlen) {
          *json_string_value(json_object_get(model, "continuing_subword_prefix"))) ||
         (json_string_value(json_object_get(model, "end_of_word_suffix")) &&
          *json_string_value(json_object_get(model, "end_of_word_suffix")))) {
-        snprintf(err, errlen, "%s: byte_fallback, continuing_subword_prefix and end_of_word_suffix are not supported",
+        err_set(err, errlen, "%s: byte_fallback, continuing_subword_prefix and end_of_word_suffix are not supported",
                  path);
         goto done;
     }
     if (merges && !json_is_array(merges)) {
-        snprintf(err, errlen, "%s: model.merges is not an array", path);
+        err_set(err, errlen, "%s: model.merges is not an array", path);
         goto done;
     }
     if (added && !json_is_array(added)) {
-        snprintf(err, errlen, "%s: added_tokens is not an array", path);
+        err_set(err, errlen, "%s: added_tokens is not an array", path);
         goto done;
     }
     json_t *norm = json_object_get(root, "normalizer");
     const char *ntype = json_string_value(json_object_get(norm, "type"));
     if (norm && !json_is_null(norm) && (!ntype || strcmp(ntype, "NFC") != 0)) {
-        snprintf(err, errlen, "%s: normalizer \"%s\" is not supported (none or NFC are)", path, ntype ? ntype : "?");
+        err_set(err, errlen, "%s: normalizer \"%s\" is not supported (none or NFC are)", path, ntype ? ntype : "?");
         goto done;
     }
     const char *pattern = NULL;
     char perr[200] = "";
     if (json_pre_pattern(json_object_get(root, "pre_tokenizer"), &pattern, perr, sizeof perr) != 0) {
-        snprintf(err, errlen, "%s: %s", path, perr);
+        err_set(err, errlen, "%s: %s", path, perr);
         goto done;
     }
     if (!pattern) pattern = TOK_QWEN2_PATTERN;
@@ -808,7 +803,7 @@ tokenizer *tok_load_json(const char *path, char *err, size_t errlen) {
     json_object_foreach(vocab, key, val) {
         json_int_t id = json_integer_value(val);
         if (!json_is_integer(val) || id < 0 || id >= (1 << 24)) {
-            snprintf(err, errlen, "%s: model.vocab[\"%.40s\"] is not an id in [0, 2^24)", path, key);
+            err_set(err, errlen, "%s: model.vocab[\"%.40s\"] is not an id in [0, 2^24)", path, key);
             goto done;
         }
         if (id > max_id) max_id = id;
@@ -817,17 +812,17 @@ tokenizer *tok_load_json(const char *path, char *err, size_t errlen) {
         json_t *id = json_object_get(item, "id");
         if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= (1 << 24) ||
             !json_is_string(json_object_get(item, "content"))) {
-            snprintf(err, errlen, "%s: added_tokens[%zu] needs an id in [0, 2^24) and a content", path, i);
+            err_set(err, errlen, "%s: added_tokens[%zu] needs an id in [0, 2^24) and a content", path, i);
             goto done;
         }
         if (json_integer_value(id) > max_id) max_id = json_integer_value(id);
     }
     if (max_id < 0) {
-        snprintf(err, errlen, "%s: the vocabulary is empty", path);
+        err_set(err, errlen, "%s: the vocabulary is empty", path);
         goto done;
     }
     if (!(t = tok_alloc((int32_t)max_id + 1))) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         goto done;
     }
     t->nfc = ntype != NULL;
@@ -851,14 +846,14 @@ tokenizer *tok_load_json(const char *path, char *err, size_t errlen) {
             json_t *a = json_array_get(item, 0), *b = json_array_get(item, 1);
             tok_add_merge(t, json_string_value(a), json_string_length(a), json_string_value(b), json_string_length(b));
         } else {
-            snprintf(err, errlen, "%s: model.merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", path, i);
+            err_set(err, errlen, "%s: model.merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", path, i);
             goto fail;
         }
     }
     if (tok_finish(t, pattern, err, errlen) != 0) goto fail;
     goto done;
 fail_msg:
-    snprintf(err, errlen, "%s", tok_err);
+    err_set(err, errlen, "%s", tok_err);
 fail:
     tok_free(t);
     t = NULL;
@@ -1414,7 +1409,7 @@ static void render_emit(void *ctx, const char *s, size_t len, bool content) {
 char *chat_render(const chat_message *msgs, int n, bool add_generation_prompt) {
     sbuf b = {0};
     if (chat_walk(msgs, n, add_generation_prompt, render_emit, &b) != 0 || b.oom) {
-        if (b.oom) tok_fail("out of memory");
+        if (b.oom) err_set(tok_err, sizeof tok_err, "out of memory");
         free(b.p);
         return NULL;
     }
@@ -1474,4 +1469,58 @@ int64_t chat_encode(const tokenizer *t, const chat_message *msgs, int n, bool ad
     if (c.plain.oom) rc = tok_fail("out of memory");
     free(c.plain.p);
     return enc_end(&e, rc != 0 ? rc : c.rc);
+}
+
+/* ---------------------------------------------------------------- allocating entry points */
+
+/* One encoding to run: a text (msgs NULL) or a chat. */
+typedef struct enc_call {
+    const tokenizer *t;
+    tok_special_mode mode;
+    const char *text;
+    size_t len;
+    const chat_message *msgs;
+    int n;
+    bool gen;
+} enc_call;
+
+/* Run the call into a malloc'd array of `guess` ids, once more with the exact
+ * count if that was too few (the encoders return the count they need). */
+static int64_t encode_alloc(const enc_call *c, int64_t guess, int32_t **out, char *err, size_t errlen) {
+    *out = NULL;
+    for (int64_t cap = guess > 0 ? guess : 1;;) {
+        int32_t *ids = malloc((size_t)cap * sizeof *ids);
+        if (!ids) {
+            err_set(err, errlen, "out of memory for %lld token ids", (long long)cap);
+            return -1;
+        }
+        int64_t got = c->msgs ? chat_encode(c->t, c->msgs, c->n, c->gen, c->mode, ids, cap)
+                              : tok_encode(c->t, c->text, c->len, c->mode, ids, cap);
+        if (got >= 0 && got <= cap) {
+            *out = ids;
+            return got;
+        }
+        free(ids);
+        if (got < 0) {
+            err_set(err, errlen, "%s", tok_last_error());
+            return -1;
+        }
+        cap = got;
+    }
+}
+
+int64_t tok_encode_alloc(const tokenizer *t, const char *text, size_t len, tok_special_mode mode, int32_t **out,
+                         char *err, size_t errlen) {
+    enc_call c = {.t = t, .mode = mode, .text = text, .len = len};
+    /* a byte-level BPE id covers at least one byte; the slack is for NFC growth */
+    return encode_alloc(&c, (int64_t)len + 16, out, err, errlen);
+}
+
+int64_t chat_encode_alloc(const tokenizer *t, const chat_message *msgs, int n, bool add_generation_prompt,
+                          tok_special_mode content_mode, int32_t **out, char *err, size_t errlen) {
+    enc_call c = {.t = t, .mode = content_mode, .msgs = msgs, .n = n, .gen = add_generation_prompt};
+    int64_t guess = 32; /* the template's own tokens per turn are fewer than this */
+    for (int i = 0; msgs && i < n; i++)
+        guess += 32 + (int64_t)(msgs[i].content ? strlen(msgs[i].content) : 0);
+    return encode_alloc(&c, guess, out, err, errlen);
 }

@@ -10,6 +10,9 @@
  * matched in text only with TOK_SPECIAL_PARSE; TOK_SPECIAL_PLAIN treats them as
  * ordinary characters (the default for untrusted user content). Text is put in
  * Unicode NFC first when the tokenizer says so (Qwen's does), as Hugging Face does.
+ *
+ * Callers that do not know how many ids a text makes use the allocating entry
+ * points (tok_encode_alloc, chat_encode_alloc) rather than guessing a capacity.
  */
 #ifndef BATON_TOKENIZER_H
 #define BATON_TOKENIZER_H
@@ -57,6 +60,11 @@ const char *tok_last_error(void);
 int64_t tok_encode(const tokenizer *t, const char *text, size_t len, tok_special_mode mode,
                    int32_t *ids, int64_t max);
 
+/* tok_encode into a malloc'd array sized to fit (*out; free() it). Returns the
+ * number of ids, or -1 with a one-line message in err (*out NULL). */
+int64_t tok_encode_alloc(const tokenizer *t, const char *text, size_t len, tok_special_mode mode, int32_t **out,
+                         char *err, size_t errlen);
+
 /* The text tok_encode actually tokenizes: the tokenizer's normalizer (NFC for
  * Qwen) applied to the valid UTF-8 runs of text, invalid bytes kept. Writes up to
  * cap bytes (NUL-terminated when there is room); returns the length needed, or -1.
@@ -102,5 +110,8 @@ char *chat_render(const chat_message *msgs, int n, bool add_generation_prompt);
  * the number of ids as tok_encode does. */
 int64_t chat_encode(const tokenizer *t, const chat_message *msgs, int n, bool add_generation_prompt,
                     tok_special_mode content_mode, int32_t *ids, int64_t max);
+/* chat_encode into a malloc'd array sized to fit, as tok_encode_alloc. */
+int64_t chat_encode_alloc(const tokenizer *t, const chat_message *msgs, int n, bool add_generation_prompt,
+                          tok_special_mode content_mode, int32_t **out, char *err, size_t errlen);
 
 #endif

@@ -5,6 +5,8 @@
 #include "net_io.h"
 #include "net_mpi.h"
 
+#include "errmsg.h"
+
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -69,24 +71,17 @@ struct net_server {
     char last_failure[96];
 };
 
-/* Monotonic milliseconds. */
-uint64_t net_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Splits HOST:PORT and resolves HOST to an IPv4 address (blocking; done at startup only). */
 int net_parse_addr(const char *host_port, struct sockaddr_in *out, char *err, size_t errlen) {
     const char *colon = host_port ? strrchr(host_port, ':') : NULL;
     if (!colon || colon == host_port || !colon[1]) {
-        snprintf(err, errlen, "address '%s' is not HOST:PORT", host_port ? host_port : "(null)");
+        err_set(err, errlen, "address '%s' is not HOST:PORT", host_port ? host_port : "(null)");
         return -1;
     }
     char host[256];
     size_t hl = (size_t)(colon - host_port);
     if (hl >= sizeof host) {
-        snprintf(err, errlen, "host name in '%s' is too long", host_port);
+        err_set(err, errlen, "host name in '%s' is too long", host_port);
         return -1;
     }
     memcpy(host, host_port, hl);
@@ -94,13 +89,13 @@ int net_parse_addr(const char *host_port, struct sockaddr_in *out, char *err, si
     char *end;
     long port = strtol(colon + 1, &end, 10);
     if (*end || port < 0 || port > 65535) {
-        snprintf(err, errlen, "bad port in '%s'", host_port);
+        err_set(err, errlen, "bad port in '%s'", host_port);
         return -1;
     }
     if (uv_ip4_addr(host, (int)port, out) == 0) return 0;
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
     if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res) {
-        snprintf(err, errlen, "cannot resolve host '%s'", host);
+        err_set(err, errlen, "cannot resolve host '%s'", host);
         return -1;
     }
     memcpy(out, res->ai_addr, sizeof *out);
@@ -670,7 +665,7 @@ net_conn *net_connect(uv_loop_t *loop, const net_config *cfg, const char *host_p
     if (!mpi && net_parse_addr(host_port, &addr, err, errlen) != 0) return NULL;
     net_conn *c = conn_new(loop, cfg, accept_roles, h, user);
     if (!c) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     snprintf(c->peer_addr, sizeof c->peer_addr, "%s", host_port);
@@ -683,7 +678,7 @@ net_conn *net_connect(uv_loop_t *loop, const net_config *cfg, const char *host_p
     }
     int rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&addr, on_connected);
     if (rc < 0) {
-        snprintf(err, errlen, "cannot connect to %s: %s", host_port, uv_strerror(rc));
+        err_set(err, errlen, "cannot connect to %s: %s", host_port, uv_strerror(rc));
         c->h.on_close = NULL;
         close_now(c, err);
         return NULL;
@@ -810,7 +805,7 @@ static int listen_tcp(net_server *s, const char *host_port, char *err, size_t er
     struct sockaddr_in addr;
     if (net_parse_addr(host_port, &addr, err, errlen) != 0) return -1;
     if (s->has_tcp) {
-        snprintf(err, errlen, "cannot listen on %s: one TCP address per listener", host_port);
+        err_set(err, errlen, "cannot listen on %s: one TCP address per listener", host_port);
         return -1;
     }
     uv_tcp_init(s->loop, &s->tcp);
@@ -826,7 +821,7 @@ static int listen_tcp(net_server *s, const char *host_port, char *err, size_t er
         uv_timer_start(&s->sweep, on_sweep, every, every);
     }
     if (rc < 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", host_port, uv_strerror(rc));
+        err_set(err, errlen, "cannot listen on %s: %s", host_port, uv_strerror(rc));
         return -1;
     }
     return 0;
@@ -836,7 +831,7 @@ net_server *net_listen(uv_loop_t *loop, const net_config *cfg, const char *host_
                        const net_handlers *h, void *user, char *err, size_t errlen) {
     net_server *s = calloc(1, sizeof *s);
     if (!s) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     copy_cfg(&s->cfg, s->cluster_id, s->name, s->log_prefix, cfg);

@@ -13,6 +13,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+#include "errmsg.h"
+#include "log.h"
 #include "net_io.h"
 
 #define MPI_TAG_BATON 0x4241 /* every Baton message; the communicator is our own duplicate anyway */
@@ -103,12 +106,6 @@ static uint64_t head_id(const uint8_t *h) {
 
 /* --- the progress thread ------------------------------------------------- */
 
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Hands events to the loop and wakes it. */
 static void deliver_events(item_list *evs) {
     if (!evs->head) return;
@@ -193,7 +190,7 @@ static int recv_some(item_list *evs) {
         mpi_item *it = calloc(1, sizeof *it);
         uint8_t *buf = malloc(count > 0 ? (size_t)count : 1);
         if (!it || !buf) {
-            fprintf(stderr, "baton: out of memory receiving an MPI message of %d bytes\n", count);
+            log_msg("out of memory receiving an MPI message of %d bytes", count);
             abort(); /* a lost message would corrupt a stream: stop the job (MPI aborts it) */
         }
         MPI_Mrecv(buf, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
@@ -244,7 +241,7 @@ static void *progress_main(void *arg) {
         for (mpi_item *it = out.head, *next; it; it = next) {
             next = it->next;
             if (send_post(&sends, it) != 0) {
-                fprintf(stderr, "baton: out of memory queueing an MPI send\n");
+                log_msg("out of memory queueing an MPI send");
                 abort();
             }
             work++;
@@ -254,8 +251,8 @@ static void *progress_main(void *arg) {
         if (!stop) work += recv_some(&evs);
         deliver_events(&evs);
         if (stop) {
-            if (deadline == 0) deadline = mono_s() + FLUSH_SECONDS;
-            if (sends.n == 0 || mono_s() > deadline) break;
+            if (deadline == 0) deadline = clock_s() + FLUSH_SECONDS;
+            if (sends.n == 0 || clock_s() > deadline) break;
         }
         if (work) {
             idle = 0;
@@ -268,7 +265,7 @@ static void *progress_main(void *arg) {
         }
     }
     if (sends.n)
-        fprintf(stderr, "baton: %d MPI send(s) still pending after %d s at shutdown\n", sends.n, FLUSH_SECONDS);
+        log_msg("%d MPI send(s) still pending after %d s at shutdown", sends.n, FLUSH_SECONDS);
     free(sends.req);
     free(sends.idx);
     for (int i = 0; i < sends.n; i++)
@@ -301,7 +298,7 @@ int net_mpi_init(char *err, size_t errlen) {
     if (g.started) return g.init_rc;
     g.started = true;
     if (pthread_create(&g.thread, NULL, progress_main, NULL) != 0) {
-        snprintf(err, errlen, "cannot start the MPI progress thread");
+        err_set(err, errlen, "cannot start the MPI progress thread");
         g.init_rc = -1;
         return -1;
     }
@@ -309,7 +306,7 @@ int net_mpi_init(char *err, size_t errlen) {
     while (!g.init_done) pthread_cond_wait(&g.cv, &g.mu);
     pthread_mutex_unlock(&g.mu);
     if (g.init_rc != 0) {
-        snprintf(err, errlen, "%s", g.init_err);
+        err_set(err, errlen, "%s", g.init_err);
         pthread_join(g.thread, NULL);
     }
     return g.init_rc;
@@ -596,12 +593,12 @@ static void on_async(uv_async_t *a) {
 /* Lets the progress thread wake this loop. */
 static int attach_loop(uv_loop_t *loop, char *err, size_t errlen) {
     if (!net_mpi_active()) {
-        snprintf(err, errlen, "MPI addresses need MPI (run under mpirun with --mpi)");
+        err_set(err, errlen, "MPI addresses need MPI (run under mpirun with --mpi)");
         return -1;
     }
     if (g.attached) {
         if (g.async.loop == loop) return 0;
-        snprintf(err, errlen, "MPI connections are limited to one libuv loop");
+        err_set(err, errlen, "MPI connections are limited to one libuv loop");
         return -1;
     }
     uv_async_init(loop, &g.async, on_async);
@@ -619,7 +616,7 @@ static int parse_rank(const char *addr, char *err, size_t errlen) {
     char *end;
     long r = addr[3] == ':' ? strtol(addr + 4, &end, 10) : -1;
     if (addr[3] != ':' || !addr[4] || *end || r < 0 || r >= g.size) {
-        snprintf(err, errlen, "'%s' is not an MPI rank of this job (0..%d)", addr, g.size - 1);
+        err_set(err, errlen, "'%s' is not an MPI rank of this job (0..%d)", addr, g.size - 1);
         return -1;
     }
     return (int)r;
@@ -631,7 +628,7 @@ int net_mpi_connect(net_conn *c, uv_loop_t *loop, const char *addr, char *err, s
     if (rank < 0) return -1;
     mpi_conn *mc = calloc(1, sizeof *mc);
     if (!mc) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     mc->c = c;
@@ -648,11 +645,11 @@ int net_mpi_connect(net_conn *c, uv_loop_t *loop, const char *addr, char *err, s
 int net_mpi_listen(net_server *s, const char *addr, char *err, size_t errlen) {
     if (attach_loop(net_server_loop(s), err, errlen) != 0) return -1;
     if (addr[3] == ':' && parse_rank(addr, err, errlen) != g.rank) {
-        snprintf(err, errlen, "cannot listen on '%s': this process is mpi:%d", addr, g.rank);
+        err_set(err, errlen, "cannot listen on '%s': this process is mpi:%d", addr, g.rank);
         return -1;
     }
     if (g.listener) {
-        snprintf(err, errlen, "cannot listen on '%s': this rank already listens on MPI", addr);
+        err_set(err, errlen, "cannot listen on '%s': this rank already listens on MPI", addr);
         return -1;
     }
     g.listener = s;

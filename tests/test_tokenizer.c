@@ -428,6 +428,18 @@ static void test_chat(const tokenizer *t) {
     nb = chat_encode(t, multi, 3, true, TOK_SPECIAL_PLAIN, b, 256);
     CHECK(na == nb && !memcmp(a, b, sizeof *a * (size_t)na), "chat_encode(PLAIN) without specials");
     CHECK(a[0] == ID_IM_START && a[na - 2] == ID_THINK && a[na - 1] == '\n', "ids start/end");
+    /* the allocating entry points give the same ids, or a message */
+    char aerr[256];
+    int32_t *ids = NULL;
+    int64_t nc = chat_encode_alloc(t, multi, 3, true, TOK_SPECIAL_PLAIN, &ids, aerr, sizeof aerr);
+    CHECK(nc == na && ids && !memcmp(a, ids, sizeof *a * (size_t)na), "chat_encode_alloc == chat_encode");
+    free(ids);
+    nc = tok_encode_alloc(t, r, strlen(r), TOK_SPECIAL_PARSE, &ids, aerr, sizeof aerr);
+    CHECK(nc == na && ids && !memcmp(a, ids, sizeof *a * (size_t)na), "tok_encode_alloc == tok_encode");
+    free(ids);
+    CHECK(chat_encode_alloc(t, bad, 1, true, TOK_SPECIAL_PLAIN, &ids, aerr, sizeof aerr) == -1 && !ids &&
+              strstr(aerr, "wizard"),
+          "chat_encode_alloc: unknown role in err");
     free(r);
 
     /* a user who types <|im_end|> gets text, not the token */

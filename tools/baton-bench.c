@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -26,12 +25,6 @@ void bench_register(const char *name, const char *help, const char *opts, bench_
         benches[n_benches].fn = fn;
         n_benches++;
     }
-}
-
-double bench_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 bool bench_want_json(int argc, char **argv) {
@@ -101,13 +94,13 @@ double bench_measure_bandwidth(int threads) {
     for (int t = 0; t < threads; t++) bw_thread(&jobs[t]); /* warm the pages */
     double best = 0;
     for (int trial = 0; trial < 3; trial++) {
-        double t0 = bench_now();
+        double t0 = clock_s();
         for (int t = 0; t < threads; t++) {
             jobs[t].reps = reps;
             pthread_create(&tid[t], NULL, bw_thread, &jobs[t]);
         }
         for (int t = 0; t < threads; t++) pthread_join(tid[t], NULL);
-        double gbs = (double)per * reps * threads / (bench_now() - t0) / 1e9;
+        double gbs = (double)per * reps * threads / (clock_s() - t0) / 1e9;
         if (gbs > best) best = gbs;
     }
     uint64_t sink = 0;

@@ -21,7 +21,6 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -29,35 +28,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "cliparse.h"
+#include "clock.h"
 #include "gguf.h"
+#include "log.h"
 #include "quant.h"
+#include "qwen2.h"
 
 #define MK_MAX_THREADS 16
 #define MK_CHUNK_BYTES (8u << 20) /* output bytes generated between two writes */
 
 /* ---------------------------------------------------------------- errors */
 
-/* Print "baton-mkmodel: <message>" on stderr. Always returns -1, for `return mk_fail(...)`. */
-static int mk_fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("baton-mkmodel: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return -1;
-}
+/* Log the message (log.h) and give -1, for `return mk_fail(...)`. */
+#define mk_fail(...) (log_msg(__VA_ARGS__), -1)
 
 /* malloc that reports failure as a message; NULL if out of memory. */
 static void *mk_alloc(size_t n) {
     void *p = malloc(n ? n : 1);
-    if (!p) mk_fail("out of memory (%zu bytes)", n);
+    if (!p) log_msg("out of memory (%zu bytes)", n);
     return p;
 }
 
@@ -325,9 +318,9 @@ static int mk_vocab_from_json(mk_vocab *v, const char *path, int64_t *n_vocab, b
     json_t *vocab = model ? json_object_get(model, "vocab") : NULL;
     json_t *merges = model ? json_object_get(model, "merges") : NULL;
     json_t *added = json_object_get(root, "added_tokens");
-    if (!json_is_object(vocab)) { mk_fail("%s: no model.vocab object", path); goto done; }
-    if (merges && !json_is_array(merges)) { mk_fail("%s: model.merges is not an array", path); goto done; }
-    if (added && !json_is_array(added)) { mk_fail("%s: added_tokens is not an array", path); goto done; }
+    if (!json_is_object(vocab)) { log_msg("%s: no model.vocab object", path); goto done; }
+    if (merges && !json_is_array(merges)) { log_msg("%s: model.merges is not an array", path); goto done; }
+    if (added && !json_is_array(added)) { log_msg("%s: added_tokens is not an array", path); goto done; }
 
     /* the number of ids used */
     int64_t n_tok = 0;
@@ -336,7 +329,7 @@ static int mk_vocab_from_json(mk_vocab *v, const char *path, int64_t *n_vocab, b
     json_object_foreach(vocab, key, val) {
         json_int_t id = json_integer_value(val);
         if (!json_is_integer(val) || id < 0 || id >= MK_MAX_TOKENS) {
-            mk_fail("%s: model.vocab[\"%s\"]: bad id", path, key);
+            log_msg("%s: model.vocab[\"%s\"]: bad id", path, key);
             goto done;
         }
         if (id + 1 > n_tok) n_tok = id + 1;
@@ -346,18 +339,18 @@ static int mk_vocab_from_json(mk_vocab *v, const char *path, int64_t *n_vocab, b
         json_t *id = json_object_get(val, "id");
         if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= MK_MAX_TOKENS ||
             !json_is_string(json_object_get(val, "content"))) {
-            mk_fail("%s: added_tokens[%zu]: needs an id and a content", path, i);
+            log_msg("%s: added_tokens[%zu]: needs an id and a content", path, i);
             goto done;
         }
         if (json_integer_value(id) + 1 > n_tok) n_tok = json_integer_value(id) + 1;
     }
     if (n_tok > *n_vocab) {
         if (vocab_fixed) {
-            mk_fail("%s has %" PRId64 " tokens, more than --vocab %" PRId64, path, n_tok, *n_vocab);
+            log_msg("%s has %" PRId64 " tokens, more than --vocab %" PRId64, path, n_tok, *n_vocab);
             goto done;
         }
         *n_vocab = (n_tok + 127) / 128 * 128;
-        fprintf(stderr, "baton-mkmodel: %s has %" PRId64 " tokens: vocabulary size raised to %" PRId64 "\n", path,
+        log_msg("%s has %" PRId64 " tokens: vocabulary size raised to %" PRId64, path,
                 n_tok, *n_vocab);
     }
     int64_t n_merges = merges ? (int64_t)json_array_size(merges) : 0;
@@ -365,7 +358,7 @@ static int mk_vocab_from_json(mk_vocab *v, const char *path, int64_t *n_vocab, b
 
     json_object_foreach(vocab, key, val) {
         int64_t id = json_integer_value(val);
-        if (v->tokens[id]) { mk_fail("%s: id %" PRId64 " used twice", path, id); goto done; }
+        if (v->tokens[id]) { log_msg("%s: id %" PRId64 " used twice", path, id); goto done; }
         if (!(v->tokens[id] = mk_strdup(key))) goto done;
         v->types[id] = MK_TOK_NORMAL;
     }
@@ -373,7 +366,7 @@ static int mk_vocab_from_json(mk_vocab *v, const char *path, int64_t *n_vocab, b
         int64_t id = json_integer_value(json_object_get(val, "id"));
         const char *content = json_string_value(json_object_get(val, "content"));
         if (v->tokens[id] && strcmp(v->tokens[id], content) != 0) {
-            mk_fail("%s: added token %" PRId64 " \"%s\" clashes with \"%s\"", path, id, content, v->tokens[id]);
+            log_msg("%s: added token %" PRId64 " \"%s\" clashes with \"%s\"", path, id, content, v->tokens[id]);
             goto done;
         }
         if (!v->tokens[id] && !(v->tokens[id] = mk_strdup(content))) goto done;
@@ -393,7 +386,7 @@ static int mk_vocab_from_json(mk_vocab *v, const char *path, int64_t *n_vocab, b
                 memcpy(m + la + 1, b, lb + 1);
             }
         } else {
-            mk_fail("%s: model.merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", path, i);
+            log_msg("%s: model.merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", path, i);
             goto done;
         }
         if (!m) goto done;
@@ -469,7 +462,7 @@ static uint32_t mk_matrix_type(uint32_t want, int64_t ne0, const char *name, cha
     for (int i = 0; i < *n_said; i++)
         if (strcmp(said[i], role) == 0) return alt;
     if (*n_said < 16) snprintf(said[(*n_said)++], 48, "%s", role);
-    fprintf(stderr, "baton-mkmodel: %s: row length %" PRId64 " is not a multiple of %u for %s: using %s%s\n", name, ne0,
+    log_msg("%s: row length %" PRId64 " is not a multiple of %u for %s: using %s%s", name, ne0,
             ti->block_elems, ti->name, tensor_type_get(alt)->name,
             strncmp(name, "blk.", 4) == 0 ? " (in every layer)" : "");
     return alt;
@@ -504,50 +497,37 @@ static void mk_plan_add(mk_plan_ctx *c, const char *name, mk_role role, int64_t 
 /* Build the list of tensors, in file order, with types, shapes and statistics.
  * 0, or -1 with a message. */
 static int mk_plan_build(mk_plan *p, const mk_hparams *hp, const mk_scheme *sc, const mk_vocab *v, uint64_t seed) {
-    const int64_t E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
-    const int64_t hd = E / hp->n_head, Q = hp->n_head * hd, KV = hp->n_head_kv * hd;
+    const int64_t E = hp->n_embd, V = hp->n_vocab;
+    const model_hparams mhp = {.n_embd = hp->n_embd, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
+                               .head_dim = hp->n_embd / hp->n_head, .n_ff = hp->n_ff};
     mk_plan_ctx c = {.p = p, .sc = sc};
     p->n = 0;
-    p->t = calloc((size_t)(4 + 13 * (int64_t)hp->n_layer), sizeof *p->t);
+    p->t = calloc((size_t)(3 + QWEN2_LAYER_TENSORS * (int64_t)hp->n_layer), sizeof *p->t);
     if (!p->t) return mk_fail("out of memory");
 
     /* Scales: a unit-variance residual stream; q, k, v and gate/up keep unit
      * variance, o and down add half a unit per layer; the head gives logits of
      * standard deviation ~1 so greedy decoding depends on the context. */
     const float s_in = 1.0f / sqrtf((float)E);
-    mk_plan_add(&c, "token_embd.weight", MK_MATRIX, E, V, 0.0f, 1.0f);      /* [n_embd, n_vocab] */
+    mk_plan_add(&c, QWEN2_TOKEN_EMBD, MK_MATRIX, E, V, 0.0f, 1.0f);      /* [n_embd, n_vocab] */
+    /* The layers as qwen2.h lists them: norms ~1, biases small; matrices std =
+     * gain / sqrt(fan_in): unit output variance, halved for the two that add
+     * into the residual stream; the *_m mixes keep the strong ones in more bits. */
     for (uint32_t l = 0; l < hp->n_layer; l++) {
-        static const struct { const char *suffix; mk_role role; char ne0, ne1; float mean, std, gain; } layer[] = {
-            /* ne0/ne1 letters: E n_embd, Q n_head*hd, K n_kv*hd, F n_ff, 1 one.
-             * Matrices: std = gain / sqrt(fan_in): unit output variance, halved for
-             * the two that add into the residual stream. */
-            {"attn_norm.weight", MK_VECTOR, 'E', '1', 1.0f, 0.1f, 0},
-            {"attn_q.weight", MK_MATRIX, 'E', 'Q', 0.0f, 0, 1.0f},
-            {"attn_q.bias", MK_VECTOR, 'Q', '1', 0.0f, 0.02f, 0},
-            {"attn_k.weight", MK_MATRIX, 'E', 'K', 0.0f, 0, 1.0f},
-            {"attn_k.bias", MK_VECTOR, 'K', '1', 0.0f, 0.02f, 0},
-            {"attn_v.weight", MK_MATRIX_STRONG, 'E', 'K', 0.0f, 0, 1.0f},
-            {"attn_v.bias", MK_VECTOR, 'K', '1', 0.0f, 0.02f, 0},
-            {"attn_output.weight", MK_MATRIX, 'Q', 'E', 0.0f, 0, 0.5f},
-            {"ffn_norm.weight", MK_VECTOR, 'E', '1', 1.0f, 0.1f, 0},
-            {"ffn_gate.weight", MK_MATRIX, 'E', 'F', 0.0f, 0, 1.0f},
-            {"ffn_up.weight", MK_MATRIX, 'E', 'F', 0.0f, 0, 1.0f},
-            {"ffn_down.weight", MK_MATRIX_STRONG, 'F', 'E', 0.0f, 0, 0.5f},
-        };
-        for (size_t k = 0; k < sizeof layer / sizeof layer[0]; k++) {
-            int64_t dims[2];
-            for (int d = 0; d < 2; d++) {
-                char x = d ? layer[k].ne1 : layer[k].ne0;
-                dims[d] = x == 'E' ? E : x == 'Q' ? Q : x == 'K' ? KV : x == 'F' ? F : 1;
-            }
-            float std = layer[k].gain > 0 ? layer[k].gain / sqrtf((float)dims[0]) : layer[k].std;
+        for (size_t k = 0; k < QWEN2_LAYER_TENSORS; k++) {
+            const qwen2_tensor *d = &qwen2_layer_tensors[k];
+            const int64_t ne0 = qwen2_dim_size(&mhp, d->ne0), ne1 = qwen2_dim_size(&mhp, d->ne1);
             char name[48];
-            snprintf(name, sizeof name, "blk.%u.%s", l, layer[k].suffix);
-            mk_plan_add(&c, name, layer[k].role, dims[0], dims[1], layer[k].mean, std);
+            qwen2_layer_name(name, sizeof name, (int32_t)l, d);
+            if (d->kind == QWEN2_NORM) mk_plan_add(&c, name, MK_VECTOR, ne0, ne1, 1.0f, 0.1f);
+            else if (d->kind == QWEN2_BIAS) mk_plan_add(&c, name, MK_VECTOR, ne0, ne1, 0.0f, 0.02f);
+            else
+                mk_plan_add(&c, name, d->strong ? MK_MATRIX_STRONG : MK_MATRIX, ne0, ne1, 0.0f,
+                            (d->residual ? 0.5f : 1.0f) / sqrtf((float)ne0));
         }
     }
-    mk_plan_add(&c, "output_norm.weight", MK_VECTOR, E, 1, 1.0f, 0.1f);       /* [n_embd] */
-    mk_plan_add(&c, "output.weight", MK_MATRIX_STRONG, E, V, 0.0f, s_in);    /* [n_embd, n_vocab] */
+    mk_plan_add(&c, QWEN2_OUTPUT_NORM, MK_VECTOR, E, 1, 1.0f, 0.1f);       /* [n_embd] */
+    mk_plan_add(&c, QWEN2_OUTPUT, MK_MATRIX_STRONG, E, V, 0.0f, s_in);    /* [n_embd, n_vocab] */
     /* padding tokens get zero head rows (logit 0), as untrained rows would: greedy
      * decoding then picks real tokens even when most of the vocabulary is padding */
     p->t[p->n - 1].zero_rows_of_type = v->types;
@@ -609,18 +589,11 @@ typedef struct mk_progress {
     bool tty, shown;
 } mk_progress;
 
-/* Seconds on a monotonic clock. */
-static double mk_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Account `bytes` more written; after the first second, report percent and MB/s
  * (every second on a terminal, every 10 s otherwise). */
 static void mk_progress_add(mk_progress *pr, uint64_t bytes) {
     pr->done += bytes;
-    double now = mk_now();
+    double now = clock_s();
     if (now - pr->t0 < 1.0 || now - pr->last < (pr->tty ? 1.0 : 10.0)) return;
     pr->last = now;
     pr->shown = true;
@@ -666,12 +639,12 @@ static int mk_write_data(gguf_writer *w, FILE *out, const mk_plan *p, int thread
             }
             for (int k = 0; k < n_jobs; k++)
                 if (jobs[k].failed) {
-                    mk_fail("%s: encoding a row as %s failed", t->name, tensor_type_get(t->type)->name);
+                    log_msg("%s: encoding a row as %s failed", t->name, tensor_type_get(t->type)->name);
                     goto done;
                 }
             size_t bytes = (size_t)(r1 - r0) * t->row_bytes;
             if (gguf_writer_write_tensor_data(w, out, i, buf, bytes) != 0) {
-                mk_fail("writing %s: %s", t->name, ferror(out) ? strerror(errno) : "writer refused the data");
+                log_msg("writing %s: %s", t->name, ferror(out) ? strerror(errno) : "writer refused the data");
                 goto done;
             }
             mk_progress_add(pr, bytes);
@@ -847,12 +820,13 @@ static int mk_resolve(const mk_options *o, mk_hparams *hp) {
 }
 
 int main(int argc, char **argv) {
+    log_set_program("baton-mkmodel");
     mk_options o;
     int r = mk_parse_args(argc, argv, &o);
     if (r != 0) return r > 0 ? 0 : 2;
     const mk_scheme *sc = mk_scheme_find(o.type);
     if (!sc) {
-        mk_fail("unknown --type \"%s\" (f32 f16 bf16 q8_0 q4_0 q4_k q6_k q4_k_m)", o.type);
+        log_msg("unknown --type \"%s\" (f32 f16 bf16 q8_0 q4_0 q4_k q6_k q4_k_m)", o.type);
         return 2;
     }
     mk_hparams hp = {0};
@@ -869,27 +843,27 @@ int main(int argc, char **argv) {
         goto done;
     hp.n_vocab = (uint32_t)n_vocab;
     if (mk_vocab_special_ids(&v) != 0 || mk_plan_build(&p, &hp, sc, &v, o.seed) != 0) goto done;
-    if (!(w = gguf_writer_new())) { mk_fail("out of memory"); goto done; }
+    if (!(w = gguf_writer_new())) { log_msg("out of memory"); goto done; }
     if (mk_declare(w, &hp, sc, &v, &p) != 0) goto done;
 
     /* write to OUT.part, renamed when complete: no half-written model under the real name */
     size_t n = strlen(o.out) + 8;
     if (!(tmp = mk_alloc(n))) goto done;
     snprintf(tmp, n, "%s.part", o.out);
-    if (!(out = fopen(tmp, "wb"))) { mk_fail("cannot create %s: %s", tmp, strerror(errno)); goto done; }
-    double t0 = mk_now();
-    if (gguf_writer_write_header(w, out) != 0) { mk_fail("writing the header of %s failed", tmp); goto done; }
+    if (!(out = fopen(tmp, "wb"))) { log_msg("cannot create %s: %s", tmp, strerror(errno)); goto done; }
+    double t0 = clock_s();
+    if (gguf_writer_write_header(w, out) != 0) { log_msg("writing the header of %s failed", tmp); goto done; }
     mk_progress pr = {t0, t0, 0, p.data_bytes, isatty(2) != 0, false};
     if (mk_write_data(w, out, &p, o.threads, &pr) != 0) goto done;
-    if (fflush(out) != 0 || ferror(out)) { mk_fail("writing %s: %s", tmp, strerror(errno)); goto done; }
+    if (fflush(out) != 0 || ferror(out)) { log_msg("writing %s: %s", tmp, strerror(errno)); goto done; }
     off_t bytes = ftello(out);
     int cerr = fclose(out);
     out = NULL;
-    if (cerr != 0) { mk_fail("closing %s: %s", tmp, strerror(errno)); goto done; }
-    if (rename(tmp, o.out) != 0) { mk_fail("renaming %s to %s: %s", tmp, o.out, strerror(errno)); goto done; }
-    double secs = mk_now() - t0;
+    if (cerr != 0) { log_msg("closing %s: %s", tmp, strerror(errno)); goto done; }
+    if (rename(tmp, o.out) != 0) { log_msg("renaming %s to %s: %s", tmp, o.out, strerror(errno)); goto done; }
+    double secs = clock_s() - t0;
     if (pr.shown && pr.tty) fputc('\n', stderr);
-    fprintf(stderr, "baton-mkmodel: wrote %s: %lld bytes (%.1f MiB), %" PRIu64 " params, %u layers, %s, %.2f s (%.1f MB/s)\n",
+    log_msg("wrote %s: %lld bytes (%.1f MiB), %" PRIu64 " params, %u layers, %s, %.2f s (%.1f MB/s)",
             o.out, (long long)bytes, (double)bytes / 1048576.0, p.params, hp.n_layer, sc->name, secs,
             secs > 0 ? (double)bytes / 1e6 / secs : 0.0);
     if (o.json) {
@@ -900,7 +874,7 @@ int main(int argc, char **argv) {
         if (s) printf("%s\n", s);
         free(s);
         json_decref(j);
-        if (!s) { mk_fail("out of memory"); goto done; }
+        if (!s) { log_msg("out of memory"); goto done; }
     }
     rc = 0;
 done:

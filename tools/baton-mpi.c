@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "net_mpi.h"
 
 #define MAX_ARGS 256
@@ -51,6 +52,7 @@ static void sibling(const char *dir, const char *name, char *out, size_t cap) {
 }
 
 int main(int argc, char **argv) {
+    log_set_program("baton-mpi");
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         printf("usage: mpirun -np N baton-mpi --model FILE [--listen HOST:PORT] [coordinator options]\n"
                "       [--worker-OPTION VALUE ...]\n"
@@ -59,11 +61,9 @@ int main(int argc, char **argv) {
         return 0;
     }
     int rank = net_mpi_env_rank();
-    if (rank < 0) {
-        fprintf(stderr, "baton-mpi: no MPI rank in the environment (OMPI_COMM_WORLD_RANK, PMI_RANK, SLURM_PROCID): "
-                        "start it with mpirun or srun\n");
-        return 2;
-    }
+    if (rank < 0)
+        log_exit(2, "no MPI rank in the environment (OMPI_COMM_WORLD_RANK, PMI_RANK, SLURM_PROCID): "
+                    "start it with mpirun or srun");
     bool coord = rank == 0;
     char *args[MAX_ARGS];
     int n = 0;
@@ -73,10 +73,7 @@ int main(int argc, char **argv) {
     args[n++] = "--mpi";
     bool has_listen = false;
     for (int i = 1; i < argc; i++) {
-        if (n + 4 >= MAX_ARGS) {
-            fprintf(stderr, "baton-mpi: too many arguments\n");
-            return 2;
-        }
+        if (n + 4 >= MAX_ARGS) log_exit(2, "too many arguments");
         const char *a = argv[i];
         bool has_value = i + 1 < argc && !in_list(worker_flags, a) && strncmp(argv[i + 1], "--", 2) != 0;
         if (in_list(shared_opts, a)) {
@@ -106,6 +103,6 @@ int main(int argc, char **argv) {
     }
     args[n] = NULL;
     execv(prog, args);
-    fprintf(stderr, "baton-mpi: rank %d: cannot run %s: %s\n", rank, prog, strerror(errno));
+    log_msg("rank %d: cannot run %s: %s", rank, prog, strerror(errno));
     return 127;
 }

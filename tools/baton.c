@@ -16,7 +16,6 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include "auth.h"
 #include "baton_client.h"
 #include "cliparse.h"
+#include "log.h"
 
 #define MAX_STOPS 16
 
@@ -54,16 +54,6 @@ static void usage(FILE *out) {
             "  16 UNAUTHENTICATED...)\n");
 }
 
-static void die(int code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "baton: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(code);
-}
-
 static int32_t *parse_ids(const char *s, size_t *n) {
     size_t cap = 16;
     int32_t *v = malloc(cap * sizeof *v);
@@ -71,7 +61,7 @@ static int32_t *parse_ids(const char *s, size_t *n) {
     while (v && *s) {
         char *end;
         long x = strtol(s, &end, 10);
-        if (end == s || x < 0 || x > 0x7fffffff) die(2, "--tokens: bad id list near '%s'", s);
+        if (end == s || x < 0 || x > 0x7fffffff) log_exit(2, "--tokens: bad id list near '%s'", s);
         if (*n == cap) {
             cap *= 2;
             v = realloc(v, cap * sizeof *v);
@@ -79,9 +69,9 @@ static int32_t *parse_ids(const char *s, size_t *n) {
         }
         v[(*n)++] = (int32_t)x;
         s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') die(2, "--tokens: bad id list near '%s'", end);
+        if (*end && *end != ',') log_exit(2, "--tokens: bad id list near '%s'", end);
     }
-    if (!v || !*n) die(2, "--tokens: empty list");
+    if (!v || !*n) log_exit(2, "--tokens: empty list");
     return v;
 }
 
@@ -89,13 +79,13 @@ static int32_t *parse_ids(const char *s, size_t *n) {
 static long long int_opt(const char *s, const char *what, long long min, long long max) {
     long long v;
     char err[200];
-    if (cli_int(s, min, max, &v, err, sizeof err) != 0) die(2, "%s: %s", what, err);
+    if (cli_int(s, min, max, &v, err, sizeof err) != 0) log_exit(2, "%s: %s", what, err);
     return v;
 }
 static float float_opt(const char *s, const char *what, double min, double max) {
     double v;
     char err[200];
-    if (cli_float(s, min, max, &v, err, sizeof err) != 0) die(2, "%s: %s", what, err);
+    if (cli_float(s, min, max, &v, err, sizeof err) != 0) log_exit(2, "%s: %s", what, err);
     return (float)v;
 }
 
@@ -141,7 +131,7 @@ static void parse(int argc, char **argv, cli *o) {
         case O_FREQ: o->p.frequency_penalty = float_opt(optarg, "--frequency-penalty", -100, 100); break;
         case O_LASTN: o->p.penalty_last_n = (int32_t)int_opt(optarg, "--penalty-last-n", 0, INT32_MAX); break;
         case O_STOP:
-            if (o->n_stops == MAX_STOPS) die(2, "at most %d --stop strings", MAX_STOPS);
+            if (o->n_stops == MAX_STOPS) log_exit(2, "at most %d --stop strings", MAX_STOPS);
             o->stops[o->n_stops++] = optarg;
             break;
         case O_DEADLINE: o->p.deadline_ms = (uint64_t)int_opt(optarg, "--deadline-ms", 0, INT32_MAX); break;
@@ -155,11 +145,11 @@ static void parse(int argc, char **argv, cli *o) {
         case O_ADMIN: o->admin = true; break;
         case O_ADMIN_TOKEN: o->admin_token_file = optarg, o->admin = true; break;
         case 'h': usage(stdout); exit(0);
-        default: die(2, "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
+        default: log_exit(2, "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
         }
     }
-    if (optind < argc) die(2, "unexpected argument '%s'", argv[optind]);
-    if (!o->server) die(2, "--server HOST:PORT is required");
+    if (optind < argc) log_exit(2, "unexpected argument '%s'", argv[optind]);
+    if (!o->server) log_exit(2, "--server HOST:PORT is required");
     if (!o->api_key) o->api_key = getenv("BATON_API_KEY");
     if (o->api_key && !*o->api_key) o->api_key = NULL;
     o->p.stop = o->stops;
@@ -205,14 +195,14 @@ static void print_stats(const baton_result *r) {
 static baton_chat_msg *load_chat(const char *path, size_t *n, json_t **keep) {
     json_error_t je;
     json_t *j = json_load_file(path, 0, &je);
-    if (!j || !json_is_array(j)) die(2, "--chat %s: not a JSON array of messages (%s)", path, j ? "" : je.text);
+    if (!j || !json_is_array(j)) log_exit(2, "--chat %s: not a JSON array of messages (%s)", path, j ? "" : je.text);
     *n = json_array_size(j);
     baton_chat_msg *m = calloc(*n + 1, sizeof *m);
     for (size_t i = 0; m && i < *n; i++) {
         json_t *e = json_array_get(j, i);
         const char *role = json_string_value(json_object_get(e, "role"));
         const char *content = json_string_value(json_object_get(e, "content"));
-        if (!role || !content) die(2, "--chat %s: message %zu needs string 'role' and 'content'", path, i);
+        if (!role || !content) log_exit(2, "--chat %s: message %zu needs string 'role' and 'content'", path, i);
         m[i] = (baton_chat_msg){role, content};
     }
     *keep = j;
@@ -225,7 +215,7 @@ static int cmd_generate(baton_client *c, cli *o) {
     json_t *chat_json = NULL;
     baton_chat_msg *msgs = NULL;
     int given = !!o->prompt + !!o->tokens + !!o->chat_file;
-    if (given != 1) die(2, "generate needs exactly one of --prompt, --tokens, --chat");
+    if (given != 1) log_exit(2, "generate needs exactly one of --prompt, --tokens, --chat");
     if (o->tokens) {
         ids = parse_ids(o->tokens, &n_ids);
         o->p.tokens = ids;
@@ -240,7 +230,7 @@ static int cmd_generate(baton_client *c, cli *o) {
     baton_model_info mi;
     char msg[256];
     if (!o->tokens && baton_model(c, &mi, msg, sizeof msg) == BATON_STATUS_OK && !mi.has_tokenizer)
-        die(BATON_STATUS_FAILED_PRECONDITION, "the server's model has no tokenizer: use --tokens");
+        log_exit(BATON_STATUS_FAILED_PRECONDITION, "the server's model has no tokenizer: use --tokens");
     baton_result r;
     int st = baton_generate(c, &o->p, on_chunk, &ss, &r);
     if (o->json) {
@@ -263,7 +253,7 @@ static int cmd_generate(baton_client *c, cli *o) {
         printf("\n");
         if (st == BATON_STATUS_OK) print_stats(&r);
     }
-    if (st != BATON_STATUS_OK) fprintf(stderr, "baton: %s: %s\n", baton_status_name(st), r.message);
+    if (st != BATON_STATUS_OK) log_msg("%s: %s", baton_status_name(st), r.message);
     baton_result_free(&r);
     free(ids);
     free(msgs);
@@ -275,7 +265,7 @@ static int cmd_chat(baton_client *c, cli *o) {
     size_t cap = 64, n = 0;
     baton_chat_msg *msgs = calloc(cap, sizeof *msgs);
     char **owned = calloc(cap, sizeof *owned);
-    if (!msgs || !owned) die(BATON_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    if (!msgs || !owned) log_exit(BATON_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     if (o->system) msgs[n++] = (baton_chat_msg){"system", o->system};
     char line[8192];
     int st = BATON_STATUS_OK;
@@ -286,7 +276,7 @@ static int cmd_chat(baton_client *c, cli *o) {
             fprintf(stderr, "> ");
             continue;
         }
-        if (n + 2 >= cap) die(BATON_STATUS_RESOURCE_EXHAUSTED, "conversation too long");
+        if (n + 2 >= cap) log_exit(BATON_STATUS_RESOURCE_EXHAUSTED, "conversation too long");
         owned[n] = strdup(line);
         msgs[n] = (baton_chat_msg){"user", owned[n]};
         n++;
@@ -298,7 +288,7 @@ static int cmd_chat(baton_client *c, cli *o) {
         st = baton_generate(c, &p, on_chunk, &ss, &r);
         printf("\n");
         if (st != BATON_STATUS_OK) {
-            fprintf(stderr, "baton: %s: %s\n", baton_status_name(st), r.message);
+            log_msg("%s: %s", baton_status_name(st), r.message);
             baton_result_free(&r);
             break;
         }
@@ -336,9 +326,9 @@ static int cmd_tokenize(baton_client *c, cli *o) {
         free(text);
         free(ids);
     } else {
-        die(2, "tokenize needs --text or --tokens");
+        log_exit(2, "tokenize needs --text or --tokens");
     }
-    if (st != BATON_STATUS_OK) fprintf(stderr, "baton: %s: %s\n", baton_status_name(st), msg);
+    if (st != BATON_STATUS_OK) log_msg("%s: %s", baton_status_name(st), msg);
     return st;
 }
 
@@ -347,7 +337,7 @@ static int cmd_health(baton_client *c, cli *o) {
     char msg[256];
     int st = baton_health(c, &h, msg, sizeof msg);
     if (st != BATON_STATUS_OK) {
-        fprintf(stderr, "baton: %s: %s\n", baton_status_name(st), msg);
+        log_msg("%s: %s", baton_status_name(st), msg);
         return st;
     }
     if (o->json) {
@@ -406,6 +396,7 @@ static int cmd_health(baton_client *c, cli *o) {
 }
 
 int main(int argc, char **argv) {
+    log_set_program("baton");
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
@@ -420,21 +411,21 @@ int main(int argc, char **argv) {
     char *token = NULL;
     if (o.admin_token_file) {
         int rc = auth_cred_read(o.admin_token_file, "admin token", &token, err, sizeof err);
-        if (rc < 0) die(BATON_STATUS_INVALID_ARGUMENT, "%s", err);
-        if (rc > 0) fprintf(stderr, "baton: %s\n", err);
+        if (rc < 0) log_exit(BATON_STATUS_INVALID_ARGUMENT, "%s", err);
+        if (rc > 0) log_msg("%s", err);
         co.admin_token = token;
     }
     int status;
     baton_client *c = baton_connect_with(o.server, &co, &status, err, sizeof err);
     auth_cred_free(token);
-    if (!c) die(status, "%s: %s", baton_status_name(status), err);
+    if (!c) log_exit(status, "%s: %s", baton_status_name(status), err);
     signal(SIGINT, on_sigint);
     int st;
     if (!strcmp(cmd, "generate")) st = cmd_generate(c, &o);
     else if (!strcmp(cmd, "chat")) st = cmd_chat(c, &o);
     else if (!strcmp(cmd, "tokenize")) st = cmd_tokenize(c, &o);
     else if (!strcmp(cmd, "health")) st = cmd_health(c, &o);
-    else die(2, "unknown command '%s' (generate, chat, tokenize, health)", cmd);
+    else log_exit(2, "unknown command '%s' (generate, chat, tokenize, health)", cmd);
     baton_close(c);
     return st;
 }

@@ -15,7 +15,6 @@
  */
 #include <getopt.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include "auth.h"
 #include "baton_client.h"
 #include "cliparse.h"
+#include "log.h"
 
 typedef struct ctl {
     const char *server, *cluster_id, *token_file;
@@ -50,16 +50,6 @@ static void usage(FILE *out) {
             "                      (default: $BATON_ADMIN_TOKEN_FILE)\n"
             "  --cluster-id ID     default \"baton\"\n"
             "exit code: the call's status (0 OK, 5 NOT_FOUND, 9 FAILED_PRECONDITION, 14 UNAVAILABLE...), 2 usage\n");
-}
-
-static void die(int code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "batonctl: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(code);
 }
 
 static void print_json(json_t *j) {
@@ -127,7 +117,7 @@ static json_t *node_json(const baton_node_info *n) {
 static void fetch_state(baton_client *c, baton_health_info *h) {
     char msg[256];
     int st = baton_admin_state(c, h, msg, sizeof msg);
-    if (st != BATON_STATUS_OK) die(st, "%s: %s", baton_status_name(st), msg);
+    if (st != BATON_STATUS_OK) log_exit(st, "%s: %s", baton_status_name(st), msg);
 }
 
 static int cmd_nodes(baton_client *c, const ctl *o) {
@@ -248,7 +238,7 @@ static int cmd_metrics(baton_client *c, const ctl *o) {
     (void)o;
     char *text, msg[256];
     int st = baton_metrics(c, &text, msg, sizeof msg);
-    if (st != BATON_STATUS_OK) die(st, "%s: %s", baton_status_name(st), msg);
+    if (st != BATON_STATUS_OK) log_exit(st, "%s: %s", baton_status_name(st), msg);
     fputs(text, stdout);
     free(text);
     return 0;
@@ -258,7 +248,7 @@ static int cmd_metrics(baton_client *c, const ctl *o) {
 static int node_op(baton_client *c, const ctl *o, int op) {
     char msg[700];
     int st = baton_admin_node_op(c, op, o->node, msg, sizeof msg);
-    if (st != BATON_STATUS_OK) die(st, "%s: %s", baton_status_name(st), msg);
+    if (st != BATON_STATUS_OK) log_exit(st, "%s: %s", baton_status_name(st), msg);
     if (o->json) {
         json_t *j = json_object();
         json_object_set_new(j, "status", json_string("OK"));
@@ -287,6 +277,7 @@ static const struct {
 };
 
 int main(int argc, char **argv) {
+    log_set_program("batonctl");
     ctl o = {.server = getenv("BATON_SERVER"), .cluster_id = NULL, .token_file = getenv("BATON_ADMIN_TOKEN_FILE")};
     static const struct option longs[] = {
         {"server", required_argument, 0, 's'}, {"cluster-id", required_argument, 0, 'C'},
@@ -302,7 +293,7 @@ int main(int argc, char **argv) {
         case 'j': o.json = true; break;
         case 'T': o.token_file = optarg; break;
         case 'h': usage(stdout); return 0;
-        default: die(2, "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
+        default: log_exit(2, "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
         }
     }
     if (optind >= argc) {
@@ -312,30 +303,30 @@ int main(int argc, char **argv) {
     const char *name = argv[optind++];
     size_t k = 0, n_cmds = sizeof commands / sizeof *commands;
     while (k < n_cmds && strcmp(commands[k].name, name)) k++;
-    if (k == n_cmds) die(2, "unknown command '%s' (see --help)", name);
+    if (k == n_cmds) log_exit(2, "unknown command '%s' (see --help)", name);
     if (commands[k].takes_node) {
-        if (optind >= argc) die(2, "%s needs a node id (see batonctl nodes)", name);
+        if (optind >= argc) log_exit(2, "%s needs a node id (see batonctl nodes)", name);
         long long id;
         char perr[200];
-        if (cli_int(argv[optind], 1, UINT32_MAX, &id, perr, sizeof perr) != 0) die(2, "NODE: %s", perr);
+        if (cli_int(argv[optind], 1, UINT32_MAX, &id, perr, sizeof perr) != 0) log_exit(2, "NODE: %s", perr);
         o.node = (uint32_t)id;
         optind++;
     }
-    if (optind < argc) die(2, "unexpected argument '%s'", argv[optind]);
-    if (!o.server) die(2, "--server HOST:PORT is required (or set BATON_SERVER)");
+    if (optind < argc) log_exit(2, "unexpected argument '%s'", argv[optind]);
+    if (!o.server) log_exit(2, "--server HOST:PORT is required (or set BATON_SERVER)");
     char err[512];
     baton_connect_opts co = {.cluster_id = o.cluster_id, .admin = true};
     char *token = NULL;
     if (o.token_file && o.token_file[0]) {
         int rc = auth_cred_read(o.token_file, "admin token", &token, err, sizeof err);
-        if (rc < 0) die(BATON_STATUS_INVALID_ARGUMENT, "%s", err);
-        if (rc > 0) fprintf(stderr, "batonctl: %s\n", err);
+        if (rc < 0) log_exit(BATON_STATUS_INVALID_ARGUMENT, "%s", err);
+        if (rc > 0) log_msg("%s", err);
         co.admin_token = token;
     }
     int status;
     baton_client *c = baton_connect_with(o.server, &co, &status, err, sizeof err);
     auth_cred_free(token);
-    if (!c) die(status, "%s", err);
+    if (!c) log_exit(status, "%s", err);
     int rc = commands[k].run(c, &o);
     baton_close(c);
     return rc;

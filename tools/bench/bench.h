@@ -16,6 +16,8 @@
 
 #include <stdbool.h>
 
+#include "clock.h" /* time benchmarks with clock_s() */
+
 typedef int (*bench_fn)(int argc, char **argv);
 
 /* `opts`: the benchmark's options, shown by `baton-bench NAME --help`. */
@@ -26,8 +28,6 @@ void bench_register(const char *name, const char *help, const char *opts, bench_
         bench_register(#name, help, opts, fn);                             \
     }
 
-/* Seconds on a monotonic clock. */
-double bench_now(void);
 /* True when --json is among the arguments. */
 bool bench_want_json(int argc, char **argv);
 /* Memory read bandwidth of this machine, GB/s, measured over `threads` threads

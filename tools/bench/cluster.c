@@ -148,14 +148,14 @@ static int cb_run(char *const argv[], const char *log) {
 /* SIGTERM to every process, SIGKILL to those still there after 5 s; reaps all. */
 static void cb_stop(cb_cluster *cl) {
     for (int i = 0; i < cl->n_pids; i++) kill(cl->pids[i], SIGTERM);
-    double t0 = bench_now();
+    double t0 = clock_s();
     int left = cl->n_pids;
     bool reaped[CB_MAX_PROCS] = {0};
     while (left > 0) {
         for (int i = 0; i < cl->n_pids; i++)
             if (!reaped[i] && waitpid(cl->pids[i], NULL, WNOHANG) == cl->pids[i]) reaped[i] = true, left--;
         if (left == 0) break;
-        if (bench_now() - t0 > 5) {
+        if (clock_s() - t0 > 5) {
             for (int i = 0; i < cl->n_pids; i++)
                 if (!reaped[i]) kill(cl->pids[i], SIGKILL), waitpid(cl->pids[i], NULL, 0);
             break;
@@ -248,12 +248,12 @@ static int cb_cluster_start(const cb_env *e, const cb_opts *o, int n, int thread
     pid_t pid = cb_spawn(cargv, log);
     if (pid < 0) return -1;
     cl->pids[cl->n_pids++] = pid;
-    for (double t0 = bench_now(); !cl->addr[0]; usleep(20000)) {
+    for (double t0 = clock_s(); !cl->addr[0]; usleep(20000)) {
         char *s = cb_slurp(log), *p = s ? strstr(s, "listening on 127.0.0.1:") : NULL;
         int port = p ? atoi(p + strlen("listening on 127.0.0.1:")) : 0;
         free(s);
         if (port > 0) snprintf(cl->addr, sizeof cl->addr, "127.0.0.1:%d", port);
-        else if (!cb_alive(cl) || bench_now() - t0 > 30) {
+        else if (!cb_alive(cl) || clock_s() - t0 > 30) {
             fprintf(stderr, "baton-bench cluster: the coordinator did not start\n");
             cb_dump_logs(e);
             cb_stop(cl);
@@ -277,7 +277,7 @@ static int cb_cluster_start(const cb_env *e, const cb_opts *o, int n, int thread
 /* Polls the health call until the plan serves (180 s at most). 0, or -1. */
 static int cb_cluster_wait(const cb_env *e, cb_cluster *cl) {
     char err[256] = "";
-    for (double t0 = bench_now(); bench_now() - t0 < 180; usleep(50000)) {
+    for (double t0 = clock_s(); clock_s() - t0 < 180; usleep(50000)) {
         if (!cb_alive(cl)) break;
         baton_client *c = baton_connect(cl->addr, NULL, err, sizeof err);
         if (!c) continue;
@@ -329,7 +329,7 @@ static int cb_hops(const char *addr, cb_hop_snap *s) {
 static int cb_hops_since(const char *addr, const cb_hop_snap *before, uint64_t *bytes, uint64_t *frames,
                          uint64_t *busy_us) {
     cb_hop_snap s;
-    for (double t0 = bench_now(); bench_now() - t0 < 3; usleep(20000)) {
+    for (double t0 = clock_s(); clock_s() - t0 < 3; usleep(20000)) {
         if (cb_hops(addr, &s) != 0 || s.n != before->n) return -1;
         bool done = true;
         *bytes = *frames = *busy_us = 0;
@@ -348,7 +348,7 @@ static int cb_hops_since(const char *addr, const cb_hop_snap *before, uint64_t *
 
 static int cb_on_chunk(void *ctx, const baton_chunk *ch) {
     cb_stream *s = ctx;
-    double now = bench_now();
+    double now = clock_s();
     for (size_t i = 0; i < ch->n_tokens && s->n < CB_MAX_TOKENS; i++) {
         s->times[s->n] = now;
         s->tokens[s->n++] = ch->tokens[i];
@@ -432,7 +432,7 @@ static int cb_measure_streams(const cb_env *e, const cb_opts *o, const cb_cluste
     cb_hop_snap before;
     uint64_t bytes, frames, busy_us;
     if (cb_hops(cl->addr, &before) != 0) return -1;
-    double t_start = bench_now();
+    double t_start = clock_s();
     for (int k = 0; k < n; k++) {
         memset(&s[k], 0, sizeof s[k]);
         s[k].addr = cl->addr;
@@ -511,9 +511,9 @@ static int cb_measure_inproc(const cb_env *e, const cb_opts *o, int threads, int
     memcpy(hist, s.prompt, (size_t)P * sizeof *hist);
     for (int i = 0; i < P; i++) pos[i] = i;
     fwd_batch b = {.n = P, .tokens = hist, .slot = slot, .pos = pos, .logits = NULL};
-    double t0 = bench_now();
+    double t0 = clock_s();
     if (forward_run(fc, kv, &b, hidden, logits, err, sizeof err) < 0) goto fail;
-    res->times[0] = bench_now();
+    res->times[0] = clock_s();
     res->prefill_s = res->times[0] - t0;
     double cpu0 = cb_cpu_self();
     for (res->n = 0;;) {
@@ -524,7 +524,7 @@ static int cb_measure_inproc(const cb_env *e, const cb_opts *o, int threads, int
         int32_t p1 = P + res->n - 1;
         fwd_batch b1 = {.n = 1, .tokens = &hist[p1], .slot = slot, .pos = &p1, .logits = NULL};
         if (forward_run(fc, kv, &b1, hidden, logits, err, sizeof err) < 0) goto fail;
-        res->times[res->n] = bench_now();
+        res->times[res->n] = clock_s();
     }
     res->cpu_per_token = (cb_cpu_self() - cpu0) / (N - 1);
     cb_rates(res);
@@ -533,9 +533,9 @@ static int cb_measure_inproc(const cb_env *e, const cb_opts *o, int threads, int
     for (int rep = 0; rep < 2; rep++) {
         for (int i = 0; i < batch; i++) slot[i] = i + 1, pos[i] = 0, hist[i] = s.prompt[i % P];
         fwd_batch bb = {.n = batch, .tokens = hist, .slot = slot, .pos = pos, .logits = NULL};
-        double t1 = bench_now();
+        double t1 = clock_s();
         if (forward_run(fc, kv, &bb, hidden, logits, err, sizeof err) < 0) goto fail;
-        double dt = bench_now() - t1;
+        double dt = clock_s() - t1;
         if (rep == 0 || dt < res->batch_cost) res->batch_cost = dt;
     }
     rc = 0;

@@ -97,10 +97,10 @@ static double kb_stream_bandwidth(int threads) {
     }
     double best = 0;
     for (int trial = 0; trial < 3; trial++) {
-        double t0 = bench_now();
+        double t0 = clock_s();
         for (int t = 0; t < threads; t++) pthread_create(&tid[t], NULL, kb_stream_thread, &j[t]);
         for (int t = 0; t < threads; t++) pthread_join(tid[t], NULL);
-        double gbs = 3.0 * per * threads / (bench_now() - t0) / 1e9;
+        double gbs = 3.0 * per * threads / (clock_s() - t0) / 1e9;
         if (gbs > best) best = gbs;
     }
     uint64_t sink = 0;
@@ -111,7 +111,7 @@ static double kb_stream_bandwidth(int threads) {
 
 static void *kb_peak_thread(void *arg) {
     kb_peak_job *j = arg;
-    j->ops = kern_peak_int8(j->seconds, bench_now);
+    j->ops = kern_peak_int8(j->seconds, clock_s);
     return NULL;
 }
 
@@ -127,7 +127,7 @@ static const char *kb_peak_instr(void) {
 static void kb_measure_peak(double *peak1, double *peak2) {
     *peak1 = *peak2 = 0;
     for (int trial = 0; trial < 3; trial++) {
-        double p1 = kern_peak_int8(0.2, bench_now);
+        double p1 = kern_peak_int8(0.2, clock_s);
         if (p1 > *peak1) *peak1 = p1;
         kb_peak_job pj[2] = {{0.2, 0}, {0.2, 0}};
         pthread_t tid[2];
@@ -139,12 +139,12 @@ static void kb_measure_peak(double *peak1, double *peak2) {
 
 static double kb_time_matmul(float *y, const kern_matrix *m, const float *x, int nt, double budget) {
     kern_matmul(y, m, x, nt, NULL); /* warm */
-    double best = 1e30, t_start = bench_now();
+    double best = 1e30, t_start = clock_s();
     int runs = 0;
-    while (runs < 3 || (bench_now() - t_start < budget && runs < 200)) {
-        double t0 = bench_now();
+    while (runs < 3 || (clock_s() - t_start < budget && runs < 200)) {
+        double t0 = clock_s();
         kern_matmul(y, m, x, nt, NULL);
-        double dt = bench_now() - t0;
+        double dt = clock_s() - t0;
         if (dt < best) best = dt;
         runs++;
     }
@@ -287,22 +287,22 @@ static int kb_decode_one(const char *path, double bw1, double bw2, double peak1,
         for (int i = 0; i < P; i++) tok[i] = 0, slot[i] = 0, pos[i] = i;
         for (int64_t i = 0; i < (int64_t)P * E; i++) hidden[i] = (float)(kb_next() % 2001) * 1e-3f - 1.0f;
         fwd_batch b = {.n = P, .tokens = tok, .slot = slot, .pos = pos};
-        double t0 = bench_now();
+        double t0 = clock_s();
         if (forward_run(c, kv, &b, hidden, NULL, err, sizeof err)) {
             fprintf(stderr, "baton-bench decode: %s\n", err);
             return 1;
         }
-        res[th - 1][1] = (bench_now() - t0) / P;
+        res[th - 1][1] = (clock_s() - t0) / P;
         double best = 1e30;
         for (int d = 0; d < D; d++) {
             int32_t p1 = P + d;
             fwd_batch b1 = {.n = 1, .tokens = tok, .slot = slot, .pos = &p1};
-            double t1 = bench_now();
+            double t1 = clock_s();
             if (forward_run(c, kv, &b1, hidden, NULL, err, sizeof err)) {
                 fprintf(stderr, "baton-bench decode: %s\n", err);
                 return 1;
             }
-            double dt = bench_now() - t1;
+            double dt = clock_s() - t1;
             if (dt < best) best = dt;
         }
         res[th - 1][0] = best;

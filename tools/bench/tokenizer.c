@@ -183,7 +183,7 @@ static int bench_tokenizer(int argc, char **argv) {
     char err[256];
     gguf_file *g = NULL;
     tokenizer *tok = NULL;
-    double t0 = bench_now();
+    double t0 = clock_s();
     if (model) {
         g = gguf_open(model, err, sizeof err);
         if (g) tok = tok_load_gguf(g, err, sizeof err);
@@ -195,7 +195,7 @@ static int bench_tokenizer(int argc, char **argv) {
         gguf_close(g);
         return 1;
     }
-    double load_s = bench_now() - t0;
+    double load_s = clock_s() - t0;
 
     size_t len;
     char *text = tb_text((size_t)4 << 20, &len);
@@ -210,15 +210,15 @@ static int bench_tokenizer(int argc, char **argv) {
         return 1;
     }
     /* first pass: the piece cache starts empty */
-    t0 = bench_now();
+    t0 = clock_s();
     int64_t n_ids = tb_encode_lines(tok, text, len, ids, cap);
-    double cold_mbs = (double)len / (bench_now() - t0) / 1e6;
+    double cold_mbs = (double)len / (clock_s() - t0) / 1e6;
     double bytes = 0, dt = 0;
-    t0 = bench_now();
+    t0 = clock_s();
     while (n_ids >= 0 && dt < seconds) {
         if (tb_encode_lines(tok, text, len, ids, cap) < 0) n_ids = -1;
         bytes += (double)len;
-        dt = bench_now() - t0;
+        dt = clock_s() - t0;
     }
     if (n_ids < 0) {
         fprintf(stderr, "baton-bench tokenizer: encoding failed: %s\n", tok_last_error());
