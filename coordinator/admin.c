@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "coord.h"
+#include "log.h"
 
 static coord_node *node_by_id(coord *c, uint32_t id) {
     for (coord_node *n = c->nodes; n; n = n->next)
@@ -27,7 +28,7 @@ static void reply_op(coord *c, net_conn *conn, uint32_t call_id, const char *mes
     r.plan_id = c->planned ? c->plan_id : 0;
     net_send(conn, BATON__FRAME_KIND__FRAME_ADMIN_NODE_OP_REPLY, call_id, &r.base, NULL, 0);
     net_send_status(conn, call_id, BATON__STATUS_CODE__STATUS_OK, "");
-    fprintf(stderr, "baton-coord: admin: %s\n", message);
+    log_msg("admin: %s", message);
 }
 
 /* 0 if a plan fits the eligible nodes now; else the reason in err. */
@@ -78,8 +79,8 @@ static void on_shutdown_timer(uv_timer_t *t) { uv_stop(t->loop); }
  * the coordinator and exits 0; every worker is told to leave and exits too. */
 static void op_shutdown(coord *c, net_conn *conn, uint32_t call_id) {
     static uv_timer_t timer;
-    fprintf(stderr, "baton-coord: shutdown requested by an admin (%s)\n", net_peer_addr(conn));
-    sched_fail_all(c, BATON__STATUS_CODE__STATUS_UNAVAILABLE, "the cluster was shut down by an admin");
+    log_msg("shutdown requested by an admin (%s)", net_peer_addr(conn));
+    sched_fail_all(&c->sched, BATON__STATUS_CODE__STATUS_UNAVAILABLE, "the cluster was shut down by an admin");
     /* the workers follow (a coordinator that merely restarts keeps them: they rejoin) */
     for (coord_node *n = c->nodes; n; n = n->next) coord_tell_leave(c, n);
     reply_op(c, conn, call_id, "shutting down");

@@ -1,23 +1,15 @@
 /* coord.c - node registry, planning and the client API server. See coord.h. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "coord.h"
+#include "log.h"
 
 #define HEARTBEAT_MS 1000
 #define SWITCH_WAIT_MS 10000  /* longest wait for the micro-batches in flight before a re-plan */
 #define LOADING_GRACE_MS 60000 /* a worker loading its slice may be silent this long */
-
-static void logf_(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "baton-coord: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-}
 
 static coord_node *node_of(coord *c, const net_conn *conn) {
     for (coord_node *n = c->nodes; n; n = n->next)
@@ -25,7 +17,8 @@ static coord_node *node_of(coord *c, const net_conn *conn) {
     return NULL;
 }
 
-int coord_send_first(coord *c, uint32_t kind, const ProtobufCMessage *msg) {
+/* Sends a frame to the first stage. 0 or -1. */
+static int send_first(coord *c, uint32_t kind, const ProtobufCMessage *msg) {
     if (!c->planned || c->plan.n_stages == 0 || !c->stage_nodes[0]) return -1;
     return net_send(c->stage_nodes[0]->conn, kind, 0, msg, NULL, 0);
 }
@@ -38,12 +31,36 @@ void coord_tell_leave(coord *c, coord_node *n) {
     net_send(n->conn, BATON__FRAME_KIND__FRAME_ASSIGNMENT, 0, &a.base, NULL, 0);
 }
 
-void coord_drop_slot(coord *c, int32_t slot) {
+/* --- the scheduler's view of the coordinator (sched_env) ---------------- */
+
+static int env_send_first(void *user, const Baton__StageFrame *f) {
+    return send_first(user, BATON__FRAME_KIND__FRAME_STAGE, &f->base);
+}
+
+static void env_drop_slot(void *user, int32_t slot) {
     Baton__DropSequence d = BATON__DROP_SEQUENCE__INIT;
     d.n_slots = 1;
     d.slots = &slot;
-    coord_send_first(c, BATON__FRAME_KIND__FRAME_DROP_SEQUENCE, &d.base);
+    send_first(user, BATON__FRAME_KIND__FRAME_DROP_SEQUENCE, &d.base);
 }
+
+static void env_send_status(void *user, net_conn *client, uint32_t call_id, int code, const char *msg) {
+    (void)user;
+    net_send_status(client, call_id, code, msg);
+}
+
+static void env_send_chunk(void *user, net_conn *client, uint32_t call_id, const Baton__GenerateChunk *ch) {
+    (void)user;
+    net_send(client, BATON__FRAME_KIND__FRAME_GENERATE_CHUNK, call_id, &ch->base, NULL, 0);
+}
+
+static uint64_t env_now_us(void *user) {
+    (void)user;
+    return clock_us();
+}
+
+/* The scheduler may send micro-batches while a plan serves and no switch waits. */
+static void update_feeding(coord *c) { sched_set_feeding(&c->sched, c->serving && !c->switching); }
 
 /* --- planning ------------------------------------------------------------ */
 
@@ -137,7 +154,7 @@ static void make_plan(coord *c) {
     char err[512];
     if (coord_plan_dry(c, &c->plan, order, &nn, err, sizeof err) != 0) {
         snprintf(c->plan_error, sizeof c->plan_error, "%s", err);
-        logf_("cannot plan: %s", err);
+        log_msg("cannot plan: %s", err);
         c->planned = false;
         return;
     }
@@ -146,7 +163,10 @@ static void make_plan(coord *c) {
     c->plan_id++;
     auth_nonce(c->link_key); /* a fresh link key: no stage link of an earlier plan (or a stranger) proves it */
     c->stats.replans++;
-    logf_("plan %u over %d worker(s), slowest stage %.3g s:", (unsigned)c->plan_id, nn, c->plan.bottleneck);
+    double pipeline_s = 0;
+    for (int s = 0; s < c->plan.n_stages; s++) pipeline_s += c->plan.stages[s].seconds;
+    sched_set_plan(&c->sched, c->plan.n_stages, pipeline_s);
+    log_msg("plan %u over %d worker(s), slowest stage %.3g s:", (unsigned)c->plan_id, nn, c->plan.bottleneck);
     for (int s = 0; s < c->plan.n_stages; s++) {
         const plan_stage *ps = &c->plan.stages[s];
         coord_node *n = order[ps->node];
@@ -164,7 +184,7 @@ static void make_plan(coord *c) {
         a.max_batch = (uint32_t)c->o.max_batch;
         a.plan_id = c->plan_id;
         a.link_key = (ProtobufCBinaryData){sizeof c->link_key, c->link_key};
-        logf_("  stage %d: worker %u (%s) layers [%d,%d)%s%s, %.1f MiB", s, (unsigned)n->id, n->listen,
+        log_msg("  stage %d: worker %u (%s) layers [%d,%d)%s%s, %.1f MiB", s, (unsigned)n->id, n->listen,
               (int)ps->layer_begin, (int)ps->layer_end, ps->embed ? " +embed" : "", ps->head ? " +head" : "",
               (double)ps->bytes / 1048576.0);
         net_send(n->conn, BATON__FRAME_KIND__FRAME_ASSIGNMENT, 0, &a.base, NULL, 0);
@@ -174,7 +194,7 @@ static void make_plan(coord *c) {
         if (n->stage >= 0) continue;
         if (n->removing) {
             coord_tell_leave(c, n); /* it exits instead of rejoining */
-            logf_("worker %u removed", (unsigned)n->id);
+            log_msg("worker %u removed", (unsigned)n->id);
             net_conn *conn = n->conn;
             node_retire(c, n);
             net_close(conn, "removed by an admin");
@@ -184,7 +204,7 @@ static void make_plan(coord *c) {
             a.plan_id = c->plan_id;
             a.release = true;
             net_send(n->conn, BATON__FRAME_KIND__FRAME_ASSIGNMENT, 0, &a.base, NULL, 0);
-            logf_("  worker %u (%s): no layers (%s)", (unsigned)n->id, n->listen,
+            log_msg("  worker %u (%s): no layers (%s)", (unsigned)n->id, n->listen,
                   n->drained ? "drained" : n->unfit ? n->unfit_why : "idle");
         }
     }
@@ -194,46 +214,48 @@ static void make_plan(coord *c) {
 static void fail_unplannable(coord *c) {
     char msg[600];
     snprintf(msg, sizeof msg, "no plan: %s", c->plan_error);
-    sched_fail_all(c, BATON__STATUS_CODE__STATUS_UNAVAILABLE, msg);
+    sched_fail_all(&c->sched, BATON__STATUS_CODE__STATUS_UNAVAILABLE, msg);
 }
 
 /* Switches to a new plan now: forget the micro-batches in flight, plan over
  * the eligible nodes (--workers only gates the first plan) and replay the live
  * requests from their records; with no plan possible, end them with UNAVAILABLE. */
 static void switch_plan(coord *c, const char *why) {
-    logf_("re-planning (%s)", why);
-    c->stats.replan_wall_ms = metrics_wall_ms();
+    log_msg("re-planning (%s)", why);
+    c->stats.replan_wall_ms = clock_wall_ms();
     c->stats.recovered_wall_ms = 0;
     c->switching = false;
     c->serving = false;
+    update_feeding(c);
     c->planned = false;
     memset(c->stage_nodes, 0, sizeof c->stage_nodes);
-    sched_requeue_all(c);
+    sched_requeue_all(&c->sched);
     make_plan(c); /* with no worker left this records why nothing can be served */
     if (!c->planned) fail_unplannable(c);
 }
 
 /* Called when the pipeline loses a member. */
 static void plan_broken(coord *c, const char *why) {
-    logf_("pipeline broken (%s)", why);
+    log_msg("pipeline broken (%s)", why);
     switch_plan(c, why);
 }
 
 void coord_replan_graceful(coord *c, const char *why) {
     snprintf(c->switch_why, sizeof c->switch_why, "%s", why);
-    if (!c->planned || c->n_inflight == 0) {
+    if (!c->planned || sched_inflight(&c->sched) == 0) {
         switch_plan(c, why);
         return;
     }
     c->switching = true;
-    c->switch_start_ms = net_now_ms();
-    logf_("%s: waiting for %d micro-batch(es) in flight before re-planning", why, c->n_inflight);
+    update_feeding(c);
+    c->switch_start_ms = clock_ms();
+    log_msg("%s: waiting for %d micro-batch(es) in flight before re-planning", why, sched_inflight(&c->sched));
 }
 
 /* A worker is gone (connection dropped or silent): forget it, re-plan if it held layers. */
 static void node_lost(coord *c, coord_node *n, const char *why) {
     bool in_plan = n->stage >= 0 && c->planned;
-    logf_("worker %u left: %s", (unsigned)n->id, why);
+    log_msg("worker %u left: %s", (unsigned)n->id, why);
     c->stats.workers_dead++;
     node_retire(c, n);
     if (in_plan) plan_broken(c, "a worker of the pipeline left");
@@ -261,7 +283,7 @@ static void handle_join(coord *c, net_conn *conn, const frame_header *h, const u
         char why[400];
         snprintf(why, sizeof why, "model mismatch: the worker's file has digest '%s', the coordinator's %s has '%s'",
                  j->model_digest ? j->model_digest : "", c->o.model_path, c->model_digest);
-        logf_("refusing worker from %s: %s", net_peer_addr(conn), why);
+        log_msg("refusing worker from %s: %s", net_peer_addr(conn), why);
         baton__join__free_unpacked(j, NULL);
         net_send_status(conn, 0, BATON__STATUS_CODE__STATUS_FAILED_PRECONDITION, why);
         net_close(conn, why);
@@ -280,16 +302,16 @@ static void handle_join(coord *c, net_conn *conn, const frame_header *h, const u
     n->cores = j->cores;
     snprintf(n->isa, sizeof n->isa, "%s", j->isa ? j->isa : "");
     n->stage = -1;
-    n->last_seen_ms = net_now_ms();
+    n->last_seen_ms = clock_ms();
     baton__join__free_unpacked(j, NULL);
     coord_node **pp = &c->nodes;
     while (*pp) pp = &(*pp)->next;
     *pp = n;
     c->n_nodes++;
-    logf_("worker %u joined from %s: listens on %s, %.1f MiB, %u cores, %s, %.3g s/layer", (unsigned)n->id,
+    log_msg("worker %u joined from %s: listens on %s, %.1f MiB, %u cores, %s, %.3g s/layer", (unsigned)n->id,
           net_peer_addr(conn), n->listen, (double)n->mem / 1048576.0, (unsigned)n->cores, n->isa, n->speed);
     if (!c->planned && (c->n_nodes >= c->o.want_workers || c->plan_id > 0)) make_plan(c);
-    else if (c->planned) logf_("worker %u is idle until the next re-plan (batonctl rebalance)", (unsigned)n->id);
+    else if (c->planned) log_msg("worker %u is idle until the next re-plan (batonctl rebalance)", (unsigned)n->id);
 }
 
 static void handle_ready(coord *c, coord_node *n, const frame_header *h, const uint8_t *msg) {
@@ -303,7 +325,7 @@ static void handle_ready(coord *c, coord_node *n, const frame_header *h, const u
         /* plan again without it: the others may hold the model */
         n->unfit = true;
         snprintf(n->unfit_why, sizeof n->unfit_why, "cannot take its layers: %s", r->error ? r->error : "");
-        logf_("worker %u %s", (unsigned)n->id, n->unfit_why);
+        log_msg("worker %u %s", (unsigned)n->id, n->unfit_why);
         baton__ready__free_unpacked(r, NULL);
         switch_plan(c, "a worker cannot take its layers");
         return;
@@ -315,8 +337,9 @@ static void handle_ready(coord *c, coord_node *n, const frame_header *h, const u
     for (int s = 0; s < c->plan.n_stages; s++)
         if (!c->stage_nodes[s] || !c->stage_nodes[s]->ready) return;
     c->serving = true;
-    logf_("plan %u ready: serving", (unsigned)c->plan_id);
-    sched_pump(c);
+    update_feeding(c);
+    log_msg("plan %u ready: serving", (unsigned)c->plan_id);
+    sched_pump(&c->sched);
 }
 
 /* A worker lost a stage link of the current plan: nothing sent into the
@@ -337,7 +360,7 @@ static void handle_link_lost(coord *c, coord_node *n, const frame_header *h, con
         if (++f->link_failures >= 3) {
             f->unfit = true;
             snprintf(f->unfit_why, sizeof f->unfit_why, "its stage link failed %d times in a row", f->link_failures);
-            logf_("worker %u left out of plans: %s", (unsigned)f->id, f->unfit_why);
+            log_msg("worker %u left out of plans: %s", (unsigned)f->id, f->unfit_why);
         }
     }
     plan_broken(c, why);
@@ -345,7 +368,7 @@ static void handle_link_lost(coord *c, coord_node *n, const frame_header *h, con
 
 static void handle_worker_frame(coord *c, coord_node *n, const frame_header *h, const uint8_t *msg) {
     switch (h->kind) {
-    case BATON__FRAME_KIND__FRAME_JOIN: logf_("worker %u joined twice; ignored", (unsigned)n->id); break;
+    case BATON__FRAME_KIND__FRAME_JOIN: log_msg("worker %u joined twice; ignored", (unsigned)n->id); break;
     case BATON__FRAME_KIND__FRAME_READY: handle_ready(c, n, h, msg); break;
     case BATON__FRAME_KIND__FRAME_LINK_LOST: handle_link_lost(c, n, h, msg); break;
     case BATON__FRAME_KIND__FRAME_STAGE_RESULT: {
@@ -354,10 +377,14 @@ static void handle_worker_frame(coord *c, coord_node *n, const frame_header *h, 
             if (r->code == BATON__STATUS_CODE__STATUS_OK)
                 for (int s = 0; s < c->plan.n_stages; s++)
                     if (c->stage_nodes[s]) c->stage_nodes[s]->link_failures = 0;
-            sched_on_result(c, r);
+            uint64_t generated = sched_stats_of(&c->sched)->tokens_generated;
+            sched_on_result(&c->sched, r);
+            if (sched_stats_of(&c->sched)->tokens_generated != generated && c->stats.replan_wall_ms &&
+                !c->stats.recovered_wall_ms)
+                c->stats.recovered_wall_ms = clock_wall_ms(); /* the first token after a re-plan */
             baton__stage_result__free_unpacked(r, NULL);
         }
-        if (c->switching && c->n_inflight == 0) switch_plan(c, c->switch_why);
+        if (c->switching && sched_inflight(&c->sched) == 0) switch_plan(c, c->switch_why);
         break;
     }
     case BATON__FRAME_KIND__FRAME_WORKER_STATUS: {
@@ -377,7 +404,7 @@ static void handle_worker_frame(coord *c, coord_node *n, const frame_header *h, 
         }
         break;
     }
-    default: logf_("ignoring frame kind %u from worker %u", (unsigned)h->kind, (unsigned)n->id); break;
+    default: log_msg("ignoring frame kind %u from worker %u", (unsigned)h->kind, (unsigned)n->id); break;
     }
 }
 
@@ -418,23 +445,24 @@ static void node_status_fill(coord *c, const coord_node *n, Baton__NodeStatus *n
 void coord_fill_health(coord *c, Baton__HealthReply *r, Baton__NodeStatus **ns, Baton__NodeStatus ***np) {
     r->serving = c->serving;
     r->n_workers = (uint32_t)c->n_nodes;
-    r->active_requests = (uint32_t)sched_count(c, REQ_ACTIVE);
-    r->queued_requests = (uint32_t)sched_count(c, REQ_QUEUED);
+    const sched_stats *ss = sched_stats_of(&c->sched);
+    r->active_requests = (uint32_t)sched_count(&c->sched, REQ_ACTIVE);
+    r->queued_requests = (uint32_t)sched_count(&c->sched, REQ_QUEUED);
     r->plan_error = c->plan_error;
     r->plan_id = c->planned ? c->plan_id : 0;
     r->predicted_step_s = c->planned ? c->plan.bottleneck : 0;
     r->tokens_per_s = metrics_tokens_per_s(c);
-    r->tokens_generated = c->stats.tokens_generated;
-    r->tokens_prompt = c->stats.tokens_prompt;
+    r->tokens_generated = ss->tokens_generated;
+    r->tokens_prompt = ss->tokens_prompt;
     for (int k = 0; k < STATUS_COUNT; k++) {
-        r->requests_total += c->stats.req_by_code[k];
+        r->requests_total += ss->req_by_code[k];
         if (k != BATON__STATUS_CODE__STATUS_OK && k != BATON__STATUS_CODE__STATUS_CANCELLED)
-            r->requests_failed += c->stats.req_by_code[k];
+            r->requests_failed += ss->req_by_code[k];
     }
-    uint64_t now = net_now_ms();
+    uint64_t now = clock_ms();
     r->uptime_s = (double)(now - c->stats.start_ms) / 1000.0;
-    r->inflight_batches = (uint32_t)c->n_inflight;
-    r->step_seconds_avg = c->stats.steps ? (double)c->stats.step_us_sum / 1e6 / (double)c->stats.steps : 0;
+    r->inflight_batches = (uint32_t)sched_inflight(&c->sched);
+    r->step_seconds_avg = ss->steps ? (double)ss->step_us_sum / 1e6 / (double)ss->steps : 0;
     r->replans = c->stats.replans;
     int n_dead = 0;
     for (coord_node *d = c->dead; d; d = d->next) n_dead++;
@@ -605,10 +633,10 @@ static void handle_client_frame(coord *c, net_conn *conn, const frame_header *h,
             net_send_status(conn, h->call_id, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "malformed request");
             return;
         }
-        sched_generate(c, conn, h->call_id, g);
+        coord_generate(c, conn, h->call_id, g);
         break;
     }
-    case BATON__FRAME_KIND__FRAME_CANCEL: sched_cancel(c, conn, h->call_id, false); break;
+    case BATON__FRAME_KIND__FRAME_CANCEL: coord_cancel(c, conn, h->call_id, false); break;
     case BATON__FRAME_KIND__FRAME_HEALTH: handle_health(c, conn, h->call_id); break;
     case BATON__FRAME_KIND__FRAME_MODEL_INFO: handle_model_info(c, conn, h->call_id); break;
     case BATON__FRAME_KIND__FRAME_TOKENIZE: {
@@ -631,7 +659,10 @@ static void handle_client_frame(coord *c, net_conn *conn, const frame_header *h,
 static void on_open(net_conn *conn) { (void)conn; }
 
 /* net_handlers.busy: a client with a request under way is not idle. */
-static bool on_busy(net_conn *conn) { return sched_client_busy(net_user(conn), conn); }
+static bool on_busy(net_conn *conn) {
+    const coord *c = net_user(conn);
+    return sched_client_busy(&c->sched, conn);
+}
 
 static void on_frame(net_conn *conn, const frame_header *h, const uint8_t *msg, const uint8_t *payload) {
     coord *c = net_user(conn);
@@ -642,7 +673,7 @@ static void on_frame(net_conn *conn, const frame_header *h, const uint8_t *msg, 
             if (h->kind == BATON__FRAME_KIND__FRAME_JOIN) handle_join(c, conn, h, msg);
             return;
         }
-        n->last_seen_ms = net_now_ms();
+        n->last_seen_ms = clock_ms();
         handle_worker_frame(c, n, h, msg);
     } else if (h->kind >= BATON__FRAME_KIND__FRAME_ADMIN_STATE && h->kind <= BATON__FRAME_KIND__FRAME_METRICS_REPLY) {
         if (net_peer_role(conn) == BATON__ROLE__ROLE_ADMIN) admin_handle_frame(c, conn, h, msg);
@@ -658,7 +689,7 @@ static void on_close(net_conn *conn, const char *why) {
     coord *c = net_user(conn);
     coord_node *n = node_of(c, conn);
     if (!n) {
-        sched_cancel(c, conn, 0, true);
+        coord_cancel(c, conn, 0, true);
         return;
     }
     node_lost(c, n, why);
@@ -684,28 +715,25 @@ static void check_silence(coord *c, uint64_t now) {
 /* The oldest micro-batch in flight missed its deadline: a stage lost it (a link
  * that died without a word, a stage that stopped computing). Re-plan and replay. */
 static void check_steps(coord *c, uint64_t now) {
-    for (coord_batch *b = c->inflight; b; b = b->next)
-        if (b->deadline_ms && now > b->deadline_ms) {
-            char why[160];
-            snprintf(why, sizeof why, "micro-batch %llu not back after %llu ms (step timeout)",
-                     (unsigned long long)b->step_id, (unsigned long long)(now - b->sent_us / 1000));
-            plan_broken(c, why);
-            return;
-        }
+    const sched_batch *b = sched_overdue(&c->sched, now);
+    if (!b) return;
+    char why[160];
+    snprintf(why, sizeof why, "micro-batch %llu not back after %llu ms (step timeout)", (unsigned long long)b->step_id,
+             (unsigned long long)(now - b->sent_us / 1000));
+    plan_broken(c, why);
 }
 
 static void on_tick(uv_timer_t *t) {
     coord *c = t->data;
-    uint64_t now = net_now_ms();
+    uint64_t now = clock_ms();
     /* A late tick means the loop was busy and read nothing meanwhile: that time
      * is not the workers' silence, nor the pipeline's delay. */
     uint64_t stall = c->last_tick_ms && now - c->last_tick_ms > 200 ? now - c->last_tick_ms - 50 : 0;
     c->last_tick_ms = now;
     if (stall) {
-        logf_("event loop stalled for %llu ms; heartbeat and step deadlines extended", (unsigned long long)stall);
+        log_msg("event loop stalled for %llu ms; heartbeat and step deadlines extended", (unsigned long long)stall);
         for (coord_node *n = c->nodes; n; n = n->next) n->last_seen_ms += stall;
-        for (coord_batch *b = c->inflight; b; b = b->next)
-            if (b->deadline_ms) b->deadline_ms += stall;
+        sched_extend_deadlines(&c->sched, stall);
     }
     if (now - c->last_beat_ms >= HEARTBEAT_MS) {
         c->last_beat_ms = now;
@@ -718,11 +746,12 @@ static void on_tick(uv_timer_t *t) {
     check_silence(c, now);
     check_steps(c, now);
     if (c->switching && now - c->switch_start_ms > SWITCH_WAIT_MS) {
-        logf_("%d micro-batch(es) still in flight after %d ms: re-planning anyway", c->n_inflight, SWITCH_WAIT_MS);
+        log_msg("%d micro-batch(es) still in flight after %d ms: re-planning anyway", sched_inflight(&c->sched),
+                SWITCH_WAIT_MS);
         switch_plan(c, c->switch_why);
     }
     metrics_sample(c, now);
-    sched_tick(c);
+    sched_tick(&c->sched);
 }
 
 /* Loads one credential file into key and points *slot at it; warnings are logged. 0 or -1. */
@@ -735,7 +764,7 @@ static int load_key(const char *path, const char *what, auth_key *key, const aut
         snprintf(err, errlen, "%s", msg);
         return -1;
     }
-    if (rc > 0) logf_("%s", msg);
+    if (rc > 0) log_msg("%s", msg);
     *slot = key;
     return 0;
 }
@@ -754,10 +783,10 @@ static int load_access(coord *c, char *err, size_t errlen) {
             snprintf(err, errlen, "%s", msg);
             return -1;
         }
-        if (rc > 0) logf_("%s", msg);
+        if (rc > 0) log_msg("%s", msg);
         c->cfg.client_keys = &c->api_keys;
     }
-    logf_("access control: workers %s; admin calls %s; client calls %s",
+    log_msg("access control: workers %s; admin calls %s; client calls %s",
           c->cfg.secret ? "must prove the cluster secret" : "are not checked (no --secret)",
           c->cfg.admin_token   ? "need the admin token"
           : c->cfg.client_keys ? "are refused (API keys but no --admin-token-file)"
@@ -766,13 +795,24 @@ static int load_access(coord *c, char *err, size_t errlen) {
     return 0;
 }
 
+/* The scheduler over our options and model, talking to us through a sched_env. 0 or -1. */
+static int start_sched(coord *c) {
+    sched_opts so = {.n_slots = c->o.n_slots, .n_ctx = c->o.n_ctx, .max_batch = c->o.max_batch, .chunk = c->o.chunk,
+                     .max_inflight = c->o.max_inflight, .step_timeout_ms = c->o.step_timeout_ms,
+                     .n_vocab = c->hp.n_vocab, .width = c->hp.n_embd, .n_eog = c->n_eog, .tok = c->tok};
+    memcpy(so.eog, c->eog, sizeof so.eog);
+    sched_env env = {.user = c, .send_first = env_send_first, .drop_slot = env_drop_slot,
+                     .send_status = env_send_status, .send_chunk = env_send_chunk, .now_us = env_now_us};
+    return sched_init(&c->sched, &so, &env);
+}
+
 int coord_init(coord *c, const coord_opts *o, uv_loop_t *loop, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     c->o = *o;
     if (c->o.heartbeat_timeout_ms <= 0) c->o.heartbeat_timeout_ms = 3000;
     if (c->o.step_timeout_ms <= 0) c->o.step_timeout_ms = 10000;
     if (!c->o.max_prompt_bytes) c->o.max_prompt_bytes = 8u << 20;
-    c->stats.start_ms = net_now_ms();
+    c->stats.start_ms = clock_ms();
     c->loop = loop;
     c->gf = gguf_open(o->model_path, err, errlen);
     if (!c->gf) return -1;
@@ -782,11 +822,10 @@ int coord_init(coord *c, const coord_opts *o, uv_loop_t *loop, char *err, size_t
     if (gguf_find_key(c->gf, "tokenizer.ggml.tokens") >= 0) {
         char terr[256];
         c->tok = tok_load_gguf(c->gf, terr, sizeof terr);
-        if (!c->tok) logf_("the model's tokenizer cannot be loaded (%s): token ids only", terr);
+        if (!c->tok) log_msg("the model's tokenizer cannot be loaded (%s): token ids only", terr);
         else c->n_eog = tok_eog_ids(c->tok, c->eog, 8);
     }
-    c->slot_req = calloc((size_t)c->o.n_slots, sizeof *c->slot_req);
-    if (!c->slot_req) {
+    if (start_sched(c) != 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -802,7 +841,7 @@ int coord_init(coord *c, const coord_opts *o, uv_loop_t *loop, char *err, size_t
     c->tick.data = c;
     uv_timer_start(&c->tick, on_tick, 50, 50);
     const char *colon = strrchr(o->listen, ':');
-    logf_("listening on %.*s:%d (model %s: %u layers, embedding %u, vocabulary %u%s), waiting for %d worker(s)",
+    log_msg("listening on %.*s:%d (model %s: %u layers, embedding %u, vocabulary %u%s), waiting for %d worker(s)",
           (int)(colon - o->listen), o->listen, net_server_port(c->server), o->model_path, (unsigned)c->hp.n_layer,
           (unsigned)c->hp.n_embd, (unsigned)c->hp.n_vocab,
           c->tok ? ", tokenizer" : "", o->want_workers);
@@ -818,7 +857,7 @@ void coord_free(coord *c) {
         free(n);
     }
     auth_keyring_free(&c->api_keys);
-    free(c->slot_req);
+    sched_free(&c->sched);
     tok_free(c->tok);
     gguf_close(c->gf);
     while (c->nodes) {

@@ -2,7 +2,9 @@
  *
  * Everything runs on one libuv loop thread; nothing here computes a layer.
  *   coord.c  - node registry, planning and assignment, the client API server
- *   sched.c  - the request record and the continuous-batching scheduler
+ *   generate.c - the Generate call: checks, tokenising off the loop, admission
+ *   scheduler.c - the request record and the continuous-batching scheduler (scheduler.h:
+ *              no sockets; it reaches the coordinator through callbacks)
  *   admin.c  - admin calls (state, drain/undrain/remove/rebalance, metrics)
  *   metrics.c - the Prometheus text and its HTTP server (libh2o on the same loop)
  *
@@ -19,7 +21,7 @@
  * on the new plan from their records. Workers left out of a plan get an empty
  * assignment and free their slice.
  *
- * Data path: a Generate call becomes a coord_request (its prompt ids, sampling
+ * Data path: a Generate call becomes a sched_request (its prompt ids, sampling
  * parameters and the tokens generated so far: enough to replay it). The scheduler
  * gives it a KV slot, cuts its prompt into chunks and, step after step, packs
  * chunks and decode tokens of many requests into micro-batches (StageFrames) sent
@@ -41,6 +43,7 @@
 #include "net.h"
 #include "plan.h"
 #include "sampler.h"
+#include "scheduler.h"
 #include "status.h"
 #include "tokenizer.h"
 
@@ -94,53 +97,10 @@ typedef struct coord_node {
     struct coord_node *next;
 } coord_node;
 
-typedef enum coord_req_state {
-    REQ_QUEUED = 0,   /* waiting for a slot */
-    REQ_ACTIVE = 1,   /* prefilling or decoding */
-    REQ_DONE = 2,     /* status sent; waits for its frames to drain before the slot is freed */
-} coord_req_state;
-
-typedef struct coord_request {
-    uint32_t id;
-    net_conn *client;       /* NULL once the client is gone */
-    uint32_t call_id;
-    coord_req_state state;
-    /* the record: enough to replay the request on a new plan */
-    int32_t *prompt;
-    int32_t n_prompt;
-    int32_t *gen;           /* generated tokens */
-    float *logprob;
-    int32_t n_gen, cap_gen;
-    Baton__SamplingParams sampling;
-    uint32_t max_tokens;
-    bool ignore_eos;
-    /* progress */
-    int32_t slot;           /* -1 while queued */
-    int32_t fed;            /* tokens sent into the pipeline (prompt, then generated) */
-    int32_t inflight;       /* micro-batches holding tokens of this request */
-    bool awaiting;          /* a sampled token is on its way */
-    uint64_t t_recv_ms, t_first_ms, t_last_ms, deadline_ms;
-    tok_stream *ts;
-    stop_matcher *stops;
-    struct coord_request *next;
-} coord_request;
-
-typedef struct coord_batch {
-    uint64_t step_id;
-    uint64_t sent_us;       /* when it left for the first stage */
-    uint64_t deadline_ms;   /* not back by then: the pipeline is broken (coord_step_deadline) */
-    coord_request **reqs;   /* requests with tokens in this batch */
-    int n_reqs;
-    int n_tokens;
-    struct coord_batch *next;
-} coord_batch;
-
+/* The coordinator's own counters (the scheduler's are sched_stats). */
 typedef struct coord_stats {
-    uint64_t req_by_code[STATUS_COUNT];   /* ended requests by status code */
-    uint64_t tokens_prompt, tokens_generated;
-    uint64_t steps, step_us_sum; /* micro-batches back, their round-trip time */
     uint64_t replans, workers_dead;
-    uint64_t rate_tokens[11];   /* tokens_generated at the last 11 whole seconds (ring) */
+    uint64_t rate_tokens[11];   /* sched_stats.tokens_generated at the last 11 whole seconds (ring) */
     uint64_t rate_ms[11];
     int rate_pos, rate_n;
     uint64_t start_ms;
@@ -193,13 +153,7 @@ typedef struct coord {
     char plan_error[512];
     uint8_t link_key[32];    /* of the current plan: its stage links prove it (Assignment.link_key) */
     char model_digest[GGUF_DIGEST_LEN]; /* gguf_digest of our file: a joining worker's must be equal */
-    /* requests */
-    coord_request *reqs;     /* all live requests, in arrival order */
-    uint32_t next_req_id;
-    coord_request **slot_req;/* [n_slots] */
-    coord_batch *inflight;   /* oldest first */
-    int n_inflight;
-    uint64_t next_step;
+    sched sched;             /* requests and micro-batches (scheduler.h) */
     uint64_t last_beat_ms;
     uint64_t last_tick_ms;   /* a late tick means the loop could not read: that time is not silence */
     coord_job *jobs;         /* running on the thread pool */
@@ -217,10 +171,6 @@ void coord_free(coord *c);
  * removed, or the cluster shuts down. Without it a worker that loses its
  * coordinator tries to rejoin. */
 void coord_tell_leave(coord *c, coord_node *n);
-/* Send a DropSequence for a slot to the first stage (it travels down the pipeline). */
-void coord_drop_slot(coord *c, int32_t slot);
-/* Sends frame to the first stage. 0 or -1. */
-int coord_send_first(coord *c, uint32_t kind, const ProtobufCMessage *msg);
 
 /* The plan our nodes would get now (drained nodes left out); order[] receives
  * the nodes in plan order (index = plan_node index). 0, or -1 with a message. */
@@ -251,26 +201,13 @@ void metrics_http_stop(coord *c);
 /* Once per tick: records the generated-token counter for tokens/s. */
 void metrics_sample(coord *c, uint64_t now_ms);
 double metrics_tokens_per_s(const coord *c);
-/* Milliseconds since the epoch (CLOCK_REALTIME), for timestamps other programs compare. */
-uint64_t metrics_wall_ms(void);
 
-/* sched.c */
+/* generate.c */
 /* Validates and queues a Generate call (g is taken and freed); on error the call
  * ends with a status. A text or chat prompt is tokenised on the thread pool first. */
-void sched_generate(coord *c, net_conn *client, uint32_t call_id, Baton__GenerateRequest *g);
-/* The client cancelled call_id (or, with call_id 0 and all=true, went away). */
-void sched_cancel(coord *c, net_conn *client, uint32_t call_id, bool all);
-void sched_on_result(coord *c, const Baton__StageResult *r);
-/* The pipeline broke: forget every micro-batch in flight and queue every live
- * request again from its record (prompt + tokens generated so far), so that the
- * next plan replays it and the client sees a pause, not an error. */
-void sched_requeue_all(coord *c);
-/* Ends every request with `code` (no plan can serve them). */
-void sched_fail_all(coord *c, int code, const char *msg);
-void sched_tick(coord *c);   /* deadlines */
-void sched_pump(coord *c);   /* send micro-batches while there is room */
-int sched_count(const coord *c, coord_req_state st);
-/* True while a request of client conn is queued or running (its idle timeout waits). */
-bool sched_client_busy(const coord *c, const net_conn *conn);
+void coord_generate(coord *c, net_conn *client, uint32_t call_id, Baton__GenerateRequest *g);
+/* The client cancelled call_id (or, with call_id 0 and all=true, went away):
+ * its tokenising jobs and its requests end. */
+void coord_cancel(coord *c, net_conn *client, uint32_t call_id, bool all);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "cliparse.h"
 #include "coord.h"
+#include "log.h"
 #include "net_mpi.h"
 
 static void usage(FILE *out) {
@@ -43,10 +44,7 @@ static void usage(FILE *out) {
 static int parse_int(const char *s, const char *what, int lo, int hi) {
     long long v;
     char err[200];
-    if (cli_int(s, lo, hi, &v, err, sizeof err) != 0) {
-        fprintf(stderr, "baton-coord: %s: %s\n", what, err);
-        exit(2);
-    }
+    if (cli_int(s, lo, hi, &v, err, sizeof err) != 0) log_exit(2, "%s: %s", what, err);
     return (int)v;
 }
 
@@ -54,10 +52,7 @@ static int parse_int(const char *s, const char *what, int lo, int hi) {
 static uint64_t parse_bytes(const char *s, const char *what, uint64_t lo, uint64_t hi) {
     uint64_t v;
     char err[200];
-    if (cli_bytes(s, lo, hi, &v, err, sizeof err) != 0) {
-        fprintf(stderr, "baton-coord: %s: %s\n", what, err);
-        exit(2);
-    }
+    if (cli_bytes(s, lo, hi, &v, err, sizeof err) != 0) log_exit(2, "%s: %s", what, err);
     return v;
 }
 
@@ -69,12 +64,12 @@ static int exit_code;
 static int coord_mpi_setup(coord_opts *o, bool *workers_set, char *listen, size_t cap) {
     char err[256];
     if (net_mpi_init(err, sizeof err) != 0) {
-        fprintf(stderr, "baton-coord: %s\n", err);
+        log_msg("%s", err);
         return -1;
     }
     if (net_mpi_rank() != 0 || net_mpi_size() < 2) {
-        fprintf(stderr, "baton-coord: --mpi needs to be rank 0 of at least 2 ranks (this is rank %d of %d)\n",
-                net_mpi_rank(), net_mpi_size());
+        log_msg("--mpi needs to be rank 0 of at least 2 ranks (this is rank %d of %d)", net_mpi_rank(),
+                net_mpi_size());
         return -1;
     }
     if (!*workers_set) o->want_workers = net_mpi_size() - 1;
@@ -90,7 +85,7 @@ static void on_mpi_watch(uv_timer_t *t) {
     int joined = 0;
     for (const coord_node *n = c->nodes; n; n = n->next) joined++;
     if (joined < c->o.want_workers || c->planned || !c->plan_error[0]) return;
-    fprintf(stderr, "baton-coord: the %d worker rank(s) cannot hold the model: %s\n", joined, c->plan_error);
+    log_msg("the %d worker rank(s) cannot hold the model: %s", joined, c->plan_error);
     exit_code = 1;
     uv_stop(t->loop);
 }
@@ -103,11 +98,12 @@ static void coord_mpi_watch(coord *c, uv_loop_t *loop) {
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
-    fprintf(stderr, "baton-coord: signal %d, shutting down\n", signum);
+    log_msg("signal %d, shutting down", signum);
     uv_stop(s->loop);
 }
 
 int main(int argc, char **argv) {
+    log_set_program("baton-coord");
     coord_opts o = {.listen = NULL, .cluster_id = "baton", .want_workers = 1, .n_slots = 16, .max_batch = 128,
                     .chunk = 64, .handshake_ms = 10000, .idle_ms = 300000, .max_conns = 1024};
     static const struct option longs[] = {
@@ -152,15 +148,11 @@ int main(int argc, char **argv) {
         case 'I': o.idle_ms = (uint32_t)parse_int(optarg, "--idle-timeout", 0, 0x7fffffff); break;
         case 'N': o.max_conns = (uint32_t)parse_int(optarg, "--max-conns", 1, 1 << 24); break;
         case 'h': usage(stdout); return 0;
-        default:
-            fprintf(stderr, "baton-coord: unknown or incomplete option '%s' (see --help)\n", argv[optind - 1]);
-            return 2;
+        default: log_exit(2, "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
         }
     }
-    if (optind < argc || !o.listen || !o.model_path) {
-        fprintf(stderr, "baton-coord: --listen HOST:PORT and --model FILE are required (see --help)\n");
-        return 2;
-    }
+    if (optind < argc || !o.listen || !o.model_path)
+        log_exit(2, "--listen HOST:PORT and --model FILE are required (see --help)");
     if (o.chunk > o.max_batch) o.chunk = o.max_batch;
     if (!o.secret_file) o.secret_file = getenv("BATON_SECRET_FILE");
     if (o.secret_file && !*o.secret_file) o.secret_file = NULL;
@@ -170,10 +162,7 @@ int main(int argc, char **argv) {
     uv_loop_t *loop = uv_default_loop();
     static coord c;
     char err[512];
-    if (coord_init(&c, &o, loop, err, sizeof err) != 0) {
-        fprintf(stderr, "baton-coord: %s\n", err);
-        return 1;
-    }
+    if (coord_init(&c, &o, loop, err, sizeof err) != 0) log_die("%s", err);
     uv_signal_init(loop, &sig_int);
     uv_signal_init(loop, &sig_term);
     uv_signal_start(&sig_int, on_signal, SIGINT);

@@ -5,15 +5,15 @@
  * same text. The HTTP server is libh2o (Debian's libh2o-dev, the build on
  * libuv) on the coordinator's own loop, so it reads the state without locks.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <h2o.h>
 
+#include "clock.h"
 #include "coord.h"
+#include "log.h"
 
 #define RATE_WINDOW 11 /* samples of the token counter, one per second: 10 s of rate */
 
@@ -35,15 +35,9 @@ void metrics_sample(coord *c, uint64_t now_ms) {
     int last = (s->rate_pos + RATE_WINDOW - 1) % RATE_WINDOW;
     if (s->rate_n && now_ms - s->rate_ms[last] < 1000) return;
     s->rate_ms[s->rate_pos] = now_ms;
-    s->rate_tokens[s->rate_pos] = s->tokens_generated;
+    s->rate_tokens[s->rate_pos] = sched_stats_of(&c->sched)->tokens_generated;
     s->rate_pos = (s->rate_pos + 1) % RATE_WINDOW;
     if (s->rate_n < RATE_WINDOW) s->rate_n++;
-}
-
-uint64_t metrics_wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 double metrics_tokens_per_s(const coord *c) {
@@ -82,27 +76,28 @@ char *metrics_render(coord *c) {
     FILE *f = open_memstream(&buf, &len);
     if (!f) return NULL;
     const coord_stats *s = &c->stats;
-    uint64_t now = net_now_ms();
+    const sched_stats *ss = sched_stats_of(&c->sched);
+    uint64_t now = clock_ms();
     head(f, "baton_requests_total", "counter", "Requests ended, by status code.");
     for (int k = 0; k < STATUS_COUNT; k++)
-        if (s->req_by_code[k] || k == 0)
+        if (ss->req_by_code[k] || k == 0)
             fprintf(f, "baton_requests_total{status=\"%s\"} %llu\n", status_name(k),
-                    (unsigned long long)s->req_by_code[k]);
+                    (unsigned long long)ss->req_by_code[k]);
     head(f, "baton_requests_active", "gauge", "Requests prefilling or decoding.");
-    fprintf(f, "baton_requests_active %d\n", sched_count(c, REQ_ACTIVE));
+    fprintf(f, "baton_requests_active %d\n", sched_count(&c->sched, REQ_ACTIVE));
     head(f, "baton_requests_queued", "gauge", "Requests waiting for a slot or a plan.");
-    fprintf(f, "baton_requests_queued %d\n", sched_count(c, REQ_QUEUED));
+    fprintf(f, "baton_requests_queued %d\n", sched_count(&c->sched, REQ_QUEUED));
     head(f, "baton_inflight_batches", "gauge", "Micro-batches in the pipeline.");
-    fprintf(f, "baton_inflight_batches %d\n", c->n_inflight);
+    fprintf(f, "baton_inflight_batches %d\n", sched_inflight(&c->sched));
     head(f, "baton_tokens_prompt_total", "counter", "Prompt tokens of accepted requests.");
-    fprintf(f, "baton_tokens_prompt_total %llu\n", (unsigned long long)s->tokens_prompt);
+    fprintf(f, "baton_tokens_prompt_total %llu\n", (unsigned long long)ss->tokens_prompt);
     head(f, "baton_tokens_generated_total", "counter", "Tokens generated and streamed to clients.");
-    fprintf(f, "baton_tokens_generated_total %llu\n", (unsigned long long)s->tokens_generated);
+    fprintf(f, "baton_tokens_generated_total %llu\n", (unsigned long long)ss->tokens_generated);
     head(f, "baton_tokens_per_second", "gauge", "Generated tokens per second over the last 10 s.");
     fprintf(f, "baton_tokens_per_second %.6g\n", metrics_tokens_per_s(c));
     head(f, "baton_step_seconds", "summary", "Round trip of a micro-batch through the pipeline.");
-    fprintf(f, "baton_step_seconds_sum %.9g\nbaton_step_seconds_count %llu\n", (double)s->step_us_sum / 1e6,
-            (unsigned long long)s->steps);
+    fprintf(f, "baton_step_seconds_sum %.9g\nbaton_step_seconds_count %llu\n", (double)ss->step_us_sum / 1e6,
+            (unsigned long long)ss->steps);
     head(f, "baton_plan_id", "gauge", "Current plan (0: none).");
     fprintf(f, "baton_plan_id %u\n", c->planned ? (unsigned)c->plan_id : 0u);
     head(f, "baton_plan_predicted_step_seconds", "gauge", "The plan's slowest stage per step.");
@@ -208,8 +203,7 @@ int metrics_http_start(coord *c, const char *host_port, char *err, size_t errlen
     int blen = sizeof bound;
     uv_tcp_getsockname(&mh->listener, (struct sockaddr *)&bound, &blen);
     const char *colon = strrchr(host_port, ':');
-    fprintf(stderr, "baton-coord: metrics on http://%.*s:%d/metrics\n", (int)(colon - host_port), host_port,
-            (int)ntohs(bound.sin_port));
+    log_msg("metrics on http://%.*s:%d/metrics", (int)(colon - host_port), host_port, (int)ntohs(bound.sin_port));
     return 0;
 }
 

@@ -744,58 +744,48 @@ static int json_pre_pattern(json_t *node, const char **pattern, char *err, size_
     return -1;
 }
 
-tokenizer *tok_load_json(const char *path, char *err, size_t errlen) {
-    json_error_t je;
-    tokenizer *t = NULL;
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root) {
-        err_set(err, errlen, "%s:%d: %s", path, je.line, je.text);
-        return NULL;
-    }
+/* Checks what tok_load_json supports in a tokenizer.json: a BPE model with an
+ * object vocab, no byte fallback or affixes, array merges and added tokens, no
+ * normalizer or NFC. 0, or -1 with a message. */
+static int json_check_model(const json_t *root, const char *path, char *err, size_t errlen) {
     json_t *model = json_object_get(root, "model");
-    json_t *vocab = json_object_get(model, "vocab"), *merges = json_object_get(model, "merges");
-    json_t *added = json_object_get(root, "added_tokens");
+    json_t *merges = json_object_get(model, "merges"), *added = json_object_get(root, "added_tokens");
     const char *mtype = json_string_value(json_object_get(model, "type"));
-    if (!json_is_object(vocab)) {
+    const char *prefix = json_string_value(json_object_get(model, "continuing_subword_prefix"));
+    const char *suffix = json_string_value(json_object_get(model, "end_of_word_suffix"));
+    if (!json_is_object(json_object_get(model, "vocab"))) {
         err_set(err, errlen, "%s: model.vocab is missing or not an object", path);
-        goto done;
+        return -1;
     }
     if (mtype && strcmp(mtype, "BPE") != 0) {
         err_set(err, errlen, "%s: model.type is \"%s\"; only BPE is supported", path, mtype);
-        goto done;
+        return -1;
     }
-    if (json_is_true(json_object_get(model, "byte_fallback")) ||
-        (json_string_value(json_object_get(model, "continuing_subword_prefix")) &&
-         *json_string_value(json_object_get(model, "continuing_subword_prefix"))) ||
-        (json_string_value(json_object_get(model, "end_of_word_suffix")) &&
-         *json_string_value(json_object_get(model, "end_of_word_suffix")))) {
+    if (json_is_true(json_object_get(model, "byte_fallback")) || (prefix && *prefix) || (suffix && *suffix)) {
         err_set(err, errlen, "%s: byte_fallback, continuing_subword_prefix and end_of_word_suffix are not supported",
                  path);
-        goto done;
+        return -1;
     }
     if (merges && !json_is_array(merges)) {
         err_set(err, errlen, "%s: model.merges is not an array", path);
-        goto done;
+        return -1;
     }
     if (added && !json_is_array(added)) {
         err_set(err, errlen, "%s: added_tokens is not an array", path);
-        goto done;
+        return -1;
     }
     json_t *norm = json_object_get(root, "normalizer");
     const char *ntype = json_string_value(json_object_get(norm, "type"));
     if (norm && !json_is_null(norm) && (!ntype || strcmp(ntype, "NFC") != 0)) {
         err_set(err, errlen, "%s: normalizer \"%s\" is not supported (none or NFC are)", path, ntype ? ntype : "?");
-        goto done;
+        return -1;
     }
-    const char *pattern = NULL;
-    char perr[200] = "";
-    if (json_pre_pattern(json_object_get(root, "pre_tokenizer"), &pattern, perr, sizeof perr) != 0) {
-        err_set(err, errlen, "%s: %s", path, perr);
-        goto done;
-    }
-    if (!pattern) pattern = TOK_QWEN2_PATTERN;
+    return 0;
+}
 
-    /* size: one past the largest id */
+/* The largest id of the vocabulary and the added tokens, or -1 with a message
+ * (an id outside [0, 2^24), an added token without content, no ids at all). */
+static int64_t json_max_id(json_t *vocab, json_t *added, const char *path, char *err, size_t errlen) {
     int64_t max_id = -1;
     const char *key;
     json_t *val, *item;
@@ -804,7 +794,7 @@ tokenizer *tok_load_json(const char *path, char *err, size_t errlen) {
         json_int_t id = json_integer_value(val);
         if (!json_is_integer(val) || id < 0 || id >= (1 << 24)) {
             err_set(err, errlen, "%s: model.vocab[\"%.40s\"] is not an id in [0, 2^24)", path, key);
-            goto done;
+            return -1;
         }
         if (id > max_id) max_id = id;
     }
@@ -813,20 +803,20 @@ tokenizer *tok_load_json(const char *path, char *err, size_t errlen) {
         if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= (1 << 24) ||
             !json_is_string(json_object_get(item, "content"))) {
             err_set(err, errlen, "%s: added_tokens[%zu] needs an id in [0, 2^24) and a content", path, i);
-            goto done;
+            return -1;
         }
         if (json_integer_value(id) > max_id) max_id = json_integer_value(id);
     }
-    if (max_id < 0) {
-        err_set(err, errlen, "%s: the vocabulary is empty", path);
-        goto done;
-    }
-    if (!(t = tok_alloc((int32_t)max_id + 1))) {
-        err_set(err, errlen, "out of memory");
-        goto done;
-    }
-    t->nfc = ntype != NULL;
-    t->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
+    if (max_id < 0) err_set(err, errlen, "%s: the vocabulary is empty", path);
+    return max_id;
+}
+
+/* Fills t with the pieces of vocab and added, then the merges. 0, or -1 with a message. */
+static int json_fill(tokenizer *t, json_t *vocab, json_t *added, json_t *merges, const char *path, char *err,
+                     size_t errlen) {
+    const char *key;
+    json_t *val, *item;
+    size_t i;
     json_object_foreach(vocab, key, val) {
         if (tok_set_piece(t, (int32_t)json_integer_value(val), key, strlen(key), TOK_TYPE_NORMAL) != 0) goto fail_msg;
     }
@@ -847,16 +837,46 @@ tokenizer *tok_load_json(const char *path, char *err, size_t errlen) {
             tok_add_merge(t, json_string_value(a), json_string_length(a), json_string_value(b), json_string_length(b));
         } else {
             err_set(err, errlen, "%s: model.merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", path, i);
-            goto fail;
+            return -1;
         }
     }
-    if (tok_finish(t, pattern, err, errlen) != 0) goto fail;
-    goto done;
+    return 0;
 fail_msg:
     err_set(err, errlen, "%s", tok_err);
-fail:
-    tok_free(t);
-    t = NULL;
+    return -1;
+}
+
+tokenizer *tok_load_json(const char *path, char *err, size_t errlen) {
+    json_error_t je;
+    tokenizer *t = NULL;
+    json_t *root = json_load_file(path, 0, &je);
+    if (!root) {
+        err_set(err, errlen, "%s:%d: %s", path, je.line, je.text);
+        return NULL;
+    }
+    json_t *model = json_object_get(root, "model");
+    json_t *vocab = json_object_get(model, "vocab"), *merges = json_object_get(model, "merges");
+    json_t *added = json_object_get(root, "added_tokens");
+    const char *pattern = NULL;
+    char perr[200] = "";
+    if (json_check_model(root, path, err, errlen) != 0) goto done;
+    if (json_pre_pattern(json_object_get(root, "pre_tokenizer"), &pattern, perr, sizeof perr) != 0) {
+        err_set(err, errlen, "%s: %s", path, perr);
+        goto done;
+    }
+    if (!pattern) pattern = TOK_QWEN2_PATTERN;
+    int64_t max_id = json_max_id(vocab, added, path, err, errlen); /* the size is one past it */
+    if (max_id < 0) goto done;
+    if (!(t = tok_alloc((int32_t)max_id + 1))) {
+        err_set(err, errlen, "out of memory");
+        goto done;
+    }
+    t->nfc = json_string_value(json_object_get(json_object_get(root, "normalizer"), "type")) != NULL;
+    t->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
+    if (json_fill(t, vocab, added, merges, path, err, errlen) != 0 || tok_finish(t, pattern, err, errlen) != 0) {
+        tok_free(t);
+        t = NULL;
+    }
 done:
     json_decref(root);
     return t;

@@ -333,6 +333,161 @@ static void print_info(const model *m) {
     printf("weights %.1f MiB\n", (double)m->weight_bytes / (1 << 20));
 }
 
+/* The buffers of one generation: the model's outputs and the sequence so far. */
+typedef struct gen_state {
+    int32_t V, E;
+    int32_t *prompt;
+    int n_prompt;
+    kv_cache *kv;
+    fwd_ctx *fc;
+    float *hidden;  /* (PREFILL_CHUNK, E) */
+    float *logits;  /* (PREFILL_CHUNK, V) */
+    int32_t *hist;  /* the sequence the sampler's penalties see: prompt, then generated tokens */
+    int32_t *gen;   /* hist + n_prompt */
+    int n_gen;
+    sampler_scratch *sc;
+    FILE *lf;       /* --logits-out, or NULL */
+    double prefill_s, decode_s;
+} gen_state;
+
+/* Checks the prompt (ids, taken) against the vocabulary and the context, and
+ * allocates everything a generation needs; dies on error. */
+static void gen_start(gen_state *g, const run_opts *o, model *m, int32_t *prompt, int n_prompt) {
+    char err[512];
+    memset(g, 0, sizeof *g);
+    g->V = (int32_t)m->hp.n_vocab;
+    g->E = (int32_t)m->hp.n_embd;
+    g->prompt = prompt;
+    g->n_prompt = n_prompt;
+    for (int i = 0; i < n_prompt; i++)
+        if ((uint32_t)prompt[i] >= (uint32_t)g->V)
+            die("token id %d is outside the vocabulary [0, %d)", (int)prompt[i], (int)g->V);
+    int ctx = o->ctx ? o->ctx : n_prompt + o->max_tokens;
+    if (n_prompt + o->max_tokens > ctx) die("prompt (%d) + max tokens (%d) exceed the context %d", n_prompt, o->max_tokens, ctx);
+    g->kv = kv_cache_new(m, 1, ctx, o->kv_type, err, sizeof err);
+    if (!g->kv) die("%s", err);
+    g->fc = fwd_ctx_new(m, PREFILL_CHUNK);
+    g->hidden = malloc((size_t)PREFILL_CHUNK * g->E * sizeof(float));
+    g->logits = malloc((size_t)PREFILL_CHUNK * g->V * sizeof(float));
+    g->hist = malloc(((size_t)n_prompt + o->max_tokens + 1) * sizeof *g->hist);
+    g->gen = g->hist ? g->hist + n_prompt : NULL;
+    g->sc = sampler_scratch_new(g->V);
+    if (!g->sc) die("out of memory");
+    if (g->hist) memcpy(g->hist, prompt, (size_t)n_prompt * sizeof *g->hist);
+    if (!g->fc || !g->hidden || !g->logits || !g->gen) die("out of memory");
+    if (o->logits_out && !(g->lf = fopen(o->logits_out, "wb"))) die("cannot write '%s': %s", o->logits_out, strerror(errno));
+}
+
+static void gen_end(gen_state *g) {
+    free(g->hist);
+    sampler_scratch_free(g->sc);
+    free(g->logits);
+    free(g->hidden);
+    free(g->prompt);
+    fwd_ctx_free(g->fc);
+    kv_cache_free(g->kv);
+}
+
+/* Writes n rows of logits to --logits-out, if given. */
+static void write_logits(gen_state *g, const run_opts *o, int n) {
+    if (g->lf && fwrite(g->logits, sizeof(float), (size_t)n * g->V, g->lf) != (size_t)n * g->V)
+        die("write error on '%s'", o->logits_out);
+}
+
+/* Prefill in chunks; logits only for the last prompt token unless all are asked
+ * for. Returns the first generated token. */
+static int32_t prefill(gen_state *g, const run_opts *o) {
+    char err[512];
+    int32_t slots[PREFILL_CHUNK], pos[PREFILL_CHUNK];
+    uint8_t want[PREFILL_CHUNK];
+    memset(slots, 0, sizeof slots);
+    double t1 = now();
+    int32_t next = -1;
+    for (int done = 0; done < g->n_prompt;) {
+        int n = g->n_prompt - done < PREFILL_CHUNK ? g->n_prompt - done : PREFILL_CHUNK;
+        for (int t = 0; t < n; t++) {
+            pos[t] = done + t;
+            want[t] = g->lf != NULL || done + t == g->n_prompt - 1;
+        }
+        fwd_batch b = {.n = n, .tokens = g->prompt + done, .slot = slots, .pos = pos, .logits = want};
+        int nw = forward_run(g->fc, g->kv, &b, g->hidden, g->logits, err, sizeof err);
+        if (nw < 0) die("%s", err);
+        write_logits(g, o, nw);
+        done += n;
+        if (done == g->n_prompt) next = pick(o, g->logits + (size_t)(nw - 1) * g->V, g->V, g->hist, g->n_prompt, 0, g->sc);
+    }
+    g->prefill_s = now() - t1;
+    return next;
+}
+
+/* Decodes one token at a time from next, until max_tokens (or, with a
+ * tokenizer, an end-of-generation token). */
+static void decode(gen_state *g, const run_opts *o, const tokenizer *tok, int32_t next) {
+    char err[512];
+    int32_t slot = 0;
+    double t2 = now();
+    while (g->n_gen < o->max_tokens) {
+        if (tok && is_eog(tok, next)) break; /* text mode ends at <|im_end|> and friends */
+        g->gen[g->n_gen++] = next;
+        if (g->n_gen == o->max_tokens) break;
+        int32_t p = g->n_prompt + g->n_gen - 1;
+        uint8_t w = 1;
+        fwd_batch b = {.n = 1, .tokens = &next, .slot = &slot, .pos = &p, .logits = &w};
+        if (forward_run(g->fc, g->kv, &b, g->hidden, g->logits, err, sizeof err) < 0) die("%s", err);
+        write_logits(g, o, 1);
+        next = pick(o, g->logits, g->V, g->hist, g->n_prompt + g->n_gen, (uint64_t)g->n_gen, g->sc);
+    }
+    g->decode_s = now() - t2;
+    if (g->lf && fclose(g->lf) != 0) die("write error on '%s'", o->logits_out);
+    g->lf = NULL;
+}
+
+/* --json: the tokens, text and speeds as one JSON object on stdout. */
+static void print_json(const gen_state *g, const tokenizer *tok, const model *m, double load_s, double prefill_tps,
+                       double decode_tps) {
+    json_t *j = json_object(), *toks = json_array();
+    for (int i = 0; i < g->n_gen; i++) json_array_append_new(toks, json_integer(g->gen[i]));
+    json_object_set_new(j, "tokens", toks);
+    if (tok) {
+        char *text = decode_text(tok, g->gen, g->n_gen);
+        json_object_set_new(j, "text", json_string(text));
+        free(text);
+    }
+    json_object_set_new(j, "n_prompt", json_integer(g->n_prompt));
+    json_object_set_new(j, "load_s", json_real(load_s));
+    json_object_set_new(j, "prefill_tok_s", json_real(prefill_tps));
+    json_object_set_new(j, "decode_tok_s", json_real(decode_tps));
+    json_object_set_new(j, "peak_rss_mb", json_real(peak_rss_mb()));
+    json_object_set_new(j, "isa", json_string(kern_level_name(kern_get_level())));
+    json_object_set_new(j, "threads", json_integer(kern_threads()));
+    json_object_set_new(j, "weights_mb", json_real((double)m->weight_bytes / (1 << 20)));
+    char *s = json_dumps(j, JSON_COMPACT);
+    puts(s);
+    free(s);
+    json_decref(j);
+}
+
+/* The result: --json, or the text (ids without a tokenizer) on stdout and the speeds on stderr. */
+static void print_result(const gen_state *g, const run_opts *o, const tokenizer *tok, const model *m, double load_s) {
+    double prefill_tps = g->prefill_s > 0 ? g->n_prompt / g->prefill_s : 0;
+    double decode_tps = g->n_gen > 1 && g->decode_s > 0 ? (g->n_gen - 1) / g->decode_s : 0;
+    if (o->json) {
+        print_json(g, tok, m, load_s, prefill_tps, decode_tps);
+        return;
+    }
+    if (tok) {
+        char *text = decode_text(tok, g->gen, g->n_gen);
+        printf("%s\n", text);
+        free(text);
+    } else {
+        for (int i = 0; i < g->n_gen; i++) printf("%s%d", i ? "," : "", (int)g->gen[i]);
+        printf("\n");
+    }
+    fprintf(stderr, "load %.2f s, prefill %d tokens at %.1f tok/s, decode %d tokens at %.2f tok/s, peak RSS %.0f MiB (%s, %d threads)\n",
+            load_s, g->n_prompt, prefill_tps, g->n_gen, decode_tps, peak_rss_mb(), kern_level_name(kern_get_level()),
+            kern_threads());
+}
+
 int main(int argc, char **argv) {
     run_opts o;
     parse_args(argc, argv, &o);
@@ -350,114 +505,15 @@ int main(int argc, char **argv) {
         model_free(m);
         return 0;
     }
-    const int32_t V = (int32_t)m->hp.n_vocab, E = (int32_t)m->hp.n_embd;
-
     int n_prompt;
     tokenizer *tok = o.prompt ? load_tokenizer(&o, m->file) : NULL;
     int32_t *prompt = tok ? encode_prompt(&o, tok, &n_prompt) : parse_tokens(o.tokens, &n_prompt);
-    for (int i = 0; i < n_prompt; i++)
-        if ((uint32_t)prompt[i] >= (uint32_t)V) die("token id %d is outside the vocabulary [0, %d)", (int)prompt[i], (int)V);
-    int ctx = o.ctx ? o.ctx : n_prompt + o.max_tokens;
-    if (n_prompt + o.max_tokens > ctx) die("prompt (%d) + max tokens (%d) exceed the context %d", n_prompt, o.max_tokens, ctx);
-
-    kv_cache *kv = kv_cache_new(m, 1, ctx, o.kv_type, err, sizeof err);
-    if (!kv) die("%s", err);
-    fwd_ctx *fc = fwd_ctx_new(m, PREFILL_CHUNK);
-    float *hidden = malloc((size_t)PREFILL_CHUNK * E * sizeof(float));
-    float *logits = malloc((size_t)PREFILL_CHUNK * V * sizeof(float));
-    /* hist: the sequence the sampler's penalties see (prompt, then generated tokens) */
-    int32_t *hist = malloc(((size_t)n_prompt + o.max_tokens + 1) * sizeof *hist);
-    int32_t *gen = hist ? hist + n_prompt : NULL;
-    sampler_scratch *sc = sampler_scratch_new(V);
-    if (!sc) die("out of memory");
-    if (hist) memcpy(hist, prompt, (size_t)n_prompt * sizeof *hist);
-    if (!fc || !hidden || !logits || !gen) die("out of memory");
-    FILE *lf = NULL;
-    if (o.logits_out && !(lf = fopen(o.logits_out, "wb"))) die("cannot write '%s': %s", o.logits_out, strerror(errno));
-
-    int32_t slots[PREFILL_CHUNK], pos[PREFILL_CHUNK];
-    uint8_t want[PREFILL_CHUNK];
-    memset(slots, 0, sizeof slots);
-
-    /* Prefill in chunks; logits only for the last prompt token unless all are asked for. */
-    double t1 = now();
-    int32_t next = -1;
-    for (int done = 0; done < n_prompt;) {
-        int n = n_prompt - done < PREFILL_CHUNK ? n_prompt - done : PREFILL_CHUNK;
-        for (int t = 0; t < n; t++) {
-            pos[t] = done + t;
-            want[t] = lf != NULL || done + t == n_prompt - 1;
-        }
-        fwd_batch b = {.n = n, .tokens = prompt + done, .slot = slots, .pos = pos, .logits = want};
-        int nw = forward_run(fc, kv, &b, hidden, logits, err, sizeof err);
-        if (nw < 0) die("%s", err);
-        if (lf && fwrite(logits, sizeof(float), (size_t)nw * V, lf) != (size_t)nw * V) die("write error on '%s'", o.logits_out);
-        done += n;
-        if (done == n_prompt) next = pick(&o, logits + (size_t)(nw - 1) * V, V, hist, n_prompt, 0, sc);
-    }
-    double prefill_s = now() - t1;
-
-    /* Decode one token at a time. */
-    double t2 = now();
-    int n_gen = 0;
-    while (n_gen < o.max_tokens) {
-        if (tok && is_eog(tok, next)) break; /* text mode ends at <|im_end|> and friends */
-        gen[n_gen++] = next;
-        if (n_gen == o.max_tokens) break;
-        int32_t p = n_prompt + n_gen - 1;
-        uint8_t w = 1;
-        fwd_batch b = {.n = 1, .tokens = &next, .slot = slots, .pos = &p, .logits = &w};
-        if (forward_run(fc, kv, &b, hidden, logits, err, sizeof err) < 0) die("%s", err);
-        if (lf && fwrite(logits, sizeof(float), (size_t)V, lf) != (size_t)V) die("write error on '%s'", o.logits_out);
-        next = pick(&o, logits, V, hist, n_prompt + n_gen, (uint64_t)n_gen, sc);
-    }
-    double decode_s = now() - t2;
-    if (lf && fclose(lf) != 0) die("write error on '%s'", o.logits_out);
-
-    double prefill_tps = prefill_s > 0 ? n_prompt / prefill_s : 0;
-    double decode_tps = n_gen > 1 && decode_s > 0 ? (n_gen - 1) / decode_s : 0;
-    if (o.json) {
-        json_t *j = json_object(), *toks = json_array();
-        for (int i = 0; i < n_gen; i++) json_array_append_new(toks, json_integer(gen[i]));
-        json_object_set_new(j, "tokens", toks);
-        if (tok) {
-            char *text = decode_text(tok, gen, n_gen);
-            json_object_set_new(j, "text", json_string(text));
-            free(text);
-        }
-        json_object_set_new(j, "n_prompt", json_integer(n_prompt));
-        json_object_set_new(j, "load_s", json_real(load_s));
-        json_object_set_new(j, "prefill_tok_s", json_real(prefill_tps));
-        json_object_set_new(j, "decode_tok_s", json_real(decode_tps));
-        json_object_set_new(j, "peak_rss_mb", json_real(peak_rss_mb()));
-        json_object_set_new(j, "isa", json_string(kern_level_name(kern_get_level())));
-        json_object_set_new(j, "threads", json_integer(kern_threads()));
-        json_object_set_new(j, "weights_mb", json_real((double)m->weight_bytes / (1 << 20)));
-        char *s = json_dumps(j, JSON_COMPACT);
-        puts(s);
-        free(s);
-        json_decref(j);
-    } else {
-        if (tok) {
-            char *text = decode_text(tok, gen, n_gen);
-            printf("%s\n", text);
-            free(text);
-        } else {
-            for (int i = 0; i < n_gen; i++) printf("%s%d", i ? "," : "", (int)gen[i]);
-            printf("\n");
-        }
-        fprintf(stderr, "load %.2f s, prefill %d tokens at %.1f tok/s, decode %d tokens at %.2f tok/s, peak RSS %.0f MiB (%s, %d threads)\n",
-                load_s, n_prompt, prefill_tps, n_gen, decode_tps, peak_rss_mb(), kern_level_name(kern_get_level()),
-                kern_threads());
-    }
-    free(hist);
-    sampler_scratch_free(sc);
-    free(logits);
-    free(hidden);
-    free(prompt);
+    gen_state g;
+    gen_start(&g, &o, m, prompt, n_prompt);
+    decode(&g, &o, tok, prefill(&g, &o));
+    print_result(&g, &o, tok, m, load_s);
+    gen_end(&g);
     tok_free(tok);
-    fwd_ctx_free(fc);
-    kv_cache_free(kv);
     model_free(m);
     kern_shutdown();
     return 0;

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "frame.h"
 #include "sampler.h"
 
@@ -214,13 +214,6 @@ static void run_forward(stage *s, stage_job *j) {
     free(row_of);
 }
 
-/* Monotonic seconds. */
-static double now_s_stage(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void *stage_main(void *arg) {
     stage *s = arg;
     pthread_mutex_lock(&s->mu);
@@ -232,7 +225,7 @@ static void *stage_main(void *arg) {
         if (!s->in_head) s->in_tail = NULL;
         pthread_mutex_unlock(&s->mu);
 
-        double t_job = now_s_stage();
+        double t_job = clock_s();
         if (j->kind == STAGE_JOB_DROP) {
             for (size_t i = 0; i < j->n_drop; i++) slot_clear(s, j->drop_slots[i]);
         } else {
@@ -246,7 +239,7 @@ static void *stage_main(void *arg) {
         }
 
         pthread_mutex_lock(&s->mu);
-        s->busy_us += (uint64_t)((now_s_stage() - t_job) * 1e6);
+        s->busy_us += (uint64_t)((clock_s() - t_job) * 1e6);
         s->usage_slots = used;
         s->usage_positions = positions;
         j->next = NULL;
