@@ -198,6 +198,8 @@ char *metrics_render(coord *c);
 /* Serves GET /metrics on host_port on the coordinator's loop. 0, or -1 with a message. */
 int metrics_http_start(coord *c, const char *host_port, char *err, size_t errlen);
 void metrics_http_stop(coord *c);
+/* NULL when built with the HTTP server; otherwise why --metrics-listen cannot work. */
+const char *metrics_http_missing(void);
 /* Once per tick: records the generated-token counter for tokens/s. */
 void metrics_sample(coord *c, uint64_t now_ms);
 double metrics_tokens_per_s(const coord *c);

@@ -38,6 +38,9 @@ static void usage(FILE *out) {
             "  --api-keys FILE         API keys, one per line: clients must prove one\n"
             "  --mpi              run under mpirun as rank 0: workers (ranks 1..N-1) join over MPI,\n"
             "                     clients still use --listen; --workers defaults to N-1\n");
+    if (net_mpi_missing()) fprintf(out, "                     (not in this build: %s)\n", net_mpi_missing());
+    if (metrics_http_missing())
+        fprintf(out, "  --metrics-listen: not in this build: %s\n", metrics_http_missing());
 }
 
 /* The value of an integer option in [lo, hi]; a usage error (exit 2) otherwise. */

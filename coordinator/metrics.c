@@ -4,12 +4,17 @@
  * coordinator's state; the admin call FRAME_METRICS and GET /metrics serve the
  * same text. The HTTP server is libh2o (Debian's libh2o-dev, the build on
  * libuv) on the coordinator's own loop, so it reads the state without locks.
+ * Built with -DBATON_METRICS_HTTP=OFF there is no server: metrics_http_start
+ * refuses --metrics-listen with a message; metrics_render stays (batonctl
+ * metrics uses it).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#if BATON_METRICS_HTTP
 #include <h2o.h>
+#endif
 
 #include "clock.h"
 #include "coord.h"
@@ -17,6 +22,7 @@
 
 #define RATE_WINDOW 11 /* samples of the token counter, one per second: 10 s of rate */
 
+#if BATON_METRICS_HTTP
 struct coord_metrics_http {
     coord *c;
     h2o_globalconf_t config;
@@ -29,6 +35,7 @@ typedef struct metrics_handler {
     h2o_handler_t super;
     coord *c;
 } metrics_handler;
+#endif
 
 void metrics_sample(coord *c, uint64_t now_ms) {
     coord_stats *s = &c->stats;
@@ -141,6 +148,10 @@ char *metrics_render(coord *c) {
 
 /* --- HTTP ----------------------------------------------------------------- */
 
+#if BATON_METRICS_HTTP
+
+const char *metrics_http_missing(void) { return NULL; }
+
 static int on_metrics_req(h2o_handler_t *self, h2o_req_t *req) {
     metrics_handler *mh = (metrics_handler *)self;
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) return -1; /* h2o answers 404 */
@@ -220,3 +231,19 @@ void metrics_http_stop(coord *c) {
     uv_run(c->loop, UV_RUN_NOWAIT);
     free(mh);
 }
+
+#else /* !BATON_METRICS_HTTP */
+
+#define NO_HTTP "built without the metrics HTTP server (-DBATON_METRICS_HTTP=OFF); batonctl metrics still works"
+
+const char *metrics_http_missing(void) { return NO_HTTP; }
+
+int metrics_http_start(coord *c, const char *host_port, char *err, size_t errlen) {
+    (void)c;
+    snprintf(err, errlen, "--metrics-listen %s: %s", host_port, NO_HTTP);
+    return -1;
+}
+
+void metrics_http_stop(coord *c) { (void)c; }
+
+#endif

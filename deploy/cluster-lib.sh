@@ -1,5 +1,5 @@
 # cluster-lib.sh - start and stop a Baton cluster on loopback (sourced by
-# deploy/local-cluster.sh and tests/test_cluster_*.sh).
+# deploy/local-cluster.sh and tests/cluster/test_cluster_*.sh).
 #
 #   BIN=/path/to/build            # holds coordinator/baton-coord, worker/baton-worker, tools/baton
 #   cluster_start MODEL N [coordinator options...]   # sets CLUSTER_ADDR, CLUSTER_DIR, CLUSTER_PIDS

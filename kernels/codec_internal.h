@@ -5,7 +5,7 @@
  * memory and no call per element; the lossless planes take one (cut: fold,
  * byte planes and bit planes of the top byte at once, straight to where they
  * are stored; join: back). The scalar definitions in codec.c fix the bits;
- * the vector versions reproduce them exactly (tests/test_codec.c checks).
+ * the vector versions reproduce them exactly (tests/unit/test_codec.c checks).
  */
 #ifndef BATON_CODEC_INTERNAL_H
 #define BATON_CODEC_INTERNAL_H

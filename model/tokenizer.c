@@ -19,16 +19,16 @@
  * Before step 3, text is put in Unicode NFC when the tokenizer asks for it (Qwen's
  * tokenizer.json has an NFC normalizer; a GGUF with tokenizer.ggml.pre = "qwen2" gets
  * the same, so that both give the same ids). A quick check skips text that cannot
- * change, which is nearly all text. The data tables are in tokenizer_nfc.h.
+ * change, which is nearly all text. NFC itself is libutf8proc's.
  */
 #include "tokenizer.h"
-#include "tokenizer_nfc.h"
 
 #include "errmsg.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <jansson.h>
 #include <pcre2.h>
+#include <utf8proc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,77 +176,22 @@ static uint32_t utf8_cp(const uint8_t *s, int len) {
 
 /* ---------------------------------------------------------------- NFC */
 
-enum { HANGUL_S = 0xAC00, HANGUL_L = 0x1100, HANGUL_V = 0x1161, HANGUL_T = 0x11A7,
-       HANGUL_LN = 19, HANGUL_VN = 21, HANGUL_TN = 28, HANGUL_N = 21 * 28, HANGUL_SN = 19 * 21 * 28 };
-
-/* Canonical combining class of cp (0 for starters). */
-static int nfc_class(uint32_t cp) {
-    if (cp < 0x300) return 0;
-    long lo = 0, hi = (long)(sizeof nfc_ccc / sizeof nfc_ccc[0]) - 1;
-    while (lo <= hi) {
-        long mid = (lo + hi) / 2;
-        if (nfc_ccc[mid][0] == cp) return (int)nfc_ccc[mid][1];
-        if (nfc_ccc[mid][0] < cp) lo = mid + 1;
-        else hi = mid - 1;
-    }
-    return 0;
-}
-
-/* True when cp can make NFC change a text (NFC_QC No/Maybe or a combining mark). */
+/* True when cp can make NFC change a text: a combining mark (any class: marks of
+ * class 0 can still be the second half of a composite), a Hangul V or T jamo
+ * (composed by formula), or a character whose canonical decomposition does not
+ * compose back to itself (singletons, exclusions). Documented utf8proc calls only. */
 static bool nfc_unstable_cp(uint32_t cp) {
-    if (cp < 0x300) return false;
-    long lo = 0, hi = (long)(sizeof nfc_unstable / sizeof nfc_unstable[0]) - 1;
-    while (lo <= hi) {
-        long mid = (lo + hi) / 2;
-        if (cp < nfc_unstable[mid][0]) hi = mid - 1;
-        else if (cp > nfc_unstable[mid][1]) lo = mid + 1;
-        else return true;
-    }
-    return false;
-}
-
-/* The primary composite of a and b, or 0. */
-static uint32_t nfc_compose(uint32_t a, uint32_t b) {
-    if (a >= HANGUL_L && a < HANGUL_L + HANGUL_LN && b >= HANGUL_V && b < HANGUL_V + HANGUL_VN)
-        return HANGUL_S + ((a - HANGUL_L) * HANGUL_VN + (b - HANGUL_V)) * HANGUL_TN;
-    if (a >= HANGUL_S && a < HANGUL_S + HANGUL_SN && (a - HANGUL_S) % HANGUL_TN == 0 && b > HANGUL_T &&
-        b < HANGUL_T + HANGUL_TN)
-        return a + (b - HANGUL_T);
-    long lo = 0, hi = (long)(sizeof nfc_comp / sizeof nfc_comp[0]) - 1;
-    while (lo <= hi) {
-        long mid = (lo + hi) / 2;
-        const uint32_t *r = nfc_comp[mid];
-        if (r[0] == a && r[1] == b) return r[2];
-        if (r[0] < a || (r[0] == a && r[1] < b)) lo = mid + 1;
-        else hi = mid - 1;
-    }
-    return 0;
-}
-
-/* Append the full canonical decomposition of cp to out; returns how many. */
-static int nfc_decompose(uint32_t cp, uint32_t *out) {
-    if (cp >= HANGUL_S && cp < HANGUL_S + HANGUL_SN) {
-        uint32_t i = cp - HANGUL_S, t = i % HANGUL_TN;
-        out[0] = HANGUL_L + i / HANGUL_N;
-        out[1] = HANGUL_V + (i % HANGUL_N) / HANGUL_TN;
-        if (!t) return 2;
-        out[2] = HANGUL_T + t;
-        return 3;
-    }
-    if (cp >= 0xC0) {
-        long lo = 0, hi = (long)(sizeof nfc_decomp / sizeof nfc_decomp[0]) - 1;
-        while (lo <= hi) {
-            long mid = (lo + hi) / 2;
-            if (nfc_decomp[mid][0] == cp) {
-                memcpy(out, nfc_decomp_pool + nfc_decomp[mid][1], nfc_decomp[mid][2] * sizeof *out);
-                return (int)nfc_decomp[mid][2];
-            }
-            if (nfc_decomp[mid][0] < cp) lo = mid + 1;
-            else hi = mid - 1;
-        }
-    }
-    out[0] = cp;
-    return 1;
+    if ((cp >= 0x1161 && cp <= 0x1175) || (cp >= 0x11A8 && cp <= 0x11C2)) return true;
+    const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)cp);
+    if (p->combining_class != 0 || p->category == UTF8PROC_CATEGORY_MN || p->category == UTF8PROC_CATEGORY_MC ||
+        p->category == UTF8PROC_CATEGORY_ME)
+        return true;
+    utf8proc_int32_t d[8];
+    utf8proc_ssize_t n = utf8proc_decompose_char((utf8proc_int32_t)cp, d, 8, UTF8PROC_DECOMPOSE, NULL);
+    if (n == 1 && d[0] == (utf8proc_int32_t)cp) return false; /* no canonical decomposition */
+    if (n <= 0 || n > 8) return true;
+    n = utf8proc_normalize_utf32(d, n, UTF8PROC_COMPOSE | UTF8PROC_STABLE);
+    return !(n == 1 && d[0] == (utf8proc_int32_t)cp);
 }
 
 /* Quick check of valid UTF-8: false when the text is certainly NFC already. */
@@ -264,74 +209,14 @@ static bool nfc_needed(const uint8_t *s, size_t n) {
     return false;
 }
 
-/* Write cp (a valid scalar value) as UTF-8 at o; returns its length, 1..4. */
-static size_t utf8_put(uint32_t cp, uint8_t *o) {
-    if (cp < 0x80) { o[0] = (uint8_t)cp; return 1; }
-    if (cp < 0x800) { o[0] = (uint8_t)(0xC0 | (cp >> 6)); o[1] = (uint8_t)(0x80 | (cp & 0x3F)); return 2; }
-    if (cp < 0x10000) {
-        o[0] = (uint8_t)(0xE0 | (cp >> 12));
-        o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (uint8_t)(0xF0 | (cp >> 18));
-    o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (uint8_t)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-/* NFC of valid UTF-8 s[0..n): decompose fully, order marks by combining class,
- * compose again (Unicode's algorithm, UAX #15). Returns a malloc'd buffer with its
- * length in *out_len, or NULL when out of memory. */
+/* NFC of valid UTF-8 s[0..n) (libutf8proc: decompose, canonical order, compose).
+ * Returns a malloc'd buffer with its length in *out_len, or NULL when out of
+ * memory (or, callers passing valid text, never: invalid UTF-8). */
 static uint8_t *nfc_normalize(const uint8_t *s, size_t n, size_t *out_len) {
-    uint32_t *cp = malloc(sizeof *cp * (4 * n + 4));
-    if (!cp) return NULL;
-    size_t m = 0;
-    for (size_t i = 0; i < n;) {
-        int l = utf8_len(s + i, n - i);
-        if (l <= 0) l = 1; /* callers pass valid text; stay safe anyway */
-        m += (size_t)nfc_decompose(utf8_cp(s + i, l), cp + m);
-        i += (size_t)l;
-    }
-    /* canonical order: a stable insertion sort of each run of non-starters */
-    for (size_t i = 1; i < m; i++) {
-        int c = nfc_class(cp[i]);
-        if (!c) continue;
-        uint32_t x = cp[i];
-        size_t j = i;
-        while (j > 0 && nfc_class(cp[j - 1]) > c) {
-            cp[j] = cp[j - 1];
-            j--;
-        }
-        cp[j] = x;
-    }
-    /* compose: each character joins the last starter unless blocked */
-    size_t w = 0;
-    if (m) {
-        size_t starter = 0;
-        int last = nfc_class(cp[0]) ? 256 : 0;
-        w = 1;
-        for (size_t i = 1; i < m; i++) {
-            uint32_t c = cp[i];
-            int cc = nfc_class(c);
-            uint32_t comp = nfc_compose(cp[starter], c);
-            if (comp && (last < cc || last == 0)) { /* last == 0: right after the starter */
-                cp[starter] = comp;
-                continue;
-            }
-            if (cc == 0) starter = w;
-            last = cc;
-            cp[w++] = c;
-        }
-    }
-    uint8_t *out = malloc(4 * w + 1);
-    if (out) {
-        size_t o = 0;
-        for (size_t i = 0; i < w; i++) o += utf8_put(cp[i], out + o);
-        *out_len = o;
-    }
-    free(cp);
+    utf8proc_uint8_t *out = NULL;
+    utf8proc_ssize_t m = utf8proc_map(s, (utf8proc_ssize_t)n, &out, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    if (m < 0) return NULL;
+    *out_len = (size_t)m;
     return out;
 }
 

@@ -312,6 +312,8 @@ int net_mpi_init(char *err, size_t errlen) {
     return g.init_rc;
 }
 
+const char *net_mpi_missing(void) { return NULL; }
+
 bool net_mpi_active(void) { return g.started && g.init_rc == 0 && !g.stop; }
 int net_mpi_rank(void) { return g.rank; }
 int net_mpi_size(void) { return g.started && g.init_rc == 0 ? g.size : 0; }
@@ -350,24 +352,6 @@ void net_mpi_finalize(void) {
     free_list(&g.pending_opens);
     if (g.attached) uv_close((uv_handle_t *)&g.async, NULL);
     g.attached = false;
-}
-
-static int env_int(const char *const *names) {
-    for (; *names; names++) {
-        const char *v = getenv(*names);
-        if (v && *v) return atoi(v);
-    }
-    return -1;
-}
-
-int net_mpi_env_rank(void) {
-    static const char *const names[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID", NULL};
-    return env_int(names);
-}
-
-int net_mpi_env_size(void) {
-    static const char *const names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS", NULL};
-    return env_int(names);
 }
 
 /* --- connections (loop thread) -------------------------------------------- */

@@ -38,5 +38,8 @@ void net_mpi_finalize(void);
  * SLURM_*), without starting MPI; -1 if none is set. */
 int net_mpi_env_rank(void);
 int net_mpi_env_size(void);
+/* NULL in a build with MPI; otherwise why MPI cannot start ("built without MPI
+ * (-DBATON_MPI=OFF)", net_mpi_none.c), for --help and messages. */
+const char *net_mpi_missing(void);
 
 #endif

@@ -1,6 +1,6 @@
 # cluster-streams.sh - helpers of the cluster tests that run many greedy streams
-# at once and compare each with baton-run (sourced by tests/test_cluster_admin.sh
-# and tests/test_cluster_netns.sh; not a test itself).
+# at once and compare each with baton-run (sourced by tests/cluster/test_cluster_admin.sh
+# and tests/cluster/test_cluster_netns.sh; not a test itself).
 #
 #   tests/lib.sh sourced (T, jget, ok, bad), WORK set; RUN: an optional command prefix for clients (ip netns exec NS)
 #   streams_setup                  # writes $MODEL (tiny, 6 layers), PROMPTS, LENS, REFS (baton-run)

@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libuv1-dev libprotobuf-c-dev protobuf-c-compiler
       libopenmpi-dev openmpi-bin liblz4-dev
-      libpcre2-dev libjansson-dev libsodium-dev libh2o-dev libssl-dev
+      libpcre2-dev libjansson-dev libsodium-dev libutf8proc-dev libh2o-dev libssl-dev
       python3 python3-numpy iproute2 nodejs npm procps)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -12,19 +12,18 @@ read -r -a configs <<<"${configs[*]}"
 jobs=$(nproc)
 status=0
 for cfg in "${configs[@]}"; do
-  dir=build/test-$cfg
-  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBATON_WERROR=ON)
+  # the build folders and options are CMakePresets.json's: release = build/test-release,
+  # asan = build/test-asan (-DBATON_SANITIZE=ON); both RelWithDebInfo, -DBATON_WERROR=ON
   case $cfg in
-    release) ;;
-    asan) flags+=(-DBATON_SANITIZE=ON) ;;
+    release | asan) ;;
     *) echo "test.sh: unknown configuration '$cfg' (release or asan)" >&2; exit 2 ;;
   esac
   echo "== $cfg build =="
-  cmake -S . -B "$dir" "${flags[@]}" >/dev/null
-  cmake --build "$dir" -j"$jobs"
+  cmake --preset "$cfg" >/dev/null
+  cmake --build --preset "$cfg" -j"$jobs"
   echo "== $cfg tests =="
   export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-  (cd "$dir" && ctest --output-on-failure --timeout 900) || status=1
+  ctest --preset "$cfg" || status=1 # --output-on-failure --timeout 900 (the preset's)
 done
 exit $status

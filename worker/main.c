@@ -30,7 +30,9 @@ static void usage(FILE *out) {
             "  --max-conns N        connections the stage port accepts at once (default 1024, at most the\n"
             "                       descriptor limit less 32); at the limit the oldest unauthenticated one goes\n"
             "  --mpi                run under mpirun: the coordinator is rank 0 (mpi:0), stage frames\n"
-            "                       arrive on mpi:<this rank>; --coordinator and --listen are then not needed\n"
+            "                       arrive on mpi:<this rank>; --coordinator and --listen are then not needed\n");
+    if (net_mpi_missing()) fprintf(out, "                       (not in this build: %s)\n", net_mpi_missing());
+    fprintf(out,
             "  --codec NAME         activations to the successor: f32+lz4 (default, lossless), f32, f16, bf16,\n"
             "                       q8, f16+lz4, bf16+lz4, q8+lz4 (if the successor does not decode it: f32+lz4)\n");
 }

