@@ -82,6 +82,7 @@ static void op_shutdown(coord *c, net_conn *conn, uint32_t call_id) {
     log_msg("shutdown requested by an admin (%s)", net_peer_addr(conn));
     sched_fail_all(&c->sched, BATON__STATUS_CODE__STATUS_UNAVAILABLE, "the cluster was shut down by an admin");
     /* the workers follow (a coordinator that merely restarts keeps them: they rejoin) */
+    c->shutting_down = true;
     for (coord_node *n = c->nodes; n; n = n->next) coord_tell_leave(c, n);
     reply_op(c, conn, call_id, "shutting down");
     uv_timer_init(c->loop, &timer);

@@ -254,7 +254,7 @@ void coord_replan_graceful(coord *c, const char *why) {
 
 /* A worker is gone (connection dropped or silent): forget it, re-plan if it held layers. */
 static void node_lost(coord *c, coord_node *n, const char *why) {
-    bool in_plan = n->stage >= 0 && c->planned;
+    bool in_plan = n->stage >= 0 && c->planned && !c->shutting_down;
     log_msg("worker %u left: %s", (unsigned)n->id, why);
     c->stats.workers_dead++;
     node_retire(c, n);

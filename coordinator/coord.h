@@ -147,6 +147,7 @@ typedef struct coord {
     coord_node *stage_nodes[PLAN_MAX_NODES];
     uint32_t plan_id;
     bool planned, serving;
+    bool shutting_down;      /* an admin's shutdown: workers leaving is no fault, nothing re-plans */
     bool switching;          /* a re-plan waits for the micro-batches in flight */
     char switch_why[128];
     uint64_t switch_start_ms;

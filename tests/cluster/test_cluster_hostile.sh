@@ -103,7 +103,10 @@ case "$out" in "11 "*) ok "2 MB prompt tokenised, then refused for the context: 
 check_streams big "streams beside the big prompts"
 [ "$(status 'd["workers"]')" = 3 ] && [ "$(status 'd["replans"]')" = "$replans" ] && ok "no worker lost, no re-plan" \
     || bad "workers $(status 'd["workers"]'), replans $(status 'd["replans"]') (was $replans)"
-grep -q "event loop stalled" "$WORK/coord.log" && bad "the coordinator's loop stalled: $(grep -m1 stalled "$WORK/coord.log")"
+# (a busy 2-core machine delays a tick by 100-200 ms now and then; tokenising 2 MB on the loop took seconds)
+worst=$(sed -n 's/.*event loop stalled for \([0-9]*\) ms.*/\1/p' "$WORK/coord.log" | sort -n | tail -1)
+[ "${worst:-0}" -lt 1000 ] && ok "the coordinator's loop never stalled for 1 s (worst ${worst:-0} ms)" \
+    || bad "the coordinator's loop stalled for $worst ms"
 
 # 5. a worker with another model file
 for alt in "--seed 2 --layers 6" "--layers 4"; do

@@ -122,7 +122,8 @@ for np in 3 5; do
     fi
     mpi_wait_exit "$log" 30
     rc=$?
-    if [ $rc = 0 ] && [ "$(grep -c 'coordinator connection lost' "$log")" = $((np - 1)) ]; then
+    # SIGTERM: the workers see their coordinator go; shutdown: it tells them to leave first
+    if [ $rc = 0 ] && [ "$(grep -c -E 'coordinator connection lost|asks this worker to leave' "$log")" = $((np - 1)) ]; then
         echo "  ok   MPI -np $np: $how ended all $np ranks, exit code 0"
     else
         echo "  FAIL MPI -np $np: shutdown exit code $rc"; tail -n 20 "$log"; fail=1
