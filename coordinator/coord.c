@@ -561,11 +561,9 @@ static void tokenize_run(coord_job *cj) {
     const Baton__TokenizeRequest *t = j->t;
     j->n = -1;
     if (t->text && t->text[0]) {
-        size_t len = strlen(t->text);
-        int64_t cap = (int64_t)len + 16;
-        j->ids = malloc((size_t)cap * sizeof *j->ids);
-        if (j->ids) j->n = tok_encode(tok, t->text, len, t->parse_special ? TOK_SPECIAL_PARSE : TOK_SPECIAL_PLAIN, j->ids, cap);
-        if (j->n > cap) j->n = -1;
+        char err[200];
+        j->n = tok_encode_alloc(tok, t->text, strlen(t->text), t->parse_special ? TOK_SPECIAL_PARSE : TOK_SPECIAL_PLAIN,
+                                &j->ids, err, sizeof err);
     } else {
         int64_t need = tok_decode(tok, t->tokens, (int64_t)t->n_tokens, NULL, 0);
         if (need >= 0 && (j->text = malloc((size_t)need + 1))) {

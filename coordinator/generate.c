@@ -102,15 +102,9 @@ static void encode_run(coord_job *cj) {
         if (!msgs) return;
         for (size_t i = 0; i < g->n_chat; i++) msgs[i] = (chat_message){g->chat[i]->role, g->chat[i]->content};
     }
-    for (int64_t cap = 256;;) {
-        free(j->ids);
-        j->ids = malloc((size_t)cap * sizeof *j->ids);
-        if (!j->ids) break;
-        j->n = msgs ? chat_encode(tok, msgs, (int)g->n_chat, true, TOK_SPECIAL_PLAIN, j->ids, cap)
-                    : tok_encode(tok, g->text, strlen(g->text), TOK_SPECIAL_PLAIN, j->ids, cap);
-        if (j->n <= cap) break;
-        cap = j->n;
-    }
+    char err[200];
+    j->n = msgs ? chat_encode_alloc(tok, msgs, (int)g->n_chat, true, TOK_SPECIAL_PLAIN, &j->ids, err, sizeof err)
+                : tok_encode_alloc(tok, g->text, strlen(g->text), TOK_SPECIAL_PLAIN, &j->ids, err, sizeof err);
     free(msgs);
 }
 

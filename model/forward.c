@@ -62,11 +62,6 @@ void kv_cache_free(kv_cache *kv) {
     free(kv);
 }
 
-void kv_cache_clear_slot(kv_cache *kv, int32_t slot) {
-    (void)kv;
-    (void)slot;
-}
-
 size_t kv_cache_bytes(const kv_cache *kv) {
     return kv ? 2 * (size_t)(kv->n_layers ? kv->n_layers : 1) * (size_t)kv->n_slots * (size_t)kv->n_ctx * kv->row_bytes
               : 0;

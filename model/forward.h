@@ -28,10 +28,8 @@ typedef struct kv_cache {
 kv_cache *kv_cache_new(const model *m, int32_t n_slots, int32_t n_ctx, uint32_t type,
                        char *err, size_t errlen);
 void kv_cache_free(kv_cache *kv);
-/* Frees a slot for a new sequence. Nothing needs erasing: forward_run writes a
- * position's K/V before any token attends to it, so a reused slot never reads
- * the old sequence. Kept for its callers (worker/stage.c, benches, tests). */
-void kv_cache_clear_slot(kv_cache *kv, int32_t slot);
+/* A slot is reused for a new sequence without erasing it: forward_run writes a
+ * position's K/V before any token attends to it, so the old sequence is never read. */
 size_t kv_cache_bytes(const kv_cache *kv);
 
 typedef struct fwd_batch {

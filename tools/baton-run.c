@@ -8,15 +8,15 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #include "forward.h"
 #include "cliparse.h"
+#include "clock.h"
+#include "log.h"
+#include "proc.h"
 #include "gguf.h"
 #include "model.h"
 #include "ops.h"
@@ -40,27 +40,9 @@ typedef struct run_opts {
     sampler_params sampling; /* greedy unless --temperature > 0 */
 } run_opts;
 
-static void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("baton-run: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
+#define die log_die
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
-}
+static double peak_rss_mb(void) { return (double)proc_peak_rss() / 1048576.0; }
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -218,7 +200,6 @@ static int run_tokenize(const run_opts *o) {
     char *line = NULL, *dec = NULL, *norm = NULL;
     size_t cap = 0, dec_cap = 0, norm_cap = 0;
     int32_t *ids = NULL;
-    int64_t id_cap = 0;
     long lineno = 0;
     int rc = 0;
     ssize_t n;
@@ -235,13 +216,10 @@ static int run_tokenize(const run_opts *o) {
             text = json_string_value(js);
             len = json_string_length(js);
         }
-        int64_t m = tok_encode(tok, text, len, TOK_SPECIAL_PARSE, ids, id_cap);
-        if (m > id_cap) {
-            id_cap = m + 256;
-            if (!(ids = realloc(ids, sizeof *ids * (size_t)id_cap))) die("out of memory");
-            m = tok_encode(tok, text, len, TOK_SPECIAL_PARSE, ids, id_cap);
-        }
-        if (m < 0) die("%s:%ld: %s", o->tokenize, lineno, tok_last_error());
+        free(ids);
+        char terr[200];
+        int64_t m = tok_encode_alloc(tok, text, len, TOK_SPECIAL_PARSE, &ids, terr, sizeof terr);
+        if (m < 0) die("%s:%ld: %s", o->tokenize, lineno, terr);
         putchar('[');
         for (int64_t i = 0; i < m; i++) printf(i ? ",%d" : "%d", (int)ids[i]);
         fputs("]\n", stdout);
@@ -258,7 +236,7 @@ static int run_tokenize(const run_opts *o) {
             w = tok_normalize(tok, text, len, norm, norm_cap);
         }
         if (d < 0 || d != w || memcmp(dec, norm, (size_t)d) != 0) {
-            fprintf(stderr, "baton-run: %s:%ld: decoding the ids does not give the text back\n", o->tokenize, lineno);
+            log_msg("%s:%ld: decoding the ids does not give the text back", o->tokenize, lineno);
             rc = 1;
         }
         json_decref(js);
@@ -277,15 +255,13 @@ static int run_tokenize(const run_opts *o) {
  * one-message ChatML conversation with the generation prompt. Dies on error. */
 static int32_t *encode_prompt(const run_opts *o, const tokenizer *tok, int *n_out) {
     chat_message msg = {"user", o->prompt};
-    int64_t n = o->chat ? chat_encode(tok, &msg, 1, true, TOK_SPECIAL_PLAIN, NULL, 0)
-                        : tok_encode(tok, o->prompt, strlen(o->prompt), TOK_SPECIAL_PARSE, NULL, 0);
-    if (n < 0) die("--prompt: %s", tok_last_error());
+    int32_t *ids = NULL;
+    char err[200];
+    int64_t n = o->chat ? chat_encode_alloc(tok, &msg, 1, true, TOK_SPECIAL_PLAIN, &ids, err, sizeof err)
+                        : tok_encode_alloc(tok, o->prompt, strlen(o->prompt), TOK_SPECIAL_PARSE, &ids, err, sizeof err);
+    if (n < 0) die("--prompt: %s", err);
     if (n == 0) die("--prompt: the text has no tokens");
     if (n > INT32_MAX / 2) die("--prompt: too long");
-    int32_t *ids = malloc(sizeof *ids * (size_t)n);
-    if (!ids) die("out of memory");
-    if (o->chat) chat_encode(tok, &msg, 1, true, TOK_SPECIAL_PLAIN, ids, n);
-    else tok_encode(tok, o->prompt, strlen(o->prompt), TOK_SPECIAL_PARSE, ids, n);
     *n_out = (int)n;
     return ids;
 }
@@ -401,7 +377,7 @@ static int32_t prefill(gen_state *g, const run_opts *o) {
     int32_t slots[PREFILL_CHUNK], pos[PREFILL_CHUNK];
     uint8_t want[PREFILL_CHUNK];
     memset(slots, 0, sizeof slots);
-    double t1 = now();
+    double t1 = clock_s();
     int32_t next = -1;
     for (int done = 0; done < g->n_prompt;) {
         int n = g->n_prompt - done < PREFILL_CHUNK ? g->n_prompt - done : PREFILL_CHUNK;
@@ -416,7 +392,7 @@ static int32_t prefill(gen_state *g, const run_opts *o) {
         done += n;
         if (done == g->n_prompt) next = pick(o, g->logits + (size_t)(nw - 1) * g->V, g->V, g->hist, g->n_prompt, 0, g->sc);
     }
-    g->prefill_s = now() - t1;
+    g->prefill_s = clock_s() - t1;
     return next;
 }
 
@@ -425,7 +401,7 @@ static int32_t prefill(gen_state *g, const run_opts *o) {
 static void decode(gen_state *g, const run_opts *o, const tokenizer *tok, int32_t next) {
     char err[512];
     int32_t slot = 0;
-    double t2 = now();
+    double t2 = clock_s();
     while (g->n_gen < o->max_tokens) {
         if (tok && is_eog(tok, next)) break; /* text mode ends at <|im_end|> and friends */
         g->gen[g->n_gen++] = next;
@@ -437,7 +413,7 @@ static void decode(gen_state *g, const run_opts *o, const tokenizer *tok, int32_
         write_logits(g, o, 1);
         next = pick(o, g->logits, g->V, g->hist, g->n_prompt + g->n_gen, (uint64_t)g->n_gen, g->sc);
     }
-    g->decode_s = now() - t2;
+    g->decode_s = clock_s() - t2;
     if (g->lf && fclose(g->lf) != 0) die("write error on '%s'", o->logits_out);
     g->lf = NULL;
 }
@@ -489,6 +465,7 @@ static void print_result(const gen_state *g, const run_opts *o, const tokenizer 
 }
 
 int main(int argc, char **argv) {
+    log_set_program("baton-run");
     run_opts o;
     parse_args(argc, argv, &o);
     if (o.tokenize) return run_tokenize(&o);
@@ -496,10 +473,10 @@ int main(int argc, char **argv) {
     if (o.exact) kern_set_precision(KERN_EXACT);
 
     char err[512];
-    double t0 = now();
+    double t0 = clock_s();
     model *m = model_load(o.model_path, NULL, err, sizeof err);
     if (!m) die("%s", err);
-    double load_s = now() - t0;
+    double load_s = clock_s() - t0;
     if (o.info) {
         print_info(m);
         model_free(m);

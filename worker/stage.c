@@ -64,10 +64,9 @@ void stage_job_free(stage_job *job) {
     free(job);
 }
 
-/* Forgets a slot: KV positions and history. */
+/* Forgets a slot: its history and positions (the KV cache needs no erasing, forward.h). */
 static void slot_clear(stage *s, int32_t slot) {
     if (slot < 0 || slot >= s->kv->n_slots) return;
-    kv_cache_clear_slot(s->kv, slot);
     s->hist[slot].n = 0;
     s->pos_filled[slot] = 0;
 }

@@ -82,7 +82,6 @@ static int run_batch(runner *r, int n, const int32_t *tok, const int32_t *slot, 
 
 /* The prompt alone in slot 2, in chunks of `chunk` tokens. */
 static int run_chunked(runner *r, const int32_t *prompt, int chunk, run_out *out) {
-    for (int s = 0; s < N_SEQ; s++) kv_cache_clear_slot(r->kv, s);
     int32_t slot[MAX_BATCH], pos[MAX_BATCH];
     for (int p0 = 0; p0 < N_PROMPT; p0 += chunk) {
         int n = N_PROMPT - p0 < chunk ? N_PROMPT - p0 : chunk;
@@ -101,7 +100,6 @@ static int run_interleaved(runner *r, const int32_t *prompt, const int32_t *othe
     const int32_t *seqs[N_SEQ] = {other0, other1, prompt};
     static const int takes[] = {3, 1, 9, 4, 13, 2, 6};
     int done[N_SEQ] = {0};
-    for (int s = 0; s < N_SEQ; s++) kv_cache_clear_slot(r->kv, s);
     int32_t tok[MAX_BATCH], slot[MAX_BATCH], pos[MAX_BATCH];
     for (int step = 0;; step++) {
         int take[N_SEQ], n = 0, left = 0;

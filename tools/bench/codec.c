@@ -189,8 +189,6 @@ static int32_t cb_argmax(const float *l, int n) {
 static int cb_greedy(cb_pipe *p, int codec, int steps, int32_t *out, float *hidden, float *logits) {
     int32_t prompt[16];
     for (int i = 0; i < 16; i++) prompt[i] = (int32_t)((i * 131 + 7) % p->n_vocab);
-    kv_cache_clear_slot(p->kva, 0);
-    kv_cache_clear_slot(p->kvb, 0);
     if (cb_pipe_run(p, codec, prompt, 16, 0, hidden, logits, false)) return -1;
     out[0] = cb_argmax(logits, p->n_vocab);
     for (int s = 1; s < steps; s++) {
@@ -291,7 +289,6 @@ static int bench_codec(int argc, char **argv) {
     fprintf(stderr, "baton-bench codec: logits and greedy decoding (%d steps) per codec\n", steps);
     static cb_quality q[CODEC_COUNT];
     for (int c = 0; c < CODEC_COUNT; c++) {
-        kv_cache_clear_slot(p.kvb, 0);
         if (cb_hop(c, h, 32, E, scratch) < 0) goto done;
         uint8_t want32[32];
         memset(want32, 1, sizeof want32);

@@ -283,7 +283,6 @@ static int kb_decode_one(const char *path, double bw1, double bw2, double peak1,
     double res[2][2]; /* [threads-1][decode s/token, prefill s/token] */
     for (int th = 1; th <= 2; th++) {
         kern_init(th);
-        kv_cache_clear_slot(kv, 0);
         for (int i = 0; i < P; i++) tok[i] = 0, slot[i] = 0, pos[i] = i;
         for (int64_t i = 0; i < (int64_t)P * E; i++) hidden[i] = (float)(kb_next() % 2001) * 1e-3f - 1.0f;
         fwd_batch b = {.n = P, .tokens = tok, .slot = slot, .pos = pos};
