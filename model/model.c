@@ -123,8 +123,8 @@ static int read_rope_scaling(const gguf_file *f, model_hparams *hp, char *err, s
     uint32_t orig = 0;
     if (gguf_find_key(f, "qwen2.rope.scaling.original_context_length") >= 0) {
         if (need_u32(f, "qwen2.rope.scaling.original_context_length", 1, &orig, err, errlen)) return -1;
-    } else if (factor > 0) {
-        orig = (uint32_t)((double)hp->n_ctx_train / factor);
+    } else {
+        orig = hp->n_ctx_train; /* llama.cpp's and transformers' default */
     }
     if (model_set_rope_scaling(hp, MODEL_ROPE_YARN, factor, orig, err, errlen)) {
         size_t l = strlen(err);

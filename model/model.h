@@ -31,7 +31,7 @@ typedef struct model_hparams {
     float rope_base;      /* qwen2.rope.freq_base */
     /* RoPE scaling: qwen2.rope.scaling.type ("none", "yarn"; absent: none),
      * qwen2.rope.scaling.factor, qwen2.rope.scaling.original_context_length
-     * (absent: n_ctx_train / factor, as llama.cpp). Only YaRN is supported. */
+     * (absent: n_ctx_train, as llama.cpp and transformers). Only YaRN is supported. */
     uint32_t rope_scaling;   /* MODEL_ROPE_NONE or MODEL_ROPE_YARN */
     float rope_scale;        /* YaRN factor (> 1) */
     uint32_t rope_orig_ctx;  /* YaRN original context */

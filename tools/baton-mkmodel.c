@@ -749,7 +749,7 @@ static void mk_usage(FILE *f) {
           "                     (head_dim = embd / heads)\n"
           "  --rope-scaling none|yarn  write qwen2.rope.scaling.type; with yarn also\n"
           "  --rope-scale F     qwen2.rope.scaling.factor (YaRN factor, > 1; required with yarn)\n"
-          "  --yarn-orig-ctx N  qwen2.rope.scaling.original_context_length (default: ctx / factor)\n"
+          "  --yarn-orig-ctx N  qwen2.rope.scaling.original_context_length (default: not written; readers then use --ctx)\n"
           "  --threads N        generator threads (default 2)\n"
           "  --json             print {path, bytes, params, n_layer, type} on stdout\n"
           "  -o, --out FILE     output file\n"

@@ -435,14 +435,15 @@ class Qwen2Ref:
                                            self.n_embd // max(self.n_head, 1)))
         self.rope_layout = rope_layout
         # RoPE scaling: qwen2.rope.scaling.type "yarn" with .factor and
-        # .original_context_length (absent: context_length / factor)
+        # .original_context_length (absent: context_length, as transformers'
+        # original_max_position_embeddings defaults to max_position_embeddings)
         self.yarn = None
         st = g.metadata.get(p + "rope.scaling.type", "none")
         if st == "yarn":
             f = float(_meta(g, p + "rope.scaling.factor"))
             oc = g.metadata.get(p + "rope.scaling.original_context_length")
             if oc is None:
-                oc = int(int(_meta(g, p + "context_length")) / f)
+                oc = int(_meta(g, p + "context_length"))
             self.yarn = (f, int(oc))
         elif st != "none":
             raise RefError("rope scaling %r not supported" % (st,))
