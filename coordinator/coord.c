@@ -72,7 +72,10 @@ static int plan_model_of(coord *c, plan_model *pm, uint64_t **lb) {
     uint64_t total = 0;
     for (int32_t l = 0; l < L; l++) total += (*lb)[l] = model_file_layer_bytes(c->gf, l);
     *pm = (plan_model){.n_layer = L, .layer_bytes = *lb};
+    /* f16 KV for every slot and position, unless a node says otherwise (plan_node.kv_bytes_per_layer) */
     pm->kv_bytes_per_layer = model_kv_bytes_per_token(&c->hp, TENSOR_F16) * (uint64_t)c->o.n_ctx * (uint64_t)c->o.n_slots;
+    pm->n_ctx = c->o.n_ctx;
+    pm->n_slots = c->o.n_slots;
     pm->embed_bytes = model_file_embed_bytes(c->gf);
     pm->head_bytes = model_file_head_bytes(c->gf);
     double avg = L ? (double)total / L : 1;
@@ -89,7 +92,9 @@ int coord_plan_dry(coord *c, plan_result *out, coord_node **order, int *n_order,
     for (coord_node *n = c->nodes; n && nn < PLAN_MAX_NODES; n = n->next) {
         if (!node_eligible(n)) continue;
         order[nn] = n;
-        pn[nn] = (plan_node){n->mem, n->speed};
+        /* its KV cache as it reported it (an older worker: f16) for every slot and position */
+        uint64_t kvt = n->kv_bytes_per_token ? n->kv_bytes_per_token : model_kv_bytes_per_token(&c->hp, TENSOR_F16);
+        pn[nn] = (plan_node){n->mem, n->speed, kvt * (uint64_t)c->o.n_ctx * (uint64_t)c->o.n_slots};
         nn++;
     }
     *n_order = nn;
@@ -184,6 +189,9 @@ static void make_plan(coord *c) {
         a.max_batch = (uint32_t)c->o.max_batch;
         a.plan_id = c->plan_id;
         a.link_key = (ProtobufCBinaryData){sizeof c->link_key, c->link_key};
+        a.rope_scaling = c->hp.rope_scaling;
+        a.rope_scale = c->hp.rope_scale;
+        a.yarn_orig_ctx = c->hp.rope_orig_ctx;
         log_msg("  stage %d: worker %u (%s) layers [%d,%d)%s%s, %.1f MiB", s, (unsigned)n->id, n->listen,
               (int)ps->layer_begin, (int)ps->layer_end, ps->embed ? " +embed" : "", ps->head ? " +head" : "",
               (double)ps->bytes / 1048576.0);
@@ -299,6 +307,8 @@ static void handle_join(coord *c, net_conn *conn, const frame_header *h, const u
     snprintf(n->listen, sizeof n->listen, "%s", j->listen_address ? j->listen_address : "");
     n->mem = j->free_memory;
     n->speed = j->seconds_per_layer;
+    n->kv_type = j->kv_type;
+    n->kv_bytes_per_token = j->kv_bytes_per_token;
     n->cores = j->cores;
     snprintf(n->isa, sizeof n->isa, "%s", j->isa ? j->isa : "");
     n->stage = -1;
@@ -308,8 +318,10 @@ static void handle_join(coord *c, net_conn *conn, const frame_header *h, const u
     while (*pp) pp = &(*pp)->next;
     *pp = n;
     c->n_nodes++;
-    log_msg("worker %u joined from %s: listens on %s, %.1f MiB, %u cores, %s, %.3g s/layer", (unsigned)n->id,
-          net_peer_addr(conn), n->listen, (double)n->mem / 1048576.0, (unsigned)n->cores, n->isa, n->speed);
+    log_msg("worker %u joined from %s: listens on %s, %.1f MiB, %u cores, %s, %.3g s/layer, KV %s %llu B/token/layer",
+          (unsigned)n->id, net_peer_addr(conn), n->listen, (double)n->mem / 1048576.0, (unsigned)n->cores, n->isa,
+          n->speed, tensor_type_get(n->kv_type) ? tensor_type_get(n->kv_type)->name : "?",
+          (unsigned long long)n->kv_bytes_per_token);
     if (!c->planned && (c->n_nodes >= c->o.want_workers || c->plan_id > 0)) make_plan(c);
     else if (c->planned) log_msg("worker %u is idle until the next re-plan (batonctl rebalance)", (unsigned)n->id);
 }
@@ -328,6 +340,16 @@ static void handle_ready(coord *c, coord_node *n, const frame_header *h, const u
         log_msg("worker %u %s", (unsigned)n->id, n->unfit_why);
         baton__ready__free_unpacked(r, NULL);
         switch_plan(c, "a worker cannot take its layers");
+        return;
+    }
+    if (strcmp(r->rope ? r->rope : "", c->rope_desc) != 0) {
+        /* it would compute another function (an older worker ignores the RoPE fields) */
+        n->unfit = true;
+        snprintf(n->unfit_why, sizeof n->unfit_why, "computes RoPE '%s', the plan needs '%s'", r->rope ? r->rope : "",
+                 c->rope_desc);
+        log_msg("worker %u %s", (unsigned)n->id, n->unfit_why);
+        baton__ready__free_unpacked(r, NULL);
+        switch_plan(c, "a worker computes another RoPE");
         return;
     }
     n->ready = true;
@@ -815,6 +837,8 @@ int coord_init(coord *c, const coord_opts *o, uv_loop_t *loop, char *err, size_t
     c->gf = gguf_open(o->model_path, err, errlen);
     if (!c->gf) return -1;
     if (model_read_hparams(c->gf, &c->hp, err, errlen) != 0) return -1;
+    if (model_apply_rope_opts(&c->hp, &o->rope, err, errlen) != 0) return -1;
+    model_rope_describe(&c->hp, c->rope_desc, sizeof c->rope_desc);
     gguf_digest(c->gf, c->model_digest);
     if (c->o.n_ctx <= 0) c->o.n_ctx = c->hp.n_ctx_train < 4096 ? (int)c->hp.n_ctx_train : 4096;
     if (gguf_find_key(c->gf, "tokenizer.ggml.tokens") >= 0) {

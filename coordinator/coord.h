@@ -69,6 +69,7 @@ typedef struct coord_opts {
     uint32_t handshake_ms;        /* a connection not authenticated by then is closed */
     uint32_t idle_ms;             /* a client or admin connection idle this long, no request under way, is closed */
     uint32_t max_conns;           /* accepted connections at once */
+    model_rope_opts rope;         /* --rope-scaling, --rope-scale, --yarn-orig-ctx over the file's keys */
 } coord_opts;
 
 typedef struct coord_node {
@@ -77,6 +78,8 @@ typedef struct coord_node {
     char listen[128];
     uint64_t mem;
     double speed;
+    uint32_t kv_type;               /* its KV-cache format (Join) */
+    uint64_t kv_bytes_per_token;    /* K+V of one position of one layer in it (Join; 0: f16 assumed) */
     uint32_t cores;
     char isa[32];
     int stage;              /* index in the plan, -1 if unused */
@@ -154,6 +157,7 @@ typedef struct coord {
     char plan_error[512];
     uint8_t link_key[32];    /* of the current plan: its stage links prove it (Assignment.link_key) */
     char model_digest[GGUF_DIGEST_LEN]; /* gguf_digest of our file: a joining worker's must be equal */
+    char rope_desc[96];                 /* model_rope_describe of hp: every worker's Ready must say the same */
     sched sched;             /* requests and micro-batches (scheduler.h) */
     uint64_t last_beat_ms;
     uint64_t last_tick_ms;   /* a late tick means the loop could not read: that time is not silence */

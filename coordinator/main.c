@@ -26,6 +26,10 @@ static void usage(FILE *out) {
             "  --step-timeout MS  a micro-batch not back after this (plus 4x the plan's prediction for the\n"
             "                     tokens in flight) means a broken pipeline: re-plan and replay (default 10000)\n"
             "  --max-prompt-bytes BYTES  largest prompt text or chat accepted (default 8M)\n"
+            "  --rope-scaling none|yarn  RoPE scaling over the file's qwen2.rope.scaling.* keys; sent to\n"
+            "                     every worker in its assignment (a worker computing another RoPE is left out)\n"
+            "  --rope-scale F     YaRN factor (QwQ-32B: 4 for prompts beyond 8192 tokens)\n"
+            "  --yarn-orig-ctx N  YaRN original context (default: the file's, else its context_length)\n"
             "  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
             "  --handshake-timeout MS  close a connection not authenticated after MS (default 10000)\n"
             "  --idle-timeout MS  close a client connection idle (no request under way) for MS;\n"
@@ -108,7 +112,7 @@ static void on_signal(uv_signal_t *s, int signum) {
 int main(int argc, char **argv) {
     log_set_program("baton-coord");
     coord_opts o = {.listen = NULL, .cluster_id = "baton", .want_workers = 1, .n_slots = 16, .max_batch = 128,
-                    .chunk = 64, .handshake_ms = 10000, .idle_ms = 300000, .max_conns = 1024};
+                    .chunk = 64, .handshake_ms = 10000, .idle_ms = 300000, .max_conns = 1024, .rope = MODEL_ROPE_OPTS_UNSET};
     static const struct option longs[] = {
         {"listen", required_argument, 0, 'l'},    {"model", required_argument, 0, 'm'},
         {"workers", required_argument, 0, 'w'},   {"slots", required_argument, 0, 's'},
@@ -122,6 +126,8 @@ int main(int argc, char **argv) {
         {"step-timeout", required_argument, 0, 't'}, {"max-prompt-bytes", required_argument, 0, 'B'},
         {"handshake-timeout", required_argument, 0, 'T'}, {"idle-timeout", required_argument, 0, 'I'},
         {"max-conns", required_argument, 0, 'N'},
+        {"rope-scaling", required_argument, 0, 'R'}, {"rope-scale", required_argument, 0, 'r'},
+        {"yarn-orig-ctx", required_argument, 0, 'Y'},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -150,6 +156,17 @@ int main(int argc, char **argv) {
         case 'T': o.handshake_ms = (uint32_t)parse_int(optarg, "--handshake-timeout", 1, 3600000); break;
         case 'I': o.idle_ms = (uint32_t)parse_int(optarg, "--idle-timeout", 0, 0x7fffffff); break;
         case 'N': o.max_conns = (uint32_t)parse_int(optarg, "--max-conns", 1, 1 << 24); break;
+        case 'R':
+            if ((o.rope.type = model_rope_scaling_from_name(optarg)) < 0)
+                log_exit(2, "--rope-scaling must be none or yarn, got '%s'", optarg);
+            break;
+        case 'r': {
+            char perr[200];
+            if (cli_float(optarg, 1.0000001, 1024, &o.rope.factor, perr, sizeof perr) != 0)
+                log_exit(2, "--rope-scale: %s", perr);
+            break;
+        }
+        case 'Y': o.rope.orig_ctx = (uint32_t)parse_int(optarg, "--yarn-orig-ctx", 1, 1 << 30); break;
         case 'h': usage(stdout); return 0;
         default: log_exit(2, "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
         }

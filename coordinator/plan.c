@@ -21,9 +21,13 @@ static int better(double aw, double at, const cell *b) {
 }
 
 /* Bytes and seconds of layers [k, j) on node n; j > k. */
+static uint64_t node_kv(const plan_model *pm, const plan_node *n) {
+    return n->kv_bytes_per_layer ? n->kv_bytes_per_layer : pm->kv_bytes_per_layer;
+}
+
 static void stage_cost(const plan_model *pm, const uint64_t *prefix, const plan_node *n, int32_t k, int32_t j,
                        uint64_t *bytes, double *sec) {
-    uint64_t b = prefix[j] - prefix[k] + pm->kv_bytes_per_layer * (uint64_t)(j - k);
+    uint64_t b = prefix[j] - prefix[k] + node_kv(pm, n) * (uint64_t)(j - k);
     double units = (double)(j - k);
     if (k == 0) {
         b += pm->embed_bytes;
@@ -92,14 +96,27 @@ int plan_layers(const plan_model *pm, const plan_node *nodes, int n_nodes, plan_
         }
     }
     if (F(n_nodes, L).from < 0) {
-        uint64_t total_mem = 0;
-        for (int i = 0; i < n_nodes; i++) total_mem += nodes[i].mem_bytes;
-        uint64_t need = prefix[L] + pm->kv_bytes_per_layer * (uint64_t)L + pm->embed_bytes + pm->head_bytes;
+        uint64_t total_mem = 0, kv_min = UINT64_MAX, kv_max = 0;
+        for (int i = 0; i < n_nodes; i++) {
+            total_mem += nodes[i].mem_bytes;
+            uint64_t kv = node_kv(pm, &nodes[i]);
+            if (kv < kv_min) kv_min = kv;
+            if (kv > kv_max) kv_max = kv;
+        }
+        const uint64_t weights = prefix[L] + pm->embed_bytes + pm->head_bytes;
+        uint64_t need = weights + kv_min * (uint64_t)L;
+        char kvs[160] = "";
+        if (pm->n_ctx > 0 && pm->n_slots > 0)
+            snprintf(kvs, sizeof kvs, " for %d slot(s) x %d positions", (int)pm->n_slots, (int)pm->n_ctx);
+        char kvr[96];
+        if (kv_min == kv_max) snprintf(kvr, sizeof kvr, "%llu", (unsigned long long)(kv_min * (uint64_t)L));
+        else snprintf(kvr, sizeof kvr, "%llu-%llu by the workers' KV formats", (unsigned long long)(kv_min * (uint64_t)L),
+                      (unsigned long long)(kv_max * (uint64_t)L));
         snprintf(err, errlen,
-                 "no plan fits: the model needs %llu bytes (%.1f MiB: weights + KV cache) and the %d worker(s) offer "
-                 "%llu bytes (%.1f MiB) in total, or some layer range does not fit any single worker",
-                 (unsigned long long)need, (double)need / 1048576.0, n_nodes, (unsigned long long)total_mem,
-                 (double)total_mem / 1048576.0);
+                 "no plan fits: the model needs %llu bytes (%.1f MiB: weights %llu + KV cache %s%s) and the %d "
+                 "worker(s) offer %llu bytes (%.1f MiB) in total, or some layer range does not fit any single worker",
+                 (unsigned long long)need, (double)need / 1048576.0, (unsigned long long)weights, kvr, kvs, n_nodes,
+                 (unsigned long long)total_mem, (double)total_mem / 1048576.0);
         free(prefix);
         free(f);
         return -1;

@@ -25,7 +25,8 @@
 typedef struct plan_model {
     int32_t n_layer;
     const uint64_t *layer_bytes;   /* [n_layer]: weight bytes of each layer */
-    uint64_t kv_bytes_per_layer;   /* KV cache of one layer (all slots, full context) */
+    uint64_t kv_bytes_per_layer;   /* KV cache of one layer (all slots, full context), unless the node says */
+    int32_t n_ctx, n_slots;        /* what that KV cache holds (for messages only; 0: not said) */
     uint64_t embed_bytes, head_bytes;
     double embed_cost, head_cost;  /* in layers: time of embed/head over time of one layer */
 } plan_model;
@@ -33,6 +34,7 @@ typedef struct plan_model {
 typedef struct plan_node {
     uint64_t mem_bytes;     /* usable memory */
     double sec_per_layer;   /* measured decode time of one layer */
+    uint64_t kv_bytes_per_layer; /* this node's KV cache of one layer (its KV format); 0: the model's */
 } plan_node;
 
 typedef struct plan_stage {

@@ -441,10 +441,72 @@ void kern_rope_neox(float *x, int n_heads, int head_dim, int32_t pos, float base
     }
 }
 
+/* pair i's YaRN frequency factor and the temperature; see ops.h. */
+static double yarn_corr_dim(int head_dim, uint32_t orig_ctx, double beta, double base) {
+    return head_dim * log((double)orig_ctx / (beta * 2.0 * M_PI)) / (2.0 * log(base));
+}
+
+void kern_rope_neox_ext(float *x, int n_heads, int head_dim, int32_t pos, const kern_rope *r) {
+    if (!(r->yarn_factor > 1.0f) || r->yarn_orig_ctx == 0) {
+        kern_rope_neox(x, n_heads, head_dim, pos, r->base);
+        return;
+    }
+    const int half = head_dim / 2;
+    const double base = r->base, s = r->yarn_factor;
+    double lo = floor(yarn_corr_dim(head_dim, r->yarn_orig_ctx, 32.0, base));
+    double hi = ceil(yarn_corr_dim(head_dim, r->yarn_orig_ctx, 1.0, base));
+    if (lo < 0) lo = 0;
+    if (hi > head_dim - 1) hi = head_dim - 1;
+    const double span = hi - lo > 0.001 ? hi - lo : 0.001;
+    const double mscale = 0.1 * log(s) + 1.0;
+    for (int i = 0; i < half; i++) {
+        double y = (i - lo) / span;
+        double ramp = 1.0 - (y < 0 ? 0 : y > 1 ? 1 : y); /* 1: extrapolate (keep f_i), 0: interpolate (f_i / s) */
+        double f = pow(base, -2.0 * i / head_dim);
+        double theta = (double)pos * (f / s * (1.0 - ramp) + f * ramp);
+        float c = (float)(cos(theta) * mscale), sn = (float)(sin(theta) * mscale);
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)h * head_dim;
+            float x0 = v[i], x1 = v[i + half];
+            v[i] = x0 * c - x1 * sn;
+            v[i + half] = x0 * sn + x1 * c;
+        }
+    }
+}
+
+/* One Q8_0 block of the KV cache (see kern_store_row). */
+static void kv_quantize_q8_0(block_q8_0 *b, const float *x) {
+    float amax = 0.0f;
+    for (int i = 0; i < QK8_0; i++) {
+        float a = fabsf(x[i]);
+        if (a > amax) amax = a; /* NaN never wins */
+    }
+    const float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    b->d = f32_to_fp16(d);
+    for (int i = 0; i < QK8_0; i++) {
+        float v = x[i] * id;
+        if (!(v == v)) v = 0.0f;
+        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+        b->qs[i] = (int8_t)nearbyintf(v);
+    }
+}
+
+size_t kern_kv_row_bytes(uint32_t type, int n) {
+    switch (type) {
+    case TENSOR_F32: return (size_t)n * 4;
+    case TENSOR_F16: return (size_t)n * 2;
+    case TENSOR_Q8_0: return (size_t)(n / QK8_0) * sizeof(block_q8_0);
+    default: return 0;
+    }
+}
+
 void kern_store_row(uint32_t type, void *dst, const float *src, int n) {
     if (type == TENSOR_F16) {
         uint16_t *h = dst;
         for (int i = 0; i < n; i++) h[i] = f32_to_fp16(src[i]);
+    } else if (type == TENSOR_Q8_0) {
+        block_q8_0 *b = dst;
+        for (int i = 0; i + QK8_0 <= n; i += QK8_0) kv_quantize_q8_0(b++, src + i);
     } else {
         memcpy(dst, src, (size_t)n * sizeof(float));
     }

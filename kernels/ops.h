@@ -96,22 +96,45 @@ void kern_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
  * i pairs with i + head_dim/2), theta_i = pos * base^(-2i/head_dim). */
 void kern_rope_neox(float *x, int n_heads, int head_dim, int32_t pos, float base);
 
+/* RoPE with an optional YaRN extension (Peng et al. 2023, "YaRN: Efficient Context
+ * Window Extension"; as llama.cpp's ggml rope_yarn and transformers' "yarn"):
+ * with s = yarn_factor > 1 and L = yarn_orig_ctx, pair i's frequency
+ * f_i = base^(-2i/hd) becomes f_i * ((1 - r_i) / s + r_i), the ramp
+ * r_i = 1 - clamp((i - lo) / max(0.001, hi - lo), 0, 1) with
+ * lo = max(0, floor(c(32))), hi = min(hd - 1, ceil(c(1))),
+ * c(beta) = hd * ln(L / (2 pi beta)) / (2 ln base) (beta_fast 32, beta_slow 1:
+ * high frequencies extrapolate, low ones interpolate), and cos/sin are multiplied
+ * by the attention temperature mscale = 0.1 ln(s) + 1. yarn_factor <= 1 is plain
+ * RoPE (kern_rope_neox). Computed in double, rounded once to float per pair. */
+typedef struct kern_rope {
+    float base;
+    float yarn_factor;      /* > 1: YaRN with this factor; otherwise none */
+    uint32_t yarn_orig_ctx; /* YaRN: the context the model was trained for */
+} kern_rope;
+void kern_rope_neox_ext(float *x, int n_heads, int head_dim, int32_t pos, const kern_rope *r);
+
 /* y[i] = silu(gate[i]) * up[i]. */
 void kern_swiglu(float *y, const float *gate, const float *up, int n);
 
 /* y[i] += x[i]. */
 void kern_add(float *y, const float *x, int n);
 
-/* Store one row of n floats into a cache row of `type` (TENSOR_F32 or TENSOR_F16). */
+/* Store one row of n floats into a cache row of `type` (TENSOR_F32, TENSOR_F16, or
+ * TENSOR_Q8_0 when n is a multiple of 32: the GGUF Q8_0 block, an f16 scale
+ * d = fp16(amax / 127) and 32 int8 codes nearbyintf(x * 127 / amax) (half to
+ * even, 0 when amax is 0), 34 bytes per 32 values). */
 void kern_store_row(uint32_t type, void *dst, const float *src, int n);
+/* Bytes of such a row of n values. */
+size_t kern_kv_row_bytes(uint32_t type, int n);
 
 /* One query token's grouped-query causal attention over positions [0, n_pos) of a
  * KV cache. q is [n_head][head_dim] (already rotated); k and v hold one row of
  * n_head_kv*head_dim elements of `type` per position, `row_stride` bytes apart.
  * out is [n_head][head_dim]. Scores are scaled by 1/sqrt(head_dim); the softmax
- * runs online over blocks of positions in a fixed order. */
+ * runs online over blocks of positions in a fixed order. Q8_0 rows are dequantized
+ * exactly (f16 scale x int8 fits a float) and then used as f32 rows. */
 typedef struct kern_kv_view {
-    uint32_t type; /* TENSOR_F32 or TENSOR_F16 */
+    uint32_t type; /* TENSOR_F32, TENSOR_F16 or TENSOR_Q8_0 (head_dim a multiple of 32) */
     const void *k, *v;
     size_t row_stride;
 } kern_kv_view;

@@ -82,6 +82,17 @@ void *kern_scratch(int slot, size_t bytes);
 #define KERN_MAX_HEAD_DIM 1024 /* attention: larger heads give zeros */
 #define KERN_ATT_BLOCK 32      /* attention: positions per online-softmax block */
 
+/* n values (a multiple of 32) of a Q8_0 KV-cache row from element off (a multiple
+ * of 32) as floats: d * q is exact in float (11-bit scale x 8-bit code), so every
+ * level then runs its f32 path on them and gets the same bits. */
+static inline void kern_kv_load_q8_0(const void *row, int64_t off, int n, float *dst) {
+    const block_q8_0 *b = (const block_q8_0 *)row + off / QK8_0;
+    for (int j = 0; j < n / QK8_0; j++, b++) {
+        const float d = fp16_to_f32(b->d);
+        for (int i = 0; i < QK8_0; i++) dst[j * QK8_0 + i] = d * (float)b->qs[i];
+    }
+}
+
 /* ------------------------------------------------------------ backends
  *
  * A kernel backend is one level's implementation of every operation ops.c

@@ -228,6 +228,8 @@ static void kv_load(uint32_t type, const void *row, int64_t off, int n, float *d
     if (type == TENSOR_F16) {
         const uint16_t *h = (const uint16_t *)row + off;
         for (int i = 0; i < n; i++) dst[i] = fp16_to_f32(h[i]);
+    } else if (type == TENSOR_Q8_0) {
+        kern_kv_load_q8_0(row, off, n, dst);
     } else {
         memcpy(dst, (const float *)row + off, (size_t)n * sizeof(float));
     }

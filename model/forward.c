@@ -27,8 +27,13 @@ struct fwd_ctx {
 };
 
 kv_cache *kv_cache_new(const model *m, int32_t n_slots, int32_t n_ctx, uint32_t type, char *err, size_t errlen) {
-    if (type != TENSOR_F16 && type != TENSOR_F32) {
-        err_set(err, errlen, "KV cache type must be f16 or f32");
+    if (type != TENSOR_F16 && type != TENSOR_F32 && type != TENSOR_Q8_0) {
+        err_set(err, errlen, "KV cache type must be f16, f32 or q8_0");
+        return NULL;
+    }
+    if (type == TENSOR_Q8_0 && m->hp.head_dim % 32) {
+        err_set(err, errlen, "a q8_0 KV cache needs a head dimension that is a multiple of 32 (this model's is %u)",
+                m->hp.head_dim);
         return NULL;
     }
     if (n_slots < 1 || n_ctx < 1) {
@@ -41,7 +46,7 @@ kv_cache *kv_cache_new(const model *m, int32_t n_slots, int32_t n_ctx, uint32_t 
     kv->n_slots = n_slots;
     kv->n_ctx = n_ctx;
     kv->n_layers = m->slice.layer_end - m->slice.layer_begin;
-    kv->row_bytes = (size_t)m->hp.n_head_kv * m->hp.head_dim * (type == TENSOR_F32 ? 4 : 2);
+    kv->row_bytes = kern_kv_row_bytes(type, (int)(m->hp.n_head_kv * m->hp.head_dim));
     size_t total = (size_t)(kv->n_layers ? kv->n_layers : 1) * (size_t)n_slots * (size_t)n_ctx * kv->row_bytes;
     /* calloc of a large block maps zero pages lazily: memory is only committed as
      * positions are written, so an idle slot costs nothing. */
@@ -148,6 +153,7 @@ static void block_forward(fwd_ctx *c, kv_cache *kv, const fwd_batch *b, int32_t 
     const model_layer *L = &c->m->layers[il];
     const int n = b->n, E = (int)hp->n_embd, H = (int)hp->n_head, KV = (int)hp->n_head_kv, hd = (int)hp->head_dim;
     const int QD = H * hd, KD = KV * hd, F = (int)hp->n_ff;
+    const kern_rope rope = model_rope_of(hp);
 
     /* attention */
     for (int t = 0; t < n; t++) kern_rmsnorm(c->xn + (size_t)t * E, hidden + (size_t)t * E, L->attn_norm, E, hp->rms_eps);
@@ -155,8 +161,8 @@ static void block_forward(fwd_ctx *c, kv_cache *kv, const fwd_batch *b, int32_t 
     kern_matmul_multi(qkv, 3, c->xn, n); /* one quantization of xn, one pool job */
     for (int t = 0; t < n; t++) {
         float *q = c->q + (size_t)t * QD, *k = c->k + (size_t)t * KD;
-        kern_rope_neox(q, H, hd, b->pos[t], hp->rope_base);
-        kern_rope_neox(k, KV, hd, b->pos[t], hp->rope_base);
+        kern_rope_neox_ext(q, H, hd, b->pos[t], &rope);
+        kern_rope_neox_ext(k, KV, hd, b->pos[t], &rope);
         kern_store_row(kv->type, kv_row(kv, kv->k, il, b->slot[t], b->pos[t]), k, KD);
         kern_store_row(kv->type, kv_row(kv, kv->v, il, b->slot[t], b->pos[t]), c->v + (size_t)t * KD, KD);
     }

@@ -19,7 +19,7 @@
 #include "model.h"
 
 typedef struct kv_cache {
-    uint32_t type;       /* TENSOR_F16 or TENSOR_F32 */
+    uint32_t type;       /* TENSOR_F16, TENSOR_F32 or TENSOR_Q8_0 (32-value blocks, f16 scale: kern_store_row) */
     int32_t n_slots, n_ctx, n_layers;
     size_t row_bytes;    /* one position of K (or V) of one layer */
     uint8_t *k, *v;      /* [n_layers][n_slots][n_ctx][n_head_kv*head_dim] */

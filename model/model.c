@@ -33,6 +33,107 @@ static int need_u32(const gguf_file *f, const char *key, uint32_t min, uint32_t 
     return 0;
 }
 
+int model_rope_scaling_from_name(const char *name) {
+    if (!strcmp(name, "none")) return MODEL_ROPE_NONE;
+    if (!strcmp(name, "yarn")) return MODEL_ROPE_YARN;
+    return -1;
+}
+
+int model_set_rope_scaling(model_hparams *hp, uint32_t type, double factor, uint32_t orig_ctx, char *err,
+                           size_t errlen) {
+    if (type == MODEL_ROPE_NONE) {
+        hp->rope_scaling = MODEL_ROPE_NONE;
+        hp->rope_scale = 1.0f;
+        hp->rope_orig_ctx = 0;
+        return 0;
+    }
+    if (type != MODEL_ROPE_YARN) {
+        err_set(err, errlen, "unknown RoPE scaling type %u", type);
+        return -1;
+    }
+    if (!(factor > 1.0 && factor <= 1024.0)) {
+        err_set(err, errlen, "YaRN factor %g is out of range (1, 1024]", factor);
+        return -1;
+    }
+    if (orig_ctx < 1) {
+        err_set(err, errlen, "YaRN original context must be at least 1");
+        return -1;
+    }
+    hp->rope_scaling = MODEL_ROPE_YARN;
+    hp->rope_scale = (float)factor;
+    hp->rope_orig_ctx = orig_ctx;
+    return 0;
+}
+
+int model_apply_rope_opts(model_hparams *hp, const model_rope_opts *o, char *err, size_t errlen) {
+    const bool file_yarn = hp->rope_scaling == MODEL_ROPE_YARN;
+    if (o->type < 0 && !o->factor && !o->orig_ctx) return 0;
+    int type = o->type >= 0 ? o->type : (int)hp->rope_scaling;
+    if (type == MODEL_ROPE_NONE) {
+        if (o->factor || o->orig_ctx) {
+            err_set(err, errlen, "--rope-scale and --yarn-orig-ctx need --rope-scaling yarn (or a file with YaRN keys)");
+            return -1;
+        }
+        return model_set_rope_scaling(hp, MODEL_ROPE_NONE, 1, 0, err, errlen);
+    }
+    double factor = o->factor ? o->factor : file_yarn ? hp->rope_scale : 0;
+    if (!factor) {
+        err_set(err, errlen, "--rope-scaling yarn needs --rope-scale F (the file has no qwen2.rope.scaling.factor)");
+        return -1;
+    }
+    uint32_t orig = o->orig_ctx ? o->orig_ctx : file_yarn ? hp->rope_orig_ctx : hp->n_ctx_train;
+    return model_set_rope_scaling(hp, (uint32_t)type, factor, orig, err, errlen);
+}
+
+kern_rope model_rope_of(const model_hparams *hp) {
+    kern_rope r = {.base = hp->rope_base};
+    if (hp->rope_scaling == MODEL_ROPE_YARN) r.yarn_factor = hp->rope_scale, r.yarn_orig_ctx = hp->rope_orig_ctx;
+    return r;
+}
+
+void model_rope_describe(const model_hparams *hp, char *out, size_t outlen) {
+    if (hp->rope_scaling == MODEL_ROPE_YARN)
+        snprintf(out, outlen, "yarn:factor=%.9g:orig_ctx=%u", (double)hp->rope_scale, hp->rope_orig_ctx);
+    else
+        snprintf(out, outlen, "none");
+}
+
+/* qwen2.rope.scaling.* into hp (see model.h). */
+static int read_rope_scaling(const gguf_file *f, model_hparams *hp, char *err, size_t errlen) {
+    hp->rope_scaling = MODEL_ROPE_NONE;
+    hp->rope_scale = 1.0f;
+    const char *type;
+    size_t type_len;
+    if (gguf_find_key(f, "qwen2.rope.scaling.type") < 0) return 0;
+    if (gguf_get_string(f, "qwen2.rope.scaling.type", &type, &type_len) != 0) {
+        err_set(err, errlen, "key 'qwen2.rope.scaling.type' is not a string");
+        return -1;
+    }
+    if (type_len == 4 && !memcmp(type, "none", 4)) return 0;
+    if (!(type_len == 4 && !memcmp(type, "yarn", 4))) {
+        err_set(err, errlen, "RoPE scaling '%.*s' is not supported (only 'yarn' and 'none')",
+                (int)(type_len > 64 ? 64 : type_len), type);
+        return -1;
+    }
+    double factor;
+    if (gguf_get_float(f, "qwen2.rope.scaling.factor", &factor) != 0) {
+        err_set(err, errlen, "RoPE scaling 'yarn' needs the key 'qwen2.rope.scaling.factor'");
+        return -1;
+    }
+    uint32_t orig = 0;
+    if (gguf_find_key(f, "qwen2.rope.scaling.original_context_length") >= 0) {
+        if (need_u32(f, "qwen2.rope.scaling.original_context_length", 1, &orig, err, errlen)) return -1;
+    } else {
+        orig = hp->n_ctx_train; /* llama.cpp's and transformers' default */
+    }
+    if (model_set_rope_scaling(hp, MODEL_ROPE_YARN, factor, orig, err, errlen)) {
+        size_t l = strlen(err);
+        if (l + 1 < errlen) snprintf(err + l, errlen - l, " (qwen2.rope.scaling.*)");
+        return -1;
+    }
+    return 0;
+}
+
 int model_read_hparams(const gguf_file *f, model_hparams *hp, char *err, size_t errlen) {
     memset(hp, 0, sizeof *hp);
     const char *arch;
@@ -87,6 +188,7 @@ int model_read_hparams(const gguf_file *f, model_hparams *hp, char *err, size_t 
         }
         hp->rope_base = (float)v;
     }
+    if (read_rope_scaling(f, hp, err, errlen)) return -1;
     const gguf_tensor *t = gguf_find_tensor(f, "token_embd.weight");
     if (!t) t = gguf_find_tensor(f, "output.weight");
     if (!t || t->n_dims != 2) {
@@ -284,6 +386,5 @@ uint64_t model_file_head_bytes(const gguf_file *f) {
 }
 
 uint64_t model_kv_bytes_per_token(const model_hparams *hp, uint32_t type) {
-    uint64_t el = type == TENSOR_F32 ? 4 : 2;
-    return 2ull * hp->n_head_kv * hp->head_dim * el;
+    return 2ull * kern_kv_row_bytes(type, (int)(hp->n_head_kv * hp->head_dim));
 }

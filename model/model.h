@@ -29,7 +29,39 @@ typedef struct model_hparams {
     uint32_t n_ctx_train; /* qwen2.context_length */
     float rms_eps;        /* qwen2.attention.layer_norm_rms_epsilon */
     float rope_base;      /* qwen2.rope.freq_base */
+    /* RoPE scaling: qwen2.rope.scaling.type ("none", "yarn"; absent: none),
+     * qwen2.rope.scaling.factor, qwen2.rope.scaling.original_context_length
+     * (absent: n_ctx_train, as llama.cpp and transformers). Only YaRN is supported. */
+    uint32_t rope_scaling;   /* MODEL_ROPE_NONE or MODEL_ROPE_YARN */
+    float rope_scale;        /* YaRN factor (> 1) */
+    uint32_t rope_orig_ctx;  /* YaRN original context */
 } model_hparams;
+
+enum { MODEL_ROPE_NONE = 0, MODEL_ROPE_YARN = 1 };
+
+/* The RoPE parameters of the kernels for these hyperparameters. */
+kern_rope model_rope_of(const model_hparams *hp);
+/* Set the RoPE scaling (the --rope-scaling/--rope-scale/--yarn-orig-ctx flags):
+ * type MODEL_ROPE_NONE ignores the rest; YARN needs factor > 1 and orig_ctx >= 1.
+ * 0, or -1 with a message. */
+int model_set_rope_scaling(model_hparams *hp, uint32_t type, double factor, uint32_t orig_ctx, char *err,
+                           size_t errlen);
+/* "none" or "yarn:factor=4:orig_ctx=32768" - part of the model's identity in a cluster. */
+void model_rope_describe(const model_hparams *hp, char *out, size_t outlen);
+/* The flags --rope-scaling none|yarn, --rope-scale F, --yarn-orig-ctx N over the
+ * file's setting (as llama.cpp): type -1, factor 0, orig_ctx 0 mean "not given".
+ * YaRN takes its factor from the flag or the file (one of them must say it) and
+ * its original context from the flag, the file, or else qwen2.context_length.
+ * 0, or -1 with a message. */
+typedef struct model_rope_opts {
+    int type;
+    double factor;
+    uint32_t orig_ctx;
+} model_rope_opts;
+#define MODEL_ROPE_OPTS_UNSET ((model_rope_opts){-1, 0, 0})
+int model_apply_rope_opts(model_hparams *hp, const model_rope_opts *o, char *err, size_t errlen);
+/* Parse --rope-scaling's value: "none" -> MODEL_ROPE_NONE, "yarn" -> YARN; -1 otherwise. */
+int model_rope_scaling_from_name(const char *name);
 
 typedef struct model_layer {
     kern_matrix wq, wk, wv, wo;       /* [n_head*hd, n_embd], [n_kv*hd, n_embd] x2, [n_embd, n_head*hd] */
@@ -71,7 +103,7 @@ void model_free(model *m); /* accepts NULL */
 uint64_t model_file_layer_bytes(const gguf_file *f, int32_t layer);
 uint64_t model_file_embed_bytes(const gguf_file *f);
 uint64_t model_file_head_bytes(const gguf_file *f);
-/* KV-cache bytes per token per layer for a cache of `type` (TENSOR_F16/F32). */
+/* KV-cache bytes per token per layer for a cache of `type` (TENSOR_F16/F32/Q8_0). */
 uint64_t model_kv_bytes_per_token(const model_hparams *hp, uint32_t type);
 
 #endif

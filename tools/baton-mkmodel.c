@@ -70,14 +70,17 @@ typedef struct mk_hparams {
     const char *basename;   /* general.basename */
     uint32_t n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
     float rope_base, rms_eps;
+    const char *rope_scaling; /* NULL: no qwen2.rope.scaling.* keys */
+    double rope_scale;        /* YaRN factor */
+    uint32_t yarn_orig_ctx;   /* 0: key not written */
 } mk_hparams;
 
 /* qwq-32b: Qwen/QwQ-32B config.json (hidden 5120, intermediate 27648, 64 layers,
  * 40/8 heads, vocab 152064, max_position_embeddings 40960, rope_theta 1e6,
  * rms_norm_eps 1e-5). */
 static const mk_hparams mk_presets[] = {
-    {"tiny", "Baton Tiny (synthetic)", "baton-tiny", 2, 256, 4, 2, 512, 512, 4096, 1e6f, 1e-5f},
-    {"qwq-32b", "QwQ 32B (synthetic)", "QwQ", 64, 5120, 40, 8, 27648, 152064, 40960, 1e6f, 1e-5f},
+    {"tiny", "Baton Tiny (synthetic)", "baton-tiny", 2, 256, 4, 2, 512, 512, 4096, 1e6f, 1e-5f, NULL, 0, 0},
+    {"qwq-32b", "QwQ 32B (synthetic)", "QwQ", 64, 5120, 40, 8, 27648, 152064, 40960, 1e6f, 1e-5f, NULL, 0, 0},
 };
 
 /* ---------------------------------------------------------------- type schemes */
@@ -688,6 +691,12 @@ static int mk_declare(gguf_writer *w, const mk_hparams *hp, const mk_scheme *sc,
     bad |= gguf_writer_add_uint32(w, "qwen2.attention.head_count_kv", hp->n_head_kv);
     bad |= gguf_writer_add_float32(w, "qwen2.rope.freq_base", hp->rope_base);
     bad |= gguf_writer_add_float32(w, "qwen2.attention.layer_norm_rms_epsilon", hp->rms_eps);
+    if (hp->rope_scaling) {
+        bad |= gguf_writer_add_string(w, "qwen2.rope.scaling.type", hp->rope_scaling);
+        if (hp->rope_scale > 0) bad |= gguf_writer_add_float32(w, "qwen2.rope.scaling.factor", (float)hp->rope_scale);
+        if (hp->yarn_orig_ctx)
+            bad |= gguf_writer_add_uint32(w, "qwen2.rope.scaling.original_context_length", hp->yarn_orig_ctx);
+    }
     bad |= gguf_writer_add_uint32(w, "general.file_type", sc->file_type);
     bad |= gguf_writer_add_string(w, "tokenizer.ggml.model", "gpt2");
     bad |= gguf_writer_add_string(w, "tokenizer.ggml.pre", "qwen2");
@@ -715,6 +724,9 @@ static int mk_declare(gguf_writer *w, const mk_hparams *hp, const mk_scheme *sc,
 
 typedef struct mk_options {
     const char *preset, *out, *tokenizer, *type;
+    const char *rope_scaling; /* --rope-scaling none|yarn */
+    double rope_scale;        /* --rope-scale F */
+    int64_t yarn_orig_ctx;    /* --yarn-orig-ctx N */
     uint64_t seed;
     int64_t layers, embd, heads, kv_heads, ff, vocab, ctx; /* -1: from the preset */
     int threads;
@@ -735,6 +747,9 @@ static void mk_usage(FILE *f) {
           "                     (default: a built-in byte-level vocabulary)\n"
           "  --embd N --heads N --kv-heads N --ff N --vocab N --ctx N   shape overrides\n"
           "                     (head_dim = embd / heads)\n"
+          "  --rope-scaling none|yarn  write qwen2.rope.scaling.type; with yarn also\n"
+          "  --rope-scale F     qwen2.rope.scaling.factor (YaRN factor, > 1; required with yarn)\n"
+          "  --yarn-orig-ctx N  qwen2.rope.scaling.original_context_length (default: not written; readers then use --ctx)\n"
           "  --threads N        generator threads (default 2)\n"
           "  --json             print {path, bytes, params, n_layer, type} on stdout\n"
           "  -o, --out FILE     output file\n"
@@ -763,6 +778,7 @@ static int mk_parse_args(int argc, char **argv, mk_options *o) {
         {"--ff", offsetof(mk_options, ff), 1, 1 << 18},
         {"--vocab", offsetof(mk_options, vocab), 1, MK_MAX_TOKENS},
         {"--ctx", offsetof(mk_options, ctx), 1, 1 << 24},
+        {"--yarn-orig-ctx", offsetof(mk_options, yarn_orig_ctx), 1, 1 << 24},
     };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -782,6 +798,14 @@ static int mk_parse_args(int argc, char **argv, mk_options *o) {
         if (!strcmp(a, "--preset")) o->preset = val;
         else if (!strcmp(a, "--type")) o->type = val;
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = val;
+        else if (!strcmp(a, "--rope-scaling")) {
+            if (strcmp(val, "none") && strcmp(val, "yarn")) return mk_fail("--rope-scaling must be none or yarn");
+            o->rope_scaling = val;
+        } else if (!strcmp(a, "--rope-scale")) {
+            char err[200];
+            if (cli_float(val, 1.0000001, 1024, &o->rope_scale, err, sizeof err) != 0)
+                return mk_fail("--rope-scale: %s", err);
+        }
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) o->out = val;
         else if (!strcmp(a, "--seed")) {
             if (mk_parse_int(a, val, 0, INT64_MAX, &v) != 0) return -1;
@@ -810,6 +834,13 @@ static int mk_resolve(const mk_options *o, mk_hparams *hp) {
     if (o->ff > 0) hp->n_ff = (uint32_t)o->ff;
     if (o->vocab > 0) hp->n_vocab = (uint32_t)o->vocab;
     if (o->ctx > 0) hp->n_ctx = (uint32_t)o->ctx;
+    if ((o->rope_scale > 0 || o->yarn_orig_ctx > 0) && !(o->rope_scaling && !strcmp(o->rope_scaling, "yarn")))
+        return mk_fail("--rope-scale and --yarn-orig-ctx need --rope-scaling yarn");
+    if (o->rope_scaling && !strcmp(o->rope_scaling, "yarn") && !(o->rope_scale > 0))
+        return mk_fail("--rope-scaling yarn needs --rope-scale F");
+    hp->rope_scaling = o->rope_scaling;
+    hp->rope_scale = o->rope_scale;
+    hp->yarn_orig_ctx = o->yarn_orig_ctx > 0 ? (uint32_t)o->yarn_orig_ctx : 0;
     if (hp->n_embd % hp->n_head != 0)
         return mk_fail("embd %u is not a multiple of heads %u", hp->n_embd, hp->n_head);
     if (hp->n_head % hp->n_head_kv != 0)

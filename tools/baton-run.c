@@ -36,6 +36,7 @@ typedef struct run_opts {
     int threads;
     int ctx;
     uint32_t kv_type;
+    model_rope_opts rope;       /* --rope-scaling, --rope-scale, --yarn-orig-ctx */
     bool json, exact, info, chat;
     sampler_params sampling; /* greedy unless --temperature > 0 */
 } run_opts;
@@ -61,7 +62,11 @@ static void usage(FILE *out) {
             "  --logits-out FILE   write float32 logits of every position fed to the model\n"
             "  --threads N         compute threads (default: all cores)\n"
             "  --ctx N             context length of the KV cache (default: prompt + max tokens)\n"
-            "  --kv f16|f32        KV-cache number format (default f16)\n"
+            "  --kv f16|f32|q8_0   KV-cache number format (default f16; q8_0: 32-value blocks with an\n"
+            "                      f16 scale, about half of f16's bytes)\n"
+            "  --rope-scaling none|yarn  RoPE scaling, over the file's qwen2.rope.scaling.* keys\n"
+            "  --rope-scale F      YaRN factor (e.g. 4 for QwQ-32B beyond 8192 tokens)\n"
+            "  --yarn-orig-ctx N   YaRN original context (default: the file's, else its context_length)\n"
             "  --info              print the model's hyperparameters and exit\n"
             "  --prompt TEXT       prompt as text (special-token strings recognised); prints\n"
             "                      the generated text and stops at an end-of-generation token\n"
@@ -122,7 +127,8 @@ static int32_t pick(const run_opts *o, const float *row, int32_t V, const int32_
 
 static void parse_args(int argc, char **argv, run_opts *o) {
     enum { OPT_TOKENS = 256, OPT_MAX, OPT_GREEDY, OPT_JSON, OPT_EXACT, OPT_LOGITS, OPT_THREADS, OPT_CTX, OPT_KV, OPT_INFO,
-           OPT_PROMPT, OPT_CHAT, OPT_TOKENIZE, OPT_TOKJSON, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_SEED };
+           OPT_PROMPT, OPT_CHAT, OPT_TOKENIZE, OPT_TOKJSON, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_SEED,
+           OPT_ROPE_SCALING, OPT_ROPE_SCALE, OPT_YARN_ORIG };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},        {"tokens", required_argument, 0, OPT_TOKENS},
         {"max-tokens", required_argument, 0, OPT_MAX}, {"greedy", no_argument, 0, OPT_GREEDY},
@@ -135,9 +141,12 @@ static void parse_args(int argc, char **argv, run_opts *o) {
         {"temperature", required_argument, 0, OPT_TEMP}, {"top-k", required_argument, 0, OPT_TOPK},
         {"top-p", required_argument, 0, OPT_TOPP},    {"min-p", required_argument, 0, OPT_MINP},
         {"seed", required_argument, 0, OPT_SEED},
+        {"rope-scaling", required_argument, 0, OPT_ROPE_SCALING}, {"rope-scale", required_argument, 0, OPT_ROPE_SCALE},
+        {"yarn-orig-ctx", required_argument, 0, OPT_YARN_ORIG},
         {0, 0, 0, 0},
     };
-    *o = (run_opts){.max_tokens = 16, .kv_type = TENSOR_F16, .sampling = sampler_defaults()};
+    *o = (run_opts){.max_tokens = 16, .kv_type = TENSOR_F16, .rope = MODEL_ROPE_OPTS_UNSET,
+                     .sampling = sampler_defaults()};
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "m:h", longs, NULL)) != -1) {
@@ -159,8 +168,15 @@ static void parse_args(int argc, char **argv, run_opts *o) {
         case OPT_KV:
             if (!strcmp(optarg, "f16")) o->kv_type = TENSOR_F16;
             else if (!strcmp(optarg, "f32")) o->kv_type = TENSOR_F32;
-            else die("--kv must be f16 or f32, got '%s'", optarg);
+            else if (!strcmp(optarg, "q8_0")) o->kv_type = TENSOR_Q8_0;
+            else die("--kv must be f16, f32 or q8_0, got '%s'", optarg);
             break;
+        case OPT_ROPE_SCALING:
+            if ((o->rope.type = model_rope_scaling_from_name(optarg)) < 0)
+                die("--rope-scaling must be none or yarn, got '%s'", optarg);
+            break;
+        case OPT_ROPE_SCALE: o->rope.factor = parse_float(optarg, "--rope-scale", 1.0000001, 1024); break;
+        case OPT_YARN_ORIG: o->rope.orig_ctx = (uint32_t)parse_int(optarg, "--yarn-orig-ctx", 1, UINT32_MAX); break;
         case OPT_INFO: o->info = true; break;
         case OPT_PROMPT: o->prompt = optarg; break;
         case OPT_CHAT: o->chat = true; break;
@@ -306,6 +322,9 @@ static void print_info(const model *m) {
     printf("layers %u, embedding %u, heads %u (kv %u, dim %u), ffn %u, vocab %u, context %u, rope base %g, rms eps %g\n",
            hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff, hp->n_vocab, hp->n_ctx_train,
            (double)hp->rope_base, (double)hp->rms_eps);
+    char rope[96];
+    model_rope_describe(hp, rope, sizeof rope);
+    printf("rope scaling %s\n", rope);
     printf("weights %.1f MiB\n", (double)m->weight_bytes / (1 << 20));
 }
 
@@ -476,6 +495,7 @@ int main(int argc, char **argv) {
     double t0 = clock_s();
     model *m = model_load(o.model_path, NULL, err, sizeof err);
     if (!m) die("%s", err);
+    if (model_apply_rope_opts(&m->hp, &o.rope, err, sizeof err) != 0) die("%s", err);
     double load_s = clock_s() - t0;
     if (o.info) {
         print_info(m);

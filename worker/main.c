@@ -19,7 +19,8 @@ static void usage(FILE *out) {
             "  --threads N          kernel threads (default: one per core)\n"
             "  --memory BYTES       memory this worker offers (default: MemAvailable); suffixes K, M, G\n"
             "  --speed S            seconds per layer to report instead of measuring\n"
-            "  --kv f16|f32         KV-cache type (default f16)\n"
+            "  --kv f16|f32|q8_0    KV-cache type (default f16; q8_0: 32-value blocks with an f16 scale,\n"
+            "                       about half of f16's bytes; reported in Join, the planner counts it)\n"
             "  --cluster-id ID      must match the coordinator's (default \"baton\")\n"
             "  --max-frame BYTES    largest frame accepted (default 256M)\n"
             "  --secret FILE        cluster secret, as given to the coordinator (default: $BATON_SECRET_FILE)\n"
@@ -69,7 +70,8 @@ static void apply_option(worker_opts *o, int ch, const char *arg) {
     case 'k':
         if (!strcmp(arg, "f16")) o->kv_type = TENSOR_F16;
         else if (!strcmp(arg, "f32")) o->kv_type = TENSOR_F32;
-        else log_die("--kv must be f16 or f32");
+        else if (!strcmp(arg, "q8_0")) o->kv_type = TENSOR_Q8_0;
+        else log_die("--kv must be f16, f32 or q8_0");
         break;
     case 'C': o->cluster_id = arg; break;
     case 'F': o->max_frame = parse_bytes(arg, "--max-frame", 1024, 0x7fffffff); break;

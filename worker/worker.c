@@ -71,6 +71,9 @@ static void send_ready(worker *w, bool ok, const char *error) {
     r.error = (char *)(error ? error : "");
     r.weight_bytes = w->m ? w->m->weight_bytes : 0;
     r.kv_bytes = w->kv ? kv_cache_bytes(w->kv) : 0;
+    char rope[96] = "";
+    if (w->m) model_rope_describe(&w->m->hp, rope, sizeof rope);
+    r.rope = rope;
     net_send(w->coord, BATON__FRAME_KIND__FRAME_READY, 0, &r.base, NULL, 0);
     w->ready_sent = ok;
     if (ok)
@@ -324,6 +327,11 @@ static void handle_assignment(worker *w, const frame_header *h, const uint8_t *m
     } else {
         w->m = model_load(w->o.model_path, &sl, err, sizeof err);
     }
+    /* the plan's RoPE (the coordinator's file keys or flags), whatever our file says */
+    if (w->m && model_set_rope_scaling(&w->m->hp, a->rope_scaling, a->rope_scale, a->yarn_orig_ctx, err, sizeof err)) {
+        model_free(w->m);
+        w->m = NULL;
+    }
     if (w->m) w->kv = kv_cache_new(w->m, (int32_t)a->n_slots, (int32_t)a->n_ctx, w->o.kv_type, err, sizeof err);
     if (w->kv) w->st = stage_new(w->m, w->kv, (int32_t)a->max_batch, &w->wake, err, sizeof err);
     if (!w->st) {
@@ -354,6 +362,8 @@ static void on_coord_open(net_conn *c) {
     j.isa = (char *)kern_level_name(kern_get_level());
     j.seconds_per_layer = w->measured_speed;
     j.model_digest = w->digest;
+    j.kv_type = w->o.kv_type;
+    j.kv_bytes_per_token = w->kv_bytes_per_token;
     net_send(c, BATON__FRAME_KIND__FRAME_JOIN, 0, &j.base, NULL, 0);
     log_msg("joined %s (listening on %s, %.1f MiB usable, %.3g s/layer)", w->o.coordinator, w->listen_addr,
           (double)j.free_memory / 1048576.0, w->measured_speed);
@@ -486,7 +496,11 @@ static int probe_model(worker *w, char *err, size_t errlen) {
     gguf_file *gf = gguf_open(w->o.model_path, err, errlen);
     if (!gf) return -1;
     gguf_digest(gf, w->digest);
+    model_hparams hp;
+    int rc = model_read_hparams(gf, &hp, err, errlen);
     gguf_close(gf);
+    if (rc) return -1;
+    w->kv_bytes_per_token = model_kv_bytes_per_token(&hp, w->o.kv_type);
     if (w->o.speed > 0) w->measured_speed = w->o.speed;
     else if ((w->measured_speed = measure_speed(w->o.model_path, err, errlen)) < 0) return -1;
     return 0;

@@ -61,6 +61,7 @@ typedef struct worker {
     uv_timer_t succ_retry;
     uint32_t rejoin_ms;     /* current back-off to the coordinator; 0: connected */
     char digest[GGUF_DIGEST_LEN]; /* of our model file, sent in Join */
+    uint64_t kv_bytes_per_token;  /* K+V of one position of one layer in o.kv_type, sent in Join */
     model *m;
     kv_cache *kv;
     stage *st;

@@ -174,15 +174,21 @@ void kern_attention_head_avx512(float *out, const float *q, const kern_kv_view *
     }
     const float scale = 1.0f / sqrtf((float)head_dim);
     const int64_t off = (int64_t)kvh * head_dim;
-    const int f16 = kv->type == TENSOR_F16;
+    const int f16 = kv->type == TENSOR_F16, q8 = kv->type == TENSOR_Q8_0;
     const size_t esz = f16 ? 2 : 4;
-    float m = -INFINITY, l = 0.0f;
+    float m = -INFINITY, l = 0.0f, qbuf[KERN_MAX_HEAD_DIM]; /* qbuf: a Q8_0 row piece as f32 */
     for (int d = 0; d < head_dim; d++) out[d] = 0.0f;
     for (int p0 = 0; p0 < n_pos; p0 += KERN_ATT_BLOCK) {
         int nb = n_pos - p0 < KERN_ATT_BLOCK ? n_pos - p0 : KERN_ATT_BLOCK;
         float bmax = -INFINITY;
         for (int i = 0; i < nb; i++) {
-            const void *k = (const uint8_t *)kv->k + (size_t)(p0 + i) * kv->row_stride + (size_t)off * esz;
+            const void *k;
+            if (q8) {
+                kern_kv_load_q8_0((const uint8_t *)kv->k + (size_t)(p0 + i) * kv->row_stride, off, head_dim, qbuf);
+                k = qbuf;
+            } else {
+                k = (const uint8_t *)kv->k + (size_t)(p0 + i) * kv->row_stride + (size_t)off * esz;
+            }
             s[i] = (f16 ? dot16_f16(k, q, head_dim) : kern_dot16_avx512(k, q, head_dim)) * scale;
             if (s[i] > bmax) bmax = s[i];
         }
@@ -198,7 +204,13 @@ void kern_attention_head_avx512(float *out, const float *q, const kern_kv_view *
             float e = kern_expf_ref(s[i] - mn);
             l = l + e;
             __m512 ev = _mm512_set1_ps(e);
-            const uint8_t *v = (const uint8_t *)kv->v + (size_t)(p0 + i) * kv->row_stride + (size_t)off * esz;
+            const uint8_t *v;
+            if (q8) {
+                kern_kv_load_q8_0((const uint8_t *)kv->v + (size_t)(p0 + i) * kv->row_stride, off, head_dim, qbuf);
+                v = (const uint8_t *)qbuf;
+            } else {
+                v = (const uint8_t *)kv->v + (size_t)(p0 + i) * kv->row_stride + (size_t)off * esz;
+            }
             for (int d = 0; d < head_dim; d += 16) {
                 __mmask16 mk = head_dim - d >= 16 ? 0xffff : (__mmask16)((1u << (head_dim - d)) - 1);
                 __m512 vv = f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, v + (size_t)d * 2))

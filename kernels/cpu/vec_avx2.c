@@ -114,16 +114,22 @@ void kern_attention_head_avx2(float *out, const float *q, const kern_kv_view *kv
     }
     const float scale = 1.0f / sqrtf((float)head_dim);
     const int64_t off = (int64_t)kvh * head_dim;
-    const int f16 = kv->type == TENSOR_F16;
+    const int f16 = kv->type == TENSOR_F16, q8 = kv->type == TENSOR_Q8_0;
     const size_t esz = f16 ? 2 : 4;
     const int dv = head_dim & ~7; /* vector part of a row; the rest is scalar */
-    float m = -INFINITY, l = 0.0f, vt[8];
+    float m = -INFINITY, l = 0.0f, vt[8], qbuf[KERN_MAX_HEAD_DIM]; /* qbuf: a Q8_0 row piece as f32 */
     for (int d = 0; d < head_dim; d++) out[d] = 0.0f;
     for (int p0 = 0; p0 < n_pos; p0 += KERN_ATT_BLOCK) {
         int nb = n_pos - p0 < KERN_ATT_BLOCK ? n_pos - p0 : KERN_ATT_BLOCK;
         float bmax = -INFINITY;
         for (int i = 0; i < nb; i++) {
-            const void *k = (const uint8_t *)kv->k + (size_t)(p0 + i) * kv->row_stride + (size_t)off * esz;
+            const void *k;
+            if (q8) {
+                kern_kv_load_q8_0((const uint8_t *)kv->k + (size_t)(p0 + i) * kv->row_stride, off, head_dim, qbuf);
+                k = qbuf;
+            } else {
+                k = (const uint8_t *)kv->k + (size_t)(p0 + i) * kv->row_stride + (size_t)off * esz;
+            }
             s[i] = (f16 ? dot16_half(k, 0, q, head_dim) : kern_dot16_avx2(q, k, head_dim)) * scale;
             if (s[i] > bmax) bmax = s[i];
         }
@@ -138,7 +144,13 @@ void kern_attention_head_avx2(float *out, const float *q, const kern_kv_view *kv
             float e = kern_expf_ref(s[i] - mn);
             l = l + e;
             __m256 ev = _mm256_set1_ps(e);
-            const uint8_t *v = (const uint8_t *)kv->v + (size_t)(p0 + i) * kv->row_stride + (size_t)off * esz;
+            const uint8_t *v;
+            if (q8) {
+                kern_kv_load_q8_0((const uint8_t *)kv->v + (size_t)(p0 + i) * kv->row_stride, off, head_dim, qbuf);
+                v = (const uint8_t *)qbuf;
+            } else {
+                v = (const uint8_t *)kv->v + (size_t)(p0 + i) * kv->row_stride + (size_t)off * esz;
+            }
             for (d = 0; d < dv; d += 8) {
                 __m256 vv = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const void *)(v + (size_t)d * 2)))
                                 : _mm256_loadu_ps((const float *)(v + (size_t)d * 4));

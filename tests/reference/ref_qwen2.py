@@ -350,16 +350,45 @@ def rms_norm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def rope(x, positions, base, layout="neox"):
+def yarn_inv_freq(hd, base, factor, orig_ctx, beta_fast=32.0, beta_slow=1.0):
+    """YaRN (Peng et al. 2023; the "yarn" rope_scaling of Hugging Face transformers,
+    _compute_yarn_parameters): -> (inverse frequencies (hd/2,), attention factor).
+    Frequencies of dimensions that turn fewer than beta_slow times over the original
+    context are interpolated (divided by factor), those that turn more than
+    beta_fast times are kept, with a linear ramp between; cos and sin are scaled by
+    0.1 ln(factor) + 1."""
+    pos_freqs = base ** (np.arange(0, hd, 2, dtype=np.float64) / hd)
+    extrapolation = 1.0 / pos_freqs
+    interpolation = 1.0 / (factor * pos_freqs)
+
+    def correction_dim(n_rot):  # the dimension that turns n_rot times over orig_ctx
+        return (hd * math.log(orig_ctx / (n_rot * 2 * math.pi))) / (2 * math.log(base))
+
+    low = max(math.floor(correction_dim(beta_fast)), 0)
+    high = min(math.ceil(correction_dim(beta_slow)), hd - 1)
+    if low == high:
+        high += 0.001
+    ramp = np.clip((np.arange(hd // 2, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
+    extrapolation_factor = 1.0 - ramp
+    inv = interpolation * (1.0 - extrapolation_factor) + extrapolation * extrapolation_factor
+    return inv, 0.1 * math.log(factor) + 1.0
+
+
+def rope(x, positions, base, layout="neox", yarn=None):
     """x (T, heads, hd); rotate pairs by theta_i = pos * base^(-2i/hd), i < hd/2.
     neox: element i pairs with i + hd/2.  normal: element 2i pairs with 2i+1
-    (only used by tests to show that the wrong layout is caught)."""
+    (only used by tests to show that the wrong layout is caught).
+    yarn: None, or (factor, original context): see yarn_inv_freq."""
     hd = x.shape[-1]
     half = hd // 2
-    inv = base ** (-2.0 * np.arange(half, dtype=np.float64) / hd)
+    mscale = 1.0
+    if yarn is None:
+        inv = base ** (-2.0 * np.arange(half, dtype=np.float64) / hd)
+    else:
+        inv, mscale = yarn_inv_freq(hd, base, yarn[0], yarn[1])
     ang = np.asarray(positions, dtype=np.float64)[:, None] * inv[None, :]  # (T, half)
-    cos = np.cos(ang)[:, None, :]
-    sin = np.sin(ang)[:, None, :]
+    cos = np.cos(ang)[:, None, :] * mscale
+    sin = np.sin(ang)[:, None, :] * mscale
     if layout == "neox":
         a, b = x[..., :half], x[..., half:]
     elif layout == "normal":
@@ -405,6 +434,19 @@ class Qwen2Ref:
         self.head_dim = int(g.metadata.get(p + "attention.key_length",
                                            self.n_embd // max(self.n_head, 1)))
         self.rope_layout = rope_layout
+        # RoPE scaling: qwen2.rope.scaling.type "yarn" with .factor and
+        # .original_context_length (absent: context_length, as transformers'
+        # original_max_position_embeddings defaults to max_position_embeddings)
+        self.yarn = None
+        st = g.metadata.get(p + "rope.scaling.type", "none")
+        if st == "yarn":
+            f = float(_meta(g, p + "rope.scaling.factor"))
+            oc = g.metadata.get(p + "rope.scaling.original_context_length")
+            if oc is None:
+                oc = int(_meta(g, p + "context_length"))
+            self.yarn = (f, int(oc))
+        elif st != "none":
+            raise RefError("rope scaling %r not supported" % (st,))
         # "block": query head h reads kv head h // (n_head / n_kv) (Qwen2, llama.cpp);
         # "modulo": h % n_kv - wrong, only for tests that show the mistake is caught
         self.gqa_map = gqa_map
@@ -462,8 +504,8 @@ class Qwen2Ref:
             q = (h @ L["wq"].T + L["bq"]).reshape(T, nh, hd)
             k = (h @ L["wk"].T + L["bk"]).reshape(T, nkv, hd)
             v = (h @ L["wv"].T + L["bv"]).reshape(T, nkv, hd)
-            q = rope(q, pos, self.rope_base, self.rope_layout)
-            k = rope(k, pos, self.rope_base, self.rope_layout)
+            q = rope(q, pos, self.rope_base, self.rope_layout, self.yarn)
+            k = rope(k, pos, self.rope_base, self.rope_layout, self.yarn)
             if self.gqa_map == "block":
                 kv_of = np.arange(nh) // group
             elif self.gqa_map == "modulo":

@@ -429,6 +429,56 @@ def compare_model(build, tmp, cfg, typ):
             "min_margin": float(min(margins)), "path": model, "m": m, "seq": seq, "c": c, "r": r, "toks": toks}
 
 
+TOL_YARN = 1e-5
+YARN_ORIG, YARN_FACTOR = 32, 4.0
+
+
+def yarn_case(build, tmp):
+    """YaRN RoPE: a model written with qwen2.rope.scaling.* keys (original context 32,
+    factor 4), a prompt of 3 x 32 tokens; baton-run --exact --kv f32 against the
+    reference at every position, and the same comparison must fail without YaRN or
+    without its attention temperature."""
+    model = os.path.join(tmp, "y_yarn.gguf")
+    r = subprocess.run([os.path.join(build, "tools", "baton-mkmodel"), "--preset", "tiny", "--type", "f32",
+                        "--seed", "11", "--layers", "2", "--ctx", "256", "--vocab", "600",
+                        "--rope-scaling", "yarn", "--rope-scale", str(YARN_FACTOR),
+                        "--yarn-orig-ctx", str(YARN_ORIG), "-o", model],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise RuntimeError("baton-mkmodel (yarn) failed: %s" % r.stderr.strip())
+    m = ref.Qwen2Ref(ref.GGUFFile(model))
+    check(m.yarn == (YARN_FACTOR, YARN_ORIG), "yarn: the reference read %s from the keys" % (m.yarn,))
+    rng = np.random.default_rng(5)
+    prompt = [int(t) for t in rng.integers(1, m.n_vocab, 3 * YARN_ORIG)]
+    lpath = model + ".logits"
+    r = subprocess.run([os.path.join(build, "tools", "baton-run"), "--model", model,
+                        "--tokens", ",".join(map(str, prompt)), "--max-tokens", "1", "--greedy", "--json",
+                        "--exact", "--kv", "f32", "--logits-out", lpath],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError("baton-run (yarn) failed: %s" % r.stderr.strip())
+    c = np.fromfile(lpath, dtype="<f4").astype(np.float64).reshape(len(prompt), m.n_vocab)
+    ref_l = m.forward(prompt)
+    errs = rel_errors(c, ref_l)
+    worst = float(np.max(errs))
+    check(worst <= TOL_YARN, "yarn: logits rel err %.3e at position %d > %g" % (worst, int(np.argmax(errs)), TOL_YARN))
+    # the comparison must see YaRN: plain RoPE, and YaRN without mscale, both fail
+    m.yarn = None
+    e_plain = float(np.max(rel_errors(c, m.forward(prompt))))
+    m.yarn = (YARN_FACTOR, YARN_ORIG)
+    saved = ref.yarn_inv_freq
+    ref.yarn_inv_freq = lambda *a, **k: (saved(*a, **k)[0], 1.0)
+    try:
+        e_nomscale = float(np.max(rel_errors(c, m.forward(prompt))))
+    finally:
+        ref.yarn_inv_freq = saved
+    check(e_plain > 100 * TOL_YARN, "yarn: plain RoPE still passes (err %.3e)" % e_plain)
+    check(e_nomscale > 100 * TOL_YARN, "yarn: YaRN without mscale still passes (err %.3e)" % e_nomscale)
+    print("yarn (factor %g, original context %d, %d-token prompt, --exact --kv f32): max rel err %.3e over %d "
+          "positions (bound %g); plain RoPE gives %.3e, YaRN without mscale %.3e"
+          % (YARN_FACTOR, YARN_ORIG, len(prompt), worst, len(prompt), TOL_YARN, e_plain, e_nomscale))
+
+
 def negative_checks(res):
     """The comparison must fail for a broken forward pass."""
     m, seq, c, r = res["m"], res["seq"], res["c"], res["r"]
@@ -528,6 +578,12 @@ def main():
                           % (res["cfg"], res["type"], res["worst"], res["pos"],
                              "same" if res["greedy_ok"] else "DIFF", res["min_margin"],
                              res["worst16"], "same" if res["same16"] else "differ"))
+                if not os.environ.get("BATON_REF_TYPES") or os.environ.get("BATON_REF_YARN") == "1":
+                    try:
+                        yarn_case(build, tmp)
+                    except (RuntimeError, subprocess.TimeoutExpired, ValueError,
+                            ref.GGUFError, ref.RefError) as e:
+                        check(False, str(e))
                 neg = [x for x in results if x["cfg"] == "A" and x["type"] == "q4_k_m" and "m" in x]
                 if neg:
                     negative_checks(neg[0])

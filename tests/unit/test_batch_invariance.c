@@ -4,13 +4,14 @@
  * Models: `baton-mkmodel --preset tiny` in q8_0 and q4_k_m (Q4_K + Q6_K), with a
  * vocabulary of 509 so the head has a ragged last row tile. Prompt: 80 tokens.
  * For every dispatch level this CPU has, in FAST and EXACT precision, with an f16
- * KV cache (and f32 once), the reference is the whole prompt in one batch on one
+ * and a q8_0 KV cache (and f32 in FAST), the reference is the whole prompt in one batch on one
  * thread; then, compared with memcmp token by token - the hidden state after the
  * last layer (before the output norm) and the logits of every position:
  *   - prefill in chunks of 1 (decode), 7, 64 and all, with 1 and 2 threads;
  *   - the prompt in slot 2, interleaved token by token with two other sequences
  *     (slots 0 and 1, other prompts, other lengths) in batches of varying size;
  *   - across levels: every level's reference == the scalar reference.
+ * The q8_0 cache's logit error against the f16 cache's is printed (and bounded).
  * Sanity: the reference depends on the prompt (another prompt changes it), so
  * the comparisons cannot pass on constant output.
  */
@@ -248,15 +249,19 @@ int main(void) {
         }
         for (int prec = 0; prec < 2; prec++) {
             kern_set_precision(prec ? KERN_EXACT : KERN_FAST);
-            for (int kvf32 = 0; kvf32 < (prec ? 1 : 2); kvf32++) {
+            /* KV formats: f16 and q8_0 in both precisions, f32 in FAST */
+            static const uint32_t kvt[] = {TENSOR_F16, TENSOR_Q8_0, TENSOR_F32};
+            static const char *const kvn[] = {"f16", "q8_0", "f32"};
+            float *f16_logits = NULL;
+            for (int kvi = 0; kvi < (prec ? 2 : 3); kvi++) {
                 run_out ref[3] = {{0}};
                 for (int l = 0; l <= (int)best; l++) {
                     if (kern_set_level((kern_level)l)) continue;
                     char tag[128];
                     snprintf(tag, sizeof tag, "%s %s %s, %s cache", types[ti], kern_level_name((kern_level)l),
-                             prec ? "exact" : "fast", kvf32 ? "f32" : "f16");
+                             prec ? "exact" : "fast", kvn[kvi]);
                     int before = failures;
-                    check_level(path, kvf32 ? TENSOR_F32 : TENSOR_F16, tag, &ref[l]);
+                    check_level(path, kvt[kvi], tag, &ref[l]);
                     if (l > 0 && ref[0].hidden && ref[l].hidden) {
                         /* the levels reproduce the scalar arithmetic bit for bit */
                         char what[160];
@@ -265,9 +270,33 @@ int main(void) {
                     }
                     printf("  %-36s %s\n", tag, failures == before ? "bit-identical" : "DIFFERS");
                 }
+                if (kvt[kvi] == TENSOR_F16 && ref[0].logits) {
+                    f16_logits = malloc(sizeof(float) * N_PROMPT * TINY_VOCAB);
+                    if (f16_logits) memcpy(f16_logits, ref[0].logits, sizeof(float) * N_PROMPT * TINY_VOCAB);
+                }
+                if (kvt[kvi] == TENSOR_Q8_0 && ref[0].logits && f16_logits) {
+                    /* what the q8_0 cache costs: logits against the f16 cache's, every position */
+                    double max_abs = 0, max_rel = 0;
+                    for (int p = 0; p < N_PROMPT; p++) {
+                        double amax = 0, dmax = 0;
+                        for (int v = 0; v < TINY_VOCAB; v++) {
+                            double a = f16_logits[p * TINY_VOCAB + v], b = ref[0].logits[p * TINY_VOCAB + v];
+                            if (fabs(a) > amax) amax = fabs(a);
+                            if (fabs(a - b) > dmax) dmax = fabs(a - b);
+                        }
+                        if (dmax > max_abs) max_abs = dmax;
+                        if (amax > 0 && dmax / amax > max_rel) max_rel = dmax / amax;
+                    }
+                    printf("  %s %s: logits with a q8_0 KV cache vs f16, %d positions: max abs %.3e, max rel "
+                           "(to the row's max|logit|) %.3e\n", types[ti], prec ? "exact" : "fast", N_PROMPT, max_abs,
+                           max_rel);
+                    CHECK(max_rel < 0.05, "%s: q8_0 KV logits off f16's by %.3e (relative)", types[ti], max_rel);
+                    CHECK(max_abs > 0, "%s: q8_0 KV logits equal f16's: the cache format was not used", types[ti]);
+                }
                 for (int l = 0; l < 3; l++) out_free(&ref[l]);
                 kern_set_level(best);
             }
+            free(f16_logits);
         }
     }
     kern_set_precision(KERN_FAST);

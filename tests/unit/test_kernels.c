@@ -395,6 +395,36 @@ static void test_vector_ops(void) {
         CHECK(!bad, "%s rope off the float64 rotation", kern_level_name(levels[li]));
         if (li) CHECK(!memcmp(r[li], r[0], sizeof base), "%s rope differs from scalar", kern_level_name(levels[li]));
     }
+    /* YaRN rope (factor 4, original context 64, QwQ's base): against a float64 rotation
+     * written from the formulas of ops.h, bit-exact across levels */
+    const kern_rope yr = {.base = 1e6f, .yarn_factor = 4.0f, .yarn_orig_ctx = 64};
+    float ry[3][3 * 128];
+    for (int li = 0; li < n_levels; li++) {
+        set_level(levels[li]);
+        memcpy(ry[li], base, sizeof base);
+        kern_rope_neox_ext(ry[li], H, hd, 777, &yr);
+        double lo = floor(hd * log(64.0 / (32 * 2 * M_PI)) / (2 * log(1e6)));
+        double hi = ceil(hd * log(64.0 / (1 * 2 * M_PI)) / (2 * log(1e6)));
+        lo = lo < 0 ? 0 : lo, hi = hi > hd - 1 ? hd - 1 : hi;
+        int bad = 0;
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < hd / 2; i++) {
+                double ramp = 1 - fmin(1, fmax(0, (i - lo) / fmax(0.001, hi - lo)));
+                double f = pow(1e6, -2.0 * i / hd), th = 777.0 * (f / 4 * (1 - ramp) + f * ramp);
+                double ms = 0.1 * log(4.0) + 1;
+                double a = base[h * hd + i], b = base[h * hd + i + hd / 2];
+                double e0 = ms * (a * cos(th) - b * sin(th)), e1 = ms * (a * sin(th) + b * cos(th));
+                if (fabs(ry[li][h * hd + i] - e0) > 2e-6 || fabs(ry[li][h * hd + i + hd / 2] - e1) > 2e-6) bad = 1;
+            }
+        CHECK(!bad, "%s yarn rope off the float64 rotation", kern_level_name(levels[li]));
+        CHECK(memcmp(ry[li], r[li], sizeof base), "%s yarn rope equals plain rope", kern_level_name(levels[li]));
+        if (li) CHECK(!memcmp(ry[li], ry[0], sizeof base), "%s yarn rope differs from scalar", kern_level_name(levels[li]));
+    }
+    const kern_rope plain = {.base = 1e6f};
+    memcpy(ry[0], base, sizeof base);
+    kern_rope_neox_ext(ry[0], H, hd, 777, &plain);
+    CHECK(!memcmp(ry[0], r[n_levels - 1], sizeof base), "kern_rope_neox_ext without YaRN differs from kern_rope_neox");
+
     /* embed and store_row */
     float row[64], back[64], e[64];
     uint16_t h16[64];
@@ -417,7 +447,7 @@ static void test_vector_ops(void) {
 /* ------------------------------------------------------------ attention */
 
 static void attention_case(uint32_t kvtype, int n_pos, int n_head, int n_kv, int hd) {
-    size_t esz = kvtype == TENSOR_F16 ? 2 : 4, stride = (size_t)n_kv * hd * esz + 16;
+    size_t stride = kern_kv_row_bytes(kvtype, n_kv * hd) + 16;
     uint8_t *k = calloc((size_t)n_pos, stride), *v = calloc((size_t)n_pos, stride);
     float *kf = malloc(sizeof(float) * n_pos * n_kv * hd), *vf = malloc(sizeof(float) * n_pos * n_kv * hd);
     float *q = malloc(sizeof(float) * n_head * hd), *out[3];
@@ -426,6 +456,11 @@ static void attention_case(uint32_t kvtype, int n_pos, int n_head, int n_kv, int
         for (int i = 0; i < n_kv * hd; i++) tk[i] = frand() * 3.0f, tv[i] = frand();
         kern_store_row(kvtype, k + p * stride, tk, n_kv * hd);
         kern_store_row(kvtype, v + p * stride, tv, n_kv * hd);
+        if (kvtype == TENSOR_Q8_0) { /* the values the cache holds: quant_dequantize_row of the GGUF Q8_0 blocks */
+            quant_dequantize_row(TENSOR_Q8_0, k + p * stride, kf + p * n_kv * hd, n_kv * hd);
+            quant_dequantize_row(TENSOR_Q8_0, v + p * stride, vf + p * n_kv * hd, n_kv * hd);
+            continue;
+        }
         for (int i = 0; i < n_kv * hd; i++) {
             kf[p * n_kv * hd + i] = kvtype == TENSOR_F16 ? fp16_to_f32(f32_to_fp16(tk[i])) : tk[i];
             vf[p * n_kv * hd + i] = kvtype == TENSOR_F16 ? fp16_to_f32(f32_to_fp16(tv[i])) : tv[i];
@@ -456,7 +491,7 @@ static void attention_case(uint32_t kvtype, int n_pos, int n_head, int n_kv, int
             free(s);
         }
         CHECK(!bad, "%s attention %s n_pos %d off the float64 softmax", kern_level_name(levels[li]),
-              kvtype == TENSOR_F16 ? "f16" : "f32", n_pos);
+              kvtype == TENSOR_F16 ? "f16" : kvtype == TENSOR_Q8_0 ? "q8_0" : "f32", n_pos);
         if (li)
             CHECK(!memcmp(out[li], out[0], sizeof(float) * n_head * hd), "%s attention n_pos %d differs from scalar",
                   kern_level_name(levels[li]), n_pos);
@@ -507,6 +542,10 @@ int main(void) {
     attention_case(TENSOR_F32, 600, 2, 1, 64);
     attention_case(TENSOR_F16, 37, 6, 3, 20); /* head_dim not a multiple of 8 or 16: vector tails */
     attention_case(TENSOR_F32, 9, 2, 2, 12);
+    attention_case(TENSOR_Q8_0, 1, 4, 2, 128);
+    attention_case(TENSOR_Q8_0, 70, 8, 2, 128);
+    attention_case(TENSOR_Q8_0, 600, 2, 1, 64);
+    attention_case(TENSOR_Q8_0, 45, 3, 3, 32);
     printf("attention done (%d checks, %d failures)\n", checks, failures);
     test_quantizer_edges();
     test_matmul();

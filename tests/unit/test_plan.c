@@ -37,7 +37,7 @@ int main(void) {
     plan_result r;
 
     /* Two equal nodes, plenty of memory: 4 + 4, bottleneck 4 layers x 1 s. */
-    plan_node eq[2] = {{1 << 20, 1.0}, {1 << 20, 1.0}};
+    plan_node eq[2] = {{1 << 20, 1.0, 0}, {1 << 20, 1.0, 0}};
     CHECK(plan_layers(&pm, eq, 2, &r, err, sizeof err) == 0, "equal: %s", err);
     print_plan("equal", &r);
     expect("equal", &r, 2, (int[]){0, 1}, (int[]){0, 4}, (int[]){4, 8});
@@ -45,14 +45,14 @@ int main(void) {
     CHECK(r.stages[0].bytes == 4 * 110, "equal: stage 0 bytes %llu, expected 440", (unsigned long long)r.stages[0].bytes);
 
     /* Node 1 three times as fast: 2 layers on node 0 (2 s), 6 on node 1 (6 x 1/3 = 2 s). */
-    plan_node het[2] = {{1 << 20, 1.0}, {1 << 20, 1.0 / 3}};
+    plan_node het[2] = {{1 << 20, 1.0, 0}, {1 << 20, 1.0 / 3, 0}};
     CHECK(plan_layers(&pm, het, 2, &r, err, sizeof err) == 0, "hetero: %s", err);
     print_plan("hetero", &r);
     expect("hetero", &r, 2, (int[]){0, 1}, (int[]){0, 2}, (int[]){2, 8});
     CHECK(fabs(r.bottleneck - 2.0) < 1e-9, "hetero: bottleneck %g, expected 2", r.bottleneck);
 
     /* The fast node can only hold 3 layers (3 x 110 = 330 <= 350 < 440): the rest go to the slow one. */
-    plan_node mem[2] = {{1 << 20, 1.0}, {350, 0.1}};
+    plan_node mem[2] = {{1 << 20, 1.0, 0}, {350, 0.1, 0}};
     CHECK(plan_layers(&pm, mem, 2, &r, err, sizeof err) == 0, "memory: %s", err);
     print_plan("memory", &r);
     expect("memory", &r, 2, (int[]){0, 1}, (int[]){0, 5}, (int[]){5, 8});
@@ -66,20 +66,20 @@ int main(void) {
     pm.head_cost = 0;
 
     /* A node too small for even one layer is skipped; the others share the work. */
-    plan_node skip[3] = {{1 << 20, 1.0}, {50, 1.0}, {1 << 20, 1.0}};
+    plan_node skip[3] = {{1 << 20, 1.0, 0}, {50, 1.0, 0}, {1 << 20, 1.0, 0}};
     CHECK(plan_layers(&pm, skip, 3, &r, err, sizeof err) == 0, "skip: %s", err);
     print_plan("skip", &r);
     expect("skip", &r, 2, (int[]){0, 2}, (int[]){0, 4}, (int[]){4, 8});
 
     /* Four equal nodes: 2 layers each. */
-    plan_node four[4] = {{1 << 20, 1.0}, {1 << 20, 1.0}, {1 << 20, 1.0}, {1 << 20, 1.0}};
+    plan_node four[4] = {{1 << 20, 1.0, 0}, {1 << 20, 1.0, 0}, {1 << 20, 1.0, 0}, {1 << 20, 1.0, 0}};
     CHECK(plan_layers(&pm, four, 4, &r, err, sizeof err) == 0, "four: %s", err);
     print_plan("four", &r);
     expect("four", &r, 4, (int[]){0, 1, 2, 3}, (int[]){0, 2, 4, 6}, (int[]){2, 4, 6, 8});
 
     /* Embeddings must sit with layer 0: node 0 has room for embed + 1 layer only. */
     pm.embed_bytes = 1000;
-    plan_node emb[2] = {{1110, 1.0}, {1 << 20, 1.0}};
+    plan_node emb[2] = {{1110, 1.0, 0}, {1 << 20, 1.0, 0}};
     CHECK(plan_layers(&pm, emb, 2, &r, err, sizeof err) == 0, "embed: %s", err);
     print_plan("embed", &r);
     expect("embed", &r, 2, (int[]){0, 1}, (int[]){0, 1}, (int[]){1, 8});
@@ -88,7 +88,7 @@ int main(void) {
     /* The output head sits with the last layer and counts against that node's memory:
      * node 1 holds 4 layers (440) but not 4 layers + head (1440); 3 + head = 1330 fit. */
     pm.head_bytes = 1000;
-    plan_node headmem[2] = {{1 << 20, 1.0}, {1330, 1.0}};
+    plan_node headmem[2] = {{1 << 20, 1.0, 0}, {1330, 1.0, 0}};
     CHECK(plan_layers(&pm, headmem, 2, &r, err, sizeof err) == 0, "head memory: %s", err);
     print_plan("head memory", &r);
     expect("head memory", &r, 2, (int[]){0, 1}, (int[]){0, 5}, (int[]){5, 8});
@@ -102,14 +102,34 @@ int main(void) {
     pm.head_bytes = 0;
 
     /* Infeasible: 8 x 110 = 880 bytes over two nodes of 400. */
-    plan_node tiny[2] = {{400, 1.0}, {400, 1.0}};
+    plan_node tiny[2] = {{400, 1.0, 0}, {400, 1.0, 0}};
     CHECK(plan_layers(&pm, tiny, 2, &r, err, sizeof err) == -1, "infeasible: planned anyway");
     printf("infeasible: %s\n", err);
     CHECK(strstr(err, "no plan fits") != NULL, "infeasible: message '%s'", err);
 
+    /* The node's own KV format: with f16 KV (10 per layer) 8 x 110 = 880 does not fit two
+     * nodes of 440 x 2 - 1 = 439; with q8_0-sized KV (5 per layer, 105 x 4 = 420) it does. */
+    pm.n_ctx = 64;
+    pm.n_slots = 2;
+    plan_node kvf16[2] = {{439, 1.0, 0}, {439, 1.0, 0}};
+    CHECK(plan_layers(&pm, kvf16, 2, &r, err, sizeof err) == -1, "kv f16: planned anyway");
+    printf("kv f16: %s\n", err);
+    CHECK(strstr(err, "KV cache") && strstr(err, "2 slot(s) x 64 positions"), "kv f16: message '%s'", err);
+    plan_node kvq8[2] = {{439, 1.0, 5}, {439, 1.0, 5}};
+    CHECK(plan_layers(&pm, kvq8, 2, &r, err, sizeof err) == 0, "kv q8_0: %s", err);
+    print_plan("kv q8_0", &r);
+    expect("kv q8_0", &r, 2, (int[]){0, 1}, (int[]){0, 4}, (int[]){4, 8});
+    CHECK(r.stages[0].bytes == 4 * 105, "kv q8_0: stage 0 bytes %llu, expected 420", (unsigned long long)r.stages[0].bytes);
+    /* mixed: node 1 with f16 KV holds only 3 layers (330 <= 400 < 440), node 0 with q8_0 KV the other 5 (525) */
+    plan_node kvmix[2] = {{600, 1.0, 5}, {400, 1.0, 10}};
+    CHECK(plan_layers(&pm, kvmix, 2, &r, err, sizeof err) == 0, "kv mixed: %s", err);
+    print_plan("kv mixed", &r);
+    expect("kv mixed", &r, 2, (int[]){0, 1}, (int[]){0, 5}, (int[]){5, 8});
+    pm.n_ctx = pm.n_slots = 0;
+
     /* No nodes, bad speed. */
     CHECK(plan_layers(&pm, tiny, 0, &r, err, sizeof err) == -1, "no nodes accepted");
-    plan_node bad[1] = {{1 << 20, 0.0}};
+    plan_node bad[1] = {{1 << 20, 0.0, 0}};
     CHECK(plan_layers(&pm, bad, 1, &r, err, sizeof err) == -1, "zero speed accepted");
     printf("bad speed: %s\n", err);
 

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "cliparse.h"
 #include "forward.h"
 #include "ops.h"
 
@@ -263,6 +264,9 @@ static double kb_layer_macs(const model *m) {
     return macs;
 }
 
+static int g_ctx;                        /* --ctx N: decode at positions N.. (0: right after the 128-token prefill) */
+static uint32_t g_kv_type = TENSOR_F16;  /* --kv */
+
 static int kb_decode_one(const char *path, double bw1, double bw2, double peak1, double peak2, int json, int *first) {
     char err[512];
     model *m = model_load(path, &(model_slice){0, -1, false, false}, err, sizeof err);
@@ -272,7 +276,8 @@ static int kb_decode_one(const char *path, double bw1, double bw2, double peak1,
     }
     const int n_layers = m->slice.layer_end - m->slice.layer_begin; /* end is exclusive */
     const int E = (int)m->hp.n_embd, P = 128, D = 8;
-    kv_cache *kv = kv_cache_new(m, 1, P + D + 1, TENSOR_F16, err, sizeof err);
+    const int start = g_ctx > P ? g_ctx : P; /* first decode position */
+    kv_cache *kv = kv_cache_new(m, 1, start + D + 1, g_kv_type, err, sizeof err);
     fwd_ctx *c = fwd_ctx_new(m, P);
     float *hidden = malloc(sizeof(float) * P * E);
     int32_t tok[128], slot[128], pos[128];
@@ -292,9 +297,22 @@ static int kb_decode_one(const char *path, double bw1, double bw2, double peak1,
             return 1;
         }
         res[th - 1][1] = (clock_s() - t0) / P;
+        if (th == 1 && start > P) { /* positions [P, start): random K/V rows, as a long prompt would leave */
+            const int KD = (int)(m->hp.n_head_kv * m->hp.head_dim);
+            float *row = malloc(sizeof(float) * (size_t)KD);
+            if (!row) return 1;
+            for (int il = 0; il < n_layers; il++)
+                for (int p = P; p < start; p++)
+                    for (int kvi = 0; kvi < 2; kvi++) {
+                        for (int i = 0; i < KD; i++) row[i] = (float)(kb_next() % 2001) * 1e-3f - 1.0f;
+                        size_t idx = (size_t)il * (size_t)kv->n_ctx + (size_t)p; /* slot 0 */
+                        kern_store_row(kv->type, (kvi ? kv->v : kv->k) + idx * kv->row_bytes, row, KD);
+                    }
+            free(row);
+        }
         double best = 1e30;
         for (int d = 0; d < D; d++) {
-            int32_t p1 = P + d;
+            int32_t p1 = start + d;
             fwd_batch b1 = {.n = 1, .tokens = tok, .slot = slot, .pos = &p1};
             double t1 = clock_s();
             if (forward_run(c, kv, &b1, hidden, NULL, err, sizeof err)) {
@@ -307,6 +325,8 @@ static int kb_decode_one(const char *path, double bw1, double bw2, double peak1,
         res[th - 1][0] = best;
     }
     double bytes = (double)m->weight_bytes, macs = kb_layer_macs(m);
+    /* a decode token at position ~start reads every earlier K and V row of each layer */
+    const double kv_read = 2.0 * (double)kv->row_bytes * (double)(start + 1) * n_layers;
     for (int th = 1; th <= 2; th++) {
         double dec = res[th - 1][0], pf = res[th - 1][1], bw = th == 1 ? bw1 : bw2, peak = th == 1 ? peak1 : peak2;
         double bound = bytes / (bw * 1e9), tops = 2 * macs / pf / 1e12;
@@ -314,12 +334,16 @@ static int kb_decode_one(const char *path, double bw1, double bw2, double peak1,
             printf("%s{\"model\":\"%s\",\"threads\":%d,\"layers\":%d,\"weight_bytes_per_token\":%.0f,"
                    "\"decode_ms_per_layer\":%.3f,\"decode_tok_s\":%.2f,\"decode_ratio_to_bandwidth\":%.3f,"
                    "\"prefill128_tok_s\":%.2f,\"prefill_ms_per_token_layer\":%.4f,\"decode_over_prefill\":%.1f,"
-                   "\"prefill_int8_tops\":%.4f,\"int8_peak_tops\":%.4f,\"prefill_ratio_to_peak\":%.3f}",
+                   "\"prefill_int8_tops\":%.4f,\"int8_peak_tops\":%.4f,\"prefill_ratio_to_peak\":%.3f,"
+                   "\"decode_position\":%d,\"kv_type\":\"%s\",\"kv_bytes_per_token\":%.0f,\"decode_gbs\":%.3f}",
                    *first ? "" : ",", path, th, n_layers, bytes, dec * 1e3 / n_layers, 1 / dec, bound / dec, 1 / pf,
-                   pf * 1e3 / n_layers, dec / pf, tops, peak / 1e12, peak > 0 ? tops * 1e12 / peak : 0);
+                   pf * 1e3 / n_layers, dec / pf, tops, peak / 1e12, peak > 0 ? tops * 1e12 / peak : 0, start,
+                   tensor_type_get(g_kv_type)->name, kv_read, (bytes + kv_read) / dec / 1e9);
         else
-            printf("%-40s %2d %6.3f %8.2f %6.3f %10.2f %10.4f %7.1f %7.3f %6.3f\n", path, th, dec * 1e3 / n_layers,
-                   1 / dec, bound / dec, 1 / pf, pf * 1e3 / n_layers, dec / pf, tops, peak > 0 ? tops * 1e12 / peak : 0);
+            printf("%-40s %2d %6.3f %8.2f %6.3f %10.2f %10.4f %7.1f %7.3f %6.3f %7d %-4s %8.1f %7.2f\n", path, th,
+                   dec * 1e3 / n_layers, 1 / dec, bound / dec, 1 / pf, pf * 1e3 / n_layers, dec / pf, tops,
+                   peak > 0 ? tops * 1e12 / peak : 0, start, tensor_type_get(g_kv_type)->name, kv_read / 1048576.0,
+                   (bytes + kv_read) / dec / 1e9);
         *first = 0;
     }
     free(hidden);
@@ -335,7 +359,24 @@ static int bench_decode(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
         else if (!strcmp(argv[i], "--type") && i + 1 < argc) only = argv[++i];
-        else if (strcmp(argv[i], "--json")) {
+        else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) {
+            long long v;
+            char perr[200];
+            if (cli_int(argv[++i], 1, 1 << 22, &v, perr, sizeof perr)) {
+                fprintf(stderr, "baton-bench decode: --ctx: %s\n", perr);
+                return 2;
+            }
+            g_ctx = (int)v;
+        } else if (!strcmp(argv[i], "--kv") && i + 1 < argc) {
+            const char *k = argv[++i];
+            if (!strcmp(k, "f16")) g_kv_type = TENSOR_F16;
+            else if (!strcmp(k, "f32")) g_kv_type = TENSOR_F32;
+            else if (!strcmp(k, "q8_0")) g_kv_type = TENSOR_Q8_0;
+            else {
+                fprintf(stderr, "baton-bench decode: --kv must be f16, f32 or q8_0\n");
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--json")) {
             fprintf(stderr, "baton-bench decode: unknown option '%s'\n", argv[i]);
             return 2;
         }
@@ -357,9 +398,10 @@ static int bench_decode(int argc, char **argv) {
                kern_level_name(kern_get_level()), bw1, bw2, peak1 / 1e12, peak2 / 1e12);
     else
         printf("level %s; bandwidth %.2f GB/s (1 thread), %.2f GB/s (2 threads); peak int8 (%s) %.3f / %.3f TOPS\n"
-               "%-40s %2s %6s %8s %6s %10s %10s %7s %7s %6s\n",
+               "%-40s %2s %6s %8s %6s %10s %10s %7s %7s %6s %7s %-4s %8s %7s\n",
                kern_level_name(kern_get_level()), bw1, bw2, kb_peak_instr(), peak1 / 1e12, peak2 / 1e12, "model", "th",
-               "ms/lay", "tok/s", "ratio", "pf tok/s", "pf ms/t/l", "dec/pf", "pf TOPS", "/peak");
+               "ms/lay", "tok/s", "ratio", "pf tok/s", "pf ms/t/l", "dec/pf", "pf TOPS", "/peak", "dec-pos", "kv",
+               "KV MiB/t", "GB/s");
     int first = 1, rc = 0;
     if (model_path) {
         rc = kb_decode_one(model_path, bw1, bw2, peak1, peak2, json, &first);
@@ -382,4 +424,6 @@ static int bench_decode(int argc, char **argv) {
 BENCH_REGISTER(decode,
                "forward-pass decode/prefill speed of a 4-layer QwQ-32B-shaped model vs bandwidth (without --model, "
                "the model of --type is generated under /tmp)",
-               "[--model FILE] [--type q8_0|q4_k_m|q4_0]", bench_decode)
+               "[--model FILE] [--type q8_0|q4_k_m|q4_0] [--ctx N] [--kv f16|f32|q8_0]  (--ctx: decode at position N, "
+               "the cache filled with random rows; GB/s counts weights + the K/V read)",
+               bench_decode)
