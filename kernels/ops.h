@@ -33,6 +33,7 @@ typedef enum kern_level {
     KERN_SCALAR = 0,
     KERN_AVX2 = 1,
     KERN_AVX512 = 2,
+    KERN_AMX = 3,
 } kern_level;
 
 typedef enum kern_precision {

@@ -222,6 +222,8 @@ static int make_model(const char *type, char *path, size_t len) {
     return system(cmd) == 0 ? 0 : -1;
 }
 
+#define MAX_RUNS 8 /* levels of the table, + AMX once more */
+
 int main(void) {
     const char *build = getenv("BATON_BUILD");
     if (!build) {
@@ -235,6 +237,7 @@ int main(void) {
         return 1;
     }
     unsetenv("BATON_ISA"); /* kern_init would re-apply it; the test sets levels itself */
+    setenv("BATON_AMX_EMULATE", "1", 1); /* the AMX level on its emulator wherever AVX-512 runs */
     unsetenv("BATON_THREADS");
     kern_init(1);
     kern_level best = kern_best_level();
@@ -249,12 +252,17 @@ int main(void) {
         for (int prec = 0; prec < 2; prec++) {
             kern_set_precision(prec ? KERN_EXACT : KERN_FAST);
             for (int kvf32 = 0; kvf32 < (prec ? 1 : 2); kvf32++) {
-                run_out ref[3] = {{0}};
-                for (int l = 0; l <= (int)best; l++) {
-                    if (kern_set_level((kern_level)l)) continue;
+                /* every level up to the best; AMX on its emulator and, with AMX, on the tiles too */
+                run_out ref[MAX_RUNS] = {{0}};
+                int n_runs = (int)best + 1 + (best == KERN_AMX && strstr(kern_cpu_features(), "amx-int8") ? 1 : 0);
+                for (int l = 0; l < n_runs && l < MAX_RUNS; l++) {
+                    kern_level lv = l <= (int)best ? (kern_level)l : KERN_AMX;
+                    if (kern_set_level(lv)) continue;
+                    setenv("BATON_AMX_EMULATE", l > (int)best ? "0" : "1", 1); /* read per call by the AMX level */
                     char tag[128];
-                    snprintf(tag, sizeof tag, "%s %s %s, %s cache", types[ti], kern_level_name((kern_level)l),
-                             prec ? "exact" : "fast", kvf32 ? "f32" : "f16");
+                    snprintf(tag, sizeof tag, "%s %s%s %s, %s cache", types[ti], kern_level_name(lv),
+                             lv == KERN_AMX ? (l > (int)best ? "(tiles)" : "(emulated)") : "", prec ? "exact" : "fast",
+                             kvf32 ? "f32" : "f16");
                     int before = failures;
                     check_level(path, kvf32 ? TENSOR_F32 : TENSOR_F16, tag, &ref[l]);
                     if (l > 0 && ref[0].hidden && ref[l].hidden) {
@@ -265,7 +273,7 @@ int main(void) {
                     }
                     printf("  %-36s %s\n", tag, failures == before ? "bit-identical" : "DIFFERS");
                 }
-                for (int l = 0; l < 3; l++) out_free(&ref[l]);
+                for (int l = 0; l < MAX_RUNS; l++) out_free(&ref[l]);
                 kern_set_level(best);
             }
         }
