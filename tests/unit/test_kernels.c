@@ -74,6 +74,8 @@ static void matmul_case(uint32_t type, int64_t rows, int64_t cols, int nt) {
     int quantized = type == TENSOR_Q8_0 || type == TENSOR_Q4_0 || type == TENSOR_Q4_K || type == TENSOR_Q6_K;
     for (int li = 0; li < n_levels; li++) {
         set_level_i(li);
+        /* packing is for FAST only: the previous level's loop ended in EXACT */
+        kern_set_precision(KERN_FAST);
         if (kern_matrix_prepare(&m)) CHECK(0, "prepare failed");
         for (int p = 0; p < 2; p++) {
             kern_set_precision(p ? KERN_EXACT : KERN_FAST);
