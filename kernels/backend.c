@@ -17,7 +17,10 @@
 #include <cpuid.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "ops_internal.h"
 
@@ -35,6 +38,7 @@ enum {
     CPU_AVX512VNNI = 1u << 8,
     CPU_AVX512BF16 = 1u << 9,
     CPU_AMX_TILE = 1u << 10,
+    CPU_AMX_INT8 = 1u << 11,
 };
 
 /* kern_cpu_features' names, in its order. */
@@ -53,7 +57,18 @@ static const struct {
     {CPU_AVX512VNNI, "avx512vnni"},
     {CPU_AVX512BF16, "avx512bf16"},
     {CPU_AMX_TILE, "amx-tile"},
+    {CPU_AMX_INT8, "amx-int8"},
 };
+
+/* Linux: ask once per process for the AMX tile data state (ARCH_REQ_XCOMP_PERM,
+ * XFEATURE_XTILEDATA); without it the first tile instruction faults. 0 or -1. */
+static int amx_request_permission(void) {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0 ? 0 : -1;
+#else
+    return -1;
+#endif
+}
 
 /* XCR0: which register states the OS saves (bit 1 SSE, 2 AVX, 5-7 AVX-512). */
 static uint64_t read_xcr0(void) {
@@ -76,13 +91,14 @@ static uint32_t cpu_detect(void) {
     }
     int avx2 = (b7 >> 5) & 1, f = (b7 >> 16) & 1, dq = (b7 >> 17) & 1, bw = (b7 >> 30) & 1, vl = (b7 >> 31) & 1;
     int vnni = (c7 >> 11) & 1, bf16 = (a71 >> 5) & 1;
-    int amx = (d7 >> 24) & 1;
+    int amx = (d7 >> 24) & 1, amx_int8 = (d7 >> 25) & 1;
+    int tmm_os = (xcr0 & 0x60000) == 0x60000; /* XTILECFG, XTILEDATA */
     uint32_t m = 0;
     if (ymm_os) m |= (avx ? CPU_AVX : 0) | (avx2 ? CPU_AVX2 : 0) | (fma ? CPU_FMA : 0) | (f16c ? CPU_F16C : 0);
     if (zmm_os)
         m |= (f ? CPU_AVX512F : 0) | (bw ? CPU_AVX512BW : 0) | (vl ? CPU_AVX512VL : 0) | (dq ? CPU_AVX512DQ : 0) |
              (vnni ? CPU_AVX512VNNI : 0) | (bf16 ? CPU_AVX512BF16 : 0);
-    if (amx) m |= CPU_AMX_TILE;
+    if (amx && amx_int8 && tmm_os && amx_request_permission() == 0) m |= CPU_AMX_TILE | CPU_AMX_INT8;
     return m;
 }
 
@@ -92,7 +108,13 @@ static uint32_t cpu_detect(void) {
 /* The AVX-512 kernels use VNNI for every integer dot: it is required. */
 #define NEEDS_AVX512 (NEEDS_AVX2 | CPU_AVX512F | CPU_AVX512BW | CPU_AVX512VL | CPU_AVX512DQ | CPU_AVX512VNNI)
 
-extern const kern_backend kern_backend_avx2, kern_backend_avx512;
+/* AMX: the tiles and their int8 products; the AVX-512 level underneath (every job
+ * AMX leaves runs there). BATON_AMX_EMULATE (not "0") at the first use of the
+ * kernels makes the level available without AMX, on its plain-C tile emulator
+ * (cpu/gemm_amx.c; for tests). */
+#define NEEDS_AMX (NEEDS_AVX512 | CPU_AMX_TILE | CPU_AMX_INT8)
+
+extern const kern_backend kern_backend_avx2, kern_backend_avx512, kern_backend_amx;
 
 /* The levels, lowest first; their order is the kern_level enum's (ops.h). */
 static const struct {
@@ -102,6 +124,7 @@ static const struct {
     {&kern_backend_scalar, 0},
     {&kern_backend_avx2, NEEDS_AVX2},     /* cpu/ops_avx2.c */
     {&kern_backend_avx512, NEEDS_AVX512}, /* cpu/ops_avx512.c */
+    {&kern_backend_amx, NEEDS_AMX},       /* cpu/gemm_amx.c */
 };
 #define N_LEVELS ((int)(sizeof table / sizeof table[0]))
 
@@ -123,7 +146,10 @@ static void backends_init(void) {
         size_t len = strlen(bk.feature_text);
         snprintf(bk.feature_text + len, sizeof bk.feature_text - len, "%s%s", len ? " " : "", feature_names[i].name);
     }
-    for (int l = 1; l < N_LEVELS && (bk.features & table[l].needs) == table[l].needs; l++) bk.best = l;
+    uint32_t have = bk.features;
+    const char *emu = getenv("BATON_AMX_EMULATE");
+    if (emu && *emu && strcmp(emu, "0")) have |= CPU_AMX_TILE | CPU_AMX_INT8; /* the emulator's tiles */
+    for (int l = 1; l < N_LEVELS && (have & table[l].needs) == table[l].needs; l++) bk.best = l;
     bk.level[0] = *table[0].be; /* complete by rule */
     for (int l = 1; l < N_LEVELS; l++) {
         kern_backend *r = &bk.level[l];
@@ -146,6 +172,11 @@ static void backends_init(void) {
 #undef FILL
 
 int kern_backend_count(void) { return N_LEVELS; }
+
+int kern_amx_real(void) {
+    pthread_once(&bk.once, backends_init);
+    return (bk.features & NEEDS_AMX) == NEEDS_AMX;
+}
 
 const kern_backend *kern_backend_at(int level) {
     if (level < 0 || level >= N_LEVELS) return NULL;

@@ -7,7 +7,8 @@
  *
  * Levels: KERN_SCALAR (plain C), KERN_AVX2 (AVX2+FMA+F16C), KERN_AVX512
  * (F/BW/VL/DQ, with VNNI and BF16 used where present). kern_init picks the best
- * level the CPU supports; the environment variable BATON_ISA=scalar|avx2|avx512
+ * level the CPU supports (KERN_AMX: AMX-INT8 tiles for many-token Q8_0/Q4_0, see
+ * cpu/gemm_amx.c); the environment variable BATON_ISA=scalar|avx2|avx512|amx
  * (or kern_set_level) forces one, so tests can run every path.
  *
  * Precision: KERN_EXACT multiplies dequantized weights by f32 activations (the
@@ -33,6 +34,7 @@ typedef enum kern_level {
     KERN_SCALAR = 0,
     KERN_AVX2 = 1,
     KERN_AVX512 = 2,
+    KERN_AMX = 3,
 } kern_level;
 
 typedef enum kern_precision {

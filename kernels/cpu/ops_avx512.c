@@ -369,8 +369,8 @@ static inline __attribute__((always_inline)) void tile_q32(uint32_t type, const 
     for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = qbase + b * qb;
-        if (b + 8 < nb)
-            for (size_t off = 0; off < qb; off += 64) _mm_prefetch((const char *)blk + 8 * qb + off, _MM_HINT_T0);
+        /* no bound: past the last block this fetches the next tile (contiguous; a prefetch never faults) */
+        for (size_t off = 0; off < qb; off += 64) _mm_prefetch((const char *)blk + 8 * qb + off, _MM_HINT_T0);
         __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const void *)(tb + 32 * b)));
         __m512i W[8];
         if (type == TENSOR_Q8_0) {
@@ -393,8 +393,7 @@ static inline __attribute__((always_inline)) void tile_q4k(const uint8_t *tb, in
     for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = tb + (((size_t)nb * 64 + 63) & ~(size_t)63) + b * 2304, *sblk = tb + 64 * b;
-        if (b + 2 < nb)
-            for (int off = 0; off < 2304; off += 64) _mm_prefetch((const char *)blk + 2 * 2304 + off, _MM_HINT_T0);
+        for (int off = 0; off < 2304; off += 64) _mm_prefetch((const char *)blk + 2 * 2304 + off, _MM_HINT_T0);
         __m512i isa[NT_MAX], ism[NT_MAX];
         for (int t = 0; t < nt; t++) isa[t] = ism[t] = _mm512_setzero_si512();
         for (int j = 0; j < 8; j++) {
@@ -433,8 +432,7 @@ static inline __attribute__((always_inline)) void tile_q6k(const uint8_t *tb, in
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = tb + (((size_t)nb * 32 + 63) & ~(size_t)63) + b * 3328, *sblk = tb + 32 * b;
         /* the hardware prefetcher falls behind this stream: fetch two blocks ahead */
-        if (b + 2 < nb)
-            for (int off = 0; off < 3328; off += 64) _mm_prefetch((const char *)blk + 2 * 3328 + off, _MM_HINT_T0);
+        for (int off = 0; off < 3328; off += 64) _mm_prefetch((const char *)blk + 2 * 3328 + off, _MM_HINT_T0);
         __m512i isa[NT_MAX], ism[NT_MAX];
         for (int t = 0; t < nt; t++) isa[t] = ism[t] = _mm512_setzero_si512();
         for (int s = 0; s < 8; s++) {

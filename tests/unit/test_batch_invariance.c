@@ -223,6 +223,8 @@ static int make_model(const char *type, char *path, size_t len) {
     return system(cmd) == 0 ? 0 : -1;
 }
 
+#define MAX_RUNS 8 /* levels of the table, + AMX once more */
+
 int main(void) {
     const char *build = getenv("BATON_BUILD");
     if (!build) {
@@ -236,6 +238,7 @@ int main(void) {
         return 1;
     }
     unsetenv("BATON_ISA"); /* kern_init would re-apply it; the test sets levels itself */
+    setenv("BATON_AMX_EMULATE", "1", 1); /* the AMX level on its emulator wherever AVX-512 runs */
     unsetenv("BATON_THREADS");
     kern_init(1);
     kern_level best = kern_best_level();
@@ -254,12 +257,17 @@ int main(void) {
             static const char *const kvn[] = {"f16", "q8_0", "f32"};
             float *f16_logits = NULL;
             for (int kvi = 0; kvi < (prec ? 2 : 3); kvi++) {
-                run_out ref[3] = {{0}};
-                for (int l = 0; l <= (int)best; l++) {
-                    if (kern_set_level((kern_level)l)) continue;
+                /* every level up to the best; AMX on its emulator and, with AMX, on the tiles too */
+                run_out ref[MAX_RUNS] = {{0}};
+                int n_runs = (int)best + 1 + (best == KERN_AMX && strstr(kern_cpu_features(), "amx-int8") ? 1 : 0);
+                for (int l = 0; l < n_runs && l < MAX_RUNS; l++) {
+                    kern_level lv = l <= (int)best ? (kern_level)l : KERN_AMX;
+                    if (kern_set_level(lv)) continue;
+                    setenv("BATON_AMX_EMULATE", l > (int)best ? "0" : "1", 1); /* read per call by the AMX level */
                     char tag[128];
-                    snprintf(tag, sizeof tag, "%s %s %s, %s cache", types[ti], kern_level_name((kern_level)l),
-                             prec ? "exact" : "fast", kvn[kvi]);
+                    snprintf(tag, sizeof tag, "%s %s%s %s, %s cache", types[ti], kern_level_name(lv),
+                             lv == KERN_AMX ? (l > (int)best ? "(tiles)" : "(emulated)") : "", prec ? "exact" : "fast",
+                             kvn[kvi]);
                     int before = failures;
                     check_level(path, kvt[kvi], tag, &ref[l]);
                     if (l > 0 && ref[0].hidden && ref[l].hidden) {
@@ -293,7 +301,7 @@ int main(void) {
                     CHECK(max_rel < 0.05, "%s: q8_0 KV logits off f16's by %.3e (relative)", types[ti], max_rel);
                     CHECK(max_abs > 0, "%s: q8_0 KV logits equal f16's: the cache format was not used", types[ti]);
                 }
-                for (int l = 0; l < 3; l++) out_free(&ref[l]);
+                for (int l = 0; l < MAX_RUNS; l++) out_free(&ref[l]);
                 kern_set_level(best);
             }
             free(f16_logits);

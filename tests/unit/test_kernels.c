@@ -31,14 +31,26 @@ static float frand(void) { /* uniform in [-1, 1) */
     return (float)((rng >> 40) * (1.0 / (1u << 23))) - 1.0f;
 }
 
+/* The levels to run: every level up to the best, the AMX one on its emulator
+ * (main sets BATON_AMX_EMULATE) and, on a CPU with AMX, once more on the real
+ * tiles (amx_real[li]). At most 8 entries. */
+#define MAX_LEVELS 8
 static int n_levels;
-static kern_level levels[3];
+static kern_level levels[MAX_LEVELS];
+static int amx_real[MAX_LEVELS];
 
 static void set_level(kern_level l) {
     if (kern_set_level(l)) {
         fprintf(stderr, "cannot set level %s\n", kern_level_name(l));
         exit(1);
     }
+}
+
+/* Set level levels[li] (and, for AMX, the emulator or the real tiles: the AMX
+ * level reads BATON_AMX_EMULATE per call). */
+static void set_level_i(int li) {
+    set_level(levels[li]);
+    setenv("BATON_AMX_EMULATE", amx_real[li] ? "0" : "1", 1);
 }
 
 /* ------------------------------------------------------------ matmul */
@@ -48,7 +60,7 @@ static void matmul_case(uint32_t type, int64_t rows, int64_t cols, int nt) {
     float *wf = malloc(sizeof(float) * rows * cols), *wd = malloc(sizeof(float) * rows * cols);
     uint8_t *wq = malloc(rb * rows);
     float *x = malloc(sizeof(float) * nt * cols), *bias = malloc(sizeof(float) * rows);
-    float *y[3][2], *ys = malloc(sizeof(float) * nt * rows), *y1 = malloc(sizeof(float) * rows);
+    float *y[MAX_LEVELS][2], *ys = malloc(sizeof(float) * nt * rows), *y1 = malloc(sizeof(float) * rows);
     for (int64_t i = 0; i < rows * cols; i++) wf[i] = frand() * (1.0f + (float)(i % 7));
     for (int64_t r = 0; r < rows; r++) {
         quant_quantize_row(type, wf + r * cols, wq + r * rb, cols);
@@ -61,7 +73,9 @@ static void matmul_case(uint32_t type, int64_t rows, int64_t cols, int nt) {
     int blk = (type == TENSOR_Q4_K || type == TENSOR_Q6_K) ? 256 : 32;
     int quantized = type == TENSOR_Q8_0 || type == TENSOR_Q4_0 || type == TENSOR_Q4_K || type == TENSOR_Q6_K;
     for (int li = 0; li < n_levels; li++) {
-        set_level(levels[li]);
+        set_level_i(li);
+        /* packing is for FAST only: the previous level's loop ended in EXACT */
+        kern_set_precision(KERN_FAST);
         if (kern_matrix_prepare(&m)) CHECK(0, "prepare failed");
         for (int p = 0; p < 2; p++) {
             kern_set_precision(p ? KERN_EXACT : KERN_FAST);
@@ -145,10 +159,10 @@ static void test_quantizer_edges(void) {
         uint8_t *wq = malloc(rb * rows);
         for (int r = 0; r < rows; r++) quant_quantize_row(types[k], wf + r * cols, wq + r * rb, cols);
         kern_matrix m = {.type = types[k], .rows = rows, .cols = cols, .data = wq};
-        float y[3][3 * 17];
+        float y[MAX_LEVELS][3 * 17];
         kern_set_precision(KERN_FAST);
         for (int li = 0; li < n_levels; li++) {
-            set_level(levels[li]);
+            set_level_i(li);
             kern_matrix_prepare(&m);
             kern_matmul(y[li], &m, x, 3, NULL);
             kern_matrix_release(&m);
@@ -186,7 +200,7 @@ static void test_matmul_extremes(void) {
         const tensor_type_info *ti = tensor_type_get(type);
         size_t rb = tensor_row_bytes(type, cols), nblk = rb * rows / ti->block_bytes;
         uint8_t *wq = malloc(rb * rows);
-        float *x = malloc(sizeof(float) * NT * cols), *y[3];
+        float *x = malloc(sizeof(float) * NT * cols), *y[MAX_LEVELS];
         memset(wq, cases[k].fill, rb * rows);
         for (size_t b = 0; b < nblk; b++) { /* valid scales; Q6_K sub-block scales -128 */
             uint8_t *blk = wq + b * ti->block_bytes;
@@ -205,7 +219,7 @@ static void test_matmul_extremes(void) {
         kern_matrix m = {.type = type, .rows = rows, .cols = cols, .data = wq};
         kern_set_precision(KERN_FAST);
         for (int li = 0; li < n_levels; li++) {
-            set_level(levels[li]);
+            set_level_i(li);
             kern_matrix_prepare(&m);
             y[li] = malloc(sizeof(float) * (NT + 1) * rows);
             kern_matmul(y[li], &m, x, NT, NULL);
@@ -274,7 +288,7 @@ static void test_matmul_multi(void) {
         ys[k] = malloc(sizeof(float) * MAXT * mats[k].rows);
     }
     for (int li = 0; li < n_levels; li++) {
-        set_level(levels[li]);
+        set_level_i(li);
         for (int k = 0; k < N; k++) kern_matrix_prepare(&m[k]);
         for (int p = 0; p < 2; p++)
             for (int th = 1; th <= 2; th++)
@@ -321,7 +335,7 @@ static void test_rmsnorm_eps(void) {
                 for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
                 double sc = 1.0 / sqrt(ss / n + (double)epss[e]);
                 for (int li = 0; li < n_levels; li++) {
-                    set_level(levels[li]);
+                    set_level_i(li);
                     kern_rmsnorm(y, x, w, n, epss[e]);
                     int worst = -1;
                     double worst_rel = 0;
@@ -344,11 +358,11 @@ static void test_vector_ops(void) {
     for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
         int n = ns[k];
         float *x = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n), *u = malloc(sizeof(float) * n);
-        float *out[3][3];
+        float *out[MAX_LEVELS][3];
         for (int i = 0; i < n; i++) x[i] = frand() * 12.0f, w[i] = frand(), u[i] = frand();
         if (n > 3) x[0] = 95.0f, x[1] = -95.0f, x[2] = -0.0f; /* exp clamp paths */
         for (int li = 0; li < n_levels; li++) {
-            set_level(levels[li]);
+            set_level_i(li);
             for (int o = 0; o < 3; o++) out[li][o] = malloc(sizeof(float) * n);
             kern_rmsnorm(out[li][0], x, w, n, 1e-5f);
             kern_swiglu(out[li][1], x, u, n);
@@ -378,10 +392,10 @@ static void test_vector_ops(void) {
     }
     /* rope: against float64 rotation, bit-exact across levels */
     const int H = 3, hd = 128;
-    float base[3 * 128], r[3][3 * 128];
+    float base[3 * 128], r[MAX_LEVELS][3 * 128];
     for (int i = 0; i < H * hd; i++) base[i] = frand();
     for (int li = 0; li < n_levels; li++) {
-        set_level(levels[li]);
+        set_level_i(li);
         memcpy(r[li], base, sizeof base);
         kern_rope_neox(r[li], H, hd, 777, 1e6f);
         int bad = 0;
@@ -450,7 +464,7 @@ static void attention_case(uint32_t kvtype, int n_pos, int n_head, int n_kv, int
     size_t stride = kern_kv_row_bytes(kvtype, n_kv * hd) + 16;
     uint8_t *k = calloc((size_t)n_pos, stride), *v = calloc((size_t)n_pos, stride);
     float *kf = malloc(sizeof(float) * n_pos * n_kv * hd), *vf = malloc(sizeof(float) * n_pos * n_kv * hd);
-    float *q = malloc(sizeof(float) * n_head * hd), *out[3];
+    float *q = malloc(sizeof(float) * n_head * hd), *out[MAX_LEVELS];
     for (int p = 0; p < n_pos; p++) {
         float tk[1024], tv[1024];
         for (int i = 0; i < n_kv * hd; i++) tk[i] = frand() * 3.0f, tv[i] = frand();
@@ -469,7 +483,7 @@ static void attention_case(uint32_t kvtype, int n_pos, int n_head, int n_kv, int
     for (int i = 0; i < n_head * hd; i++) q[i] = frand() * 2.0f;
     kern_kv_view view = {kvtype, k, v, stride};
     for (int li = 0; li < n_levels; li++) {
-        set_level(levels[li]);
+        set_level_i(li);
         out[li] = malloc(sizeof(float) * n_head * hd);
         kern_attention(out[li], q, &view, n_pos, n_head, n_kv, hd);
         int bad = 0;
@@ -509,7 +523,7 @@ static void test_prepare_precision(void) {
     uint8_t *wq = calloc(rows, rb);
     kern_matrix m = {.type = TENSOR_Q8_0, .rows = rows, .cols = cols, .data = wq};
     for (int li = 1; li < n_levels; li++) {
-        set_level(levels[li]);
+        set_level_i(li);
         kern_set_precision(KERN_EXACT);
         CHECK(kern_matrix_prepare(&m) == 0 && !m.packed, "%s: EXACT must not pack", kern_level_name(levels[li]));
         kern_set_precision(KERN_FAST);
@@ -521,16 +535,23 @@ static void test_prepare_precision(void) {
 }
 
 int main(void) {
+    /* the AMX level on its emulator wherever AVX-512 runs (backend.c reads this once) */
+    setenv("BATON_AMX_EMULATE", "1", 1);
     if (kern_init(2)) {
         fprintf(stderr, "kern_init failed\n");
         return 1;
     }
     kern_level best = kern_best_level();
-    for (int l = 0; l <= (int)best; l++) levels[n_levels++] = (kern_level)l;
+    for (int l = 0; l <= (int)best && n_levels < MAX_LEVELS; l++) levels[n_levels++] = (kern_level)l;
+    if (best == KERN_AMX && strstr(kern_cpu_features(), "amx-int8") && n_levels < MAX_LEVELS) /* and the real tiles */
+        amx_real[n_levels] = 1, levels[n_levels++] = KERN_AMX;
     printf("cpu features: %s\nlevels tested:", kern_cpu_features());
-    for (int i = 0; i < n_levels; i++) printf(" %s", kern_level_name(levels[i]));
+    for (int i = 0; i < n_levels; i++)
+        printf(" %s%s", kern_level_name(levels[i]), levels[i] == KERN_AMX ? (amx_real[i] ? "(tiles)" : "(emulated)") : "");
     printf("\n");
-    CHECK(kern_set_level((kern_level)3) == -1, "an unknown level must be refused");
+    int n_compiled = 0; /* the table's length: the first level without a name */
+    while (strcmp(kern_level_name((kern_level)n_compiled), "unknown")) n_compiled++;
+    CHECK(kern_set_level((kern_level)n_compiled) == -1, "an unknown level must be refused");
     test_prepare_precision();
 
     test_vector_ops();

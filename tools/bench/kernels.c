@@ -122,7 +122,34 @@ static void *kb_peak_thread(void *arg) {
 /* The instructions kern_peak_int8 times at the current level. */
 static const char *kb_peak_instr(void) {
     kern_level l = kern_get_level();
-    return l == KERN_AVX512 ? "vpdpbusd" : l == KERN_AVX2 ? "vpmaddubsw+vpmaddwd" : "none";
+    return l == KERN_AMX      ? "tdpbssd"
+           : l == KERN_AVX512 ? "vpdpbusd"
+           : l == KERN_AVX2   ? "vpmaddubsw+vpmaddwd"
+                              : "none";
+}
+
+static void kb_measure_peak(double *peak1, double *peak2);
+
+/* The int8 peaks (2 threads) of the AVX2, AVX-512 (VNNI) and AMX levels (the AMX
+ * one a tile-resident tdpbssd loop), each "n/a" where this CPU lacks it (AMX on
+ * its emulator included: kern_peak_int8 gives 0), into text; the current level
+ * is restored. */
+static void kb_level_peaks(char *text, size_t len) {
+    kern_level now = kern_get_level();
+    static const kern_level lv[] = {KERN_AVX2, KERN_AVX512, KERN_AMX};
+    static const char *const nm[] = {"avx2 vpmaddubsw+vpmaddwd", "avx512 vpdpbusd", "amx tdpbssd"};
+    size_t o = 0;
+    text[0] = 0;
+    for (int i = 0; i < 3; i++) {
+        double p1 = 0, p2 = 0;
+        if ((int)lv[i] <= (int)kern_best_level() && kern_set_level(lv[i]) == 0) kb_measure_peak(&p1, &p2);
+        if (p2 > 0)
+            o += (size_t)snprintf(text + o, len - o, "%s%s %.3f", i ? ", " : "", nm[i], p2 / 1e12);
+        else
+            o += (size_t)snprintf(text + o, len - o, "%s%s n/a", i ? ", " : "", nm[i]);
+        if (o >= len) break;
+    }
+    kern_set_level(now);
 }
 
 static void kb_measure_peak(double *peak1, double *peak2) {
@@ -170,6 +197,9 @@ static int bench_kernels(int argc, char **argv) {
     double bw1 = pbw1 > sbw1 ? pbw1 : sbw1, bw2 = pbw2 > sbw2 ? pbw2 : sbw2;
     double peak1, peak2;
     kb_measure_peak(&peak1, &peak2);
+    char peaks[256];
+    kb_level_peaks(peaks, sizeof peaks);
+    if (!json) printf("int8 peaks, 2 threads, TOPS: %s\n", peaks);
     if (json)
         printf("{\"isa\":\"%s\",\"features\":\"%s\",\"bandwidth_1t_gbs\":%.2f,\"bandwidth_2t_gbs\":%.2f,"
                "\"bench_bandwidth_1t_gbs\":%.2f,\"bench_bandwidth_2t_gbs\":%.2f,\"stream512_1t_gbs\":%.2f,"
@@ -215,8 +245,12 @@ static int bench_kernels(int argc, char **argv) {
                        "\"prefill128_ratio_to_int8_peak\":%.3f}",
                        first ? "" : ",", info->name, (long long)rows, (long long)cols, g1, g1 / bw1, g2, g2 / bw2, gf, pr);
             else
-                printf("%-6s %5lldx%-6lld %9.2f %6.2f %9.2f %6.2f %11.1f %7.3f\n", info->name, (long long)rows,
-                       (long long)cols, g1, g1 / bw1, g2, g2 / bw2, gf, pr);
+            {
+                char frac[16] = "    n/a"; /* of the current level's peak; none for float types or an emulated level */
+                if (pr > 0) snprintf(frac, sizeof frac, "%7.3f", pr);
+                printf("%-6s %5lldx%-6lld %9.2f %6.2f %9.2f %6.2f %11.1f %s\n", info->name, (long long)rows,
+                       (long long)cols, g1, g1 / bw1, g2, g2 / bw2, gf, frac);
+            }
             fflush(stdout);
             first = 0;
             kern_matrix_release(&m);
@@ -340,10 +374,13 @@ static int kb_decode_one(const char *path, double bw1, double bw2, double peak1,
                    pf * 1e3 / n_layers, dec / pf, tops, peak / 1e12, peak > 0 ? tops * 1e12 / peak : 0, start,
                    tensor_type_get(g_kv_type)->name, kv_read, (bytes + kv_read) / dec / 1e9);
         else
-            printf("%-40s %2d %6.3f %8.2f %6.3f %10.2f %10.4f %7.1f %7.3f %6.3f %7d %-4s %8.1f %7.2f\n", path, th,
-                   dec * 1e3 / n_layers, 1 / dec, bound / dec, 1 / pf, pf * 1e3 / n_layers, dec / pf, tops,
-                   peak > 0 ? tops * 1e12 / peak : 0, start, tensor_type_get(g_kv_type)->name, kv_read / 1048576.0,
-                   (bytes + kv_read) / dec / 1e9);
+        {
+            char frac[16] = "   n/a"; /* the fraction of the peak of the level that ran the prefill */
+            if (peak > 0) snprintf(frac, sizeof frac, "%6.3f", tops * 1e12 / peak);
+            printf("%-40s %2d %6.3f %8.2f %6.3f %10.2f %10.4f %7.1f %7.3f %s %7d %-4s %8.1f %7.2f\n", path, th,
+                   dec * 1e3 / n_layers, 1 / dec, bound / dec, 1 / pf, pf * 1e3 / n_layers, dec / pf, tops, frac, start,
+                   tensor_type_get(g_kv_type)->name, kv_read / 1048576.0, (bytes + kv_read) / dec / 1e9);
+        }
         *first = 0;
     }
     free(hidden);
@@ -392,6 +429,9 @@ static int bench_decode(int argc, char **argv) {
     if (sbw2 > bw2) bw2 = sbw2;
     double peak1, peak2;
     kb_measure_peak(&peak1, &peak2);
+    char peaks[256];
+    kb_level_peaks(peaks, sizeof peaks);
+    if (!json) printf("int8 peaks, 2 threads, TOPS: %s\n", peaks);
     if (json)
         printf("{\"isa\":\"%s\",\"bandwidth_1t_gbs\":%.2f,\"bandwidth_2t_gbs\":%.2f,\"int8_peak_1t_tops\":%.4f,"
                "\"int8_peak_2t_tops\":%.4f,\"results\":[",

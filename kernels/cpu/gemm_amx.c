@@ -1,0 +1,271 @@
+/* gemm_amx.c - the AMX level (kern_backend_amx, at the end): the many-token
+ * quantized FAST matmul of Q8_0 and Q4_0 weights with AMX-INT8 tiles; every
+ * other job (decode and small batches below AMX_MIN_TOKENS, Q4_K, Q6_K, float
+ * weights, EXACT) and every other operation is the AVX-512 level's (mm_rows
+ * returns NULL, the other entries are NULL and filled from below).
+ *
+ * Layout: the AVX-512 level's packed tiles (ops_avx512.c, kern_pack_avx512, one
+ * copy made at load; pack is inherited): per 16 rows and 32-element block,
+ * register k (64 B) holds in dword r the 4 codes w[r][4k..4k+3]. That is exactly
+ * an AMX B tile of 8 rows x 64 bytes (B[k][4n+i] = w[row n][4k+i]): Q8_0 loads it
+ * straight from the packed copy (codes + 128, unsigned), Q4_0 unpacks its 4 nibble
+ * registers into 8 (codes 0..15) per call, once per row tile, into a scratch.
+ * The A tile is 16 tokens x 32 bytes read straight from the quantized
+ * activations (kq8_32.q, stride one token's row): no copy.
+ *
+ * Arithmetic (ops_internal.h, FAST): per block, C[t][r] = sum_c x[t][c] *
+ * (w[r][c] + off) by one tdpbsud (A signed, B unsigned) into a zeroed C tile,
+ * so each block's integer sum is exact and on its own; minus off * xsum[t]
+ * (exact); then, per token t with lane = row r, acc = fma(d_w * d_x,
+ * (float)isum, acc) in increasing block order, + bias: the scalar loop's bits.
+ *
+ * The tile instructions are behind a tiny interface (tile_cfg / tile_zero /
+ * tile_load / tile_dp / tile_store / tile_release) with two implementations:
+ * the real instructions and a plain-C emulator of their documented semantics
+ * (palette 1: a tile is rows x colsb bytes; tileloadd row m = colsb bytes at
+ * base + m * stride, rows past `rows` zero; tdpb[su][su]d: C[m][n] += sum over k
+ * < colsb(A)/4, i < 4 of A[m][4k+i] * B[k][4n+i] in int32; tilestored). The
+ * emulator runs when BATON_AMX_EMULATE is set (and not "0") or the CPU has no
+ * AMX, which also makes this level available on CPUs without AMX (backend.c;
+ * for tests: it is slow).
+ */
+#include <immintrin.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops_internal.h"
+
+#define AMX_MIN_TOKENS 4 /* fewer tokens: the AVX-512 decode kernels */
+#define AMX_NT 16        /* tokens per A tile (its rows) */
+
+/* ------------------------------------------------------------ tile interface */
+
+/* Palette-1 tile configuration (the 64 bytes ldtilecfg reads). */
+typedef struct __attribute__((aligned(64))) {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_cfg;
+
+/* The emulator's tile registers: per thread, like the real ones. */
+typedef struct {
+    int rows, colsb;
+    uint8_t d[16][64];
+} emu_tile;
+static _Thread_local emu_tile emu[8];
+
+static void emu_cfg(const amx_cfg *c) {
+    for (int t = 0; t < 8; t++) {
+        emu[t].rows = c->rows[t] > 16 ? 16 : c->rows[t];
+        emu[t].colsb = c->colsb[t] > 64 ? 64 : c->colsb[t];
+        memset(emu[t].d, 0, sizeof emu[t].d);
+    }
+}
+
+static void emu_zero(int t) { memset(emu[t].d, 0, sizeof emu[t].d); }
+
+static void emu_load(int t, const void *base, size_t stride) {
+    emu_tile *e = &emu[t];
+    memset(e->d, 0, sizeof e->d);
+    for (int m = 0; m < e->rows; m++) memcpy(e->d[m], (const uint8_t *)base + (size_t)m * stride, (size_t)e->colsb);
+}
+
+static void emu_store(int t, void *base, size_t stride) {
+    const emu_tile *e = &emu[t];
+    for (int m = 0; m < e->rows; m++) memcpy((uint8_t *)base + (size_t)m * stride, e->d[m], (size_t)e->colsb);
+}
+
+/* tdpb{a_signed ? s : u}{b_signed ? s : u}d C, A, B. */
+static void emu_dp(int c, int a, int b, int a_signed, int b_signed) {
+    emu_tile *C = &emu[c];
+    const emu_tile *A = &emu[a], *B = &emu[b];
+    int K = A->colsb / 4, N = C->colsb / 4;
+    for (int m = 0; m < C->rows; m++)
+        for (int n = 0; n < N; n++) {
+            int32_t s;
+            memcpy(&s, &C->d[m][4 * n], 4);
+            for (int k = 0; k < K && k < B->rows; k++)
+                for (int i = 0; i < 4; i++) {
+                    int32_t av = a_signed ? (int8_t)A->d[m][4 * k + i] : A->d[m][4 * k + i];
+                    int32_t bv = b_signed ? (int8_t)B->d[k][4 * n + i] : B->d[k][4 * n + i];
+                    s = (int32_t)((uint32_t)s + (uint32_t)(av * bv)); /* int32 wrap-around, as the hardware */
+                }
+            memcpy(&C->d[m][4 * n], &s, 4);
+        }
+}
+
+/* The interface: `em` (a constant after inlining) picks the emulator; tile
+ * numbers are constants too (the instructions encode them). */
+#define AMX_INLINE static inline __attribute__((always_inline))
+AMX_INLINE void tile_cfg(int em, const amx_cfg *c) {
+    if (em) emu_cfg(c);
+    else _tile_loadconfig(c);
+}
+AMX_INLINE void tile_release(int em) {
+    if (!em) _tile_release();
+}
+AMX_INLINE void tile_zero(int em, int t) {
+    if (em) emu_zero(t);
+    else if (t == 0) _tile_zero(0);
+    else if (t == 1) _tile_zero(1);
+    else if (t == 2) _tile_zero(2);
+    else if (t == 3) _tile_zero(3);
+}
+AMX_INLINE void tile_load(int em, int t, const void *base, size_t stride) {
+    if (em) emu_load(t, base, stride);
+    else if (t == 0) _tile_loadd(0, base, (long)stride);
+    else if (t == 1) _tile_loadd(1, base, (long)stride);
+    else if (t == 2) _tile_loadd(2, base, (long)stride);
+    else if (t == 3) _tile_loadd(3, base, (long)stride);
+}
+AMX_INLINE void tile_store(int em, int t, void *base, size_t stride) {
+    if (em) emu_store(t, base, stride);
+    else if (t == 0) _tile_stored(0, base, (long)stride);
+    else if (t == 1) _tile_stored(1, base, (long)stride);
+}
+/* C = tile 0, A = tile 1, B = tile 2 (the only combination used): signed A,
+ * unsigned B (tdpbsud), or signed x signed (tdpbssd, the peak loop). */
+AMX_INLINE void tile_dp_sud(int em) {
+    if (em) emu_dp(0, 1, 2, 1, 0);
+    else _tile_dpbsud(0, 1, 2);
+}
+
+/* ------------------------------------------------------------ kernel */
+
+/* Same layout arithmetic as ops_avx512.c's packed_tile_bytes (Q8_0, Q4_0). */
+static size_t amx_tile_bytes(uint32_t type, int64_t nb) {
+    return (((size_t)nb * 32 + 63) & ~(size_t)63) + (size_t)nb * (type == TENSOR_Q8_0 ? 512 : 256);
+}
+
+/* Rows [r0, r1) (r0 a multiple of 16), every token, Q8_0 or Q4_0 packed for
+ * avx512. */
+AMX_INLINE void amx_rows_body(const kern_mm_job *j, int64_t r0, int64_t r1, const int em) {
+    const kern_matrix *w = j->w;
+    const int64_t nb = w->cols / 32;
+    const int q8 = w->type == TENSOR_Q8_0, off = q8 ? 128 : 8;
+    const size_t tbytes = amx_tile_bytes(w->type, nb), xstride = (size_t)nb * sizeof(kq8_32);
+    const uint8_t *xq = j->xq;
+    uint8_t *unpacked = NULL;
+    if (!q8 && !(unpacked = kern_scratch(KERN_SCRATCH_TILE, (size_t)nb * 512))) return;
+    int32_t cbuf[AMX_NT][16] __attribute__((aligned(64)));
+    int cfg_nt = -1;
+    for (int64_t r = r0; r < r1; r += 16) {
+        const uint8_t *tb = (const uint8_t *)w->packed + KERN_PACK_ALIGN + (size_t)(r / 16) * tbytes;
+        const uint8_t *qbase = tb + (((size_t)nb * 32 + 63) & ~(size_t)63), *bq = qbase;
+        if (!q8) { /* 4 nibble registers -> 8 code registers per block: the B tile rows 0..7 */
+            const __m512i m4 = _mm512_set1_epi8(15);
+            for (int64_t b = 0; b < nb; b++)
+                for (int k = 0; k < 4; k++) {
+                    __m512i L = _mm512_load_si512(qbase + b * 256 + 64 * k);
+                    _mm512_store_si512(unpacked + b * 512 + 64 * k, _mm512_and_si512(L, m4));
+                    _mm512_store_si512(unpacked + b * 512 + 64 * (k + 4), _mm512_and_si512(_mm512_srli_epi16(L, 4), m4));
+                }
+            bq = unpacked;
+        }
+        const int nr = r1 - r < 16 ? (int)(r1 - r) : 16;
+        const __mmask16 mk = (__mmask16)((1u << nr) - 1);
+        const __m512 bias = j->bias ? _mm512_maskz_loadu_ps(mk, j->bias + r) : _mm512_setzero_ps();
+        for (int t0 = 0; t0 < j->n_tokens; t0 += AMX_NT) {
+            const int nt = j->n_tokens - t0 < AMX_NT ? j->n_tokens - t0 : AMX_NT;
+            if (nt != cfg_nt) {
+                amx_cfg cfg;
+                memset(&cfg, 0, sizeof cfg);
+                cfg.palette = 1;
+                cfg.rows[0] = (uint8_t)nt, cfg.colsb[0] = 64; /* C: tokens x 16 rows (int32) */
+                cfg.rows[1] = (uint8_t)nt, cfg.colsb[1] = 32; /* A: tokens x one block of x */
+                cfg.rows[2] = 8, cfg.colsb[2] = 64;           /* B: one block of 16 rows */
+                tile_cfg(em, &cfg);
+                cfg_nt = nt;
+            }
+            const uint8_t *x0 = xq + (size_t)t0 * xstride;
+            __m512 acc[AMX_NT];
+            for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = bq + b * 512;
+                if (q8 && b + 8 < nb)
+                    for (int o = 0; o < 512; o += 64) _mm_prefetch((const char *)blk + 8 * 512 + o, _MM_HINT_T0);
+                tile_zero(em, 0);
+                tile_load(em, 1, x0 + (size_t)b * sizeof(kq8_32) + offsetof(kq8_32, q), xstride);
+                tile_load(em, 2, blk, 64);
+                tile_dp_sud(em);
+                tile_store(em, 0, cbuf, 64);
+                const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const void *)(tb + 32 * b)));
+                for (int t = 0; t < nt; t++) {
+                    const kq8_32 *x = (const kq8_32 *)(x0 + (size_t)t * xstride) + b;
+                    __m512i is = _mm512_sub_epi32(_mm512_load_si512(cbuf[t]), _mm512_set1_epi32(off * x->sum));
+                    acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(is), acc[t]);
+                }
+            }
+            for (int t = 0; t < nt; t++) {
+                __m512 v = j->bias ? _mm512_add_ps(acc[t], bias) : acc[t];
+                _mm512_mask_storeu_ps(j->y + (size_t)(t0 + t) * w->rows + r, mk, v);
+            }
+        }
+    }
+    tile_release(em);
+}
+
+void kern_mm_rows_amx(const kern_mm_job *j, int64_t r0, int64_t r1) { amx_rows_body(j, r0, r1, 0); }
+void kern_mm_rows_amx_emulated(const kern_mm_job *j, int64_t r0, int64_t r1) { amx_rows_body(j, r0, r1, 1); }
+
+/* ------------------------------------------------------------ peak */
+
+/* tdpbssd ops per second of one thread on tile-resident operands (4 C tiles, no
+ * loads in the loop: 16 x 16 x 64 multiply-adds each, counted as 2 ops); 0 when
+ * the CPU has no AMX (the emulator has no peak worth printing). */
+static double amx_peak_int8(double seconds, double (*now)(void)) {
+    if (!kern_amx_real()) return 0;
+    amx_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 6; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
+    int8_t src[16][64];
+    memset(src, 1, sizeof src);
+    _tile_loadconfig(&cfg);
+    _tile_loadd(4, src, 64);
+    _tile_loadd(5, src, 64);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    double t0 = now(), t;
+    long iters = 0;
+    do {
+        for (int r = 0; r < 10000; r++) {
+            _tile_dpbssd(0, 4, 5);
+            _tile_dpbssd(1, 4, 5);
+            _tile_dpbssd(2, 4, 5);
+            _tile_dpbssd(3, 4, 5);
+        }
+        iters += 10000;
+    } while ((t = now()) - t0 < seconds);
+    int32_t out[16][16];
+    _tile_stored(0, out, 64);
+    _tile_release();
+    __asm__ volatile("" : : "r"(out[0][0]));
+    return (double)iters * 4 * 16 * 16 * 64 * 2 / (t - t0);
+}
+
+/* ------------------------------------------------------------ the AMX backend */
+
+/* Whether this call runs the real instructions: the CPU has them and
+ * BATON_AMX_EMULATE is unset or "0" (read per job, so a test can run both). */
+static int amx_use_real(void) {
+    const char *e = getenv("BATON_AMX_EMULATE");
+    return kern_amx_real() && !(e && *e && strcmp(e, "0"));
+}
+
+/* Many-token quantized FAST Q8_0 / Q4_0 on the avx512 packed copy; NULL (the
+ * AVX-512 level's choice) for everything else. */
+static kern_rows_fn amx_mm_rows(const kern_mm_job *j) {
+    if (!kern_mm_quant_fast(j) || j->n_tokens < AMX_MIN_TOKENS) return NULL;
+    if ((j->w->type != TENSOR_Q8_0 && j->w->type != TENSOR_Q4_0) || !kern_packed_for(j->w, KERN_AVX512)) return NULL;
+    return amx_use_real() ? kern_mm_rows_amx : kern_mm_rows_amx_emulated;
+}
+
+const kern_backend kern_backend_amx = {
+    .name = "amx",
+    .mm_rows = amx_mm_rows,
+    .peak_int8 = amx_peak_int8,
+};
