@@ -87,6 +87,12 @@ enum tensor_type {
     TENSOR_Q4_K = 12,
     TENSOR_Q6_K = 14,
     TENSOR_BF16 = 30,
+    /* issue 22: the legacy 32-element types and the non-linear 4-bit types */
+    TENSOR_Q4_1 = 3,
+    TENSOR_Q5_0 = 6,
+    TENSOR_Q5_1 = 7,
+    TENSOR_IQ4_NL = 20,
+    TENSOR_IQ4_XS = 23,
 };
 
 #define QK4_0 32
@@ -97,6 +103,15 @@ typedef struct { uint16_t d; uint8_t qs[QK4_0 / 2]; } block_q4_0;
 typedef struct { uint16_t d; int8_t qs[QK8_0]; } block_q8_0;
 typedef struct { uint16_t d; uint16_t dmin; uint8_t scales[12]; uint8_t qs[QK_K / 2]; } block_q4_K;
 typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; uint16_t d; } block_q6_K;
+typedef struct { uint16_t d; uint16_t m; uint8_t qs[16]; } block_q4_1;
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; } block_q5_0;
+typedef struct { uint16_t d; uint16_t m; uint8_t qh[4]; uint8_t qs[16]; } block_q5_1;
+typedef struct { uint16_t d; uint8_t qs[16]; } block_iq4_nl;
+typedef struct { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[QK_K / 2]; } block_iq4_xs;
+
+/* The IQ4_NL / IQ4_XS codebook (ggml's kvalues_iq4nl): code q in 0..15 means
+ * quant_iq4nl_values[q] (then times the block or sub-block scale). */
+extern const int8_t quant_iq4nl_values[16];
 
 typedef struct tensor_type_info {
     uint32_t type;        /* enum tensor_type */
@@ -107,6 +122,14 @@ typedef struct tensor_type_info {
 
 /* The table row for a GGML type id, or NULL if Baton does not support it. */
 const tensor_type_info *tensor_type_get(uint32_t type);
+
+/* ggml's name of any GGML type id, supported by Baton or not ("iq2_xxs", "tq1_0",
+ * ...), or NULL for an id ggml does not define (or retired: 4, 5). */
+const char *quant_type_name_any(uint32_t type);
+
+/* The names of the types Baton runs, space-separated ("f32 f16 q4_0 ..."), for
+ * messages that refuse a file. */
+const char *quant_supported_list(void);
 
 /* The type id for a name ("q8_0", case-insensitive), or -1 if unknown. */
 int tensor_type_from_name(const char *name);

@@ -274,6 +274,10 @@ void kern_mm_rows_avx2(const kern_mm_job *j, int64_t r0, int64_t r1) {
         kern_mm_rows_scalar(j, r0, r1);
         return;
     }
+    if (kern_q22_uses_x32(w->type) || w->type == TENSOR_IQ4_XS) { /* issue 22's types: no tile here */
+        kern_mm_rows_scalar(j, r0, r1);
+        return;
+    }
     if (j->n_tokens <= KERN_GEMV_AVX2_MAX_TOKENS && kern_gemv_avx2_supports(w->type)) { /* few tokens: ops_gemv_avx2.c */
         kern_gemv_avx2(j, r0, r1);
         return;
