@@ -19,6 +19,13 @@
  *                   (isum = sum_j sc_j * (dot_j - 32 * bsum16_j))
  *      Q4_K:        acc = fmaf(d_w * d_x, (float)isum_sc, acc);
  *                   acc = fmaf(-(dmin_w * d_x), (float)isum_min, acc)
+ *      Q5_0:        acc = fmaf(d_w * d_x, (float)isum, acc)   (weights q - 16)
+ *      IQ4_NL:      acc = fmaf(d_w * d_x, (float)isum, acc)   (weights codebook values)
+ *      Q4_1, Q5_1:  acc = fmaf(d_w * d_x, (float)isum, acc);  (weights the codes q)
+ *                   acc = fmaf(m_w * d_x, (float)x.sum, acc)
+ *      IQ4_XS:      acc = fmaf(d_w * d_x, (float)isum, acc)
+ *                   (x256; isum = sum_j (ls_j - 32) * dot_j over the 8 sub-blocks,
+ *                   dot_j of codebook values; |isum| < 8 * 32 * 32 * 127 * 127)
  *  starting from acc = +0, then y = acc + bias[r] (or acc). Integer sums are
  *  exact, so their evaluation order is free; the float chain is sequential per
  *  output element, which SIMD reproduces with lane = output row.
@@ -151,6 +158,7 @@ void kern_quantize_x256(kq8_256 *out, const float *x, int64_t n);
 void kern_mm_rows_scalar(const kern_mm_job *j, int64_t r0, int64_t r1);
 int kern_mm_uses_x32(uint32_t type);   /* FAST activation format for a weight type */
 int kern_mm_uses_x256(uint32_t type);
+int kern_q22_uses_x32(uint32_t type);  /* Q4_1 Q5_0 Q5_1 IQ4_NL (IQ4_XS uses x256) */
 /* Whether job j runs the FAST integer path (quantized activations, j->xq). */
 static inline int kern_mm_quant_fast(const kern_mm_job *j) {
     return j->prec == KERN_FAST && (kern_mm_uses_x32(j->w->type) || kern_mm_uses_x256(j->w->type));
@@ -202,6 +210,9 @@ void kern_mm_rows_avx2_packed(const kern_mm_job *j, int64_t r0, int64_t r1); /* 
 void kern_mm_rows_avx2_q4_0(const kern_mm_job *j, int64_t r0, int64_t r1); /* quantized FAST Q4_0, any rows */
 #define KERN_AVX2_Q4K_MANY 16 /* Q4_K jobs of this many tokens or more: kern_mm_rows_avx2_q4_k */
 void kern_mm_rows_avx2_q4_k(const kern_mm_job *j, int64_t r0, int64_t r1); /* quantized FAST Q4_K, any rows */
+/* AVX2 issue 22 types (cpu/q22_avx2.c): Q4_1 Q5_0 Q5_1 IQ4_NL IQ4_XS, quantized FAST, every token count */
+int kern_q22_avx2_supports(uint32_t type);
+void kern_mm_rows_q22_avx2(const kern_mm_job *j, int64_t r0, int64_t r1);
 #define KERN_AVX2_Q6K_MANY 16 /* Q6_K jobs of this many tokens or more: kern_mm_rows_avx2_q6_k */
 void kern_mm_rows_avx2_q6_k(const kern_mm_job *j, int64_t r0, int64_t r1); /* quantized FAST Q6_K, any rows */
 

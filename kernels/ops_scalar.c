@@ -88,8 +88,73 @@ void kern_quantize_x256(kq8_256 *out, const float *x, int64_t n) {
     }
 }
 
-int kern_mm_uses_x32(uint32_t type) { return type == TENSOR_Q8_0 || type == TENSOR_Q4_0; }
-int kern_mm_uses_x256(uint32_t type) { return type == TENSOR_Q4_K || type == TENSOR_Q6_K; }
+int kern_mm_uses_x32(uint32_t type) { return type == TENSOR_Q8_0 || type == TENSOR_Q4_0 || kern_q22_uses_x32(type); }
+int kern_mm_uses_x256(uint32_t type) { return type == TENSOR_Q4_K || type == TENSOR_Q6_K || type == TENSOR_IQ4_XS; }
+
+/* Issue 22's types on the FAST path (ops_internal.h gives the float steps):
+ * the 32-element ones use x32 activations, IQ4_XS x256. */
+int kern_q22_uses_x32(uint32_t type) {
+    return type == TENSOR_Q4_1 || type == TENSOR_Q5_0 || type == TENSOR_Q5_1 || type == TENSOR_IQ4_NL;
+}
+
+/* The 32 integer weights of a 32-element block of an issue 22 type as the FAST
+ * dot multiplies them: codes 0..15 / 0..31 (Q4_1, Q5_1: the offset m goes in
+ * the float step), q - 16 (Q5_0), codebook values (IQ4_NL). The block's fp16 d
+ * is its first two bytes, m (Q4_1, Q5_1) the next two. */
+static void q22_weights32(uint32_t type, const uint8_t *blk, int *q) {
+    const uint8_t *qs = blk + (type == TENSOR_Q4_1 ? 4 : type == TENSOR_Q5_0 ? 6 : type == TENSOR_Q5_1 ? 8 : 2);
+    uint32_t qh = 0;
+    if (type == TENSOR_Q5_0 || type == TENSOR_Q5_1) {
+        const uint8_t *h = qs - 4;
+        qh = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+    }
+    for (int j = 0; j < 16; j++) {
+        q[j] = (qs[j] & 15) | (int)((qh >> j) & 1) << 4;
+        q[j + 16] = (qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+    }
+    for (int i = 0; i < 32; i++) {
+        if (type == TENSOR_Q5_0) q[i] -= 16;
+        if (type == TENSOR_IQ4_NL) q[i] = quant_iq4nl_values[q[i]];
+    }
+}
+
+static uint16_t q22_ld16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+/* FAST dot of one issue 22 weight row with one quantized token. */
+static float q22_fast_dot_row(uint32_t type, const uint8_t *w, const void *xq, int64_t cols) {
+    float acc = 0.0f;
+    if (type == TENSOR_IQ4_XS) {
+        const kq8_256 *x = xq;
+        for (int64_t b = 0; b < cols / 256; b++, w += sizeof(block_iq4_xs)) {
+            block_iq4_xs blk;
+            memcpy(&blk, w, sizeof blk);
+            int32_t isum = 0;
+            for (int j = 0; j < 8; j++) {
+                int ls = ((blk.scales_l[j / 2] >> (4 * (j % 2))) & 15) | ((blk.scales_h >> (2 * j)) & 3) << 4;
+                int32_t dot = 0;
+                for (int l = 0; l < 16; l++) {
+                    dot += quant_iq4nl_values[blk.qs[16 * j + l] & 15] * x[b].q[32 * j + l];
+                    dot += quant_iq4nl_values[blk.qs[16 * j + l] >> 4] * x[b].q[32 * j + 16 + l];
+                }
+                isum += (ls - 32) * dot;
+            }
+            acc = fmaf(fp16_to_f32(blk.d) * x[b].d, (float)isum, acc);
+        }
+        return acc;
+    }
+    const kq8_32 *x = xq;
+    const size_t bb = tensor_type_get(type)->block_bytes;
+    const int affine = type == TENSOR_Q4_1 || type == TENSOR_Q5_1; /* x = d * q + m */
+    for (int64_t b = 0; b < cols / 32; b++, w += bb) {
+        int q[32];
+        q22_weights32(type, w, q);
+        int32_t isum = 0;
+        for (int i = 0; i < 32; i++) isum += q[i] * x[b].q[i];
+        acc = fmaf(fp16_to_f32(q22_ld16(w)) * x[b].d, (float)isum, acc);
+        if (affine) acc = fmaf(fp16_to_f32(q22_ld16(w + 2)) * x[b].d, (float)x[b].sum, acc);
+    }
+    return acc;
+}
 
 /* The 6-bit scale and min of sub-block j of a Q4_K block (GGUF packing). */
 void kern_q4k_scale_min(const uint8_t *s, int j, int *sc, int *m) {
@@ -105,6 +170,7 @@ void kern_q4k_scale_min(const uint8_t *s, int j, int *sc, int *m) {
 /* FAST dot of one quantized weight row with one quantized token (ops_internal.h). */
 static float fast_dot_row(uint32_t type, const void *wrow, const void *xq, int64_t cols) {
     float acc = 0.0f;
+    if (kern_q22_uses_x32(type) || type == TENSOR_IQ4_XS) return q22_fast_dot_row(type, wrow, xq, cols);
     if (type == TENSOR_Q8_0) {
         const block_q8_0 *w = wrow;
         const kq8_32 *x = xq;

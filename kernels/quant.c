@@ -27,12 +27,20 @@ static const tensor_type_info quant_types[] = {
     {TENSOR_Q4_K, "q4_K", QK_K, sizeof(block_q4_K)},
     {TENSOR_Q6_K, "q6_K", QK_K, sizeof(block_q6_K)},
     {TENSOR_BF16, "bf16", 1, 2},
+    {TENSOR_Q4_1, "q4_1", 32, sizeof(block_q4_1)},
+    {TENSOR_Q5_0, "q5_0", 32, sizeof(block_q5_0)},
+    {TENSOR_Q5_1, "q5_1", 32, sizeof(block_q5_1)},
+    {TENSOR_IQ4_NL, "iq4_nl", 32, sizeof(block_iq4_nl)},
+    {TENSOR_IQ4_XS, "iq4_xs", QK_K, sizeof(block_iq4_xs)},
 };
 
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 block must be 18 bytes");
 _Static_assert(sizeof(block_q8_0) == 34, "q8_0 block must be 34 bytes");
 _Static_assert(sizeof(block_q4_K) == 144, "q4_K block must be 144 bytes");
 _Static_assert(sizeof(block_q6_K) == 210, "q6_K block must be 210 bytes");
+_Static_assert(sizeof(block_q4_1) == 20 && sizeof(block_q5_0) == 22 && sizeof(block_q5_1) == 24 &&
+                   sizeof(block_iq4_nl) == 18 && sizeof(block_iq4_xs) == 136,
+               "issue 22 block sizes (ggml: 20, 22, 24, 18, 136)");
 
 #define QUANT_NTYPES (sizeof(quant_types) / sizeof(quant_types[0]))
 
@@ -651,6 +659,287 @@ static void quant_quant_q6_K(const float *src, void *dst, int64_t nb) {
     }
 }
 
+/* ------------------------------------------- Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS
+ *
+ * Issue 22's types. The 32-element ones share Q4_0's nibble order: byte j holds
+ * element j in its low nibble and element j + 16 in its high nibble; the 5-bit
+ * types add bit 4 of element i as bit i of the little-endian u32 qh. */
+
+const int8_t quant_iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+static uint32_t quant_ld32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The 32 codes of a 32-element block from its 16 nibble bytes and (5-bit types)
+ * the 32 high bits qh (0 for the 4-bit types). */
+static void quant_codes32(const uint8_t *qs, uint32_t qh, int *q) {
+    for (int j = 0; j < 16; j++) {
+        q[j] = (qs[j] & 15) | (int)((qh >> j) & 1) << 4;
+        q[j + 16] = (qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+    }
+}
+
+/* The inverse: 32 codes (0..31 or 0..15) into nibble bytes and high bits. */
+static uint32_t quant_pack32(const int *q, uint8_t *qs) {
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        qs[j] = (uint8_t)((q[j] & 15) | (q[j + 16] & 15) << 4);
+        qh |= (uint32_t)((q[j] >> 4) & 1) << j | (uint32_t)((q[j + 16] >> 4) & 1) << (j + 16);
+    }
+    return qh;
+}
+
+/* x = d * q + m (Q4_1: nmax 15; Q5_1: nmax 31) */
+static void quant_dequant_q4_1(const void *src, float *dst, int64_t nb) {
+    const uint8_t *p = src;
+    for (int64_t b = 0; b < nb; b++, p += sizeof(block_q4_1), dst += 32) {
+        block_q4_1 blk;
+        memcpy(&blk, p, sizeof blk);
+        float d = fp16_to_f32(blk.d), m = fp16_to_f32(blk.m);
+        int q[32];
+        quant_codes32(blk.qs, 0, q);
+        for (int i = 0; i < 32; i++) dst[i] = d * (float)q[i] + m;
+    }
+}
+
+static void quant_dequant_q5_1(const void *src, float *dst, int64_t nb) {
+    const uint8_t *p = src;
+    for (int64_t b = 0; b < nb; b++, p += sizeof(block_q5_1), dst += 32) {
+        block_q5_1 blk;
+        memcpy(&blk, p, sizeof blk);
+        float d = fp16_to_f32(blk.d), m = fp16_to_f32(blk.m);
+        int q[32];
+        quant_codes32(blk.qs, quant_ld32(blk.qh), q);
+        for (int i = 0; i < 32; i++) dst[i] = d * (float)q[i] + m;
+    }
+}
+
+/* x = d * (q - 16) */
+static void quant_dequant_q5_0(const void *src, float *dst, int64_t nb) {
+    const uint8_t *p = src;
+    for (int64_t b = 0; b < nb; b++, p += sizeof(block_q5_0), dst += 32) {
+        block_q5_0 blk;
+        memcpy(&blk, p, sizeof blk);
+        float d = fp16_to_f32(blk.d);
+        int q[32];
+        quant_codes32(blk.qs, quant_ld32(blk.qh), q);
+        for (int i = 0; i < 32; i++) dst[i] = d * (float)(q[i] - 16);
+    }
+}
+
+/* x = d * values[q] */
+static void quant_dequant_iq4_nl(const void *src, float *dst, int64_t nb) {
+    const uint8_t *p = src;
+    for (int64_t b = 0; b < nb; b++, p += sizeof(block_iq4_nl), dst += 32) {
+        block_iq4_nl blk;
+        memcpy(&blk, p, sizeof blk);
+        float d = fp16_to_f32(blk.d);
+        int q[32];
+        quant_codes32(blk.qs, 0, q);
+        for (int i = 0; i < 32; i++) dst[i] = d * (float)quant_iq4nl_values[q[i]];
+    }
+}
+
+/* The 6-bit stored scale of IQ4_XS sub-block j (the value is ls - 32). */
+static int quant_iq4xs_ls(const block_iq4_xs *blk, int j) {
+    return ((blk->scales_l[j / 2] >> (4 * (j % 2))) & 15) | ((blk->scales_h >> (2 * j)) & 3) << 4;
+}
+
+/* sub-block j (32 elements, qs[16j ..]): x = d * (ls_j - 32) * values[q] */
+static void quant_dequant_iq4_xs(const void *src, float *dst, int64_t nb) {
+    const uint8_t *p = src;
+    for (int64_t b = 0; b < nb; b++, p += sizeof(block_iq4_xs), dst += QK_K) {
+        block_iq4_xs blk;
+        memcpy(&blk, p, sizeof blk);
+        float d = fp16_to_f32(blk.d);
+        for (int j = 0; j < 8; j++) {
+            float dl = d * (float)(quant_iq4xs_ls(&blk, j) - 32);
+            int q[32];
+            quant_codes32(blk.qs + 16 * j, 0, q);
+            for (int i = 0; i < 32; i++) dst[32 * j + i] = dl * (float)quant_iq4nl_values[q[i]];
+        }
+    }
+}
+
+/* Q4_1 / Q5_1: d = (max - min) / nmax, m = min (both fp16), every element
+ * rounded to the nearest code with the stored d and m. */
+static void quant_quant_affine32(const float *src, uint8_t *p, int64_t nb, int nmax, size_t bytes) {
+    for (int64_t b = 0; b < nb; b++, p += bytes, src += 32) {
+        float x[32];
+        quant_sanitize(src, x, 32);
+        float lo = x[0], hi = x[0];
+        for (int i = 1; i < 32; i++) lo = fminf(lo, x[i]), hi = fmaxf(hi, x[i]);
+        uint16_t dh = quant_scale_fp16((hi - lo) / (float)nmax), mh = quant_signed_scale_fp16(lo);
+        float d = fp16_to_f32(dh), m = fp16_to_f32(mh), id = d > 0.0f ? 1.0f / d : 0.0f;
+        int q[32];
+        for (int i = 0; i < 32; i++) q[i] = quant_nearest((x[i] - m) * id, 0, nmax, 0);
+        uint8_t qs[16];
+        uint32_t qh = quant_pack32(q, qs);
+        if (nmax == 15) {
+            block_q4_1 blk = {.d = dh, .m = mh};
+            memcpy(blk.qs, qs, 16);
+            memcpy(p, &blk, sizeof blk);
+        } else {
+            block_q5_1 blk = {.d = dh, .m = mh};
+            for (int k = 0; k < 4; k++) blk.qh[k] = (uint8_t)(qh >> (8 * k));
+            memcpy(blk.qs, qs, 16);
+            memcpy(p, &blk, sizeof blk);
+        }
+    }
+}
+
+static void quant_quant_q4_1(const float *src, void *dst, int64_t nb) {
+    quant_quant_affine32(src, dst, nb, 15, sizeof(block_q4_1));
+}
+
+static void quant_quant_q5_1(const float *src, void *dst, int64_t nb) {
+    quant_quant_affine32(src, dst, nb, 31, sizeof(block_q5_1));
+}
+
+/* As ggml (and Q4_0 above): d = m / -16 with m the element of largest
+ * magnitude (signed), q = floor(x / d + 16.5) clamped to [0, 31]. */
+static void quant_quant_q5_0(const float *src, void *dst, int64_t nb) {
+    uint8_t *p = dst;
+    for (int64_t b = 0; b < nb; b++, p += sizeof(block_q5_0), src += 32) {
+        float x[32];
+        quant_sanitize(src, x, 32);
+        float amax = 0.0f, m = 0.0f;
+        for (int i = 0; i < 32; i++)
+            if (fabsf(x[i]) > amax) amax = fabsf(x[i]), m = x[i];
+        float d = fmaxf(fminf(m / -16.0f, QUANT_FP16_MAX), -QUANT_FP16_MAX);
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        int q[32];
+        for (int i = 0; i < 32; i++) q[i] = quant_floor(x[i] * id + 16.5f, 0, 31, 16);
+        block_q5_0 blk;
+        blk.d = quant_signed_scale_fp16(d);
+        uint32_t qh = quant_pack32(q, blk.qs);
+        for (int k = 0; k < 4; k++) blk.qh[k] = (uint8_t)(qh >> (8 * k));
+        memcpy(p, &blk, sizeof blk);
+    }
+}
+
+/* The codebook index nearest to v (the lower one on a tie; NaN gives 8). */
+static int quant_iq4_index(float v) {
+    int best = 8;
+    float be = fabsf(v - 1.0f);
+    for (int k = 0; k < 16; k++) {
+        float e = fabsf(v - (float)quant_iq4nl_values[k]);
+        if (e < be) be = e, best = k;
+    }
+    return best;
+}
+
+/* A signed scale s for x[0..31] ~ s * values[L]: the plain scale puts the
+ * element of largest magnitude m on -127 (s = -m / 127); then 30 candidates
+ * put m on -127 + k or on 113 + k (k = -7..7), each rounded to codes L and
+ * refitted by least squares (plain, unweighted: it minimizes the RMS error
+ * directly; ggml's x^2 weights measured worse here). The fit of least error wins, but only if no
+ * element misses by more than 14/127 of |m|: the plain scale's worst case
+ * (the far end of the codebook is 113, not 127), so the bound stays that of
+ * the plain scale. Runs on x / |m|. */
+#ifndef QUANT_IQ4_TRIES
+#define QUANT_IQ4_TRIES 30 /* -DQUANT_IQ4_TRIES=0: the plain scale only, to measure what the search gains */
+#endif
+static float quant_iq4_fit(const float *x) {
+    float amax = 0.0f, m = 0.0f;
+    for (int i = 0; i < 32; i++)
+        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), m = x[i];
+    if (amax == 0.0f) return 0.0f;
+    float xn[32], mn = m / amax, cap = 14.0f / 127.0f;
+    for (int i = 0; i < 32; i++) xn[i] = x[i] / amax;
+    float best = -mn / 127.0f, best_score = -1.0f;
+    for (int c = 0; c < QUANT_IQ4_TRIES; c++) {
+        float target = c < 15 ? -127.0f + (float)(c - 7) : 113.0f + (float)(c - 22);
+        float id = target / mn, sum_qx = 0.0f, sum_q2 = 0.0f;
+        int L[32];
+        for (int i = 0; i < 32; i++) {
+            L[i] = quant_iq4_index(xn[i] * id);
+            float v = (float)quant_iq4nl_values[L[i]];
+            sum_qx += v * xn[i];
+            sum_q2 += v * v;
+        }
+        if (!(sum_q2 > 0.0f)) continue;
+        float score = sum_qx * sum_qx / sum_q2, s = sum_qx / sum_q2;
+        if (!(score > best_score)) continue;
+        float emax = 0.0f;
+        for (int i = 0; i < 32; i++) emax = fmaxf(emax, fabsf(s * (float)quant_iq4nl_values[L[i]] - xn[i]));
+        if (emax <= cap) best_score = score, best = s;
+    }
+    return best * amax;
+}
+
+/* Codes of x[0..31] for the stored scale s (0: all code 8, value 1 * 0). */
+static void quant_iq4_codes(const float *x, float s, int *q) {
+    float is = s != 0.0f ? 1.0f / s : 0.0f;
+    for (int i = 0; i < 32; i++) q[i] = s != 0.0f ? quant_iq4_index(x[i] * is) : 8;
+}
+
+static void quant_quant_iq4_nl(const float *src, void *dst, int64_t nb) {
+    uint8_t *p = dst;
+    for (int64_t b = 0; b < nb; b++, p += sizeof(block_iq4_nl), src += 32) {
+        float x[32];
+        quant_sanitize(src, x, 32);
+        block_iq4_nl blk;
+        blk.d = quant_signed_scale_fp16(quant_iq4_fit(x));
+        int q[32];
+        quant_iq4_codes(x, fp16_to_f32(blk.d), q);
+        quant_pack32(q, blk.qs);
+        memcpy(p, &blk, sizeof blk);
+    }
+}
+
+/* Per sub-block of 32: quant_iq4_fit's signed scale; the 8 scales become
+ * l = round(s_j / d) in [-32, 31] under fp16 d = ms / -32 (ms the scale of
+ * largest magnitude, d rounded away from zero so ms lands on -32 without
+ * clamping), stored as l + 32; elements are rounded with the stored d * l. */
+static void quant_quant_iq4_xs(const float *src, void *dst, int64_t nb) {
+    uint8_t *p = dst;
+    for (int64_t b = 0; b < nb; b++, p += sizeof(block_iq4_xs), src += QK_K) {
+        float x[QK_K], s[8], ms = 0.0f;
+        quant_sanitize(src, x, QK_K);
+        for (int j = 0; j < 8; j++) {
+            s[j] = quant_iq4_fit(x + 32 * j);
+            if (fabsf(s[j]) > fabsf(ms)) ms = s[j];
+        }
+        block_iq4_xs blk;
+        memset(&blk, 0, sizeof blk);
+        blk.d = quant_scale_fp16_up(ms / -32.0f);
+        float d = fp16_to_f32(blk.d), id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int j = 0; j < 8; j++) {
+            int l = quant_nearest(s[j] * id, -32, 31, 0);
+            blk.scales_l[j / 2] |= (uint8_t)(((l + 32) & 15) << (4 * (j % 2)));
+            blk.scales_h |= (uint16_t)(((l + 32) >> 4) << (2 * j));
+            int q[32];
+            quant_iq4_codes(x + 32 * j, d * (float)l, q);
+            quant_pack32(q, blk.qs + 16 * j);
+        }
+        memcpy(p, &blk, sizeof blk);
+    }
+}
+
+/* ggml's names of every type id it defines (4 and 5 were retired), supported or not. */
+static const char *const quant_ggml_names[] = {
+    [0] = "f32",      [1] = "f16",     [2] = "q4_0",    [3] = "q4_1",     [6] = "q5_0",    [7] = "q5_1",
+    [8] = "q8_0",     [9] = "q8_1",    [10] = "q2_K",   [11] = "q3_K",    [12] = "q4_K",   [13] = "q5_K",
+    [14] = "q6_K",    [15] = "q8_K",   [16] = "iq2_xxs", [17] = "iq2_xs", [18] = "iq3_xxs", [19] = "iq1_s",
+    [20] = "iq4_nl",  [21] = "iq3_s",  [22] = "iq2_s",  [23] = "iq4_xs",  [24] = "i8",     [25] = "i16",
+    [26] = "i32",     [27] = "i64",    [28] = "f64",    [29] = "iq1_m",   [30] = "bf16",   [34] = "tq1_0",
+    [35] = "tq2_0",   [39] = "mxfp4",
+};
+
+const char *quant_type_name_any(uint32_t type) {
+    const tensor_type_info *t = tensor_type_get(type);
+    if (t) return t->name;
+    return type < sizeof quant_ggml_names / sizeof quant_ggml_names[0] ? quant_ggml_names[type] : NULL;
+}
+
+/* Kept by hand next to the table (test_quant checks that every row is named,
+ * once): a literal, so no lazily built buffer to share between threads. */
+const char *quant_supported_list(void) {
+    return "f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q6_K iq4_nl iq4_xs";
+}
+
 /* ---------------------------------------------------------------- dispatch */
 
 typedef struct quant_codec {
@@ -671,6 +960,11 @@ static const quant_codec quant_codecs[] = {
     {TENSOR_Q4_0, quant_dequant_q4_0, quant_quant_q4_0, 0.126, 8 * 0x1p-25},
     {TENSOR_Q4_K, quant_dequant_q4_K, quant_quant_q4_K, 0.125, 16 * 0x1p-24},
     {TENSOR_Q6_K, quant_dequant_q6_K, quant_quant_q6_K, 0.035, 33 * 0x1p-24},
+    {TENSOR_Q4_1, quant_dequant_q4_1, quant_quant_q4_1, 0.068, 16 * 0x1p-25},
+    {TENSOR_Q5_0, quant_dequant_q5_0, quant_quant_q5_0, 0.063, 16 * 0x1p-25},
+    {TENSOR_Q5_1, quant_dequant_q5_1, quant_quant_q5_1, 0.034, 32 * 0x1p-25},
+    {TENSOR_IQ4_NL, quant_dequant_iq4_nl, quant_quant_iq4_nl, 0.111, 128 * 0x1p-25},
+    {TENSOR_IQ4_XS, quant_dequant_iq4_xs, quant_quant_iq4_xs, 0.135, 128 * 0x1p-24},
 };
 
 /* The codec row for `type`, or NULL. */

@@ -605,7 +605,11 @@ static int parse_tensor_info(parser *ps, uint64_t i) {
 
     if (read_u32(ps, "type", &t->type)) return -1;
     const tensor_type_info *ti = tensor_type_get(t->type);
-    if (!ti) return fail(ps, "%s: unknown type %" PRIu32, w, t->type);
+    if (!ti) {
+        const char *tn = quant_type_name_any(t->type);
+        return fail(ps, "%s: tensor type %s (%" PRIu32 ") is not one Baton runs (it runs: %s)", w,
+                    tn ? tn : "unknown", t->type, quant_supported_list());
+    }
     if (t->ne[0] % ti->block_elems != 0)
         return fail(ps, "%s: row length %" PRId64 " is not a multiple of the block size %" PRIu32 " of type %s", w,
                     t->ne[0], ti->block_elems, ti->name);

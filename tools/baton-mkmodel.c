@@ -97,6 +97,10 @@ static const mk_scheme mk_schemes[] = {
     {"bf16", TENSOR_BF16, TENSOR_BF16, 32},  {"q8_0", TENSOR_Q8_0, TENSOR_Q8_0, 7},
     {"q4_0", TENSOR_Q4_0, TENSOR_Q4_0, 2},   {"q4_k", TENSOR_Q4_K, TENSOR_Q4_K, 14},
     {"q6_k", TENSOR_Q6_K, TENSOR_Q6_K, 18},  {"q4_k_m", TENSOR_Q4_K, TENSOR_Q6_K, 15},
+    /* issue 22: one type throughout (llama.cpp's MOSTLY_* numbers) */
+    {"q4_1", TENSOR_Q4_1, TENSOR_Q4_1, 3},   {"q5_0", TENSOR_Q5_0, TENSOR_Q5_0, 8},
+    {"q5_1", TENSOR_Q5_1, TENSOR_Q5_1, 9},   {"iq4_nl", TENSOR_IQ4_NL, TENSOR_IQ4_NL, 25},
+    {"iq4_xs", TENSOR_IQ4_XS, TENSOR_IQ4_XS, 30},
 };
 
 /* The scheme named `name` (case-insensitive), or NULL. */
@@ -740,7 +744,8 @@ static void mk_usage(FILE *f) {
           "  --preset NAME      tiny (2 layers, embd 256, 4/2 heads, ff 512, vocab 512, ctx 4096)\n"
           "                     or qwq-32b (64 layers, embd 5120, 40/8 heads, ff 27648, vocab 152064)\n"
           "  --layers N         number of layers (a slice with the preset's widths)\n"
-          "  --type T           f32 f16 bf16 q8_0 q4_0 q4_k q6_k q4_k_m (default q8_0)\n"
+          "  --type T           f32 f16 bf16 q8_0 q4_0 q4_k q6_k q4_k_m q4_1 q5_0 q5_1 iq4_nl iq4_xs\n"
+          "                     (default q8_0)\n"
           "                     q4_k_m: Q4_K, with Q6_K for attn_v, ffn_down and output\n"
           "  --seed S           random seed (default 1); same seed, same bytes\n"
           "  --tokenizer FILE   vocabulary and merges from a Hugging Face tokenizer.json\n"
@@ -857,7 +862,8 @@ int main(int argc, char **argv) {
     if (r != 0) return r > 0 ? 0 : 2;
     const mk_scheme *sc = mk_scheme_find(o.type);
     if (!sc) {
-        log_msg("unknown --type \"%s\" (f32 f16 bf16 q8_0 q4_0 q4_k q6_k q4_k_m)", o.type);
+        log_msg("unknown --type \"%s\" (f32 f16 bf16 q8_0 q4_0 q4_k q6_k q4_k_m q4_1 q5_0 q5_1 iq4_nl iq4_xs)",
+                o.type);
         return 2;
     }
     mk_hparams hp = {0};

@@ -274,6 +274,10 @@ void kern_mm_rows_avx2(const kern_mm_job *j, int64_t r0, int64_t r1) {
         kern_mm_rows_scalar(j, r0, r1);
         return;
     }
+    if (kern_q22_avx2_supports(w->type)) { /* issue 22's types: q22_avx2.c */
+        kern_mm_rows_q22_avx2(j, r0, r1);
+        return;
+    }
     if (j->n_tokens <= KERN_GEMV_AVX2_MAX_TOKENS && kern_gemv_avx2_supports(w->type)) { /* few tokens: ops_gemv_avx2.c */
         kern_gemv_avx2(j, r0, r1);
         return;
@@ -358,6 +362,7 @@ uint64_t kern_stream_sum_avx2(const void *buf, size_t bytes) {
 static kern_rows_fn avx2_mm_rows(const kern_mm_job *j) {
     const kern_matrix *w = j->w;
     if (!kern_mm_quant_fast(j)) return kern_mm_rows_avx2;
+    if (kern_q22_avx2_supports(w->type)) return kern_mm_rows_q22_avx2; /* Q4_1 Q5_0 Q5_1 IQ4_NL IQ4_XS */
     if (w->type == TENSOR_Q6_K && j->n_tokens >= KERN_AVX2_Q6K_MANY) return kern_mm_rows_avx2_q6_k;
     if (w->type == TENSOR_Q4_K && j->n_tokens >= KERN_AVX2_Q4K_MANY) return kern_mm_rows_avx2_q4_k;
     if (w->type == TENSOR_Q4_0 && j->n_tokens >= KERN_AVX2_Q4_MANY) return kern_mm_rows_avx2_q4_0;

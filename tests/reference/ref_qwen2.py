@@ -306,6 +306,66 @@ def _deq_q6_k(raw):
     return x.reshape(-1)
 
 
+# issue 22 types. The 32-element ones keep Q4_0's nibble order (element j < 16 in
+# the low nibble of qs[j], element j + 16 in the high nibble); the 5-bit ones take
+# bit 4 of element i from bit i of the little-endian u32 qh.
+
+IQ4NL_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10,
+                         1, 13, 25, 38, 53, 69, 89, 113], dtype=np.int64)
+
+
+def _nibbles32(qs):
+    qs = qs.astype(np.int64)
+    return np.concatenate([qs & 15, qs >> 4], axis=1)
+
+
+def _high_bits32(qh4):
+    h = np.ascontiguousarray(qh4).view("<u4").astype(np.int64)  # (nb, 1)
+    return ((h >> np.arange(32)) & 1) << 4
+
+
+def _deq_q4_1(raw):
+    # block (20 B): f16 d, f16 m, u8 qs[16];  x = d * q + m
+    b = raw.reshape(-1, 20)
+    return (_f16(b[:, 0:2]) * _nibbles32(b[:, 4:20]) + _f16(b[:, 2:4])).reshape(-1)
+
+
+def _deq_q5_0(raw):
+    # block (22 B): f16 d, u8 qh[4], u8 qs[16];  x = d * (q - 16)
+    b = raw.reshape(-1, 22)
+    q = _nibbles32(b[:, 6:22]) | _high_bits32(b[:, 2:6])
+    return (_f16(b[:, 0:2]) * (q - 16)).reshape(-1)
+
+
+def _deq_q5_1(raw):
+    # block (24 B): f16 d, f16 m, u8 qh[4], u8 qs[16];  x = d * q + m
+    b = raw.reshape(-1, 24)
+    q = _nibbles32(b[:, 8:24]) | _high_bits32(b[:, 4:8])
+    return (_f16(b[:, 0:2]) * q + _f16(b[:, 2:4])).reshape(-1)
+
+
+def _deq_iq4_nl(raw):
+    # block (18 B): f16 d, u8 qs[16];  x = d * IQ4NL_VALUES[q]
+    b = raw.reshape(-1, 18)
+    return (_f16(b[:, 0:2]) * IQ4NL_VALUES[_nibbles32(b[:, 2:18])]).reshape(-1)
+
+
+def _deq_iq4_xs(raw):
+    # block (136 B): f16 d, u16 scales_h, u8 scales_l[4], u8 qs[128]; 8 sub-blocks
+    # of 32 (qs[16j:16j+16], IQ4_NL's nibble order); 6-bit ls_j = nibble j%2 of
+    # scales_l[j//2] | bits 2j..2j+1 of scales_h << 4;  x = d * (ls_j - 32) * value
+    b = raw.reshape(-1, 136)
+    nb = b.shape[0]
+    d = _f16(b[:, 0:2])
+    sh = np.ascontiguousarray(b[:, 2:4]).view("<u2").astype(np.int64)  # (nb, 1)
+    sl = b[:, 4:8].astype(np.int64)
+    j = np.arange(8)
+    ls = ((sl[:, j // 2] >> (4 * (j % 2))) & 15) | (((sh >> (2 * j)) & 3) << 4)
+    qs = b[:, 8:136].reshape(nb * 8, 16)
+    v = IQ4NL_VALUES[_nibbles32(qs)].reshape(nb, 8, 32)
+    return (d[:, :, None] * (ls - 32)[:, :, None] * v).reshape(-1)
+
+
 # type id -> (name, elements per block, bytes per block, dequantizer)
 TENSOR_TYPES = {
     0: ("f32", 1, 4, _deq_f32),
@@ -315,6 +375,11 @@ TENSOR_TYPES = {
     12: ("q4_K", 256, 144, _deq_q4_k),
     14: ("q6_K", 256, 210, _deq_q6_k),
     30: ("bf16", 1, 2, _deq_bf16),
+    3: ("q4_1", 32, 20, _deq_q4_1),
+    6: ("q5_0", 32, 22, _deq_q5_0),
+    7: ("q5_1", 32, 24, _deq_q5_1),
+    20: ("iq4_nl", 32, 18, _deq_iq4_nl),
+    23: ("iq4_xs", 256, 136, _deq_iq4_xs),
 }
 
 

@@ -8,7 +8,7 @@ Part 1 (self-checks of the reference, no Baton binaries needed):
     from the block definitions, on random blocks, plus hand-computed known values.
   - forward: the whole-sequence causal forward equals a token-by-token decoder with a KV
     cache and per-head loops (a second, differently structured implementation).
-Part 2 (Baton): for 2 configs x 8 weight types, baton-mkmodel writes a model, baton-run
+Part 2 (Baton): for 2 configs x 13 weight types, baton-mkmodel writes a model, baton-run
   --exact --greedy generates 32 tokens and dumps the logits of every position; numpy loads
   the same file and checks
   (1) per position, max|c - ref| / max|ref| <= 1e-4,
@@ -36,7 +36,7 @@ TOL = 1e-4        # --exact with an f32 KV cache
 TOL_KV16 = 1e-3   # --exact with the default f16 KV cache (measured ~2e-4)
 PROMPT = [1, 17, 123, 400, 5, 776, 300, 42]
 N_GEN = 32
-TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k", "q4_k_m"]
+TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k", "q4_k_m", "q4_1", "q5_0", "q5_1", "iq4_nl", "iq4_xs"]
 CONFIGS = {
     "A": ["--embd", "768", "--heads", "12", "--kv-heads", "4", "--ff", "1792",
           "--layers", "3", "--vocab", "1000"],
@@ -142,6 +142,29 @@ def scalar_block(tid, b):
             s = s - 256 if s > 127 else s
             y[i] = d * s * ((lo | (hi << 4)) - 32)
         return y
+    if tid in (3, 6, 7, 20):  # q4_1 q5_0 q5_1 iq4_nl: 32 elements
+        iq4 = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]
+        d = _h(b, 0)
+        m = _h(b, 2) if tid in (3, 7) else 0.0
+        qs = b[{3: 4, 6: 6, 7: 8, 20: 2}[tid]:][:16]
+        qh = (b[2] | b[3] << 8 | b[4] << 16 | b[5] << 24) if tid == 6 else \
+             (b[4] | b[5] << 8 | b[6] << 16 | b[7] << 24) if tid == 7 else 0
+        y = []
+        for i in range(32):
+            q = (qs[i] & 15) if i < 16 else (qs[i - 16] >> 4)
+            q |= ((qh >> i) & 1) << 4
+            y.append(d * iq4[q] if tid == 20 else d * (q - 16) if tid == 6 else d * q + m)
+        return y
+    if tid == 23:  # iq4_xs
+        iq4 = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]
+        d, sh, sl, qs = _h(b, 0), b[2] | b[3] << 8, b[4:8], b[8:136]
+        y = []
+        for i in range(256):
+            j, l = divmod(i, 32)
+            ls = ((sl[j // 2] >> (4 * (j % 2))) & 15) | (((sh >> (2 * j)) & 3) << 4)
+            byte = qs[16 * j + (l % 16)]
+            y.append(d * (ls - 32) * iq4[(byte & 15) if l < 16 else (byte >> 4)])
+        return y
     raise ValueError(tid)
 
 
@@ -149,7 +172,7 @@ def random_blocks(rng, tid, nb):
     """Random blocks with finite, modest f16 scale fields."""
     _, be, bb, _ = ref.type_row(tid)
     raw = rng.integers(0, 256, size=(nb, bb), dtype=np.uint8)
-    pos = {2: [0], 8: [0], 12: [0, 2], 14: [208]}[tid]
+    pos = {2: [0], 8: [0], 12: [0, 2], 14: [208], 3: [0, 2], 6: [0], 7: [0, 2], 20: [0], 23: [0]}[tid]
     for p in pos:
         raw[:, p:p + 2] = np.frombuffer(
             rng.uniform(-0.1, 0.1, nb).astype("<f2").tobytes(), dtype=np.uint8).reshape(nb, 2)
@@ -283,7 +306,7 @@ def self_checks(tmp):
     print("self-check: GGUF reader v2/v3, 13 value types, nested arrays, alignment 32/64/256, truncation: ok")
 
     # --- dequantizers vs per-element decoding
-    for tid in (2, 8, 12, 14):
+    for tid in (2, 8, 12, 14, 3, 6, 7, 20, 23):
         nb = 6
         raw = random_blocks(rng, tid, nb)
         _, be, bb, _ = ref.type_row(tid)

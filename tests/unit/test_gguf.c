@@ -607,6 +607,7 @@ CORRUPT(c_dim_outside, put_u64(h->p + h->t_dim[0][1], 1ull << 30))
 CORRUPT(c_dim_overlap, put_u64(h->p + h->t_dim[0][0], 33))
 CORRUPT(c_ragged_row, put_u64(h->p + h->t_dim[1][0], 33))
 CORRUPT(c_tensor_type, put_u32(h->p + h->t_type[0], 99))
+CORRUPT(c_tensor_type_iq2, put_u32(h->p + h->t_type[0], 16))
 CORRUPT(c_offset_misaligned, put_u64(h->p + h->t_off[1], 100))
 CORRUPT(c_offset_outside, put_u64(h->p + h->t_off[1], 1u << 20))
 CORRUPT(c_offset_wrap, put_u64(h->p + h->t_off[1], UINT64_MAX - 31))
@@ -650,7 +651,9 @@ static void test_corruption(void) {
     expect("dimension outside", c_dim_outside, "tensor 'a': data [", "lies outside the file (size");
     expect("dimension overlap", c_dim_overlap, "tensors 'a' and 'b' overlap", NULL);
     expect("ragged row", c_ragged_row, "tensor 'b': row length 33 is not a multiple of the block size 32", NULL);
-    expect("tensor type", c_tensor_type, "tensor 'a': unknown type 99", NULL);
+    expect("tensor type", c_tensor_type, "tensor 'a': tensor type unknown (99) is not one Baton runs", "q4_K");
+    expect("unsupported tensor type", c_tensor_type_iq2, "tensor 'a': tensor type iq2_xxs (16) is not one Baton runs",
+           "(it runs: f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q6_K iq4_nl iq4_xs)");
     expect("offset misaligned", c_offset_misaligned, "tensor 'b': offset 100 is not aligned to 32", NULL);
     expect("offset outside", c_offset_outside, "tensor 'b': data [", "lies outside the file");
     expect("offset wraps", c_offset_wrap, "tensor 'b'", "outside the file");

@@ -70,8 +70,8 @@ static void matmul_case(uint32_t type, int64_t rows, int64_t cols, int nt) {
     for (int64_t i = 0; i < nt * cols; i++) x[i] = frand() * (i % 5 == 0 ? 4.0f : 1.0f);
     kern_matrix m = {.type = type, .rows = rows, .cols = cols, .data = wq};
     const char *tn = tensor_type_get(type)->name;
-    int blk = (type == TENSOR_Q4_K || type == TENSOR_Q6_K) ? 256 : 32;
-    int quantized = type == TENSOR_Q8_0 || type == TENSOR_Q4_0 || type == TENSOR_Q4_K || type == TENSOR_Q6_K;
+    int blk = (type == TENSOR_Q4_K || type == TENSOR_Q6_K || type == TENSOR_IQ4_XS) ? 256 : 32;
+    int quantized = type != TENSOR_F32 && type != TENSOR_F16 && type != TENSOR_BF16;
     for (int li = 0; li < n_levels; li++) {
         set_level_i(li);
         /* packing is for FAST only: the previous level's loop ended in EXACT */
@@ -190,7 +190,13 @@ static void test_matmul_extremes(void) {
         {TENSOR_Q4_0, 32 * 7, 0xff}, {TENSOR_Q4_0, 32 * 7, 0x00}, {TENSOR_Q8_0, 32 * 7, 0x80},
         {TENSOR_Q8_0, 32 * 7, 0x7f}, {TENSOR_Q4_K, 256 * 5, 0xff}, {TENSOR_Q6_K, 256 * 5, 0xff},
         {TENSOR_Q6_K, 256 * 5, 0x00}, {TENSOR_Q4_K, 32768 + 256, 0xff}, {TENSOR_Q4_K, 65536 + 256, 0xff},
-        {TENSOR_Q8_0, 32768 + 64, 0x80}};
+        {TENSOR_Q8_0, 32768 + 64, 0x80},
+        /* issue 22: codes all 15 / 31 / 0, codebook ends -127 (code 0) and 113 (code 15), IQ4_XS
+         * sub-block scales -32 (ls 0, fill 0x00) and 31 (ls 63, fill 0xff) */
+        {TENSOR_Q4_1, 32 * 7, 0xff}, {TENSOR_Q5_0, 32 * 7, 0xff}, {TENSOR_Q5_0, 32 * 7, 0x00},
+        {TENSOR_Q5_1, 32 * 7, 0xff}, {TENSOR_IQ4_NL, 32 * 7, 0x00}, {TENSOR_IQ4_NL, 32 * 7, 0xff},
+        {TENSOR_IQ4_XS, 256 * 5, 0x00}, {TENSOR_IQ4_XS, 256 * 5, 0xff}, {TENSOR_IQ4_XS, 65536 + 256, 0x00},
+        {TENSOR_Q5_1, 32768 + 64, 0xff}};
     enum { NT = 4 };
     const int64_t rows = 19;
     uint16_t one = f32_to_fp16(1.0f / 1024);
@@ -209,7 +215,7 @@ static void test_matmul_extremes(void) {
                 memcpy(blk + offsetof(block_q6_K, d), &one, 2);
             } else {
                 memcpy(blk, &one, 2);
-                if (type == TENSOR_Q4_K) memcpy(blk + 2, &one, 2);
+                if (type == TENSOR_Q4_K || type == TENSOR_Q4_1 || type == TENSOR_Q5_1) memcpy(blk + 2, &one, 2);
             }
         }
         for (int64_t i = 0; i < NT * cols; i++) { /* tokens: all +1, +-1, all -1, -+1 */
@@ -255,6 +261,20 @@ static void test_matmul(void) {
             colsv[0] = 37, colsv[1] = 32 * 5;
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             for (int c = 0; c < 2; c++) matmul_case(t, shapes[s].rows, colsv[c], shapes[s].nt);
+    }
+}
+
+/* Issue 22's types (Q4_1 Q5_0 Q5_1 IQ4_NL IQ4_XS): every level == scalar bit
+ * for bit, both precisions, odd row counts (whole and partial 8/16-row tiles),
+ * every token count 1..9 and 16, two widths each (odd block counts). */
+static void test_matmul_q22(void) {
+    static const uint32_t types[] = {TENSOR_Q4_1, TENSOR_Q5_0, TENSOR_Q5_1, TENSOR_IQ4_NL, TENSOR_IQ4_XS};
+    static const int64_t rows[] = {1, 3, 9, 17, 19, 33, 7, 25, 41, 11};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        int64_t colsv[2] = {32 * 3, 32 * 13};
+        if (types[ti] == TENSOR_IQ4_XS) colsv[0] = 256, colsv[1] = 256 * 3;
+        for (int nt = 1; nt <= 10; nt++)
+            for (int c = 0; c < 2; c++) matmul_case(types[ti], rows[(nt + c) % 10], colsv[c], nt == 10 ? 16 : nt);
     }
 }
 
@@ -571,6 +591,7 @@ int main(void) {
     test_quantizer_edges();
     test_matmul();
     test_matmul_extremes();
+    test_matmul_q22();
     test_matmul_multi();
     printf("matmul done (%d checks, %d failures)\n", checks, failures);
     kern_shutdown();

@@ -54,6 +54,8 @@ static void test_table(void) {
     } want[] = {
         {0, "f32", 1, 4},        {1, "f16", 1, 2},        {2, "q4_0", 32, 18}, {8, "q8_0", 32, 34},
         {12, "q4_K", 256, 144}, {14, "q6_K", 256, 210}, {30, "bf16", 1, 2},
+        {3, "q4_1", 32, 20},     {6, "q5_0", 32, 22},     {7, "q5_1", 32, 24},  {20, "iq4_nl", 32, 18},
+        {23, "iq4_xs", 256, 136},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const tensor_type_info *t = tensor_type_get(want[i].type);
@@ -81,10 +83,31 @@ static void test_table(void) {
     CHECK(tensor_type_from_name("q4") == -1 && tensor_type_from_name("q4_K_M") == -1 &&
               tensor_type_from_name("") == -1 && tensor_type_from_name(NULL) == -1,
           "unknown names");
-    CHECK(tensor_type_get(3) == NULL && tensor_type_get(13) == NULL && tensor_type_get(UINT32_MAX) == NULL,
+    CHECK(tensor_type_get(16) == NULL && tensor_type_get(13) == NULL && tensor_type_get(UINT32_MAX) == NULL,
           "unsupported ids");
-    CHECK(tensor_row_bytes(3, 32) == 0 && quant_error_bound(3) < 0.0 && quant_error_floor(3) < 0.0,
+    CHECK(tensor_row_bytes(16, 32) == 0 && quant_error_bound(16) < 0.0 && quant_error_floor(16) < 0.0,
           "unknown type sizes");
+    /* every type has ggml's name, supported or not; the list names each supported type once */
+    CHECK(strcmp(quant_type_name_any(16), "iq2_xxs") == 0 && strcmp(quant_type_name_any(34), "tq1_0") == 0 &&
+              strcmp(quant_type_name_any(23), "iq4_xs") == 0 && strcmp(quant_type_name_any(13), "q5_K") == 0 &&
+              quant_type_name_any(4) == NULL && quant_type_name_any(1000) == NULL,
+          "quant_type_name_any");
+    {
+        const char *list = quant_supported_list();
+        int words = 1, named = 0;
+        for (const char *c = list; *c; c++) words += *c == ' ';
+        for (uint32_t id = 0; id < 64; id++) {
+            const tensor_type_info *t = tensor_type_get(id);
+            if (!t) continue;
+            size_t len = strlen(t->name);
+            int found = 0;
+            for (const char *c = list; (c = strstr(c, t->name)) != NULL; c += len)
+                found += (c == list || c[-1] == ' ') && (c[len] == ' ' || c[len] == 0);
+            CHECK(found == 1, "%s named %d times in the supported list", t->name, found);
+            named++;
+        }
+        CHECK(words == named, "supported list has %d names for %d types: %s", words, named, list);
+    }
     CHECK(tensor_row_bytes(TENSOR_F32, INT64_MAX) == 0, "f32 row whose size overflows size_t");
 }
 
@@ -306,6 +329,92 @@ static void test_hand_q6_K(void) {
     check_decode(TENSOR_Q6_K, b, want, 256, "q6_K");
 }
 
+/* --------------------------------------------- 3b. issue 22 types by hand */
+
+static void test_hand_q4_1(void) {
+    /* d = 0.5 (0x3800), m = -2 (0xC000); byte j = j | (15 - j) << 4:
+     * element j = 0.5 * j - 2, element 16 + j = 0.5 * (15 - j) - 2 */
+    uint8_t b[20] = {0x00, 0x38, 0x00, 0xC0};
+    float want[32];
+    for (int j = 0; j < 16; j++) {
+        b[4 + j] = (uint8_t)(j | (15 - j) << 4);
+        want[j] = 0.5f * (float)j - 2.0f;
+        want[16 + j] = 0.5f * (float)(15 - j) - 2.0f;
+    }
+    CHECK(want[0] == -2.0f && want[1] == -1.5f && want[15] == 5.5f && want[16] == 5.5f && want[31] == -2.0f,
+          "q4_1 formula by hand");
+    check_decode(TENSOR_Q4_1, b, want, 32, "q4_1");
+}
+
+static void test_hand_q5_0(void) {
+    /* d = 0.25 (0x3400); byte j = 0x21 (low code 1, high code 2); qh = 0x00018003
+     * (little-endian): bits 0, 1, 15 add 16 to the low codes of elements 0, 1,
+     * 15, bit 16 to the high code of byte 0 (element 16). x = d * (q - 16). */
+    uint8_t b[22] = {0x00, 0x34, 0x03, 0x80, 0x01, 0x00};
+    float want[32];
+    for (int j = 0; j < 16; j++) {
+        b[6 + j] = 0x21;
+        want[j] = 0.25f * (float)(1 - 16);
+        want[16 + j] = 0.25f * (float)(2 - 16);
+    }
+    want[0] = want[1] = want[15] = 0.25f * (float)(17 - 16);
+    want[16] = 0.25f * (float)(18 - 16);
+    CHECK(want[2] == -3.75f && want[17] == -3.5f && want[0] == 0.25f && want[16] == 0.5f, "q5_0 formula by hand");
+    check_decode(TENSOR_Q5_0, b, want, 32, "q5_0");
+}
+
+static void test_hand_q5_1(void) {
+    /* d = 1 (0x3C00), m = 0.5 (0x3800), qh = 0xFFFF0000: elements 16..31 have
+     * bit 4 set. byte j = j | j << 4: element j = j + 0.5, 16 + j = 16 + j + 0.5 */
+    uint8_t b[24] = {0x00, 0x3C, 0x00, 0x38, 0x00, 0x00, 0xFF, 0xFF};
+    float want[32];
+    for (int j = 0; j < 16; j++) {
+        b[8 + j] = (uint8_t)(j | j << 4);
+        want[j] = (float)j + 0.5f;
+        want[16 + j] = (float)(16 + j) + 0.5f;
+    }
+    CHECK(want[31] == 31.5f && want[0] == 0.5f && want[16] == 16.5f, "q5_1 formula by hand");
+    check_decode(TENSOR_Q5_1, b, want, 32, "q5_1");
+}
+
+/* the IQ4 codebook, written out here independently of quant.c */
+static const int iq4_v[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+static void test_hand_iq4_nl(void) {
+    /* d = -0.5 (0xB800); byte j = j | (15 - j) << 4: element j = -0.5 * v[j],
+     * element 16 + j = -0.5 * v[15 - j] */
+    uint8_t b[18] = {0x00, 0xB8};
+    float want[32];
+    for (int j = 0; j < 16; j++) {
+        b[2 + j] = (uint8_t)(j | (15 - j) << 4);
+        want[j] = -0.5f * (float)iq4_v[j];
+        want[16 + j] = -0.5f * (float)iq4_v[15 - j];
+    }
+    CHECK(want[0] == 63.5f && want[8] == -0.5f && want[16] == -56.5f, "iq4_nl formula by hand");
+    check_decode(TENSOR_IQ4_NL, b, want, 32, "iq4_nl");
+}
+
+static void test_hand_iq4_xs(void) {
+    /* d = 0.125 (0x3000); sub-block scales ls = 32 33 0 63 31 40 1 32 (values
+     * ls - 32 = 0 1 -32 31 -1 8 -31 0), packed by hand:
+     *   scales_l[k] = (ls[2k] & 15) | (ls[2k+1] & 15) << 4 = 0x10 0xF0 0x8F 0x01
+     *   scales_h bits 2j, 2j+1 = ls[j] >> 4 = 2 2 0 3 1 2 0 2 -> 0x89CA
+     * sub-block j, byte i = ((i + j) & 15) | (15 - i) << 4 */
+    static const int ls[8] = {32, 33, 0, 63, 31, 40, 1, 32};
+    uint8_t b[136] = {0x00, 0x30, 0xCA, 0x89, 0x10, 0xF0, 0x8F, 0x01};
+    float want[256];
+    for (int j = 0; j < 8; j++)
+        for (int i = 0; i < 16; i++) {
+            b[8 + 16 * j + i] = (uint8_t)(((i + j) & 15) | (15 - i) << 4);
+            want[32 * j + i] = 0.125f * (float)(ls[j] - 32) * (float)iq4_v[(i + j) & 15];
+            want[32 * j + 16 + i] = 0.125f * (float)(ls[j] - 32) * (float)iq4_v[15 - i];
+        }
+    /* by hand: element 96 = sub-block 3 (31 * 0.125), code 3 (-65) = -251.875;
+     * element 32 = 0.125 * -104 = -13; element 64 = -4 * -83 = 332 */
+    CHECK(want[96] == -251.875f && want[32] == -13.0f && want[64] == 332.0f, "iq4_xs formula by hand");
+    check_decode(TENSOR_IQ4_XS, b, want, 256, "iq4_xs");
+}
+
 /* ------------------------------------------------------ 4. round trips */
 
 enum { DIST_UNIFORM, DIST_GAUSS, DIST_OUTLIERS, DIST_ZERO_BLOCKS, DIST_POSITIVE, DIST_NEGATIVE, DIST_WIDE, DIST_N };
@@ -329,8 +438,8 @@ static void fill(float *x, int n, int dist, int block) {
 }
 
 static void test_round_trips(void) {
-    static const uint32_t types[] = {TENSOR_F32, TENSOR_F16, TENSOR_BF16, TENSOR_Q8_0,
-                                     TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K};
+    static const uint32_t types[] = {TENSOR_F32,  TENSOR_F16,  TENSOR_BF16, TENSOR_Q8_0,   TENSOR_Q4_0,  TENSOR_Q4_K,
+                                     TENSOR_Q6_K, TENSOR_Q4_1, TENSOR_Q5_0, TENSOR_Q5_1, TENSOR_IQ4_NL, TENSOR_IQ4_XS};
     static const int block_counts[] = {1, 3, 7, 33};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const tensor_type_info *t = tensor_type_get(types[ti]);
@@ -377,7 +486,8 @@ static void test_round_trips(void) {
  * absolute floor takes over. Also checks that the K encoders keep tiny blocks
  * alive (no flush to zero while the floor is small against the values). */
 static void test_magnitudes(void) {
-    static const uint32_t types[] = {TENSOR_F16, TENSOR_BF16, TENSOR_Q8_0, TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K};
+    static const uint32_t types[] = {TENSOR_F16,  TENSOR_BF16, TENSOR_Q8_0, TENSOR_Q4_0,   TENSOR_Q4_K,  TENSOR_Q6_K,
+                                     TENSOR_Q4_1, TENSOR_Q5_0, TENSOR_Q5_1, TENSOR_IQ4_NL, TENSOR_IQ4_XS};
     enum { N = 256 * 3 };
     float x[N], y[N];
     uint8_t q[N * 4];
@@ -396,6 +506,8 @@ static void test_magnitudes(void) {
                     amax = fmax(amax, fabs(x[i]));
                     emax = fmax(emax, fabs((double)x[i] - y[i]));
                 }
+                /* Q4_1 / Q5_1 store the block minimum itself in fp16: outside the format past 65504 */
+                if ((types[ti] == TENSOR_Q4_1 || types[ti] == TENSOR_Q5_1) && amax >= 65504) continue;
                 if (emax > bound * amax + floor_) {
                     if (bad < 3) fprintf(stderr, "  %s scale %g: error %g max %g\n", t->name, scale, emax, amax);
                     bad++;
@@ -464,10 +576,12 @@ static int all_finite(const float *y, int n) {
 }
 
 static void test_awkward(void) {
-    static const uint32_t qtypes[] = {TENSOR_Q8_0, TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K};
+    static const uint32_t qtypes[] = {TENSOR_Q8_0, TENSOR_Q4_0, TENSOR_Q4_K,   TENSOR_Q6_K,  TENSOR_Q4_1,
+                                      TENSOR_Q5_0, TENSOR_Q5_1, TENSOR_IQ4_NL, TENSOR_IQ4_XS};
+    enum { NQT = sizeof qtypes / sizeof qtypes[0] };
     float x[512], y[512];
     uint8_t buf[1024 + 1];
-    for (size_t ti = 0; ti < 4; ti++) {
+    for (size_t ti = 0; ti < NQT; ti++) {
         uint32_t type = qtypes[ti];
         const char *name = tensor_type_get(type)->name;
         int n = 512;
@@ -517,12 +631,12 @@ static void test_awkward(void) {
                   quant_quantize_row(type, x, NULL, n) == 0 && quant_dequantize_row(type, aligned, NULL, n) == -1,
               "%s: NULL buffers", name);
     }
-    CHECK(quant_quantize_row(3, x, buf, 32) == 0 && quant_dequantize_row(99, buf, y, 32) == -1, "unknown types");
+    CHECK(quant_quantize_row(16, x, buf, 32) == 0 && quant_dequantize_row(99, buf, y, 32) == -1, "unknown types");
     /* arbitrary bytes decode without trouble (NaN/inf scales are the data's business) */
     rng_state = 3;
     uint8_t junk[210 * 4];
     for (size_t i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)rng_next();
-    for (size_t ti = 0; ti < 4; ti++) CHECK(quant_dequantize_row(qtypes[ti], junk, y, 256) == 0, "junk decode");
+    for (size_t ti = 0; ti < NQT; ti++) CHECK(quant_dequantize_row(qtypes[ti], junk, y, 256) == 0, "junk decode");
 }
 
 int main(void) {
@@ -534,6 +648,11 @@ int main(void) {
     test_hand_q4_0();
     test_hand_q4_K();
     test_hand_q6_K();
+    test_hand_q4_1();
+    test_hand_q5_0();
+    test_hand_q5_1();
+    test_hand_iq4_nl();
+    test_hand_iq4_xs();
     printf("round trips (per-block max error relative to the block's max magnitude):\n");
     test_round_trips();
     test_magnitudes();
