@@ -5,8 +5,9 @@ must send what the C client library refuses to send (not a test itself).
   rawpeer.py generate HOST:PORT [--temperature X] [--top-p X] [--min-p X] [--top-k N]
              [--repeat-penalty X] [--presence-penalty X] [--frequency-penalty X]
              [--text-bytes N] [--tokens 1,2,3] [--max-tokens N]
-      one Generate call as a client; prints "CODE MESSAGE" of its final status and
-      the number of tokens streamed ("tokens=N") - X may be nan, inf, -inf
+      one Generate call as a client; prints "CODE MESSAGE" of its final status, the
+      number of tokens streamed ("tokens=N"), the longest gap between two of them
+      ("max_gap_ms=G") and the token ids ("ids=1,2,3") - X may be nan, inf, -inf
   rawpeer.py peer HOST:PORT
       a hello with role PEER and an empty AuthProof to a worker's stage port, then
       a stage frame if it gets that far; prints what happened
@@ -17,6 +18,7 @@ import os
 import socket
 import struct
 import sys
+import time
 
 MAGIC = 0x314E5442
 HELLO, CALL_STATUS, GENERATE, GENERATE_CHUNK, STAGE, AUTH_PROOF, AUTH_OK = 1, 2, 10, 11, 40, 60, 61
@@ -148,13 +150,26 @@ def generate(addr, args):
         req += field_bytes(2, (b"the sky is blue " * (n // 16 + 1))[:n])
     req += field_bytes(4, sp) + field_varint(5, int(opt(args, "--max-tokens", "4"))) + field_varint(8, 1)
     c.send(GENERATE, req, call_id=1)
-    n = 0
+    ids, last, gap = [], None, 0.0
     while True:
         kind, call_id, msg = c.recv()
         if kind == GENERATE_CHUNK:
-            n += 1
+            now = time.monotonic()
+            if last is not None:
+                gap = max(gap, now - last)
+            last = now
+            packed = parse(msg).get(1, [b""])
+            for p in packed:
+                if isinstance(p, int):
+                    ids.append(p)
+                    continue
+                i = 0
+                while i < len(p):
+                    v, i = read_varint(p, i)
+                    ids.append(v)
         elif kind == CALL_STATUS and call_id == 1:
-            print(status_text(msg), "tokens=%d" % n)
+            print(status_text(msg), "tokens=%d" % len(ids), "max_gap_ms=%.0f" % (gap * 1000),
+                  "ids=" + ",".join(map(str, ids)))
             return 0
 
 
