@@ -30,6 +30,27 @@
  *                                r + 32 low nibble of ql[64h+l+32], qh[32h+l] bits 2-3
  *                                r + 64 high nibble of ql[64h+l],   qh[32h+l] bits 4-5
  *                                r + 96 high nibble of ql[64h+l+32],qh[32h+l] bits 6-7
+ *   Q2_K  256 elems, 84 bytes  { u8 scales[16]; u8 qs[64]; f16 d; f16 dmin; }
+ *                              16 sub-blocks of 16, 4-bit scale sc = scales[s] & 15
+ *                              and 4-bit min m = scales[s] >> 4 (s = element / 16):
+ *                                x = d * sc * q - dmin * m,  q in 0..3
+ *                              q of element 128h + 32k + l (h < 2, k < 4, l < 32) is
+ *                              bits 2k, 2k+1 of qs[32h + l]
+ *   Q3_K  256 elems, 110 bytes { u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d; }
+ *                              16 sub-blocks of 16, 6-bit scale code c_s (0..63):
+ *                                x = d * (c_s - 32) * (q - 4),  q in 0..7
+ *                              q of element e = 128h + 32k + l: low 2 bits = bits 2k,
+ *                              2k+1 of qs[32h + l] (as Q2_K), bit 2 = bit e / 32 of
+ *                              hmask[e % 32] (ggml writes it as "subtract 4 when
+ *                              that bit is clear")
+ *                              c_s from the 12 bytes S: low 4 bits S[s] & 15 for
+ *                              s < 8, S[s-8] >> 4 for s >= 8; high 2 bits
+ *                              (S[8 + s % 4] >> 2 (s / 4)) & 3
+ *   Q5_K  256 elems, 176 bytes { f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]; }
+ *                              as Q4_K (same scales[12] packing, same nibbles in
+ *                              qs) with a fifth bit: element e (sub-block s = e / 32,
+ *                              l = e % 32) adds 16 * (bit s of qh[l]);
+ *                                x = d * sc[s] * q - dmin * m[s],  q in 0..31
  *
  * quant_quantize_row and quant_dequantize_row are the scalar reference: simple,
  * exact to the layout, used by the model generator and by the tests.
@@ -49,6 +70,15 @@
  *         candidates around -32 / m), with the same 0.75-step cap; int8 scales
  *         under fp16 d = m / -128 (rounded up in magnitude). RMS error equal to
  *         ggml's reference (most blocks byte-identical).
+ *   Q5_K  the Q4_K fit with 31 steps instead of 15, same 6-bit scale/min packing.
+ *   Q2_K  per sub-block of 16: the Q4_K fit with 3 steps; 4-bit scales and mins
+ *         under fp16 d = max scale / 15, dmin = max min / 15 (rounded up).
+ *   Q3_K  per sub-block of 16: the Q6_K signed-scale search with codes -4..3;
+ *         6-bit signed scales (-32..31) under fp16 d = m / -32 (rounded up in
+ *         magnitude).
+ *   Relative RMS error over test_quant's 7 distributions (its printout):
+ *   Q2_K 0.278, Q3_K 0.155, Q5_K 0.037 (Q4_K 0.072, Q6_K 0.018 on the same
+ *   data); not compared with ggml's reference encoders.
  *   NaN inputs encode as 0, +-inf and huge values saturate (scales stop at
  *   65504): no input gives a NaN or inf scale, and no conversion is undefined.
  *
@@ -71,6 +101,16 @@
  *   Q6_K  0.035: capped fit 0.75 / 32 = 0.0234, plus up to 32 steps of the
  *         int8 scale error (one d = max scale / 128 <= 0.033 max / 128) = 0.0083,
  *         plus fp16 rounding. Worst seen 0.0244. Floor 33 * 2^-24.
+ *   Q5_K  0.07: capped fit 0.75 * range / 31 <= 0.049 max, plus the 6-bit
+ *         scale/min rounding (checked, not proven, as Q4_K; worst seen 0.053).
+ *         Floor 32 * 2^-24.
+ *   Q2_K  0.55: capped fit 0.75 * range / 3 <= 0.5 max, plus 4-bit scale/min
+ *         rounding (checked, not proven; worst seen 0.361). Floor 16 * 2^-24.
+ *   Q3_K  0.25: capped fit 0.75 / 4 = 0.1875, plus up to 4 steps of the 6-bit
+ *         scale error (d / 2 per step, d <= max scale / 32 <= max / 3.5 / 32 =
+ *         0.009 max) = 0.036, plus fp16 rounding (worst seen 0.178). Floor
+ *         5 * 2^-24.
+ *         The measured worst cases are printed by test_quant.
  */
 #ifndef BATON_QUANT_H
 #define BATON_QUANT_H
@@ -84,7 +124,10 @@ enum tensor_type {
     TENSOR_F16 = 1,
     TENSOR_Q4_0 = 2,
     TENSOR_Q8_0 = 8,
+    TENSOR_Q2_K = 10,
+    TENSOR_Q3_K = 11,
     TENSOR_Q4_K = 12,
+    TENSOR_Q5_K = 13,
     TENSOR_Q6_K = 14,
     TENSOR_BF16 = 30,
 };
@@ -97,6 +140,9 @@ typedef struct { uint16_t d; uint8_t qs[QK4_0 / 2]; } block_q4_0;
 typedef struct { uint16_t d; int8_t qs[QK8_0]; } block_q8_0;
 typedef struct { uint16_t d; uint16_t dmin; uint8_t scales[12]; uint8_t qs[QK_K / 2]; } block_q4_K;
 typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; uint16_t d; } block_q6_K;
+typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; uint16_t d; uint16_t dmin; } block_q2_K;
+typedef struct { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; uint16_t d; } block_q3_K;
+typedef struct { uint16_t d; uint16_t dmin; uint8_t scales[12]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
 
 typedef struct tensor_type_info {
     uint32_t type;        /* enum tensor_type */

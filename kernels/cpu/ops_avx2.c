@@ -270,7 +270,8 @@ void kern_mm_rows_avx2(const kern_mm_job *j, int64_t r0, int64_t r1) {
         kern_mm_rows_half_avx2(j, r0, r1);
         return;
     }
-    if (j->prec != KERN_FAST || !j->xq || !(kern_mm_uses_x32(w->type) || kern_mm_uses_x256(w->type))) {
+    if (j->prec != KERN_FAST || !j->xq || !(kern_mm_uses_x32(w->type) || kern_mm_uses_x256(w->type)) ||
+        (kern_kq_is_new(w->type) && !kern_gemv_avx2_supports(w->type))) { /* Q2_K/Q3_K/Q5_K: no 8-row tile here */
         kern_mm_rows_scalar(j, r0, r1);
         return;
     }
