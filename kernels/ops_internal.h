@@ -203,4 +203,8 @@ void kern_mm_rows_avx2_q4_k(const kern_mm_job *j, int64_t r0, int64_t r1); /* qu
 #define KERN_AVX2_Q6K_MANY 16 /* Q6_K jobs of this many tokens or more: kern_mm_rows_avx2_q6_k */
 void kern_mm_rows_avx2_q6_k(const kern_mm_job *j, int64_t r0, int64_t r1); /* quantized FAST Q6_K, any rows */
 
+/* Q2_K, Q3_K, Q5_K quantized FAST, any token count (cpu/kquant_avx2.c, cpu/kquant_avx512.c) */
+void kern_mm_rows_kq_avx2(const kern_mm_job *j, int64_t r0, int64_t r1);
+void kern_mm_rows_kq_avx512(const kern_mm_job *j, int64_t r0, int64_t r1);
+
 #endif

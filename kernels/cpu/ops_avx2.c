@@ -359,6 +359,7 @@ uint64_t kern_stream_sum_avx2(const void *buf, size_t bytes) {
 static kern_rows_fn avx2_mm_rows(const kern_mm_job *j) {
     const kern_matrix *w = j->w;
     if (!kern_mm_quant_fast(j)) return kern_mm_rows_avx2;
+    if (kern_kq_is_new(w->type)) return kern_mm_rows_kq_avx2; /* Q2_K, Q3_K, Q5_K: kquant_avx2.c */
     if (w->type == TENSOR_Q6_K && j->n_tokens >= KERN_AVX2_Q6K_MANY) return kern_mm_rows_avx2_q6_k;
     if (w->type == TENSOR_Q4_K && j->n_tokens >= KERN_AVX2_Q4K_MANY) return kern_mm_rows_avx2_q4_k;
     if (w->type == TENSOR_Q4_0 && j->n_tokens >= KERN_AVX2_Q4_MANY) return kern_mm_rows_avx2_q4_0;

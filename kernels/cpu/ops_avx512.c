@@ -656,6 +656,7 @@ void kern_quantize_x256_avx512(kq8_256 *out, const float *x, int64_t n) {
  * another level (or not at all) runs the scalar loop, the same bits. Float
  * weights, and EXACT, run the float dots above. */
 static kern_rows_fn avx512_mm_rows(const kern_mm_job *j) {
+    if (kern_mm_quant_fast(j) && kern_kq_is_new(j->w->type)) return kern_mm_rows_kq_avx512; /* kquant_avx512.c */
     return !kern_mm_quant_fast(j) || kern_packed_for(j->w, KERN_AVX512) ? kern_mm_rows_avx512 : kern_mm_rows_scalar;
 }
 
