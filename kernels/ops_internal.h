@@ -26,6 +26,10 @@
  *      IQ4_XS:      acc = fmaf(d_w * d_x, (float)isum, acc)
  *                   (x256; isum = sum_j (ls_j - 32) * dot_j over the 8 sub-blocks,
  *                   dot_j of codebook values; |isum| < 8 * 32 * 32 * 127 * 127)
+ *      Q2_K, Q5_K:  as Q4_K (Q2_K: 16 sub-blocks of 16, 4-bit scale and min,
+ *                   isum_min = sum_j m_j * bsum16_j; Q5_K: 8 of 32, codes 0..31)
+ *      Q3_K:        acc = fmaf(d_w * d_x, (float)isum, acc)
+ *                   (isum = sum_j (c_j - 32) * dot_j, codes q - 4 in -4..3)
  *  starting from acc = +0, then y = acc + bias[r] (or acc). Integer sums are
  *  exact, so their evaluation order is free; the float chain is sequential per
  *  output element, which SIMD reproduces with lane = output row.
@@ -164,6 +168,11 @@ static inline int kern_mm_quant_fast(const kern_mm_job *j) {
     return j->prec == KERN_FAST && (kern_mm_uses_x32(j->w->type) || kern_mm_uses_x256(j->w->type));
 }
 void kern_q4k_scale_min(const uint8_t *scales12, int j, int *sc, int *m); /* sub-block j's 6-bit scale, min */
+/* Q2_K, Q3_K, Q5_K (ops_scalar.c): the scalar FAST reference and its pieces */
+int kern_kq_is_new(uint32_t type);                                    /* 1 for Q2_K, Q3_K, Q5_K */
+int kern_q3k_scale(const uint8_t *scales12, int s);                   /* Q3_K sub-block s's code 0..63 */
+void kern_kq_codes(uint32_t type, const void *blk, int8_t q[256]);    /* a block's integer codes */
+float kern_kq_dot_row(uint32_t type, const void *wrow, const kq8_256 *x, int64_t nb); /* one row . one token */
 void kern_rmsnorm_scalar(float *y, const float *x, const float *w, int n, float eps);
 void kern_swiglu_scalar(float *y, const float *gate, const float *up, int n);
 void kern_add_scalar(float *y, const float *x, int n);
@@ -220,5 +229,8 @@ void kern_mm_rows_avx2_q6_k(const kern_mm_job *j, int64_t r0, int64_t r1); /* qu
 int kern_amx_real(void); /* backend.c: the CPU has AMX-INT8 and Linux granted the tile state */
 void kern_mm_rows_amx(const kern_mm_job *j, int64_t r0, int64_t r1);          /* the tile instructions */
 void kern_mm_rows_amx_emulated(const kern_mm_job *j, int64_t r0, int64_t r1); /* the plain-C tile emulator */
+/* Q2_K, Q3_K, Q5_K quantized FAST, any token count (cpu/kquant_avx2.c, cpu/kquant_avx512.c) */
+void kern_mm_rows_kq_avx2(const kern_mm_job *j, int64_t r0, int64_t r1);
+void kern_mm_rows_kq_avx512(const kern_mm_job *j, int64_t r0, int64_t r1);
 
 #endif

@@ -89,7 +89,9 @@ void kern_quantize_x256(kq8_256 *out, const float *x, int64_t n) {
 }
 
 int kern_mm_uses_x32(uint32_t type) { return type == TENSOR_Q8_0 || type == TENSOR_Q4_0 || kern_q22_uses_x32(type); }
-int kern_mm_uses_x256(uint32_t type) { return type == TENSOR_Q4_K || type == TENSOR_Q6_K || type == TENSOR_IQ4_XS; }
+int kern_mm_uses_x256(uint32_t type) {
+    return type == TENSOR_Q4_K || type == TENSOR_Q6_K || type == TENSOR_IQ4_XS || kern_kq_is_new(type);
+}
 
 /* Issue 22's types on the FAST path (ops_internal.h gives the float steps):
  * the 32-element ones use x32 activations, IQ4_XS x256. */
@@ -152,6 +154,87 @@ static float q22_fast_dot_row(uint32_t type, const uint8_t *w, const void *xq, i
         for (int i = 0; i < 32; i++) isum += q[i] * x[b].q[i];
         acc = fmaf(fp16_to_f32(q22_ld16(w)) * x[b].d, (float)isum, acc);
         if (affine) acc = fmaf(fp16_to_f32(q22_ld16(w + 2)) * x[b].d, (float)x[b].sum, acc);
+    }
+    return acc;
+}
+
+/* ------------------------------------------- Q2_K, Q3_K, Q5_K (FAST, scalar) */
+
+int kern_kq_is_new(uint32_t type) { return type == TENSOR_Q2_K || type == TENSOR_Q3_K || type == TENSOR_Q5_K; }
+
+/* The 6-bit scale code (0..63) of Q3_K sub-block s (quant.h). */
+int kern_q3k_scale(const uint8_t *S, int s) {
+    return (s < 8 ? S[s] & 15 : S[s - 8] >> 4) | ((S[8 + (s & 3)] >> (2 * (s >> 2))) & 3) << 4;
+}
+
+/* The 256 integer codes of one block, in element order: Q2_K 0..3, Q3_K -4..3
+ * (the offset applied), Q5_K 0..31. */
+void kern_kq_codes(uint32_t type, const void *blk, int8_t q[256]) {
+    if (type == TENSOR_Q5_K) {
+        const block_q5_K *w = blk;
+        for (int e = 0; e < 256; e++)
+            q[e] = (int8_t)(((w->qs[32 * (e / 64) + e % 32] >> (4 * ((e / 32) & 1))) & 15) |
+                            ((w->qh[e % 32] >> (e / 32)) & 1) << 4);
+        return;
+    }
+    const uint8_t *qs = type == TENSOR_Q2_K ? ((const block_q2_K *)blk)->qs : ((const block_q3_K *)blk)->qs;
+    for (int e = 0; e < 256; e++) q[e] = (int8_t)((qs[32 * (e / 128) + e % 32] >> (2 * ((e / 32) % 4))) & 3);
+    if (type == TENSOR_Q3_K) {
+        const uint8_t *hm = ((const block_q3_K *)blk)->hmask;
+        for (int e = 0; e < 256; e++) q[e] = (int8_t)(q[e] + (((hm[e % 32] >> (e / 32)) & 1) << 2) - 4);
+    }
+}
+
+/* FAST dot of one Q2_K / Q3_K / Q5_K row with one kq8_256 token (ops_internal.h):
+ * per block the exact isum (scale-weighted sub-block dots) and, for the types
+ * with mins, ism (min-weighted activation block sums), then
+ *   Q3_K:        acc = fmaf(d * d_x, isum, acc)
+ *   Q2_K, Q5_K:  acc = fmaf(d * d_x, isum, acc); acc = fmaf(-(dmin * d_x), ism, acc) */
+float kern_kq_dot_row(uint32_t type, const void *wrow, const kq8_256 *x, int64_t nb) {
+    const size_t bb = tensor_type_get(type)->block_bytes;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = (const uint8_t *)wrow + (size_t)b * bb;
+        int8_t q[256];
+        kern_kq_codes(type, blk, q);
+        int32_t isum = 0, ism = 0;
+        if (type == TENSOR_Q5_K) {
+            const block_q5_K *w = (const block_q5_K *)blk;
+            for (int s = 0; s < 8; s++) {
+                int sc, m;
+                kern_q4k_scale_min(w->scales, s, &sc, &m);
+                int32_t dot = 0;
+                for (int l = 0; l < 32; l++) dot += q[32 * s + l] * x[b].q[32 * s + l];
+                isum += sc * dot;
+                ism += m * x[b].bsum32[s];
+            }
+            uint16_t d, dmin;
+            memcpy(&d, &w->d, 2), memcpy(&dmin, &w->dmin, 2);
+            acc = fmaf(fp16_to_f32(d) * x[b].d, (float)isum, acc);
+            acc = fmaf(-(fp16_to_f32(dmin) * x[b].d), (float)ism, acc);
+            continue;
+        }
+        for (int s = 0; s < 16; s++) {
+            int32_t dot = 0;
+            for (int l = 0; l < 16; l++) dot += q[16 * s + l] * x[b].q[16 * s + l];
+            if (type == TENSOR_Q2_K) {
+                uint8_t sm = ((const block_q2_K *)blk)->scales[s];
+                isum += (sm & 15) * dot;
+                ism += (sm >> 4) * x[b].bsum16[s];
+            } else {
+                isum += (kern_q3k_scale(((const block_q3_K *)blk)->scales, s) - 32) * dot;
+            }
+        }
+        if (type == TENSOR_Q2_K) {
+            block_q2_K w;
+            memcpy(&w, blk, sizeof w);
+            acc = fmaf(fp16_to_f32(w.d) * x[b].d, (float)isum, acc);
+            acc = fmaf(-(fp16_to_f32(w.dmin) * x[b].d), (float)ism, acc);
+        } else {
+            block_q3_K w;
+            memcpy(&w, blk, sizeof w);
+            acc = fmaf(fp16_to_f32(w.d) * x[b].d, (float)isum, acc);
+        }
     }
     return acc;
 }
@@ -231,6 +314,8 @@ static float fast_dot_row(uint32_t type, const void *wrow, const void *xq, int64
             }
             acc = fmaf(fp16_to_f32(w[b].d) * x[b].d, (float)isum, acc);
         }
+    } else if (kern_kq_is_new(type)) {
+        acc = kern_kq_dot_row(type, wrow, xq, cols / 256);
     }
     return acc;
 }

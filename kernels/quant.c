@@ -32,6 +32,9 @@ static const tensor_type_info quant_types[] = {
     {TENSOR_Q5_1, "q5_1", 32, sizeof(block_q5_1)},
     {TENSOR_IQ4_NL, "iq4_nl", 32, sizeof(block_iq4_nl)},
     {TENSOR_IQ4_XS, "iq4_xs", QK_K, sizeof(block_iq4_xs)},
+    {TENSOR_Q2_K, "q2_K", QK_K, sizeof(block_q2_K)},
+    {TENSOR_Q3_K, "q3_K", QK_K, sizeof(block_q3_K)},
+    {TENSOR_Q5_K, "q5_K", QK_K, sizeof(block_q5_K)},
 };
 
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 block must be 18 bytes");
@@ -41,6 +44,9 @@ _Static_assert(sizeof(block_q6_K) == 210, "q6_K block must be 210 bytes");
 _Static_assert(sizeof(block_q4_1) == 20 && sizeof(block_q5_0) == 22 && sizeof(block_q5_1) == 24 &&
                    sizeof(block_iq4_nl) == 18 && sizeof(block_iq4_xs) == 136,
                "issue 22 block sizes (ggml: 20, 22, 24, 18, 136)");
+_Static_assert(sizeof(block_q2_K) == 84, "q2_K block must be 84 bytes");
+_Static_assert(sizeof(block_q3_K) == 110, "q3_K block must be 110 bytes");
+_Static_assert(sizeof(block_q5_K) == 176, "q5_K block must be 176 bytes");
 
 #define QUANT_NTYPES (sizeof(quant_types) / sizeof(quant_types[0]))
 
@@ -762,6 +768,57 @@ static void quant_dequant_iq4_xs(const void *src, float *dst, int64_t nb) {
     }
 }
 
+/* ------------------------------------------------------- Q2_K, Q3_K, Q5_K */
+
+/* The 6-bit scale code (0..63, before the -32 offset) of Q3_K sub-block s
+ * (0..15) from the 12 packed bytes: low 4 bits in S[s] (s < 8) or the high
+ * nibble of S[s - 8]; high 2 bits in S[8 + s % 4] at bit 2 * (s / 4). */
+static int quant_q3k_scale(const uint8_t *S, int s) {
+    int lo = s < 8 ? S[s] & 15 : S[s - 8] >> 4;
+    int hi = (S[8 + (s & 3)] >> (2 * (s >> 2))) & 3;
+    return lo | hi << 4;
+}
+
+/* The inverse of quant_q3k_scale: 16 codes (0..63) into 12 bytes. */
+static void quant_q3k_pack_scales(const int c[16], uint8_t S[12]) {
+    memset(S, 0, 12);
+    for (int s = 0; s < 16; s++) {
+        if (s < 8)
+            S[s] |= (uint8_t)(c[s] & 15);
+        else
+            S[s - 8] |= (uint8_t)((c[s] & 15) << 4);
+        S[8 + (s & 3)] |= (uint8_t)(((c[s] >> 4) & 3) << (2 * (s >> 2)));
+    }
+}
+
+/* The 2-bit code of element e of a 64-byte qs (Q2_K, and the low bits of Q3_K):
+ * element 128h + 32k + l is bits 2k, 2k+1 of qs[32h + l]. */
+static int quant_q2_bits(const uint8_t *qs, int e) {
+    return (qs[32 * (e / 128) + e % 32] >> (2 * ((e / 32) % 4))) & 3;
+}
+
+/* Pack 256 2-bit codes the way quant_q2_bits reads them. */
+static void quant_q2_pack(const int *L, uint8_t *qs) {
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++)
+            qs[32 * h + l] = (uint8_t)(L[128 * h + l] | L[128 * h + l + 32] << 2 | L[128 * h + l + 64] << 4 |
+                                       L[128 * h + l + 96] << 6);
+}
+
+/* x = d * (scales[s] & 15) * q - dmin * (scales[s] >> 4), s = e / 16. */
+static void quant_dequant_q2_K(const void *src, float *dst, int64_t nb) {
+    const uint8_t *p = src;
+    for (int64_t b = 0; b < nb; b++, p += sizeof(block_q2_K), dst += QK_K) {
+        block_q2_K blk;
+        memcpy(&blk, p, sizeof blk);
+        float d = fp16_to_f32(blk.d), dmin = fp16_to_f32(blk.dmin);
+        for (int s = 0; s < 16; s++) {
+            float dl = d * (float)(blk.scales[s] & 15), ml = dmin * (float)(blk.scales[s] >> 4);
+            for (int l = 0; l < 16; l++) dst[16 * s + l] = dl * (float)quant_q2_bits(blk.qs, 16 * s + l) - ml;
+        }
+    }
+}
+
 /* Q4_1 / Q5_1: d = (max - min) / nmax, m = min (both fp16), every element
  * rounded to the nearest code with the stored d and m. */
 static void quant_quant_affine32(const float *src, uint8_t *p, int64_t nb, int nmax, size_t bytes) {
@@ -785,6 +842,24 @@ static void quant_quant_affine32(const float *src, uint8_t *p, int64_t nb, int n
             for (int k = 0; k < 4; k++) blk.qh[k] = (uint8_t)(qh >> (8 * k));
             memcpy(blk.qs, qs, 16);
             memcpy(p, &blk, sizeof blk);
+        }
+    }
+}
+
+/* x = d * (c_s - 32) * (q - 4): q = 2 bits from qs | bit e/32 of hmask[e%32] << 2. */
+static void quant_dequant_q3_K(const void *src, float *dst, int64_t nb) {
+    const uint8_t *p = src;
+    for (int64_t b = 0; b < nb; b++, p += sizeof(block_q3_K), dst += QK_K) {
+        block_q3_K blk;
+        memcpy(&blk, p, sizeof blk);
+        float d = fp16_to_f32(blk.d);
+        for (int s = 0; s < 16; s++) {
+            float dl = d * (float)(quant_q3k_scale(blk.scales, s) - 32);
+            for (int l = 0; l < 16; l++) {
+                int e = 16 * s + l;
+                int q = quant_q2_bits(blk.qs, e) | ((blk.hmask[e % 32] >> (e / 32)) & 1) << 2;
+                dst[e] = dl * (float)(q - 4);
+            }
         }
     }
 }
@@ -918,6 +993,71 @@ static void quant_quant_iq4_xs(const float *src, void *dst, int64_t nb) {
     }
 }
 
+/* As Q4_K plus bit s of qh[l] as 16 for element 32s + l. */
+static void quant_dequant_q5_K(const void *src, float *dst, int64_t nb) {
+    const uint8_t *p = src;
+    for (int64_t b = 0; b < nb; b++, p += sizeof(block_q5_K), dst += QK_K) {
+        block_q5_K blk;
+        memcpy(&blk, p, sizeof blk);
+        float d = fp16_to_f32(blk.d), dmin = fp16_to_f32(blk.dmin);
+        for (int s = 0; s < 8; s++) {
+            int sc, m;
+            quant_q4k_scale_min(blk.scales, s, &sc, &m);
+            float ds = d * (float)sc, ms = dmin * (float)m;
+            for (int l = 0; l < 32; l++) {
+                int q = ((blk.qs[32 * (s / 2) + l] >> (4 * (s & 1))) & 15) | ((blk.qh[l] >> s) & 1) << 4;
+                dst[32 * s + l] = ds * (float)q - ms;
+            }
+        }
+    }
+}
+
+/* Fits every sub-block of `sub` elements with (scale, min) over codes 0..nmax
+ * (weights rms + |x|, quant_fit_scale_min), quantizes the scales and mins to
+ * 0..smax under fp16 super-scales rounded up (*d, *dmin), and returns the codes
+ * sc[], mn[] and the element codes L[256] rounded with the stored values. */
+static void quant_fit_k_asym(const float *x, int sub, int nmax, int smax, uint16_t *d, uint16_t *dmin, int *sc,
+                             int *mn, int *L) {
+    const int ns = QK_K / sub;
+    float scales[16], mins[16], w[32], max_scale = 0.0f, max_min = 0.0f;
+    for (int j = 0; j < ns; j++) {
+        const float *xs = x + sub * j;
+        float sum2 = 0.0f;
+        for (int l = 0; l < sub; l++) sum2 += xs[l] * xs[l];
+        float rms = sqrtf(sum2 / (float)sub);
+        for (int l = 0; l < sub; l++) w[l] = rms + fabsf(xs[l]);
+        scales[j] = quant_fit_scale_min(sub, nmax, xs, w, &mins[j]);
+        if (!(scales[j] >= 0.0f)) scales[j] = 0.0f;
+        max_scale = fmaxf(max_scale, scales[j]);
+        max_min = fmaxf(max_min, mins[j]);
+    }
+    *d = quant_scale_fp16_up(max_scale / (float)smax);
+    *dmin = quant_scale_fp16_up(max_min / (float)smax);
+    float dq = fp16_to_f32(*d), dmq = fp16_to_f32(*dmin);
+    float inv_d = dq > 0.0f ? 1.0f / dq : 0.0f, inv_dm = dmq > 0.0f ? 1.0f / dmq : 0.0f;
+    for (int j = 0; j < ns; j++) {
+        sc[j] = quant_nearest(scales[j] * inv_d, 0, smax, 0);
+        mn[j] = quant_nearest(mins[j] * inv_dm, 0, smax, 0);
+        float ds = dq * (float)sc[j], dm = dmq * (float)mn[j];
+        float ids = ds > 0.0f ? 1.0f / ds : 0.0f;
+        for (int l = 0; l < sub; l++) L[sub * j + l] = quant_nearest((x[sub * j + l] + dm) * ids, 0, nmax, 0);
+    }
+}
+
+static void quant_quant_q2_K(const float *src, void *dst, int64_t nb) {
+    uint8_t *p = dst;
+    for (int64_t b = 0; b < nb; b++, p += sizeof(block_q2_K), src += QK_K) {
+        float x[QK_K];
+        int sc[16], mn[16], L[QK_K];
+        quant_sanitize(src, x, QK_K);
+        block_q2_K blk;
+        quant_fit_k_asym(x, 16, 3, 15, &blk.d, &blk.dmin, sc, mn, L);
+        for (int j = 0; j < 16; j++) blk.scales[j] = (uint8_t)(sc[j] | mn[j] << 4);
+        quant_q2_pack(L, blk.qs);
+        memcpy(p, &blk, sizeof blk);
+    }
+}
+
 /* ggml's names of every type id it defines (4 and 5 were retired), supported or not. */
 static const char *const quant_ggml_names[] = {
     [0] = "f32",      [1] = "f16",     [2] = "q4_0",    [3] = "q4_1",     [6] = "q5_0",    [7] = "q5_1",
@@ -937,7 +1077,63 @@ const char *quant_type_name_any(uint32_t type) {
 /* Kept by hand next to the table (test_quant checks that every row is named,
  * once): a literal, so no lazily built buffer to share between threads. */
 const char *quant_supported_list(void) {
-    return "f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q6_K iq4_nl iq4_xs";
+    return "f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_K q3_K q4_K q5_K q6_K iq4_nl iq4_xs";
+}
+
+static void quant_quant_q5_K(const float *src, void *dst, int64_t nb) {
+    uint8_t *p = dst;
+    for (int64_t b = 0; b < nb; b++, p += sizeof(block_q5_K), src += QK_K) {
+        float x[QK_K];
+        int sc[8], mn[8], L[QK_K];
+        quant_sanitize(src, x, QK_K);
+        block_q5_K blk;
+        memset(&blk, 0, sizeof blk);
+        quant_fit_k_asym(x, 32, 31, 63, &blk.d, &blk.dmin, sc, mn, L);
+        quant_q4k_pack_scales(sc, mn, blk.scales);
+        for (int s = 0; s < 8; s++)
+            for (int l = 0; l < 32; l++) {
+                int q = L[32 * s + l];
+                blk.qs[32 * (s / 2) + l] |= (uint8_t)((q & 15) << (4 * (s & 1)));
+                blk.qh[l] |= (uint8_t)((q >> 4) << s);
+            }
+        memcpy(p, &blk, sizeof blk);
+    }
+}
+
+/* Per 16-element sub-block: the signed-scale search with codes -4..3, then 6-bit
+ * signed scale codes under an fp16 d chosen so that the scale of largest
+ * magnitude maps to -32 (clamped to 31 on the positive side). */
+static void quant_quant_q3_K(const float *src, void *dst, int64_t nb) {
+    uint8_t *p = dst;
+    for (int64_t b = 0; b < nb; b++, p += sizeof(block_q3_K), src += QK_K) {
+        float x[QK_K], scales[16], amax = 0.0f, m = 0.0f;
+        quant_sanitize(src, x, QK_K);
+        for (int j = 0; j < 16; j++) {
+            scales[j] = quant_fit_scale_sym(16, 4, x + 16 * j);
+            if (fabsf(scales[j]) > amax) {
+                amax = fabsf(scales[j]);
+                m = scales[j];
+            }
+        }
+        block_q3_K blk;
+        memset(&blk, 0, sizeof blk);
+        blk.d = quant_scale_fp16_up(m / -32.0f);
+        float dq = fp16_to_f32(blk.d), id = dq != 0.0f ? 1.0f / dq : 0.0f;
+        int c[16], L[QK_K], lo[QK_K];
+        for (int j = 0; j < 16; j++) {
+            int s = quant_nearest(scales[j] * id, -32, 31, 0);
+            c[j] = s + 32;
+            float ds = dq * (float)s, ids = ds != 0.0f ? 1.0f / ds : 0.0f;
+            for (int l = 0; l < 16; l++) L[16 * j + l] = quant_nearest(x[16 * j + l] * ids, -4, 3, 0) + 4;
+        }
+        quant_q3k_pack_scales(c, blk.scales);
+        for (int e = 0; e < QK_K; e++) {
+            lo[e] = L[e] & 3;
+            blk.hmask[e % 32] |= (uint8_t)((L[e] >> 2) << (e / 32));
+        }
+        quant_q2_pack(lo, blk.qs);
+        memcpy(p, &blk, sizeof blk);
+    }
 }
 
 /* ---------------------------------------------------------------- dispatch */
@@ -965,6 +1161,9 @@ static const quant_codec quant_codecs[] = {
     {TENSOR_Q5_1, quant_dequant_q5_1, quant_quant_q5_1, 0.034, 32 * 0x1p-25},
     {TENSOR_IQ4_NL, quant_dequant_iq4_nl, quant_quant_iq4_nl, 0.111, 128 * 0x1p-25},
     {TENSOR_IQ4_XS, quant_dequant_iq4_xs, quant_quant_iq4_xs, 0.135, 128 * 0x1p-24},
+    {TENSOR_Q2_K, quant_dequant_q2_K, quant_quant_q2_K, 0.55, 16 * 0x1p-24},
+    {TENSOR_Q3_K, quant_dequant_q3_K, quant_quant_q3_K, 0.25, 5 * 0x1p-24},
+    {TENSOR_Q5_K, quant_dequant_q5_K, quant_quant_q5_K, 0.07, 32 * 0x1p-24},
 };
 
 /* The codec row for `type`, or NULL. */

@@ -43,6 +43,27 @@
  *                              IQ4_NL's order), 6-bit ls_j = ((scales_l[j/2] >>
  *                              4*(j%2)) & 15) | ((scales_h >> 2j) & 3) << 4,
  *                              x = d * (ls_j - 32) * V[q]
+ *   Q2_K  256 elems, 84 bytes  { u8 scales[16]; u8 qs[64]; f16 d; f16 dmin; }
+ *                              16 sub-blocks of 16, 4-bit scale sc = scales[s] & 15
+ *                              and 4-bit min m = scales[s] >> 4 (s = element / 16):
+ *                                x = d * sc * q - dmin * m,  q in 0..3
+ *                              q of element 128h + 32k + l (h < 2, k < 4, l < 32) is
+ *                              bits 2k, 2k+1 of qs[32h + l]
+ *   Q3_K  256 elems, 110 bytes { u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d; }
+ *                              16 sub-blocks of 16, 6-bit scale code c_s (0..63):
+ *                                x = d * (c_s - 32) * (q - 4),  q in 0..7
+ *                              q of element e = 128h + 32k + l: low 2 bits = bits 2k,
+ *                              2k+1 of qs[32h + l] (as Q2_K), bit 2 = bit e / 32 of
+ *                              hmask[e % 32] (ggml writes it as "subtract 4 when
+ *                              that bit is clear")
+ *                              c_s from the 12 bytes S: low 4 bits S[s] & 15 for
+ *                              s < 8, S[s-8] >> 4 for s >= 8; high 2 bits
+ *                              (S[8 + s % 4] >> 2 (s / 4)) & 3
+ *   Q5_K  256 elems, 176 bytes { f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]; }
+ *                              as Q4_K (same scales[12] packing, same nibbles in
+ *                              qs) with a fifth bit: element e (sub-block s = e / 32,
+ *                              l = e % 32) adds 16 * (bit s of qh[l]);
+ *                                x = d * sc[s] * q - dmin * m[s],  q in 0..31
  *
  * quant_quantize_row and quant_dequantize_row are the scalar reference: simple,
  * exact to the layout, used by the model generator and by the tests.
@@ -74,6 +95,15 @@
  *   IQ4_XS per sub-block IQ4_NL's search; 6-bit scales l = round(s_j / d) under
  *         fp16 d = ms / -32 (ms the signed largest scale, rounded away from 0),
  *         elements re-rounded with the stored d * l. RMS 0.0684 vs 0.0702 plain.
+ *   Q5_K  the Q4_K fit with 31 steps instead of 15, same 6-bit scale/min packing.
+ *   Q2_K  per sub-block of 16: the Q4_K fit with 3 steps; 4-bit scales and mins
+ *         under fp16 d = max scale / 15, dmin = max min / 15 (rounded up).
+ *   Q3_K  per sub-block of 16: the Q6_K signed-scale search with codes -4..3;
+ *         6-bit signed scales (-32..31) under fp16 d = m / -32 (rounded up in
+ *         magnitude).
+ *   Relative RMS error over test_quant's 7 distributions (its printout):
+ *   Q2_K 0.278, Q3_K 0.155, Q5_K 0.037 (Q4_K 0.072, Q6_K 0.018 on the same
+ *   data); not compared with ggml's reference encoders.
  *   NaN inputs encode as 0, +-inf and huge values saturate (scales stop at
  *   65504): no input gives a NaN or inf scale, and no conversion is undefined.
  *
@@ -108,6 +138,16 @@
  *   IQ4_XS 0.135, checked, not proven (the 6-bit scale of a sub-block of the
  *         opposite sign clamps at 31, not 32): worst seen 0.1281 over 60000
  *         mixed-distribution blocks. Floor 128 * 2^-24.
+ *   Q5_K  0.07: capped fit 0.75 * range / 31 <= 0.049 max, plus the 6-bit
+ *         scale/min rounding (checked, not proven, as Q4_K; worst seen 0.053).
+ *         Floor 32 * 2^-24.
+ *   Q2_K  0.55: capped fit 0.75 * range / 3 <= 0.5 max, plus 4-bit scale/min
+ *         rounding (checked, not proven; worst seen 0.361). Floor 16 * 2^-24.
+ *   Q3_K  0.25: capped fit 0.75 / 4 = 0.1875, plus up to 4 steps of the 6-bit
+ *         scale error (d / 2 per step, d <= max scale / 32 <= max / 3.5 / 32 =
+ *         0.009 max) = 0.036, plus fp16 rounding (worst seen 0.178). Floor
+ *         5 * 2^-24.
+ *         The measured worst cases are printed by test_quant.
  */
 #ifndef BATON_QUANT_H
 #define BATON_QUANT_H
@@ -121,7 +161,10 @@ enum tensor_type {
     TENSOR_F16 = 1,
     TENSOR_Q4_0 = 2,
     TENSOR_Q8_0 = 8,
+    TENSOR_Q2_K = 10,
+    TENSOR_Q3_K = 11,
     TENSOR_Q4_K = 12,
+    TENSOR_Q5_K = 13,
     TENSOR_Q6_K = 14,
     TENSOR_BF16 = 30,
     /* issue 22: the legacy 32-element types and the non-linear 4-bit types */
@@ -149,6 +192,9 @@ typedef struct { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[
 /* The IQ4_NL / IQ4_XS codebook (ggml's kvalues_iq4nl): code q in 0..15 means
  * quant_iq4nl_values[q] (then times the block or sub-block scale). */
 extern const int8_t quant_iq4nl_values[16];
+typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; uint16_t d; uint16_t dmin; } block_q2_K;
+typedef struct { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; uint16_t d; } block_q3_K;
+typedef struct { uint16_t d; uint16_t dmin; uint8_t scales[12]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
 
 typedef struct tensor_type_info {
     uint32_t type;        /* enum tensor_type */

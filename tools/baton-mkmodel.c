@@ -92,6 +92,12 @@ typedef struct mk_scheme {
     uint32_t base, strong, file_type;
 } mk_scheme;
 
+/* llama.cpp's k-quant mixes (llama_tensor_get_type, non-MoE, non-Falcon): which
+ * layer matrices get more bits than the base type; output is Q6_K in all.
+ * MK_MIX_NONE: the strong flag picks (q4_k_m); MK_MIX_BASE: every layer matrix
+ * the base type (q3_k_s, q5_k_s). */
+enum { MK_MIX_NONE, MK_MIX_BASE, MK_MIX_Q2_K, MK_MIX_Q3_K_M, MK_MIX_Q3_K_L, MK_MIX_Q4_K_S, MK_MIX_Q5_K_M };
+
 static const mk_scheme mk_schemes[] = {
     {"f32", TENSOR_F32, TENSOR_F32, 0},      {"f16", TENSOR_F16, TENSOR_F16, 1},
     {"bf16", TENSOR_BF16, TENSOR_BF16, 32},  {"q8_0", TENSOR_Q8_0, TENSOR_Q8_0, 7},
@@ -101,7 +107,65 @@ static const mk_scheme mk_schemes[] = {
     {"q4_1", TENSOR_Q4_1, TENSOR_Q4_1, 3},   {"q5_0", TENSOR_Q5_0, TENSOR_Q5_0, 8},
     {"q5_1", TENSOR_Q5_1, TENSOR_Q5_1, 9},   {"iq4_nl", TENSOR_IQ4_NL, TENSOR_IQ4_NL, 25},
     {"iq4_xs", TENSOR_IQ4_XS, TENSOR_IQ4_XS, 30},
+    /* every matrix one type (file types of the nearest llama.cpp mix) */
+    {"q2_k", TENSOR_Q2_K, TENSOR_Q2_K, 10},  {"q3_k", TENSOR_Q3_K, TENSOR_Q3_K, 11},
+    {"q5_k", TENSOR_Q5_K, TENSOR_Q5_K, 16},
+    /* llama.cpp's mixes: base type, output Q6_K, mk_mix_type for the layer matrices */
+    {"q2_k_mix", TENSOR_Q2_K, TENSOR_Q6_K, 10},
+    {"q3_k_s", TENSOR_Q3_K, TENSOR_Q6_K, 11},
+    {"q3_k_m", TENSOR_Q3_K, TENSOR_Q6_K, 12},
+    {"q3_k_l", TENSOR_Q3_K, TENSOR_Q6_K, 13},
+    {"q4_k_s", TENSOR_Q4_K, TENSOR_Q6_K, 14},
+    {"q5_k_s", TENSOR_Q5_K, TENSOR_Q6_K, 16},
+    {"q5_k_m", TENSOR_Q5_K, TENSOR_Q6_K, 17},
 };
+
+/* The mix rule of each llama.cpp mix scheme, by name (the others: MK_MIX_NONE). */
+static const struct { const char *name; int mix; } mk_mixes[] = {
+    {"q2_k_mix", MK_MIX_Q2_K},   {"q3_k_s", MK_MIX_BASE},     {"q3_k_m", MK_MIX_Q3_K_M}, {"q3_k_l", MK_MIX_Q3_K_L},
+    {"q4_k_s", MK_MIX_Q4_K_S}, {"q5_k_s", MK_MIX_BASE}, {"q5_k_m", MK_MIX_Q5_K_M},
+};
+
+static int mk_scheme_mix(const mk_scheme *sc) {
+    for (size_t i = 0; i < sizeof mk_mixes / sizeof mk_mixes[0]; i++)
+        if (!strcmp(mk_mixes[i].name, sc->name)) return mk_mixes[i].mix;
+    return MK_MIX_NONE;
+}
+
+/* llama.cpp's use_more_bits: the first and last eighth of the layers and every
+ * third in between. */
+static int mk_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+/* The type of layer matrix `suffix` in layer i of n under a mix (llama.cpp's
+ * rules; attn_v's index is the layer index, one attn_v per layer): attn_v,
+ * attn_output and ffn_down get more bits, everything else the base type. */
+static uint32_t mk_mix_type(const mk_scheme *sc, const char *suffix, int i, int n, int n_gqa) {
+    const int v = !strcmp(suffix, "attn_v.weight"), o = !strcmp(suffix, "attn_output.weight"),
+              down = !strcmp(suffix, "ffn_down.weight");
+    switch (mk_scheme_mix(sc)) {
+    case MK_MIX_Q2_K:
+        if (v) return n_gqa >= 4 ? TENSOR_Q4_K : TENSOR_Q3_K;
+        if (o || down) return TENSOR_Q3_K;
+        break;
+    case MK_MIX_Q3_K_M:
+        if (v) return i < 2 ? TENSOR_Q5_K : TENSOR_Q4_K;
+        if (down) return i < n / 16 ? TENSOR_Q5_K : TENSOR_Q4_K;
+        if (o) return TENSOR_Q4_K;
+        break;
+    case MK_MIX_Q3_K_L:
+        if (v || o || down) return TENSOR_Q5_K;
+        break;
+    case MK_MIX_Q4_K_S:
+        if (v && i < 4) return TENSOR_Q5_K;
+        if (down && i < n / 8) return TENSOR_Q5_K;
+        break;
+    case MK_MIX_Q5_K_M:
+        if ((v || down) && mk_more_bits(i, n)) return TENSOR_Q6_K;
+        break;
+    default: break;
+    }
+    return sc->base;
+}
 
 /* The scheme named `name` (case-insensitive), or NULL. */
 static const mk_scheme *mk_scheme_find(const char *name) {
@@ -531,6 +595,13 @@ static int mk_plan_build(mk_plan *p, const mk_hparams *hp, const mk_scheme *sc, 
             else
                 mk_plan_add(&c, name, d->strong ? MK_MATRIX_STRONG : MK_MATRIX, ne0, ne1, 0.0f,
                             (d->residual ? 0.5f : 1.0f) / sqrtf((float)ne0));
+            if (d->kind == QWEN2_MATRIX && mk_scheme_mix(sc) != MK_MIX_NONE) {
+                /* the llama.cpp mixes: the layer rule, not the strong flag */
+                mk_tensor *t = &p->t[p->n - 1];
+                t->type = mk_matrix_type(mk_mix_type(sc, d->suffix, (int)l, (int)hp->n_layer,
+                                                     (int)(hp->n_head / hp->n_head_kv)),
+                                         ne0, t->name, c.said, &c.n_said);
+            }
         }
     }
     mk_plan_add(&c, QWEN2_OUTPUT_NORM, MK_VECTOR, E, 1, 1.0f, 0.1f);       /* [n_embd] */
@@ -745,8 +816,13 @@ static void mk_usage(FILE *f) {
           "                     or qwq-32b (64 layers, embd 5120, 40/8 heads, ff 27648, vocab 152064)\n"
           "  --layers N         number of layers (a slice with the preset's widths)\n"
           "  --type T           f32 f16 bf16 q8_0 q4_0 q4_k q6_k q4_k_m q4_1 q5_0 q5_1 iq4_nl iq4_xs\n"
+          "                     q2_k q3_k q5_k q2_k_mix q3_k_s q3_k_m q3_k_l q4_k_s q5_k_s q5_k_m\n"
           "                     (default q8_0)\n"
           "                     q4_k_m: Q4_K, with Q6_K for attn_v, ffn_down and output\n"
+          "                     q2_k q3_k q5_k: every matrix in that type\n"
+          "                     the others: llama.cpp's mixes (output Q6_K; attn_v, attn_output,\n"
+          "                     ffn_down per llama.cpp's per-layer rules, e.g. q5_k_m: Q5_K with\n"
+          "                     Q6_K for attn_v and ffn_down in llama.cpp's use_more_bits layers)\n"
           "  --seed S           random seed (default 1); same seed, same bytes\n"
           "  --tokenizer FILE   vocabulary and merges from a Hugging Face tokenizer.json\n"
           "                     (default: a built-in byte-level vocabulary)\n"
@@ -862,8 +938,8 @@ int main(int argc, char **argv) {
     if (r != 0) return r > 0 ? 0 : 2;
     const mk_scheme *sc = mk_scheme_find(o.type);
     if (!sc) {
-        log_msg("unknown --type \"%s\" (f32 f16 bf16 q8_0 q4_0 q4_k q6_k q4_k_m q4_1 q5_0 q5_1 iq4_nl iq4_xs)",
-                o.type);
+        log_msg("unknown --type \"%s\" (f32 f16 bf16 q8_0 q4_0 q4_k q6_k q4_k_m q4_1 q5_0 q5_1 iq4_nl iq4_xs q2_k "
+                "q3_k q5_k q2_k_mix q3_k_s q3_k_m q3_k_l q4_k_s q5_k_s q5_k_m)", o.type);
         return 2;
     }
     mk_hparams hp = {0};

@@ -270,7 +270,8 @@ void kern_mm_rows_avx2(const kern_mm_job *j, int64_t r0, int64_t r1) {
         kern_mm_rows_half_avx2(j, r0, r1);
         return;
     }
-    if (j->prec != KERN_FAST || !j->xq || !(kern_mm_uses_x32(w->type) || kern_mm_uses_x256(w->type))) {
+    if (j->prec != KERN_FAST || !j->xq || !(kern_mm_uses_x32(w->type) || kern_mm_uses_x256(w->type)) ||
+        (kern_kq_is_new(w->type) && !kern_gemv_avx2_supports(w->type))) { /* Q2_K/Q3_K/Q5_K: no 8-row tile here */
         kern_mm_rows_scalar(j, r0, r1);
         return;
     }
@@ -363,6 +364,7 @@ static kern_rows_fn avx2_mm_rows(const kern_mm_job *j) {
     const kern_matrix *w = j->w;
     if (!kern_mm_quant_fast(j)) return kern_mm_rows_avx2;
     if (kern_q22_avx2_supports(w->type)) return kern_mm_rows_q22_avx2; /* Q4_1 Q5_0 Q5_1 IQ4_NL IQ4_XS */
+    if (kern_kq_is_new(w->type)) return kern_mm_rows_kq_avx2; /* Q2_K, Q3_K, Q5_K: kquant_avx2.c */
     if (w->type == TENSOR_Q6_K && j->n_tokens >= KERN_AVX2_Q6K_MANY) return kern_mm_rows_avx2_q6_k;
     if (w->type == TENSOR_Q4_K && j->n_tokens >= KERN_AVX2_Q4K_MANY) return kern_mm_rows_avx2_q4_k;
     if (w->type == TENSOR_Q4_0 && j->n_tokens >= KERN_AVX2_Q4_MANY) return kern_mm_rows_avx2_q4_0;

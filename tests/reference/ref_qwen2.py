@@ -364,6 +364,65 @@ def _deq_iq4_xs(raw):
     qs = b[:, 8:136].reshape(nb * 8, 16)
     v = IQ4NL_VALUES[_nibbles32(qs)].reshape(nb, 8, 32)
     return (d[:, :, None] * (ls - 32)[:, :, None] * v).reshape(-1)
+def _q2_bits(qs):
+    """(nb, 64) uint8 -> (nb, 256) int64 2-bit codes: element 128h + 32k + l is
+    bits 2k..2k+1 of qs[32h + l]."""
+    q = qs.astype(np.int64).reshape(-1, 2, 1, 32)
+    shifts = np.array([0, 2, 4, 6], dtype=np.int64).reshape(1, 1, 4, 1)
+    return ((q >> shifts) & 3).reshape(-1, 256)
+
+
+def _deq_q2_k(raw):
+    # block (84 B): u8 scales[16], u8 qs[64], f16 d, f16 dmin
+    # 16 sub-blocks of 16: sc = scales[s] & 15, m = scales[s] >> 4
+    # x = d*sc*q - dmin*m, q 2 bits (_q2_bits)
+    b = raw.reshape(-1, 84)
+    nb = b.shape[0]
+    s = b[:, 0:16].astype(np.int64)
+    q = _q2_bits(b[:, 16:80]).reshape(nb, 16, 16)
+    d = _f16(b[:, 80:82])
+    dmin = _f16(b[:, 82:84])
+    x = (d * (s & 15))[:, :, None] * q - (dmin * (s >> 4))[:, :, None]
+    return x.reshape(-1)
+
+
+def _deq_q3_k(raw):
+    # block (110 B): u8 hmask[32], u8 qs[64], u8 scales[12], f16 d
+    # q = 2 low bits (_q2_bits) | bit (e // 32) of hmask[e % 32] << 2, value q - 4
+    # 16 six-bit scale codes c: low 4 bits from bytes 0..7 (low nibbles: sub-blocks
+    # 0..7, high nibbles: 8..15), high 2 bits of sub-block s from byte 8 + s % 4 at
+    # bit 2 * (s // 4);  x = d * (c - 32) * (q - 4)
+    b = raw.reshape(-1, 110)
+    nb = b.shape[0]
+    hm = b[:, 0:32].astype(np.int64)
+    lo = _q2_bits(b[:, 32:96])
+    e = np.arange(256)
+    hbit = (hm[:, e % 32] >> (e // 32)) & 1
+    q = (lo | (hbit << 2)) - 4
+    S = b[:, 96:108].astype(np.int64)
+    c = np.empty((nb, 16), dtype=np.int64)
+    for sb in range(16):
+        low = S[:, sb] & 15 if sb < 8 else S[:, sb - 8] >> 4
+        c[:, sb] = low | (((S[:, 8 + sb % 4] >> (2 * (sb // 4))) & 3) << 4)
+    d = _f16(b[:, 108:110])
+    x = (d * (c - 32))[:, :, None] * q.reshape(nb, 16, 16)
+    return x.reshape(-1)
+
+
+def _deq_q5_k(raw):
+    # block (176 B): f16 d, f16 dmin, u8 scales[12] (as q4_K), u8 qh[32], u8 qs[128]
+    # q4_K's nibbles plus 16 * (bit s of qh[l]) for element 32s + l
+    b = raw.reshape(-1, 176)
+    nb = b.shape[0]
+    d = _f16(b[:, 0:2])
+    dmin = _f16(b[:, 2:4])
+    sc, m = q4_k_scale_min(b[:, 4:16])
+    qh = b[:, 16:48].astype(np.int64)
+    qs = b[:, 48:176].astype(np.int64).reshape(nb, 4, 32)
+    q = np.stack([qs & 15, qs >> 4], axis=2).reshape(nb, 8, 32)
+    q = q + 16 * ((qh[:, None, :] >> np.arange(8).reshape(1, 8, 1)) & 1)
+    x = (d * sc)[:, :, None] * q - (dmin * m)[:, :, None]
+    return x.reshape(-1)
 
 
 # type id -> (name, elements per block, bytes per block, dequantizer)
@@ -380,6 +439,9 @@ TENSOR_TYPES = {
     7: ("q5_1", 32, 24, _deq_q5_1),
     20: ("iq4_nl", 32, 18, _deq_iq4_nl),
     23: ("iq4_xs", 256, 136, _deq_iq4_xs),
+    10: ("q2_K", 256, 84, _deq_q2_k),
+    11: ("q3_K", 256, 110, _deq_q3_k),
+    13: ("q5_K", 256, 176, _deq_q5_k),
 }
 
 

@@ -8,7 +8,7 @@ Part 1 (self-checks of the reference, no Baton binaries needed):
     from the block definitions, on random blocks, plus hand-computed known values.
   - forward: the whole-sequence causal forward equals a token-by-token decoder with a KV
     cache and per-head loops (a second, differently structured implementation).
-Part 2 (Baton): for 2 configs x 13 weight types, baton-mkmodel writes a model, baton-run
+Part 2 (Baton): for 2 configs x 18 weight types (incl. q4_1 q5_0 q5_1 iq4_nl iq4_xs q2_k q3_k q5_k q5_k_m q3_k_m), baton-mkmodel writes a model, baton-run
   --exact --greedy generates 32 tokens and dumps the logits of every position; numpy loads
   the same file and checks
   (1) per position, max|c - ref| / max|ref| <= 1e-4,
@@ -36,7 +36,8 @@ TOL = 1e-4        # --exact with an f32 KV cache
 TOL_KV16 = 1e-3   # --exact with the default f16 KV cache (measured ~2e-4)
 PROMPT = [1, 17, 123, 400, 5, 776, 300, 42]
 N_GEN = 32
-TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k", "q4_k_m", "q4_1", "q5_0", "q5_1", "iq4_nl", "iq4_xs"]
+TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k", "q4_k_m", "q4_1", "q5_0", "q5_1", "iq4_nl", "iq4_xs",
+         "q2_k", "q3_k", "q5_k", "q5_k_m", "q3_k_m"]
 CONFIGS = {
     "A": ["--embd", "768", "--heads", "12", "--kv-heads", "4", "--ff", "1792",
           "--layers", "3", "--vocab", "1000"],
@@ -164,6 +165,39 @@ def scalar_block(tid, b):
             ls = ((sl[j // 2] >> (4 * (j % 2))) & 15) | (((sh >> (2 * j)) & 3) << 4)
             byte = qs[16 * j + (l % 16)]
             y.append(d * (ls - 32) * iq4[(byte & 15) if l < 16 else (byte >> 4)])
+    if tid == 10:  # q2_K: scales[16], qs[64], d, dmin; element 128h + 32k + l: bits 2k of qs[32h + l]
+        sc, qs, d, dmin = b[0:16], b[16:80], _h(b, 80), _h(b, 82)
+        y = []
+        for i in range(256):
+            h, r = divmod(i, 128)
+            k, l = divmod(r, 32)
+            q = (qs[32 * h + l] >> (2 * k)) & 3
+            y.append(d * (sc[i // 16] & 15) * q - dmin * (sc[i // 16] >> 4))
+        return y
+    if tid == 11:  # q3_K: hmask[32], qs[64], scales[12], d
+        hm, qs, S, d = b[0:32], b[32:96], b[96:108], _h(b, 108)
+        y = []
+        for i in range(256):
+            h, r = divmod(i, 128)
+            k, l = divmod(r, 32)
+            q = ((qs[32 * h + l] >> (2 * k)) & 3) - (0 if (hm[i % 32] >> (i // 32)) & 1 else 4)
+            sb = i // 16
+            c = (S[sb] & 15 if sb < 8 else S[sb - 8] >> 4) | (((S[8 + sb % 4] >> (2 * (sb // 4))) & 3) << 4)
+            y.append(d * (c - 32) * q)
+        return y
+    if tid == 13:  # q5_K: d, dmin, scales[12] (q4_K packing), qh[32], qs[128]
+        d, dmin, s, qh, qs = _h(b, 0), _h(b, 2), b[4:16], b[16:48], b[48:176]
+        y = []
+        for sub in range(8):
+            if sub < 4:
+                sc, mn = s[sub] & 63, s[sub + 4] & 63
+            else:
+                sc = (s[sub + 4] & 0xF) | ((s[sub - 4] >> 6) << 4)
+                mn = (s[sub + 4] >> 4) | ((s[sub] >> 6) << 4)
+            for l in range(32):
+                byte = qs[32 * (sub // 2) + l]
+                q = ((byte & 15) if sub % 2 == 0 else (byte >> 4)) + 16 * ((qh[l] >> sub) & 1)
+                y.append(d * sc * q - dmin * mn)
         return y
     raise ValueError(tid)
 
@@ -172,7 +206,8 @@ def random_blocks(rng, tid, nb):
     """Random blocks with finite, modest f16 scale fields."""
     _, be, bb, _ = ref.type_row(tid)
     raw = rng.integers(0, 256, size=(nb, bb), dtype=np.uint8)
-    pos = {2: [0], 8: [0], 12: [0, 2], 14: [208], 3: [0, 2], 6: [0], 7: [0, 2], 20: [0], 23: [0]}[tid]
+    pos = {2: [0], 8: [0], 12: [0, 2], 14: [208], 3: [0, 2], 6: [0], 7: [0, 2], 20: [0], 23: [0],
+           10: [80, 82], 11: [108], 13: [0, 2]}[tid]
     for p in pos:
         raw[:, p:p + 2] = np.frombuffer(
             rng.uniform(-0.1, 0.1, nb).astype("<f2").tobytes(), dtype=np.uint8).reshape(nb, 2)
@@ -306,7 +341,7 @@ def self_checks(tmp):
     print("self-check: GGUF reader v2/v3, 13 value types, nested arrays, alignment 32/64/256, truncation: ok")
 
     # --- dequantizers vs per-element decoding
-    for tid in (2, 8, 12, 14, 3, 6, 7, 20, 23):
+    for tid in (2, 8, 12, 14, 3, 6, 7, 20, 23, 10, 11, 13):
         nb = 6
         raw = random_blocks(rng, tid, nb)
         _, be, bb, _ = ref.type_row(tid)

@@ -653,7 +653,7 @@ static void test_corruption(void) {
     expect("ragged row", c_ragged_row, "tensor 'b': row length 33 is not a multiple of the block size 32", NULL);
     expect("tensor type", c_tensor_type, "tensor 'a': tensor type unknown (99) is not one Baton runs", "q4_K");
     expect("unsupported tensor type", c_tensor_type_iq2, "tensor 'a': tensor type iq2_xxs (16) is not one Baton runs",
-           "(it runs: f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q6_K iq4_nl iq4_xs)");
+           "(it runs: f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_K q3_K q4_K q5_K q6_K iq4_nl iq4_xs)");
     expect("offset misaligned", c_offset_misaligned, "tensor 'b': offset 100 is not aligned to 32", NULL);
     expect("offset outside", c_offset_outside, "tensor 'b': data [", "lies outside the file");
     expect("offset wraps", c_offset_wrap, "tensor 'b'", "outside the file");

@@ -2,7 +2,7 @@
  * (scalar, avx2, avx512), against float64 references and against each other.
  *
  * Checked:
- *  - matmul, every type (f32 f16 bf16 q8_0 q4_0 q4_K q6_K), ragged shapes (rows
+ *  - matmul, every type (f32 f16 bf16 q8_0 q4_0 q4_K q6_K q2_K q3_K q5_K), ragged shapes (rows
  *    1 3 17 255, tokens 1 2 5 33, cols 32k / 256k with odd k, 37 for float types):
  *      EXACT within 1e-5 * sum|w x| of the float64 dot of the dequantized weights;
  *      FAST within sum_i |w_i| * amax(x block)/254 * 1.01 + 1e-5 * sum|w x| (the
@@ -70,7 +70,7 @@ static void matmul_case(uint32_t type, int64_t rows, int64_t cols, int nt) {
     for (int64_t i = 0; i < nt * cols; i++) x[i] = frand() * (i % 5 == 0 ? 4.0f : 1.0f);
     kern_matrix m = {.type = type, .rows = rows, .cols = cols, .data = wq};
     const char *tn = tensor_type_get(type)->name;
-    int blk = (type == TENSOR_Q4_K || type == TENSOR_Q6_K || type == TENSOR_IQ4_XS) ? 256 : 32;
+    int blk = tensor_type_get(type)->block_elems == 256 ? 256 : 32;
     int quantized = type != TENSOR_F32 && type != TENSOR_F16 && type != TENSOR_BF16;
     for (int li = 0; li < n_levels; li++) {
         set_level_i(li);
@@ -196,7 +196,9 @@ static void test_matmul_extremes(void) {
         {TENSOR_Q4_1, 32 * 7, 0xff}, {TENSOR_Q5_0, 32 * 7, 0xff}, {TENSOR_Q5_0, 32 * 7, 0x00},
         {TENSOR_Q5_1, 32 * 7, 0xff}, {TENSOR_IQ4_NL, 32 * 7, 0x00}, {TENSOR_IQ4_NL, 32 * 7, 0xff},
         {TENSOR_IQ4_XS, 256 * 5, 0x00}, {TENSOR_IQ4_XS, 256 * 5, 0xff}, {TENSOR_IQ4_XS, 65536 + 256, 0x00},
-        {TENSOR_Q5_1, 32768 + 64, 0xff}};
+        {TENSOR_Q5_1, 32768 + 64, 0xff}, {TENSOR_Q2_K, 256 * 5, 0xff}, {TENSOR_Q3_K, 256 * 7, 0xff},
+        {TENSOR_Q3_K, 256 * 5, 0x00}, {TENSOR_Q5_K, 256 * 5, 0xff}, {TENSOR_Q5_K, 256 * 7, 0x00},
+        {TENSOR_Q5_K, 32768 + 256, 0xff}};
     enum { NT = 4 };
     const int64_t rows = 19;
     uint16_t one = f32_to_fp16(1.0f / 1024);
@@ -213,9 +215,15 @@ static void test_matmul_extremes(void) {
             if (type == TENSOR_Q6_K) {
                 memset(blk + offsetof(block_q6_K, scales), 0x80, 16);
                 memcpy(blk + offsetof(block_q6_K, d), &one, 2);
+            } else if (type == TENSOR_Q2_K) { /* 0xff: scales 15, mins 15, codes 3 */
+                memcpy(blk + offsetof(block_q2_K, d), &one, 2);
+                memcpy(blk + offsetof(block_q2_K, dmin), &one, 2);
+            } else if (type == TENSOR_Q3_K) { /* 0xff: scales +31, codes +3; 0x00: scales -32, codes -4 */
+                memcpy(blk + offsetof(block_q3_K, d), &one, 2);
             } else {
                 memcpy(blk, &one, 2);
-                if (type == TENSOR_Q4_K || type == TENSOR_Q4_1 || type == TENSOR_Q5_1) memcpy(blk + 2, &one, 2);
+                if (type == TENSOR_Q4_K || type == TENSOR_Q4_1 || type == TENSOR_Q5_1 || type == TENSOR_Q5_K)
+                    memcpy(blk + 2, &one, 2);
             }
         }
         for (int64_t i = 0; i < NT * cols; i++) { /* tokens: all +1, +-1, all -1, -+1 */
@@ -244,8 +252,8 @@ static void test_matmul_extremes(void) {
 }
 
 static void test_matmul(void) {
-    static const uint32_t types[] = {TENSOR_F32, TENSOR_F16, TENSOR_BF16, TENSOR_Q8_0,
-                                     TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K};
+    static const uint32_t types[] = {TENSOR_F32,  TENSOR_F16,  TENSOR_BF16, TENSOR_Q8_0, TENSOR_Q4_0,
+                                     TENSOR_Q4_K, TENSOR_Q6_K, TENSOR_Q2_K, TENSOR_Q3_K, TENSOR_Q5_K};
     static const struct { int64_t rows; int nt; } shapes[] = {{1, 1}, {3, 2}, {17, 5}, {255, 1}, {17, 33}, {255, 5},
         /* AVX2 8-row tiles of up to 4 tokens: whole and partial tiles, every remainder of tokens (the
          * few-token kernels: 1 .. 8 tokens), the many-token Q4_0 (>= 8), Q4_K and Q6_K (>= 16) paths */
@@ -253,7 +261,7 @@ static void test_matmul(void) {
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         uint32_t t = types[ti];
         int64_t colsv[2];
-        if (t == TENSOR_Q4_K || t == TENSOR_Q6_K)
+        if (tensor_type_get(t)->block_elems == 256)
             colsv[0] = 256, colsv[1] = 256 * 3;
         else if (t == TENSOR_Q8_0 || t == TENSOR_Q4_0)
             colsv[0] = 32 * 3, colsv[1] = 32 * 13;
@@ -285,7 +293,7 @@ static void test_matmul_q22(void) {
 static void test_matmul_multi(void) {
     static const struct { uint32_t type; int64_t rows, cols; } mats[] = {
         {TENSOR_Q8_0, 40, 512}, {TENSOR_Q4_K, 17, 512}, {TENSOR_Q6_K, 33, 512}, {TENSOR_F16, 9, 512},
-        {TENSOR_Q8_0, 24, 256}};
+        {TENSOR_Q8_0, 24, 256}, {TENSOR_Q5_K, 21, 512}, {TENSOR_Q3_K, 9, 512}, {TENSOR_Q2_K, 8, 512}};
     enum { N = sizeof mats / sizeof mats[0], MAXT = 3 };
     kern_matrix m[N];
     uint8_t *data[N];

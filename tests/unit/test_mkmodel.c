@@ -570,7 +570,7 @@ static void test_errors(void) {
     static const char *const cases[][12] = {
         {"--preset", "tiny", NULL},                                      /* no -o */
         {"--preset", "nope", "-o", "X", NULL},
-        {"--preset", "tiny", "--type", "q3_k", "-o", "X", NULL},
+        {"--preset", "tiny", "--type", "q7_k", "-o", "X", NULL},
         {"--preset", "tiny", "--heads", "3", "-o", "X", NULL},           /* 256 % 3 */
         {"--preset", "tiny", "--kv-heads", "3", "-o", "X", NULL},        /* 4 % 3 */
         {"--preset", "tiny", "--layers", "0", "-o", "X", NULL},

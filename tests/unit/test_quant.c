@@ -56,6 +56,7 @@ static void test_table(void) {
         {12, "q4_K", 256, 144}, {14, "q6_K", 256, 210}, {30, "bf16", 1, 2},
         {3, "q4_1", 32, 20},     {6, "q5_0", 32, 22},     {7, "q5_1", 32, 24},  {20, "iq4_nl", 32, 18},
         {23, "iq4_xs", 256, 136},
+        {10, "q2_K", 256, 84},  {11, "q3_K", 256, 110}, {13, "q5_K", 256, 176},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const tensor_type_info *t = tensor_type_get(want[i].type);
@@ -75,7 +76,8 @@ static void test_table(void) {
         CHECK(tensor_row_bytes(want[i].type, -(int64_t)want[i].elems) == 0, "negative n of %s", want[i].name);
         CHECK(tensor_row_bytes(want[i].type, (int64_t)want[i].elems << 40) == ((size_t)want[i].bytes << 40),
               "2^40 blocks of %s", want[i].name);
-        CHECK(quant_error_bound(want[i].type) >= 0.0 && quant_error_bound(want[i].type) < 0.2 &&
+        double max_bound = want[i].type == 10 ? 0.6 : want[i].type == 11 ? 0.3 : 0.2; /* 2 and 3 bits */
+        CHECK(quant_error_bound(want[i].type) >= 0.0 && quant_error_bound(want[i].type) < max_bound &&
                   quant_error_floor(want[i].type) >= 0.0 && quant_error_floor(want[i].type) < 1e-5,
               "error bound of %s", want[i].name);
     }
@@ -83,7 +85,7 @@ static void test_table(void) {
     CHECK(tensor_type_from_name("q4") == -1 && tensor_type_from_name("q4_K_M") == -1 &&
               tensor_type_from_name("") == -1 && tensor_type_from_name(NULL) == -1,
           "unknown names");
-    CHECK(tensor_type_get(16) == NULL && tensor_type_get(13) == NULL && tensor_type_get(UINT32_MAX) == NULL,
+    CHECK(tensor_type_get(16) == NULL && tensor_type_get(15) == NULL && tensor_type_get(UINT32_MAX) == NULL,
           "unsupported ids");
     CHECK(tensor_row_bytes(16, 32) == 0 && quant_error_bound(16) < 0.0 && quant_error_floor(16) < 0.0,
           "unknown type sizes");
@@ -415,6 +417,97 @@ static void test_hand_iq4_xs(void) {
     check_decode(TENSOR_IQ4_XS, b, want, 256, "iq4_xs");
 }
 
+/* Q2_K: d = 0.5 (0x3800), dmin = 0.25 (0x3400); scales[s] = sc | m << 4. A few
+ * values written out by hand first, then every element from the formula
+ *   e = 128h + 32k + l: q = (qs[32h + l] >> 2k) & 3, x = d * sc * q - dmin * m. */
+static void test_hand_q2_K(void) {
+    uint8_t b[84];
+    for (int s = 0; s < 16; s++) b[s] = (uint8_t)((s * 5 + 1) % 16 | ((s * 3 + 2) % 16) << 4);
+    for (int i = 0; i < 64; i++) b[16 + i] = (uint8_t)(i * 37 + 11);
+    b[80] = 0x00, b[81] = 0x38, b[82] = 0x00, b[83] = 0x34;
+    float got[256];
+    CHECK(quant_dequantize_row(TENSOR_Q2_K, b, got, 256) == 0, "q2_K decode");
+    /* element 0: scales[0] = 0x21 (sc 1, m 2), qs[0] = 11 = 0b00001011: q = 3
+     *   -> 0.5 * 1 * 3 - 0.25 * 2 = 1.0
+     * element 32 (k = 1, sub-block 2): scales[2] = 0x8B (sc 11, m 8), q = (11 >> 2) & 3 = 2
+     *   -> 0.5 * 11 * 2 - 0.25 * 8 = 9.0
+     * element 129 (h = 1, l = 1, sub-block 8): scales[8] = 0xA9 (sc 9, m 10),
+     *   qs[33] = 33 * 37 + 11 = 1232 & 255 = 0xD0 -> q = 0 -> -0.25 * 10 = -2.5 */
+    CHECK(got[0] == 1.0f && got[32] == 9.0f && got[129] == -2.5f, "q2_K hand values: %g %g %g", (double)got[0],
+          (double)got[32], (double)got[129]);
+    float want[256];
+    for (int e = 0; e < 256; e++) {
+        int h = e / 128, k = (e % 128) / 32, l = e % 32, s = e / 16;
+        int q = (b[16 + 32 * h + l] >> (2 * k)) & 3;
+        want[e] = 0.5f * (float)(b[s] & 15) * (float)q - 0.25f * (float)(b[s] >> 4);
+    }
+    check_decode(TENSOR_Q2_K, b, want, 256, "q2_K");
+}
+
+/* Q3_K: d = 0.25 (0x3400) at the end; 16 6-bit codes c_s, x = d * (c_s - 32) * (q - 4)
+ * with q = 2 low bits (as Q2_K) | bit e/32 of hmask[e%32] << 2. Codes packed by hand:
+ *   c = 0 63 32 33 31 1 62 40 | 8 16 24 48 56 5 10 20
+ *   bytes 0-7: low nibble of c_s (s < 8) | low nibble of c_{s+8} << 4
+ *     (0,8) (15,0) (0,8) (1,0) (15,8) (1,5) (14,10) (8,4)
+ *     -> 0x80 0x0F 0x80 0x01 0x8F 0x51 0xAE 0x48
+ *   bytes 8-11: top 2 bits of c_{s}, c_{s+4}, c_{s+8}, c_{s+12} at bits 0,2,4,6 of byte 8+s
+ *     s=0: 0,1,0,3 -> 0xC4; s=1: 3,0,1,0 -> 0x13; s=2: 2,3,1,0 -> 0x1E; s=3: 2,2,3,1 -> 0x7A */
+static void test_hand_q3_K(void) {
+    static const int c[16] = {0, 63, 32, 33, 31, 1, 62, 40, 8, 16, 24, 48, 56, 5, 10, 20};
+    static const uint8_t packed[12] = {0x80, 0x0F, 0x80, 0x01, 0x8F, 0x51, 0xAE, 0x48, 0xC4, 0x13, 0x1E, 0x7A};
+    uint8_t b[110];
+    for (int i = 0; i < 32; i++) b[i] = (uint8_t)(i * 53 + 7);       /* hmask */
+    for (int i = 0; i < 64; i++) b[32 + i] = (uint8_t)(i * 37 + 11); /* qs */
+    memcpy(b + 96, packed, 12);
+    b[108] = 0x00, b[109] = 0x34;
+    float got[256];
+    CHECK(quant_dequantize_row(TENSOR_Q3_K, b, got, 256) == 0, "q3_K decode");
+    /* element 0: c_0 = 0 -> scale -32; qs[0] = 11 -> low 3; hmask[0] = 7 bit 0 = 1 -> q = 7
+     *   -> 0.25 * -32 * 3 = -24
+     * element 16: c_1 = 63 -> 31; qs[16] = 16*37+11 = 603 & 255 = 0x5B -> 3; hmask[16] = 16*53+7 =
+     *   855 & 255 = 0x57, bit 0 = 1 -> q = 7 -> 0.25 * 31 * 3 = 23.25
+     * element 32: c_2 = 32 -> 0 -> 0 */
+    CHECK(got[0] == -24.0f && got[16] == 23.25f && got[32] == 0.0f, "q3_K hand values: %g %g %g", (double)got[0],
+          (double)got[16], (double)got[32]);
+    float want[256];
+    for (int e = 0; e < 256; e++) {
+        int h = e / 128, k = (e % 128) / 32, l = e % 32;
+        int q = ((b[32 + 32 * h + l] >> (2 * k)) & 3) | ((b[l] >> (e / 32)) & 1) << 2;
+        want[e] = 0.25f * (float)(c[e / 16] - 32) * (float)(q - 4);
+    }
+    check_decode(TENSOR_Q3_K, b, want, 256, "q3_K");
+}
+
+/* Q5_K: the Q4_K block of test_hand_q4_K's scales with qh in between:
+ * x = d * sc_s * (nibble + 16 * (bit s of qh[l])) - dmin * m_s, s = e / 32. */
+static void test_hand_q5_K(void) {
+    static const uint8_t packed[12] = {0x41, 0x82, 0xC3, 0x3F, 0x80, 0x07, 0x7F, 0xCC, 0x81, 0x11, 0x60, 0xB5};
+    static const int sc[8] = {1, 2, 3, 63, 17, 33, 48, 5};
+    static const int mn[8] = {0, 7, 63, 12, 40, 1, 22, 59};
+    uint8_t b[176];
+    b[0] = 0x00, b[1] = 0x38, b[2] = 0x00, b[3] = 0x34; /* d = 0.5, dmin = 0.25 */
+    memcpy(b + 4, packed, 12);
+    for (int i = 0; i < 32; i++) b[16 + i] = (uint8_t)(i * 53 + 7);  /* qh */
+    for (int i = 0; i < 128; i++) b[48 + i] = (uint8_t)(i * 7 + 3); /* qs */
+    float got[256];
+    CHECK(quant_dequantize_row(TENSOR_Q5_K, b, got, 256) == 0, "q5_K decode");
+    /* element 0: qs[0] = 3 low nibble 3, qh[0] = 7 bit 0 -> q = 19: 0.5 * 1 * 19 - 0 = 9.5
+     * element 32 (sub-block 1: sc 2, m 7): qs[0] high nibble 0, qh[0] bit 1 -> q = 16:
+     *   0.5 * 2 * 16 - 0.25 * 7 = 14.25
+     * element 96 (sub-block 3: sc 63, m 12): qs[32] = 227 = 0xE3 high 14, qh[0] bit 3 = 0
+     *   -> 0.5 * 63 * 14 - 3 = 438 */
+    CHECK(got[0] == 9.5f && got[32] == 14.25f && got[96] == 438.0f, "q5_K hand values: %g %g %g", (double)got[0],
+          (double)got[32], (double)got[96]);
+    float want[256];
+    for (int e = 0; e < 256; e++) {
+        int s = e / 32, l = e % 32;
+        uint8_t byte = b[48 + 32 * (e / 64) + l];
+        int q = ((e % 64) < 32 ? (byte & 15) : (byte >> 4)) | ((b[16 + l] >> s) & 1) << 4;
+        want[e] = 0.5f * (float)sc[s] * (float)q - 0.25f * (float)mn[s];
+    }
+    check_decode(TENSOR_Q5_K, b, want, 256, "q5_K");
+}
+
 /* ------------------------------------------------------ 4. round trips */
 
 enum { DIST_UNIFORM, DIST_GAUSS, DIST_OUTLIERS, DIST_ZERO_BLOCKS, DIST_POSITIVE, DIST_NEGATIVE, DIST_WIDE, DIST_N };
@@ -439,7 +532,8 @@ static void fill(float *x, int n, int dist, int block) {
 
 static void test_round_trips(void) {
     static const uint32_t types[] = {TENSOR_F32,  TENSOR_F16,  TENSOR_BF16, TENSOR_Q8_0,   TENSOR_Q4_0,  TENSOR_Q4_K,
-                                     TENSOR_Q6_K, TENSOR_Q4_1, TENSOR_Q5_0, TENSOR_Q5_1, TENSOR_IQ4_NL, TENSOR_IQ4_XS};
+                                     TENSOR_Q6_K, TENSOR_Q4_1, TENSOR_Q5_0, TENSOR_Q5_1, TENSOR_IQ4_NL, TENSOR_IQ4_XS,
+                                     TENSOR_Q2_K, TENSOR_Q3_K, TENSOR_Q5_K};
     static const int block_counts[] = {1, 3, 7, 33};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const tensor_type_info *t = tensor_type_get(types[ti]);
@@ -487,7 +581,8 @@ static void test_round_trips(void) {
  * alive (no flush to zero while the floor is small against the values). */
 static void test_magnitudes(void) {
     static const uint32_t types[] = {TENSOR_F16,  TENSOR_BF16, TENSOR_Q8_0, TENSOR_Q4_0,   TENSOR_Q4_K,  TENSOR_Q6_K,
-                                     TENSOR_Q4_1, TENSOR_Q5_0, TENSOR_Q5_1, TENSOR_IQ4_NL, TENSOR_IQ4_XS};
+                                     TENSOR_Q4_1, TENSOR_Q5_0, TENSOR_Q5_1, TENSOR_IQ4_NL, TENSOR_IQ4_XS,
+                                     TENSOR_Q2_K, TENSOR_Q3_K, TENSOR_Q5_K};
     enum { N = 256 * 3 };
     float x[N], y[N];
     uint8_t q[N * 4];
@@ -576,8 +671,9 @@ static int all_finite(const float *y, int n) {
 }
 
 static void test_awkward(void) {
-    static const uint32_t qtypes[] = {TENSOR_Q8_0, TENSOR_Q4_0, TENSOR_Q4_K,   TENSOR_Q6_K,  TENSOR_Q4_1,
-                                      TENSOR_Q5_0, TENSOR_Q5_1, TENSOR_IQ4_NL, TENSOR_IQ4_XS};
+    static const uint32_t qtypes[] = {TENSOR_Q8_0, TENSOR_Q4_0, TENSOR_Q4_K,   TENSOR_Q6_K,   TENSOR_Q4_1,
+                                      TENSOR_Q5_0, TENSOR_Q5_1, TENSOR_IQ4_NL, TENSOR_IQ4_XS, TENSOR_Q2_K,
+                                      TENSOR_Q3_K, TENSOR_Q5_K};
     enum { NQT = sizeof qtypes / sizeof qtypes[0] };
     float x[512], y[512];
     uint8_t buf[1024 + 1];
@@ -653,6 +749,9 @@ int main(void) {
     test_hand_q5_1();
     test_hand_iq4_nl();
     test_hand_iq4_xs();
+    test_hand_q2_K();
+    test_hand_q3_K();
+    test_hand_q5_K();
     printf("round trips (per-block max error relative to the block's max magnitude):\n");
     test_round_trips();
     test_magnitudes();
