@@ -39,7 +39,8 @@ start_streams() {
 wait_midstream() {
     local base k s
     base=$(CTL status --json | jget 'd["tokens_generated"]')
-    for k in $(seq 1 400); do
+    local until=$(( $(date +%s) + ${MIDSTREAM_S:-60} )) # a time bound: on a loaded machine 400 polls were too few
+    while [ "$(date +%s)" -lt $until ]; do
         s=$(CTL status --json | jget 'str(d["active"]) + " " + str(d["tokens_generated"])')
         [ "${s% *}" = $N_STREAMS ] && [ "${s#* }" -ge $((base + $1)) ] && return 0
         sleep 0.02
