@@ -364,6 +364,8 @@ def _deq_iq4_xs(raw):
     qs = b[:, 8:136].reshape(nb * 8, 16)
     v = IQ4NL_VALUES[_nibbles32(qs)].reshape(nb, 8, 32)
     return (d[:, :, None] * (ls - 32)[:, :, None] * v).reshape(-1)
+
+
 def _q2_bits(qs):
     """(nb, 64) uint8 -> (nb, 256) int64 2-bit codes: element 128h + 32k + l is
     bits 2k..2k+1 of qs[32h + l]."""
