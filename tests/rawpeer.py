@@ -7,7 +7,8 @@ must send what the C client library refuses to send (not a test itself).
              [--text-bytes N] [--tokens 1,2,3] [--max-tokens N]
       one Generate call as a client; prints "CODE MESSAGE" of its final status, the
       number of tokens streamed ("tokens=N"), the longest gap between two of them
-      ("max_gap_ms=G") and the token ids ("ids=1,2,3") - X may be nan, inf, -inf
+      ("max_gap_ms=G"), when each arrived ("times_ms=..." on CLOCK_MONOTONIC) and the
+      token ids ("ids=1,2,3", last) - X may be nan, inf, -inf
   rawpeer.py peer HOST:PORT
       a hello with role PEER and an empty AuthProof to a worker's stage port, then
       a stage frame if it gets that far; prints what happened
@@ -150,7 +151,7 @@ def generate(addr, args):
         req += field_bytes(2, (b"the sky is blue " * (n // 16 + 1))[:n])
     req += field_bytes(4, sp) + field_varint(5, int(opt(args, "--max-tokens", "4"))) + field_varint(8, 1)
     c.send(GENERATE, req, call_id=1)
-    ids, last, gap = [], None, 0.0
+    ids, last, gap, times = [], None, 0.0, []
     while True:
         kind, call_id, msg = c.recv()
         if kind == GENERATE_CHUNK:
@@ -158,6 +159,7 @@ def generate(addr, args):
             if last is not None:
                 gap = max(gap, now - last)
             last = now
+            times.append("%.0f" % (now * 1000))
             packed = parse(msg).get(1, [b""])
             for p in packed:
                 if isinstance(p, int):
@@ -169,7 +171,7 @@ def generate(addr, args):
                     ids.append(v)
         elif kind == CALL_STATUS and call_id == 1:
             print(status_text(msg), "tokens=%d" % len(ids), "max_gap_ms=%.0f" % (gap * 1000),
-                  "ids=" + ",".join(map(str, ids)))
+                  "times_ms=" + ",".join(times), "ids=" + ",".join(map(str, ids)))
             return 0
 
 

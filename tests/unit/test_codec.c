@@ -42,7 +42,7 @@ static uint64_t rng_next(void) { /* splitmix64 */
 static float frand(void) { return (float)((rng_next() >> 40) * (1.0 / (1u << 23))) - 1.0f; } /* [-1, 1) */
 
 static int n_levels;
-static kern_level levels[3];
+static kern_level levels[8]; /* every level of the backend table (kernels/backend.c) */
 
 /* ------------------------------------------------------------ error bounds */
 

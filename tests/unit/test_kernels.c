@@ -440,7 +440,7 @@ static void test_vector_ops(void) {
     /* YaRN rope (factor 4, original context 64, QwQ's base): against a float64 rotation
      * written from the formulas of ops.h, bit-exact across levels */
     const kern_rope yr = {.base = 1e6f, .yarn_factor = 4.0f, .yarn_orig_ctx = 64};
-    float ry[3][3 * 128];
+    float ry[MAX_LEVELS][3 * 128];
     for (int li = 0; li < n_levels; li++) {
         set_level(levels[li]);
         memcpy(ry[li], base, sizeof base);
