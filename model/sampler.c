@@ -9,7 +9,8 @@ struct sampler_scratch {
     int32_t n_vocab;
     float *lg;      /* [n_vocab] penalized logits */
     int32_t *cnt;   /* [n_vocab] occurrences in the penalty window (kept all-zero between calls) */
-    int32_t *ids;   /* [n_vocab] candidate ids, ordered (logit desc, id asc) */
+    int32_t *ids;   /* [n_vocab] candidate ids (a heap or the top-k, see sampler_sample) */
+    int32_t *ord;   /* [n_vocab] candidates popped best first for top-p / min-p */
     double *pr;     /* [n_vocab] unnormalized candidate probabilities */
 };
 
@@ -36,8 +37,9 @@ sampler_scratch *sampler_scratch_new(int32_t n_vocab) {
     s->lg = malloc((size_t)n_vocab * sizeof *s->lg);
     s->cnt = calloc((size_t)n_vocab, sizeof *s->cnt);
     s->ids = malloc((size_t)n_vocab * sizeof *s->ids);
+    s->ord = malloc((size_t)n_vocab * sizeof *s->ord);
     s->pr = malloc((size_t)n_vocab * sizeof *s->pr);
-    if (!s->lg || !s->cnt || !s->ids || !s->pr) {
+    if (!s->lg || !s->cnt || !s->ids || !s->ord || !s->pr) {
         sampler_scratch_free(s);
         return NULL;
     }
@@ -50,6 +52,7 @@ void sampler_scratch_free(sampler_scratch *s) {
     free(s->lg);
     free(s->cnt);
     free(s->ids);
+    free(s->ord);
     free(s->pr);
     free(s);
 }
@@ -75,16 +78,21 @@ static int sampler_before(const float *lg, int32_t a, int32_t b) {
     return a < b;
 }
 
-/* Sift-down in a min-heap (worst candidate at the root) of n ids. */
-static void sampler_heap_down(const float *lg, int32_t *h, int32_t n, int32_t i) {
+/* Sift-down in a heap of n ids: the worst candidate at the root (best = 0) or the best
+ * (best = 1). */
+static void sampler_heap_sift(const float *lg, int32_t *h, int32_t n, int32_t i, int best) {
     for (;;) {
         int32_t l = 2 * i + 1, r = l + 1, w = i;
-        if (l < n && sampler_before(lg, h[w], h[l])) w = l;
-        if (r < n && sampler_before(lg, h[w], h[r])) w = r;
+        if (l < n && sampler_before(lg, h[best ? l : w], h[best ? w : l])) w = l;
+        if (r < n && sampler_before(lg, h[best ? r : w], h[best ? w : r])) w = r;
         if (w == i) return;
         int32_t t = h[i]; h[i] = h[w]; h[w] = t;
         i = w;
     }
+}
+
+static void sampler_heap_down(const float *lg, int32_t *h, int32_t n, int32_t i) {
+    sampler_heap_sift(lg, h, n, i, 0);
 }
 
 /* Sort ids[0..n) by (logit desc, id asc) with heapsort (deterministic, no recursion). */
@@ -181,35 +189,63 @@ int32_t sampler_sample(const sampler_params *p, const float *logits, int32_t n_v
         if (lg[i] != -INFINITY) s->ids[n++] = i;
     if (n == 0) return -1;
     int32_t *ids = s->ids;
-    if (p->top_k > 0 && p->top_k < n) n = sampler_top_k(lg, ids, n, p->top_k);
-    else sampler_sort(lg, ids, n);
-
-    /* softmax at temperature T (double, max subtracted, summed in candidate order) */
-    double T = p->temperature, m = (double)lg[ids[0]] / T, sum = 0.0;
-    for (int32_t i = 0; i < n; i++) {
-        s->pr[i] = exp((double)lg[ids[i]] / T - m);
-        sum += s->pr[i];
-    }
-    /* top-p: the shortest prefix whose mass reaches top_p (at least one token) */
-    if (p->top_p < 1.0f) {
-        double target = (double)p->top_p * sum, c = 0.0;
-        int32_t k = 0;
-        while (k < n) {
-            c += s->pr[k++];
-            if (c >= target) break;
+    double T = p->temperature, sum = 0.0;
+    if (p->top_k > 0 && p->top_k < n) {
+        /* top-k: the k best in order, softmax summed in that order */
+        n = sampler_top_k(lg, ids, n, p->top_k);
+        double m = (double)lg[ids[0]] / T;
+        for (int32_t i = 0; i < n; i++) {
+            s->pr[i] = exp((double)lg[ids[i]] / T - m);
+            sum += s->pr[i];
         }
-        n = k;
+        if (p->top_p < 1.0f) { /* the shortest prefix whose mass reaches top_p (at least one) */
+            double target = (double)p->top_p * sum, c = 0.0;
+            int32_t k = 0;
+            while (k < n) {
+                c += s->pr[k++];
+                if (c >= target) break;
+            }
+            n = k;
+        }
+        if (p->min_p > 0.0f) { /* tokens with p >= min_p * p_max (pr[0] = 1) */
+            int32_t k = 1;
+            while (k < n && s->pr[k] >= (double)p->min_p * s->pr[0]) k++;
+            n = k;
+        }
         sum = 0.0;
         for (int32_t i = 0; i < n; i++) sum += s->pr[i];
-    }
-    /* min-p: keep tokens with p >= min_p * p_max (p_max = pr[0] relative) */
-    if (p->min_p > 0.0f) {
-        double thr = (double)p->min_p * s->pr[0];
-        int32_t k = 1;
-        while (k < n && s->pr[k] >= thr) k++;
-        n = k;
-        sum = 0.0;
-        for (int32_t i = 0; i < n; i++) sum += s->pr[i];
+    } else {
+        /* every candidate: softmax in id order, no sort (the vocabulary is 152k) */
+        int32_t best = ids[0];
+        for (int32_t i = 1; i < n; i++)
+            if (sampler_before(lg, ids[i], best)) best = ids[i];
+        double m = (double)lg[best] / T;
+        for (int32_t i = 0; i < n; i++) {
+            s->pr[i] = exp((double)lg[ids[i]] / T - m);
+            sum += s->pr[i];
+        }
+        if (p->top_p < 1.0f || p->min_p > 0.0f) {
+            /* top-p / min-p keep a prefix of the candidates in (logit desc, id asc) order:
+             * pop it from a heap (O(n) to build, O(log n) a candidate) instead of sorting all */
+            for (int32_t i = n / 2 - 1; i >= 0; i--) sampler_heap_sift(lg, ids, n, i, 1);
+            double target = (double)p->top_p * sum, thr = (double)p->min_p, c = 0.0;
+            int32_t k = 0, h = n;
+            while (h > 0) {
+                int32_t t = ids[0];
+                double q = exp((double)lg[t] / T - m); /* the best popped first: q = 1 */
+                if (k > 0 && p->min_p > 0.0f && !(q >= thr)) break;
+                s->ord[k] = t;
+                c += q;
+                s->pr[k++] = q;
+                ids[0] = ids[--h];
+                sampler_heap_sift(lg, ids, h, 0, 1);
+                if (p->top_p < 1.0f && c >= target) break;
+            }
+            n = k;
+            ids = s->ord;
+            sum = 0.0;
+            for (int32_t i = 0; i < n; i++) sum += s->pr[i];
+        }
     }
     /* draw */
     double u = sampler_uniform(p->seed, step) * sum, c = 0.0;

@@ -213,7 +213,6 @@ static void test_determinism_and_large(void) {
     qsort(all, V, sizeof *all, cmp_desc);
     int32_t top[40];
     for (int j = 0; j < 40; j++) top[j] = all[j];
-    free(all);
     for (int i = 0; i < V; i++) masked[i] = -INFINITY;
     for (int j = 0; j < 40; j++) masked[top[j]] = lg[top[j]];
     sampler_params pm = p; pm.top_k = 0;
@@ -243,6 +242,39 @@ static void test_determinism_and_large(void) {
     CHECK(same == 200, "partial top-k differs from masked full sort: %d/200 identical", same);
     CHECK(diffseed > 100, "different seeds too similar: %d/200 differ", diffseed);
     printf("  large vocab: top-k partial == masked full %d/200, seed 5 vs 6 differ %d/200\n", same, diffseed);
+    /* top-p / min-p without top-k take a prefix popped from a heap, not a full sort: every
+     * draw lies in the reference prefix of the full sort, and the draws spread over it */
+    for (int mode = 0; mode < 2; mode++) {
+        sampler_params pp = sampler_defaults();
+        pp.temperature = 0.8f; pp.seed = 11;
+        if (mode == 0) pp.top_p = 0.3f; else pp.min_p = 0.5f;
+        double tot = 0.0, m = (double)lg[all[0]] / pp.temperature;
+        for (int i = 0; i < V; i++) tot += exp((double)lg[i] / pp.temperature - m);
+        int kref = 0;
+        for (double c = 0.0; kref < V;) {
+            double q = exp((double)lg[all[kref]] / pp.temperature - m);
+            if (mode == 1 && kref > 0 && q < pp.min_p) break;
+            c += q; kref++;
+            if (mode == 0 && c >= pp.top_p * tot) break;
+        }
+        char *inref = calloc(V, 1);
+        for (int j = 0; j < kref; j++) inref[all[j]] = 1;
+        int outside = 0, distinct = 0;
+        char *seen = calloc(V, 1);
+        for (int st = 0; st < 400; st++) {
+            int32_t a = sampler_sample(&pp, lg, V, NULL, 0, (uint64_t)st, s1, NULL);
+            if (a < 0 || !inref[a]) outside++;
+            else if (!seen[a]++) distinct++;
+        }
+        CHECK(outside == 0, "%s: %d of 400 draws outside the reference prefix of %d", mode ? "min_p" : "top_p",
+              outside, kref);
+        CHECK(distinct > (kref < 100 ? kref / 2 : 50), "%s: only %d distinct draws from a prefix of %d",
+              mode ? "min_p" : "top_p", distinct, kref);
+        printf("  large vocab %s: prefix of %d, 400 draws inside it, %d distinct\n", mode ? "min_p=0.5" : "top_p=0.3",
+               kref, distinct);
+        free(inref); free(seen);
+    }
+    free(all);
     /* greedy on the large vocab: lowest id among the maxima */
     p = sampler_defaults();
     CHECK(sampler_sample(&p, lg, V, NULL, 0, 0, s1, NULL) == top[0], "large greedy");
