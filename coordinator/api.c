@@ -171,6 +171,14 @@ static void call_free(api_call *k) {
     free(k);
 }
 
+/* Frees the call and returns its request (NULL if gone), to be answered after:
+ * whatever h2o does while answering no longer reaches the call. */
+static h2o_req_t *call_release(api_call *k) {
+    h2o_req_t *req = k->req;
+    call_free(k);
+    return req;
+}
+
 /* The request's pool is going: the request is answered, or its client went away. */
 static void on_link_dispose(void *p) {
     api_link *l = p;
@@ -201,9 +209,12 @@ static void stream_flush(api_call *k) {
         k->out.len = 0;
     }
     k->sending = true;
-    bool last = k->ended;
-    h2o_send(k->req, &b, b.len ? 1 : 0, last ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
-    if (last) call_free(k);
+    if (k->ended) {
+        h2o_req_t *req = call_release(k);
+        h2o_send(req, &b, b.len ? 1 : 0, H2O_SEND_STATE_FINAL);
+        return;
+    }
+    h2o_send(k->req, &b, b.len ? 1 : 0, H2O_SEND_STATE_IN_PROGRESS);
 }
 
 static void on_proceed(h2o_generator_t *g, h2o_req_t *req) {
@@ -340,8 +351,7 @@ static void call_fail(api_call *k, int status, const char *msg, const char *code
         return;
     }
     if (!k->started) {
-        send_error(k->req, status, msg, NULL, code);
-        call_free(k);
+        send_error(call_release(k), status, msg, NULL, code);
         return;
     }
     stream_event(k, error_object(status, msg, NULL, code));
@@ -368,8 +378,8 @@ void api_on_status(coord *c, uint32_t call_id, int code, const char *msg) {
         return;
     }
     if (!k->stream) {
-        send_json(k->req, 200, whole_answer(k));
-        call_free(k);
+        json_t *answer = whole_answer(k);
+        send_json(call_release(k), 200, answer);
         return;
     }
     stream_start(k);
