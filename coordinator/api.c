@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -42,6 +43,7 @@
 
 #define MAX_STOPS 4   /* as OpenAI's API */
 #define BODY_SLACK (1u << 20) /* JSON around the prompt: a body may be this much over --max-prompt-bytes */
+#define WATCH_MS 100          /* how often calls not answering yet look for their client */
 
 extern const char api_chat_page[];  /* chat.html, embedded by the build (chat_page.c) */
 extern const size_t api_chat_page_len;
@@ -83,6 +85,7 @@ struct coord_api {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     uv_tcp_t listener;
+    uv_timer_t watch;         /* looks for clients gone before their answer started (watch_gone) */
     api_call *calls;
     uint32_t next_id;
     char model_id[128];       /* the model file's name without .gguf */
@@ -388,6 +391,34 @@ void api_on_status(coord *c, uint32_t call_id, int code, const char *msg) {
     api_buf_add(&k->out, "data: [DONE]\n\n", 14);
     k->ended = true;
     stream_flush(k);
+}
+
+/* True when the client of req has closed its connection. h2o reads nothing more
+ * from an HTTP/1 connection while its request is being answered, so a client
+ * that goes away before any byte of the answer is sent would not be noticed:
+ * peek at the socket (0 bytes: the peer closed it). */
+static bool client_gone(h2o_req_t *req) {
+    h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    int fd = sock ? h2o_socket_get_fd(sock) : -1;
+    if (fd < 0) return false;
+    char b;
+    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+/* Every WATCH_MS: calls whose answer has not started and whose client is gone
+ * are cancelled (their slots freed); the error sent makes h2o close the connection. */
+static void watch_gone(uv_timer_t *t) {
+    coord_api *a = t->data;
+    for (api_call *k = a->calls, *nx; k; k = nx) {
+        nx = k->next;
+        if (k->finished || k->started || !k->req || !client_gone(k->req)) continue;
+        coord *c = k->c;
+        uint32_t id = k->id;
+        k->finished = true;
+        call_fail(k, 499, "the client closed the connection", "cancelled");
+        coord_cancel(c, c->api, id, false);
+        return; /* the list may have changed: the rest next time */
+    }
 }
 
 /* --- parsing a request ----------------------------------------------------------- */
@@ -953,6 +984,9 @@ int api_http_start(coord *c, const char *host_port, char *err, size_t errlen) {
     a->accept_ctx.hosts = a->config.hosts;
     uv_tcp_init(c->loop, &a->listener);
     a->listener.data = a;
+    uv_timer_init(c->loop, &a->watch);
+    a->watch.data = a;
+    uv_timer_start(&a->watch, watch_gone, WATCH_MS, WATCH_MS);
     c->api = a;
     int rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&sa, 0);
     if (rc == 0) rc = uv_listen((uv_stream_t *)&a->listener, 128, on_accept);
@@ -974,6 +1008,7 @@ void api_http_stop(coord *c) {
     if (!a) return;
     /* The loop has stopped: close the listener, let the loop finish h2o's handles, free its state. */
     uv_close((uv_handle_t *)&a->listener, NULL);
+    uv_close((uv_handle_t *)&a->watch, NULL);
     uv_run(c->loop, UV_RUN_NOWAIT);
     h2o_context_dispose(&a->ctx);
     h2o_config_dispose(&a->config);

@@ -464,7 +464,7 @@ static void node_status_fill(coord *c, const coord_node *n, Baton__NodeStatus *n
     ns->isa = (char *)n->isa;
     ns->cores = n->cores;
     ns->seconds_per_layer = n->speed;
-    ns->heartbeat_age_ms = now - n->last_seen_ms;
+    ns->heartbeat_age_ms = now > n->last_seen_ms ? now - n->last_seen_ms : 0;
     ns->steps = n->steps;
     ns->queue_peak = n->queue_peak;
 }
@@ -729,10 +729,12 @@ static void check_silence(coord *c, uint64_t now) {
     for (coord_node *n = c->nodes, *nx; n; n = nx) {
         nx = n->next;
         uint64_t allowed = n->stage >= 0 && !n->ready && limit < LOADING_GRACE_MS ? LOADING_GRACE_MS : limit;
-        if (now - n->last_seen_ms <= allowed) continue;
+        /* a stall extension (on_tick) may put last_seen_ms ahead of now: not silent */
+        uint64_t silent = now > n->last_seen_ms ? now - n->last_seen_ms : 0;
+        if (silent <= allowed) continue;
         char why[96];
-        snprintf(why, sizeof why, "silent for %llu ms (heartbeat timeout %llu ms)",
-                 (unsigned long long)(now - n->last_seen_ms), (unsigned long long)limit);
+        snprintf(why, sizeof why, "silent for %llu ms (heartbeat timeout %llu ms)", (unsigned long long)silent,
+                 (unsigned long long)limit);
         net_conn *conn = n->conn;
         node_lost(c, n, why); /* may re-plan and change the list: one per tick */
         net_close(conn, why); /* its on_close finds no node any more */
