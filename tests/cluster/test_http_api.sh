@@ -131,16 +131,18 @@ fi
 
 # ... and one that goes away while waiting for a whole (not streamed) answer
 active() { curl -s "${H[@]}" "$HTTP/v1/baton/plan" | jget 'd["active_requests"]'; }
+running() { [ "$(active)" -ge 1 ]; }
+cancelled_once_more() { [ "$(cancelled)" = $((c0 + 1)) ]; }
 c0=$(cancelled)
 curl -s "${H[@]}" "$HTTP/v1/completions" -d '{"prompt":"hi","max_tokens":900,"temperature":0,"ignore_eos":true}' \
     > "$WORK/whole.json" &
 whole_pid=$!
 BG+=($whole_pid)
-wait_for 10 [ "$(active)" -ge 1 ] || bad "the whole-answer request never became active"
+wait_for 10 running || bad "the whole-answer request never became active"
 kill $whole_pid 2>/dev/null
 wait $whole_pid 2>/dev/null
 BG=()
-if wait_for 2 [ "$(cancelled)" = $((c0 + 1)) ] && [ "$(active)" = 0 ]; then
+if wait_for 2 cancelled_once_more && [ "$(active)" = 0 ]; then
     ok "a client gone before its whole answer: request cancelled, none active"
 else
     bad "whole-answer client gone: cancelled requests $c0 -> $(cancelled), $(active) active"
