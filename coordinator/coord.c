@@ -44,14 +44,19 @@ static void env_drop_slot(void *user, int32_t slot) {
     send_first(user, BATON__FRAME_KIND__FRAME_DROP_SEQUENCE, &d.base);
 }
 
-static void env_send_status(void *user, net_conn *client, uint32_t call_id, int code, const char *msg) {
-    (void)user;
-    net_send_status(client, call_id, code, msg);
+int coord_send_status(coord *c, void *client, uint32_t call_id, int code, const char *msg) {
+    if (client && client == c->api) return api_on_status(c, call_id, code, msg), 0;
+    return client ? net_send_status(client, call_id, code, msg) : -1;
 }
 
-static void env_send_chunk(void *user, net_conn *client, uint32_t call_id, const Baton__GenerateChunk *ch) {
-    (void)user;
-    net_send(client, BATON__FRAME_KIND__FRAME_GENERATE_CHUNK, call_id, &ch->base, NULL, 0);
+static void env_send_status(void *user, void *client, uint32_t call_id, int code, const char *msg) {
+    coord_send_status(user, client, call_id, code, msg);
+}
+
+static void env_send_chunk(void *user, void *client, uint32_t call_id, const Baton__GenerateChunk *ch) {
+    coord *c = user;
+    if (client == c->api) api_on_chunk(c, call_id, ch);
+    else net_send(client, BATON__FRAME_KIND__FRAME_GENERATE_CHUNK, call_id, &ch->base, NULL, 0);
 }
 
 static uint64_t env_now_us(void *user) {
@@ -459,7 +464,7 @@ static void node_status_fill(coord *c, const coord_node *n, Baton__NodeStatus *n
     ns->isa = (char *)n->isa;
     ns->cores = n->cores;
     ns->seconds_per_layer = n->speed;
-    ns->heartbeat_age_ms = now - n->last_seen_ms;
+    ns->heartbeat_age_ms = now > n->last_seen_ms ? now - n->last_seen_ms : 0;
     ns->steps = n->steps;
     ns->queue_peak = n->queue_peak;
 }
@@ -559,12 +564,15 @@ void coord_job_start(coord *c, coord_job *j) {
     }
 }
 
-void coord_jobs_forget(coord *c, const net_conn *client, uint32_t call_id, bool all) {
+void coord_jobs_forget(coord *c, const void *client, uint32_t call_id, bool all) {
     for (coord_job *j = c->jobs; j; j = j->next)
         if (j->client == client && (all || j->call_id == call_id)) {
-            if (all) j->client = NULL;
-            else if (net_send_status(j->client, call_id, BATON__STATUS_CODE__STATUS_CANCELLED, "cancelled by the client") == 0)
+            if (all) {
+                j->client = NULL;
+            } else if (coord_send_status(c, j->client, call_id, BATON__STATUS_CODE__STATUS_CANCELLED,
+                                         "cancelled by the client") == 0) {
                 j->cancelled = true;
+            }
         }
 }
 
@@ -721,10 +729,12 @@ static void check_silence(coord *c, uint64_t now) {
     for (coord_node *n = c->nodes, *nx; n; n = nx) {
         nx = n->next;
         uint64_t allowed = n->stage >= 0 && !n->ready && limit < LOADING_GRACE_MS ? LOADING_GRACE_MS : limit;
-        if (now - n->last_seen_ms <= allowed) continue;
+        /* a stall extension (on_tick) may put last_seen_ms ahead of now: not silent */
+        uint64_t silent = now > n->last_seen_ms ? now - n->last_seen_ms : 0;
+        if (silent <= allowed) continue;
         char why[96];
-        snprintf(why, sizeof why, "silent for %llu ms (heartbeat timeout %llu ms)",
-                 (unsigned long long)(now - n->last_seen_ms), (unsigned long long)limit);
+        snprintf(why, sizeof why, "silent for %llu ms (heartbeat timeout %llu ms)", (unsigned long long)silent,
+                 (unsigned long long)limit);
         net_conn *conn = n->conn;
         node_lost(c, n, why); /* may re-plan and change the list: one per tick */
         net_close(conn, why); /* its on_close finds no node any more */
@@ -868,10 +878,12 @@ int coord_init(coord *c, const coord_opts *o, uv_loop_t *loop, char *err, size_t
           (unsigned)c->hp.n_embd, (unsigned)c->hp.n_vocab,
           c->tok ? ", tokenizer" : "", o->want_workers);
     if (o->metrics_listen && metrics_http_start(c, o->metrics_listen, err, errlen) != 0) return -1;
+    if (o->http_listen && api_http_start(c, o->http_listen, err, errlen) != 0) return -1;
     return 0;
 }
 
 void coord_free(coord *c) {
+    api_http_stop(c);
     metrics_http_stop(c);
     while (c->dead) {
         coord_node *n = c->dead;

@@ -7,6 +7,10 @@
  *              no sockets; it reaches the coordinator through callbacks)
  *   admin.c  - admin calls (state, drain/undrain/remove/rebalance, metrics)
  *   metrics.c - the Prometheus text and its HTTP server (libh2o on the same loop)
+ *   api.c    - the OpenAI-compatible HTTP API and the chat page (libh2o on the same loop);
+ *              its calls go through coord_generate like the protocol's, with c->api as
+ *              their client and their own call ids
+ *   api_text.c - the API's text helpers (no HTTP): a byte buffer, the <think> splitter
  *
  * Membership: workers join at any time. A worker that joins while a plan is
  * serving stays idle until a re-plan (admin `rebalance`, or the next failure,
@@ -61,6 +65,7 @@ typedef struct coord_opts {
                              counts as broken (more for bigger batches and slower plans); 0: 10000 */
     uint64_t max_prompt_bytes; /* largest prompt text (text or chat contents together); 0: 8 MiB */
     const char *metrics_listen; /* HOST:PORT of the Prometheus endpoint, NULL: none */
+    const char *http_listen;    /* HOST:PORT of the OpenAI-compatible API and the chat page, NULL: none */
     /* access control (auth.h); NULL: that check is off */
     const char *secret_file;      /* cluster secret every worker must prove */
     const char *admin_token_file; /* token admin connections must prove */
@@ -112,6 +117,7 @@ typedef struct coord_stats {
 } coord_stats;
 
 typedef struct coord_metrics_http coord_metrics_http;
+typedef struct coord_api coord_api;
 
 /* Work that must not run on the loop (tokenising a prompt, decoding token ids):
  * it runs on libuv's thread pool, then `done` runs on the loop. The job belongs
@@ -121,7 +127,7 @@ typedef struct coord_metrics_http coord_metrics_http;
 typedef struct coord_job {
     uv_work_t work;
     struct coord *c;
-    net_conn *client;
+    void *client;            /* a net_conn, or the HTTP API (coord_send_status tells them apart) */
     uint32_t call_id;
     bool cancelled;
     void (*run)(struct coord_job *j);  /* pool thread: touches nothing but the job (and the const tokenizer) */
@@ -164,6 +170,7 @@ typedef struct coord {
     coord_job *jobs;         /* running on the thread pool */
     coord_stats stats;
     coord_metrics_http *http;
+    coord_api *api;          /* the HTTP API (api.c), NULL: none; also the client of its calls */
     /* access control: what cfg points at */
     auth_key secret, admin_token;
     auth_keyring api_keys;
@@ -188,10 +195,14 @@ const char *coord_node_state(const coord *c, const coord_node *n);
 /* Fills a HealthReply; the node arrays are allocated into ns and np (the caller frees both). */
 void coord_fill_health(coord *c, Baton__HealthReply *r, Baton__NodeStatus **ns, Baton__NodeStatus ***np);
 
+/* Ends a client's call with a status: client is a net_conn, or the HTTP API
+ * (c->api), whose calls are told apart by call_id. 0, or -1 if it cannot be sent. */
+int coord_send_status(coord *c, void *client, uint32_t call_id, int code, const char *msg); /* 0 or -1 */
+
 /* Starts j on the thread pool (j->run, then j->done on the loop). */
 void coord_job_start(coord *c, coord_job *j);
 /* The client of these jobs is gone (all) or cancelled call_id: their done only frees. */
-void coord_jobs_forget(coord *c, const net_conn *client, uint32_t call_id, bool all);
+void coord_jobs_forget(coord *c, const void *client, uint32_t call_id, bool all);
 
 /* admin.c */
 /* Serves an admin frame (role ADMIN). */
@@ -209,12 +220,48 @@ const char *metrics_http_missing(void);
 void metrics_sample(coord *c, uint64_t now_ms);
 double metrics_tokens_per_s(const coord *c);
 
+/* api.c */
+/* Serves the OpenAI-compatible API and the chat page on host_port on the
+ * coordinator's loop. 0, or -1 with a message. */
+int api_http_start(coord *c, const char *host_port, char *err, size_t errlen);
+void api_http_stop(coord *c);
+/* A chunk, or the status that ends it, of the API's call call_id (ignored when
+ * that call is gone). */
+void api_on_chunk(coord *c, uint32_t call_id, const Baton__GenerateChunk *ch);
+void api_on_status(coord *c, uint32_t call_id, int code, const char *msg);
+
+/* api_text.c */
+typedef struct api_buf {
+    char *p;        /* NUL-terminated when not NULL */
+    size_t len, cap;
+} api_buf;
+/* Appends s[0..n). 0, or -1 (out of memory). */
+int api_buf_add(api_buf *b, const char *s, size_t n);
+void api_buf_free(api_buf *b);
+
+/* Splits a streamed chat answer into reasoning and content: the text before
+ * the first </think> is reasoning, the text after it (less the newlines right
+ * after the tag) is content. A tail that may be the start of the tag is held
+ * back until the next piece says whether it is. */
+enum { API_THINK_REASONING, API_THINK_AFTER_TAG, API_THINK_CONTENT };
+typedef struct api_think {
+    int state;
+    char held[8];
+    size_t n_held;
+} api_think;
+/* in_reasoning: the prompt opened the reasoning (the chat template ends in <think>). */
+void api_think_init(api_think *t, bool in_reasoning);
+/* Appends the parts of s[0..n) to reasoning and content. 0, or -1 (out of memory). */
+int api_think_feed(api_think *t, const char *s, size_t n, api_buf *reasoning, api_buf *content);
+/* The answer ended: what was held back is reasoning. 0 or -1. */
+int api_think_flush(api_think *t, api_buf *reasoning);
+
 /* generate.c */
 /* Validates and queues a Generate call (g is taken and freed); on error the call
  * ends with a status. A text or chat prompt is tokenised on the thread pool first. */
-void coord_generate(coord *c, net_conn *client, uint32_t call_id, Baton__GenerateRequest *g);
+void coord_generate(coord *c, void *client, uint32_t call_id, Baton__GenerateRequest *g);
 /* The client cancelled call_id (or, with call_id 0 and all=true, went away):
  * its tokenising jobs and its requests end. */
-void coord_cancel(coord *c, net_conn *client, uint32_t call_id, bool all);
+void coord_cancel(coord *c, void *client, uint32_t call_id, bool all);
 
 #endif

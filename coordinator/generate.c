@@ -67,7 +67,7 @@ static int check_request(const coord *c, const Baton__GenerateRequest *g, char *
 
 /* Queues a request whose prompt is ids[0..n) (taken). Ends the call with a
  * status here if the prompt does not fit, or if no plan fits the workers. */
-static void admit(coord *c, net_conn *client, uint32_t call_id, const Baton__GenerateRequest *g, int32_t *ids,
+static void admit(coord *c, void *client, uint32_t call_id, const Baton__GenerateRequest *g, int32_t *ids,
                   int64_t n) {
     sched_params p = {.sampling = g->sampling, .max_tokens = g->max_tokens, .ignore_eos = g->ignore_eos,
                       .deadline_ms = g->deadline_ms, .stop = g->stop, .n_stop = (int)g->n_stop};
@@ -112,8 +112,8 @@ static void encode_done(coord_job *cj) {
     encode_job *j = (encode_job *)cj;
     if (cj->client && !cj->cancelled) {
         if (j->n < 0 || !j->ids)
-            net_send_status(cj->client, cj->call_id, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT,
-                            "the prompt cannot be encoded");
+            coord_send_status(cj->c, cj->client, cj->call_id, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT,
+                              "the prompt cannot be encoded");
         else
             admit(cj->c, cj->client, cj->call_id, j->g, j->ids, j->n), j->ids = NULL;
     }
@@ -123,16 +123,16 @@ static void encode_done(coord_job *cj) {
 }
 
 /* Ends a Generate call before it is queued (g is freed). */
-static void refuse(net_conn *client, uint32_t call_id, Baton__GenerateRequest *g, int code, const char *msg) {
-    net_send_status(client, call_id, code, msg);
+static void refuse(coord *c, void *client, uint32_t call_id, Baton__GenerateRequest *g, int code, const char *msg) {
+    coord_send_status(c, client, call_id, code, msg);
     baton__generate_request__free_unpacked(g, NULL);
 }
 
-void coord_generate(coord *c, net_conn *client, uint32_t call_id, Baton__GenerateRequest *g) {
+void coord_generate(coord *c, void *client, uint32_t call_id, Baton__GenerateRequest *g) {
     char msg[300];
     int code = check_request(c, g, msg, sizeof msg);
     if (code) {
-        refuse(client, call_id, g, code, msg);
+        refuse(c, client, call_id, g, code, msg);
         return;
     }
     if (g->n_tokens) {
@@ -143,17 +143,17 @@ void coord_generate(coord *c, net_conn *client, uint32_t call_id, Baton__Generat
         return;
     }
     if (!(g->text && g->text[0]) && !g->n_chat) {
-        refuse(client, call_id, g, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "empty prompt");
+        refuse(c, client, call_id, g, BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT, "empty prompt");
         return;
     }
     if (!c->tok) {
-        refuse(client, call_id, g, BATON__STATUS_CODE__STATUS_FAILED_PRECONDITION,
+        refuse(c, client, call_id, g, BATON__STATUS_CODE__STATUS_FAILED_PRECONDITION,
                "the model file has no tokenizer: send token ids");
         return;
     }
     encode_job *j = calloc(1, sizeof *j);
     if (!j) {
-        refuse(client, call_id, g, BATON__STATUS_CODE__STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        refuse(c, client, call_id, g, BATON__STATUS_CODE__STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     j->g = g;
@@ -165,7 +165,7 @@ void coord_generate(coord *c, net_conn *client, uint32_t call_id, Baton__Generat
     coord_job_start(c, &j->base);
 }
 
-void coord_cancel(coord *c, net_conn *client, uint32_t call_id, bool all) {
+void coord_cancel(coord *c, void *client, uint32_t call_id, bool all) {
     coord_jobs_forget(c, client, call_id, all);
     sched_cancel(&c->sched, client, call_id, all);
 }

@@ -31,6 +31,8 @@ static void usage(FILE *out) {
             "  --rope-scale F     YaRN factor (QwQ-32B: 4 for prompts beyond 8192 tokens)\n"
             "  --yarn-orig-ctx N  YaRN original context (default: the file's, else its context_length)\n"
             "  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
+            "  --http-listen HOST:PORT  serve the OpenAI-compatible API (/v1/chat/completions,\n"
+            "                     /v1/completions, /v1/models), /health, /metrics and the chat page at /\n"
             "  --handshake-timeout MS  close a connection not authenticated after MS (default 10000)\n"
             "  --idle-timeout MS  close a client connection idle (no request under way) for MS;\n"
             "                     0: never (default 300000)\n"
@@ -44,7 +46,7 @@ static void usage(FILE *out) {
             "                     clients still use --listen; --workers defaults to N-1\n");
     if (net_mpi_missing()) fprintf(out, "                     (not in this build: %s)\n", net_mpi_missing());
     if (metrics_http_missing())
-        fprintf(out, "  --metrics-listen: not in this build: %s\n", metrics_http_missing());
+        fprintf(out, "  --metrics-listen, --http-listen: not in this build: %s\n", metrics_http_missing());
 }
 
 /* The value of an integer option in [lo, hi]; a usage error (exit 2) otherwise. */
@@ -127,7 +129,7 @@ int main(int argc, char **argv) {
         {"handshake-timeout", required_argument, 0, 'T'}, {"idle-timeout", required_argument, 0, 'I'},
         {"max-conns", required_argument, 0, 'N'},
         {"rope-scaling", required_argument, 0, 'R'}, {"rope-scale", required_argument, 0, 'r'},
-        {"yarn-orig-ctx", required_argument, 0, 'Y'},
+        {"yarn-orig-ctx", required_argument, 0, 'Y'}, {"http-listen", required_argument, 0, 'L'},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -148,6 +150,7 @@ int main(int argc, char **argv) {
         case 'F': o.max_frame = parse_bytes(optarg, "--max-frame", 1024, 0x7fffffff); break;
         case 'H': o.heartbeat_timeout_ms = parse_int(optarg, "--heartbeat-timeout", 100, 3600000); break;
         case 'M': o.metrics_listen = optarg; break;
+        case 'L': o.http_listen = optarg; break;
         case 't': o.step_timeout_ms = parse_int(optarg, "--step-timeout", 100, 86400000); break;
         case 'B': o.max_prompt_bytes = parse_bytes(optarg, "--max-prompt-bytes", 1, 1ull << 32); break;
         case 'S': o.secret_file = optarg; break;

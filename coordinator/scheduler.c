@@ -88,7 +88,7 @@ int sched_count(const sched *s, sched_req_state st) {
     return n;
 }
 
-bool sched_client_busy(const sched *s, const net_conn *conn) {
+bool sched_client_busy(const sched *s, const void *conn) {
     for (const sched_request *r = s->reqs; r; r = r->next)
         if (r->client == conn && r->state != REQ_DONE) return true;
     return false;
@@ -151,7 +151,7 @@ static sched_request *req_new(sched *s, const sched_params *p, uint32_t max_toke
     return r;
 }
 
-sched_request *sched_admit(sched *s, net_conn *client, uint32_t call_id, const sched_params *p, int32_t *ids,
+sched_request *sched_admit(sched *s, void *client, uint32_t call_id, const sched_params *p, int32_t *ids,
                            int64_t n) {
     char msg[256];
     uint32_t max_tokens = p->max_tokens ? p->max_tokens : DEFAULT_MAX_TOKENS;
@@ -177,7 +177,7 @@ sched_request *sched_admit(sched *s, net_conn *client, uint32_t call_id, const s
 
 /* --- ending, cancelling, replaying ------------------------------------------ */
 
-void sched_cancel(sched *s, const net_conn *client, uint32_t call_id, bool all) {
+void sched_cancel(sched *s, const void *client, uint32_t call_id, bool all) {
     for (sched_request *r = s->reqs, *nx; r; r = nx) {
         nx = r->next;
         if (r->client != client || (!all && r->call_id != call_id)) continue;

@@ -46,7 +46,8 @@ typedef enum sched_req_state {
 
 typedef struct sched_request {
     uint32_t id;
-    net_conn *client;       /* NULL once the client is gone; only passed to the env's callbacks */
+    void *client;           /* the caller (a net_conn, or the HTTP API: api.c); NULL once it is gone;
+                               only compared and passed to the env's callbacks */
     uint32_t call_id;
     sched_req_state state;
     /* the record: enough to replay the request on a new plan */
@@ -93,9 +94,9 @@ typedef struct sched_env {
     /* Frees a slot on every worker (a DropSequence down the pipeline). */
     void (*drop_slot)(void *user, int32_t slot);
     /* Ends a client's call with a status. */
-    void (*send_status)(void *user, net_conn *client, uint32_t call_id, int code, const char *msg);
+    void (*send_status)(void *user, void *client, uint32_t call_id, int code, const char *msg);
     /* Streams a chunk of a Generate call. */
-    void (*send_chunk)(void *user, net_conn *client, uint32_t call_id, const Baton__GenerateChunk *ch);
+    void (*send_chunk)(void *user, void *client, uint32_t call_id, const Baton__GenerateChunk *ch);
     /* Microseconds on a monotonic clock. */
     uint64_t (*now_us)(void *user);
 } sched_env;
@@ -155,13 +156,13 @@ void sched_set_feeding(sched *s, bool feeding);
  * or NULL after ending the call with a status (empty prompt, an id outside the
  * vocabulary, prompt + max_tokens beyond the context, out of memory). Does not
  * pump: the caller decides when micro-batches go. */
-sched_request *sched_admit(sched *s, net_conn *client, uint32_t call_id, const sched_params *p, int32_t *ids,
+sched_request *sched_admit(sched *s, void *client, uint32_t call_id, const sched_params *p, int32_t *ids,
                            int64_t n);
 /* Ends a request with a status (sent if the client is still there); it is freed
  * once its micro-batches are back. */
 void sched_finish(sched *s, sched_request *r, int code, const char *msg);
 /* The client cancelled call_id (or, with all, went away: nothing is sent to it). */
-void sched_cancel(sched *s, const net_conn *client, uint32_t call_id, bool all);
+void sched_cancel(sched *s, const void *client, uint32_t call_id, bool all);
 /* A StageResult: ends the batch it answers, appends and streams its tokens. */
 void sched_on_result(sched *s, const Baton__StageResult *r);
 /* The pipeline broke: forget every micro-batch in flight and queue every live
@@ -184,6 +185,6 @@ int sched_count(const sched *s, sched_req_state st);
 static inline int sched_inflight(const sched *s) { return s->n_inflight; }
 static inline const sched_stats *sched_stats_of(const sched *s) { return &s->stats; }
 /* True while a request of client conn is queued or running (its idle timeout waits). */
-bool sched_client_busy(const sched *s, const net_conn *conn);
+bool sched_client_busy(const sched *s, const void *conn);
 
 #endif

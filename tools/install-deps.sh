@@ -2,12 +2,13 @@
 # Installs the Debian packages Baton builds and tests with. Idempotent: packages
 # already present are not touched, and apt-get runs only when something is missing.
 set -euo pipefail
-# libh2o-dev: the build of libh2o on libuv (/metrics); its h2o.h includes openssl/ssl.h (libssl-dev)
+# libh2o-dev: the build of libh2o on libuv (/metrics, the HTTP API); its h2o.h includes openssl/ssl.h (libssl-dev)
+# chromium: headless, for the chat page's test (tests/cluster/test_http_page.sh, driven by puppeteer-core from npm)
 pkgs=(build-essential cmake pkg-config
       libuv1-dev libprotobuf-c-dev protobuf-c-compiler
       libopenmpi-dev openmpi-bin liblz4-dev
       libpcre2-dev libjansson-dev libsodium-dev libutf8proc-dev libh2o-dev libssl-dev
-      python3 python3-numpy iproute2 nodejs npm procps)
+      python3 python3-numpy iproute2 nodejs npm procps chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -76,7 +76,7 @@ static void fake_drop_slot(void *user, int32_t slot) {
     if (fake.n_drops < MAXREC) fake.drops[fake.n_drops++] = slot;
 }
 
-static void fake_send_status(void *user, net_conn *client, uint32_t call_id, int code, const char *msg) {
+static void fake_send_status(void *user, void *client, uint32_t call_id, int code, const char *msg) {
     (void)user;
     if (fake.n_statuses >= MAXREC) return;
     sent_status *st = &fake.statuses[fake.n_statuses++];
@@ -86,7 +86,7 @@ static void fake_send_status(void *user, net_conn *client, uint32_t call_id, int
     snprintf(st->msg, sizeof st->msg, "%s", msg);
 }
 
-static void fake_send_chunk(void *user, net_conn *client, uint32_t call_id, const Baton__GenerateChunk *ch) {
+static void fake_send_chunk(void *user, void *client, uint32_t call_id, const Baton__GenerateChunk *ch) {
     (void)user, (void)client;
     if (fake.n_chunks >= MAXREC * 4) return;
     sent_chunk *c = &fake.chunks[fake.n_chunks++];
