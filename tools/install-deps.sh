@@ -2,8 +2,11 @@
 # Installs the Debian packages Baton builds and tests with. Idempotent: packages
 # already present are not touched, and apt-get runs only when something is missing.
 set -euo pipefail
+# libvulkan-dev, glslc: the Vulkan GPU backend (kernels/vulkan); mesa-vulkan-drivers: lavapipe, the
+# CPU Vulkan device its tests run on; vulkan-tools: vulkaninfo
 # libh2o-dev: the build of libh2o on libuv (/metrics); its h2o.h includes openssl/ssl.h (libssl-dev)
 pkgs=(build-essential cmake pkg-config
+      libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
       libuv1-dev libprotobuf-c-dev protobuf-c-compiler
       libopenmpi-dev openmpi-bin liblz4-dev
       libpcre2-dev libjansson-dev libsodium-dev libutf8proc-dev libh2o-dev libssl-dev
