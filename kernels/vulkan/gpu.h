@@ -55,7 +55,8 @@ const char *gpu_name(const gpu_dev *d);
 /* 1 if the device's fma() rounds twice (lavapipe) and the shaders emulate a
  * fused one from exact products and sums (slower, the same bits). */
 int gpu_soft_fma(const gpu_dev *d);
-/* Bytes of the device's largest device-local memory heap. */
+/* Bytes of the device's largest device-local memory heap (BATON_GPU_MEMORY, a test
+ * hook, replaces it). */
 uint64_t gpu_memory(const gpu_dev *d);
 
 /* A buffer of `bytes` in device memory (zeroed); NULL with a message. */

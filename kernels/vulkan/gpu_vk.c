@@ -28,55 +28,55 @@
 
 /* the embedded shaders (build/.../spv/NAME.inc, see kernels/CMakeLists.txt) */
 static const uint32_t spv_quant32[] =
-#include "quant32.inc"
+#include <quant32.inc> /* generated: build/.../spv */
     ;
 static const uint32_t spv_quant256[] =
-#include "quant256.inc"
+#include <quant256.inc> /* generated: build/.../spv */
     ;
 static const uint32_t spv_mm_f32[] =
-#include "mm_f32.inc"
+#include <mm_f32.inc> /* generated: build/.../spv */
     ;
 static const uint32_t spv_mm_f16[] =
-#include "mm_f16.inc"
+#include <mm_f16.inc> /* generated: build/.../spv */
     ;
 static const uint32_t spv_mm_bf16[] =
-#include "mm_bf16.inc"
+#include <mm_bf16.inc> /* generated: build/.../spv */
     ;
 static const uint32_t spv_mm_q8_0[] =
-#include "mm_q8_0.inc"
+#include <mm_q8_0.inc> /* generated: build/.../spv */
     ;
 static const uint32_t spv_mm_q4_0[] =
-#include "mm_q4_0.inc"
+#include <mm_q4_0.inc> /* generated: build/.../spv */
     ;
 static const uint32_t spv_mm_q4_k[] =
-#include "mm_q4_k.inc"
+#include <mm_q4_k.inc> /* generated: build/.../spv */
     ;
 static const uint32_t spv_mm_q6_k[] =
-#include "mm_q6_k.inc"
+#include <mm_q6_k.inc> /* generated: build/.../spv */
     ;
 static const uint32_t spv_rmsnorm[] =
-#include "rmsnorm.inc"
+#include <rmsnorm.inc> /* generated: build/.../spv */
     ;
 static const uint32_t spv_swiglu[] =
-#include "swiglu.inc"
+#include <swiglu.inc> /* generated: build/.../spv */
     ;
 static const uint32_t spv_add[] =
-#include "add.inc"
+#include <add.inc> /* generated: build/.../spv */
     ;
 static const uint32_t spv_rope[] =
-#include "rope.inc"
+#include <rope.inc> /* generated: build/.../spv */
     ;
 static const uint32_t spv_kvstore[] =
-#include "kvstore.inc"
+#include <kvstore.inc> /* generated: build/.../spv */
     ;
 static const uint32_t spv_attn[] =
-#include "attn.inc"
+#include <attn.inc> /* generated: build/.../spv */
     ;
 static const uint32_t spv_copy[] =
-#include "copy.inc"
+#include <copy.inc> /* generated: build/.../spv */
     ;
 static const uint32_t spv_probe[] =
-#include "probe.inc"
+#include <probe.inc> /* generated: build/.../spv */
     ;
 
 enum {
@@ -580,7 +580,13 @@ void gpu_close(gpu_dev *d) {
 }
 
 const char *gpu_name(const gpu_dev *d) { return d ? d->name : ""; }
-uint64_t gpu_memory(const gpu_dev *d) { return d ? d->heap_bytes : 0; }
+/* BATON_GPU_MEMORY (bytes), a test hook: the device claims that much memory,
+ * so a test can make a slice that does not fit. */
+uint64_t gpu_memory(const gpu_dev *d) {
+    const char *fake = getenv("BATON_GPU_MEMORY");
+    if (fake && *fake) return strtoull(fake, NULL, 10);
+    return d ? d->heap_bytes : 0;
+}
 
 /* ------------------------------------------------------------ operations */
 
