@@ -116,5 +116,8 @@ int gpu_attention(gpu_dev *d, gpu_span out, gpu_span q, gpu_buf *kc, gpu_buf *vc
                   int n_head, int n_head_kv, int head_dim, int n_tokens, gpu_buf *idx, size_t idx_off);
 /* dst = src over bytes (a multiple of 16): the bandwidth probe. */
 int gpu_copy(gpu_dev *d, gpu_buf *dst, gpu_buf *src, size_t bytes);
+/* groups x 256 invocations of 8 x 256 int32 multiply-adds (2 ops each) into
+ * out (groups x 256 words): the arithmetic probe of baton-bench gpu. */
+int gpu_peak_int(gpu_dev *d, gpu_buf *out, uint32_t groups);
 
 #endif

@@ -75,13 +75,16 @@ static const uint32_t spv_attn[] =
 static const uint32_t spv_copy[] =
 #include <copy.inc> /* generated: build/.../spv */
     ;
+static const uint32_t spv_peak[] =
+#include <peak.inc> /* generated: build/.../spv */
+    ;
 static const uint32_t spv_probe[] =
 #include <probe.inc> /* generated: build/.../spv */
     ;
 
 enum {
     P_QUANT32, P_QUANT256, P_MM_F32, P_MM_F16, P_MM_BF16, P_MM_Q8_0, P_MM_Q4_0, P_MM_Q4_K, P_MM_Q6_K,
-    P_RMSNORM, P_SWIGLU, P_ADD, P_ROPE, P_KVSTORE, P_ATTN, P_COPY, P_PROBE, P_COUNT
+    P_RMSNORM, P_SWIGLU, P_ADD, P_ROPE, P_KVSTORE, P_ATTN, P_COPY, P_PROBE, P_PEAK, P_COUNT
 };
 #define SPV(a) {a, sizeof a}
 static const struct {
@@ -90,7 +93,7 @@ static const struct {
 } shaders[P_COUNT] = {
     SPV(spv_quant32), SPV(spv_quant256), SPV(spv_mm_f32),  SPV(spv_mm_f16),  SPV(spv_mm_bf16), SPV(spv_mm_q8_0),
     SPV(spv_mm_q4_0), SPV(spv_mm_q4_k),  SPV(spv_mm_q6_k), SPV(spv_rmsnorm), SPV(spv_swiglu),  SPV(spv_add),
-    SPV(spv_rope),    SPV(spv_kvstore),  SPV(spv_attn),    SPV(spv_copy),    SPV(spv_probe),
+    SPV(spv_rope),    SPV(spv_kvstore),  SPV(spv_attn),    SPV(spv_copy),    SPV(spv_probe),   SPV(spv_peak),
 };
 
 /* The weight types with a matmul shader: pipeline, activation blocks (0 floats). */
@@ -739,4 +742,11 @@ int gpu_copy(gpu_dev *d, gpu_buf *dst, gpu_buf *src, size_t bytes) {
     size_t groups = (bytes / 16 + 255) / 256;
     uint32_t gy = (uint32_t)((groups + 65534) / 65535);
     return dispatch(d, P_COPY, b, 2, pc, gy > 1 ? 65535 : (uint32_t)groups, gy, 1);
+}
+
+int gpu_peak_int(gpu_dev *d, gpu_buf *out, uint32_t groups) {
+    if (!groups || gpu_buf_bytes(out) < (size_t)groups * 256 * 4 || groups > 65535) return -1;
+    uint32_t pc[PC_WORDS] = {7};
+    gpu_buf *b[1] = {out};
+    return dispatch(d, P_PEAK, b, 1, pc, groups, 1, 1);
 }
