@@ -154,6 +154,11 @@ static int kv_ready(fwd_gpu *g, const kv_cache *kv, char *err, size_t errlen) {
     gpu_buf_free(g->kc), gpu_buf_free(g->vc);
     g->kc = g->vc = NULL;
     size_t bytes = (size_t)(g->n_layers ? g->n_layers : 1) * (size_t)kv->n_slots * (size_t)kv->n_ctx * kv->row_bytes;
+    if (bytes / 4 > UINT32_MAX) { /* the shaders address it in 32-bit words */
+        err_set(err, errlen, "a GPU KV cache of %.1f GiB is over the backend's 16 GiB (fewer slots or a shorter context)",
+                (double)bytes / (1 << 30));
+        return -1;
+    }
     char e[256];
     if (!(g->kc = gpu_buf_new(g->d, bytes, e, sizeof e)) || !(g->vc = gpu_buf_new(g->d, bytes, e, sizeof e))) {
         err_set(err, errlen, "a KV cache of 2 x %.1f MiB does not fit %s: %s", (double)bytes / 1048576.0,

@@ -55,6 +55,10 @@ const char *gpu_name(const gpu_dev *d);
 /* 1 if the device's fma() rounds twice (lavapipe) and the shaders emulate a
  * fused one from exact products and sums (slower, the same bits). */
 int gpu_soft_fma(const gpu_dev *d);
+/* Bytes of the largest buffer a shader can bind (maxStorageBufferRange; a
+ * matrix larger than this goes up in parts). BATON_GPU_MAX_BUFFER set at
+ * gpu_open lowers it for matrices only (a test hook). */
+uint64_t gpu_max_buffer(const gpu_dev *d);
 /* Bytes of the device's largest device-local memory heap (BATON_GPU_MEMORY, a test
  * hook, replaces it). */
 uint64_t gpu_memory(const gpu_dev *d);
@@ -70,12 +74,17 @@ int gpu_read(gpu_buf *b, size_t off, void *dst, size_t n);
 /* Run the recorded operations and wait for them; 0 or -1 (device lost). */
 int gpu_sync(gpu_dev *d);
 
-/* A weight matrix in device memory, GGUF layout, uploaded once. */
+/* A weight matrix in device memory, GGUF layout, uploaded once: in parts of
+ * part_rows rows (the last one shorter) where the whole is larger than the
+ * device's largest storage buffer (lavapipe: 128 MiB). */
+#define GPU_MAT_PARTS 16
 typedef struct gpu_mat {
     uint32_t type;
     int64_t rows, cols;
     size_t row_bytes;
-    gpu_buf *buf;
+    int64_t part_rows;
+    int n_parts;
+    gpu_buf *part[GPU_MAT_PARTS];
 } gpu_mat;
 /* 1 if gpu_matmul has a shader for weights of this type: F32, F16, BF16, Q8_0,
  * Q4_0 (cols % 32 == 0), Q4_K, Q6_K (cols % 256 == 0). */

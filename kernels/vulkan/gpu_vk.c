@@ -127,6 +127,8 @@ struct gpu_dev {
     uint32_t qfam;
     char name[256];
     uint64_t heap_bytes;
+    uint64_t max_range; /* maxStorageBufferRange: the largest buffer a shader can see */
+    uint64_t mat_limit; /* the largest part of a matrix: max_range (or BATON_GPU_MAX_BUFFER) */
     uint32_t mem_local, mem_host; /* memory type indices */
     int local_mappable;
     VkDescriptorSetLayout dsl;
@@ -213,6 +215,11 @@ static int mem_type(VkPhysicalDevice p, uint32_t bits, VkMemoryPropertyFlags wan
 }
 
 static gpu_buf *buf_alloc(gpu_dev *d, size_t bytes, int host, char *err, size_t errlen) {
+    if (d->max_range && bytes > d->max_range) {
+        set_err(err, errlen, "%s: a buffer of %.1f MiB is over the device's largest storage buffer (%.1f MiB)", d->name,
+                (double)bytes / 1048576.0, (double)d->max_range / 1048576.0);
+        return NULL;
+    }
     gpu_buf *b = calloc(1, sizeof *b);
     if (!b) {
         set_err(err, errlen, "out of memory");
@@ -271,6 +278,7 @@ gpu_buf *gpu_buf_new(gpu_dev *d, size_t bytes, char *err, size_t errlen) {
 
 void gpu_buf_free(gpu_buf *b) {
     if (!b) return;
+    if (b->dev->recording) gpu_sync(b->dev); /* recorded work may still use it */
     VkDevice dev = b->dev->dev;
     if (b->map) vkUnmapMemory(dev, b->mem);
     if (b->buf) vkDestroyBuffer(dev, b->buf, NULL);
@@ -500,6 +508,11 @@ gpu_dev *gpu_open(int index, char *err, size_t errlen) {
     vkGetPhysicalDeviceProperties(d->phys, &props);
     snprintf(d->name, sizeof d->name, "vulkan:%d (%.200s)", index, props.deviceName);
     d->heap_bytes = local_heap_bytes(d->phys);
+    d->max_range = props.limits.maxStorageBufferRange;
+    d->mat_limit = d->max_range;
+    const char *cap = getenv("BATON_GPU_MAX_BUFFER"); /* test hook: matrices in parts of this many bytes */
+    if (cap && *cap && strtoull(cap, NULL, 10) > 0 && strtoull(cap, NULL, 10) < d->max_range)
+        d->mat_limit = strtoull(cap, NULL, 10);
     uint32_t nq = 16;
     VkQueueFamilyProperties qf[16];
     vkGetPhysicalDeviceQueueFamilyProperties(d->phys, &nq, qf);
@@ -618,25 +631,41 @@ int gpu_mat_upload(gpu_dev *d, gpu_mat *out, const kern_matrix *m, char *err, si
     out->rows = m->rows;
     out->cols = m->cols;
     out->row_bytes = tensor_row_bytes(m->type, m->cols);
-    size_t bytes = out->row_bytes * (size_t)m->rows;
-    if (bytes >= ((size_t)1 << 32)) {
-        set_err(err, errlen, "a matrix of %zu bytes is over the GPU backend's 4 GiB per matrix", bytes);
+    uint64_t limit = d->mat_limit ? d->mat_limit : UINT32_MAX;
+    if (limit > UINT32_MAX) limit = UINT32_MAX; /* the shaders address bytes in 32 bits */
+    out->part_rows = (int64_t)(limit / out->row_bytes);
+    if (out->part_rows > m->rows) out->part_rows = m->rows;
+    if (out->part_rows < 1 || (m->rows + out->part_rows - 1) / out->part_rows > GPU_MAT_PARTS) {
+        set_err(err, errlen, "a matrix of %.1f MiB needs more than %d buffers of %s's largest (%.1f MiB)",
+                (double)out->row_bytes * (double)m->rows / 1048576.0, GPU_MAT_PARTS, d->name,
+                (double)limit / 1048576.0);
         return -1;
     }
-    if (!(out->buf = gpu_buf_new(d, bytes, err, errlen))) return -1;
-    if (gpu_write(out->buf, 0, m->data, bytes)) {
-        set_err(err, errlen, "%s: cannot upload a matrix", d->name);
-        gpu_mat_free(out);
-        return -1;
+    for (int64_t r0 = 0; r0 < m->rows; r0 += out->part_rows) {
+        int64_t nr = m->rows - r0 < out->part_rows ? m->rows - r0 : out->part_rows;
+        size_t bytes = out->row_bytes * (size_t)nr;
+        gpu_buf *b = gpu_buf_new(d, bytes, err, errlen);
+        if (!b) {
+            gpu_mat_free(out);
+            return -1;
+        }
+        out->part[out->n_parts++] = b;
+        if (gpu_write(b, 0, (const uint8_t *)m->data + out->row_bytes * (size_t)r0, bytes)) {
+            set_err(err, errlen, "%s: cannot upload a matrix", d->name);
+            gpu_mat_free(out);
+            return -1;
+        }
     }
     return 0;
 }
 
 void gpu_mat_free(gpu_mat *m) {
     if (!m) return;
-    gpu_buf_free(m->buf);
-    m->buf = NULL;
+    for (int i = 0; i < m->n_parts; i++) gpu_buf_free(m->part[i]);
+    m->n_parts = 0;
 }
+
+uint64_t gpu_max_buffer(const gpu_dev *d) { return d ? d->mat_limit : 0; }
 
 static uint32_t fbits(float f) {
     uint32_t u;
@@ -667,11 +696,15 @@ int gpu_matmul(gpu_dev *d, gpu_span y, const gpu_mat *w, gpu_span x, int n_token
                      (uint32_t)n_tokens, 1))
             return -1;
     }
-    uint32_t pc[PC_WORDS] = {(uint32_t)w->rows, (uint32_t)w->cols, (uint32_t)n_tokens, bias != NULL,
-                             (uint32_t)y.off,   (uint32_t)y.stride, (uint32_t)x.off, (uint32_t)x.stride,
-                             (uint32_t)w->row_bytes, 0, 0, 0};
-    gpu_buf *b[5] = {y.buf, w->buf, x.buf, xq, bias};
-    return dispatch(d, mm_types[i].pipe, b, 5, pc, (uint32_t)((w->rows + 63) / 64), (uint32_t)n_tokens, 1);
+    for (int p = 0; p < w->n_parts; p++) { /* the parts' rows in order: x is quantized once */
+        int64_t r0 = (int64_t)p * w->part_rows, nr = w->rows - r0 < w->part_rows ? w->rows - r0 : w->part_rows;
+        uint32_t pc[PC_WORDS] = {(uint32_t)nr,          (uint32_t)w->cols,   (uint32_t)n_tokens, bias != NULL,
+                                 (uint32_t)(y.off + (size_t)r0), (uint32_t)y.stride, (uint32_t)x.off,
+                                 (uint32_t)x.stride,    (uint32_t)w->row_bytes, 0, (uint32_t)r0, 0};
+        gpu_buf *b[5] = {y.buf, w->part[p], x.buf, xq, bias};
+        if (dispatch(d, mm_types[i].pipe, b, 5, pc, (uint32_t)((nr + 63) / 64), (uint32_t)n_tokens, 1)) return -1;
+    }
+    return 0;
 }
 
 int gpu_rmsnorm(gpu_dev *d, gpu_span y, gpu_span x, gpu_buf *w, size_t w_off, int n, int n_tokens, float eps) {

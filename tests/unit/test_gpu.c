@@ -12,7 +12,9 @@
  *    (gates from -120 to 120: e^x's clamps), rope plain and YaRN (head_dim 64
  *    and 128), kv_store + attention over f16 and f32 caches (GQA 4/2 heads,
  *    head_dim 64 and 80, 1..70 positions, several tokens of different
- *    lengths in one call), the copy kernel.
+ *    lengths in one call), the copy kernel;
+ *  - matrices split into parts of rows when larger than the device's largest
+ *    buffer (faked at 4 KiB with BATON_GPU_MAX_BUFFER).
  * No device is a failure, not a skip: this test exists only in builds with the
  * Vulkan backend, and CI installs lavapipe.
  */
@@ -275,6 +277,18 @@ int main(void) {
     printf("device %s, %.1f GiB, fma %s\n", gpu_name(dev), (double)gpu_memory(dev) / (1 << 30),
            gpu_soft_fma(dev) ? "emulated (the device rounds fma() twice)" : "the device's");
     test_matmul();
+    /* matrices larger than the largest buffer go up in parts of rows */
+    gpu_dev *whole = dev;
+    setenv("BATON_GPU_MAX_BUFFER", "4096", 1);
+    dev = gpu_open(index, err, sizeof err);
+    unsetenv("BATON_GPU_MAX_BUFFER");
+    CHECK(dev && gpu_max_buffer(dev) == 4096, "BATON_GPU_MAX_BUFFER=4096: %s", dev ? "not applied" : err);
+    if (dev) {
+        matmul_case(TENSOR_Q8_0, 67, 544, 3, 1);  /* 578-byte rows: 10 parts of 7 rows */
+        matmul_case(TENSOR_F16, 67, 100, 2, 1);
+        gpu_close(dev);
+    }
+    dev = whole;
     test_rmsnorm();
     test_elementwise();
     test_rope();

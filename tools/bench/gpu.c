@@ -159,6 +159,7 @@ static int bench_gpu(int argc, char **argv) {
         return 1;
     }
     forward_set_device(d);
+    if ((uint64_t)mib << 20 > gpu_max_buffer(d)) mib = (int)(gpu_max_buffer(d) >> 20); /* lavapipe: 128 */
     double bw = gb_bandwidth(d, (size_t)mib), peak = gb_peak(d);
     if (json)
         printf("{\"device\":\"%s\",\"soft_fma\":%d,\"bandwidth_gbs\":%.3f,\"int32_peak_gops\":%.3f,\"models\":[",
