@@ -55,6 +55,11 @@ const char *gpu_name(const gpu_dev *d);
 /* 1 if the device's fma() rounds twice (lavapipe) and the shaders emulate a
  * fused one from exact products and sums (slower, the same bits). */
 int gpu_soft_fma(const gpu_dev *d);
+/* 1 if the matmul runs a workgroup of 64 per output element (blocks in
+ * parallel, then the float chain in order: GPUs), 0 for an invocation per
+ * output (CPU devices such as lavapipe). BATON_GPU_MM=row|element set at
+ * gpu_open forces one (tests run both); the numbers are the same. */
+int gpu_mm_rowwise(const gpu_dev *d);
 /* Bytes of the largest buffer a shader can bind (maxStorageBufferRange; a
  * matrix larger than this goes up in parts). BATON_GPU_MAX_BUFFER set at
  * gpu_open lowers it for matrices only (a test hook). */

@@ -21,6 +21,7 @@ gpu_dev *gpu_open(int index, char *err, size_t errlen) {
 }
 void gpu_close(gpu_dev *d) { (void)d; }
 const char *gpu_name(const gpu_dev *d) { return d ? "" : ""; }
+int gpu_mm_rowwise(const gpu_dev *d) { return d ? 0 : 0; }
 int gpu_soft_fma(const gpu_dev *d) { return d ? 0 : 0; }
 uint64_t gpu_max_buffer(const gpu_dev *d) { return d ? 0 : 0; }
 uint64_t gpu_memory(const gpu_dev *d) { return d ? 0 : 0; }

@@ -54,6 +54,27 @@ static const uint32_t spv_mm_q4_k[] =
 static const uint32_t spv_mm_q6_k[] =
 #include <mm_q6_k.inc> /* generated: build/.../spv */
     ;
+static const uint32_t spv_mme_f32[] =
+#include <mme_f32.inc> /* generated: build/.../spv */
+    ;
+static const uint32_t spv_mme_f16[] =
+#include <mme_f16.inc> /* generated: build/.../spv */
+    ;
+static const uint32_t spv_mme_bf16[] =
+#include <mme_bf16.inc> /* generated: build/.../spv */
+    ;
+static const uint32_t spv_mme_q8_0[] =
+#include <mme_q8_0.inc> /* generated: build/.../spv */
+    ;
+static const uint32_t spv_mme_q4_0[] =
+#include <mme_q4_0.inc> /* generated: build/.../spv */
+    ;
+static const uint32_t spv_mme_q4_k[] =
+#include <mme_q4_k.inc> /* generated: build/.../spv */
+    ;
+static const uint32_t spv_mme_q6_k[] =
+#include <mme_q6_k.inc> /* generated: build/.../spv */
+    ;
 static const uint32_t spv_rmsnorm[] =
 #include <rmsnorm.inc> /* generated: build/.../spv */
     ;
@@ -83,7 +104,9 @@ static const uint32_t spv_probe[] =
     ;
 
 enum {
-    P_QUANT32, P_QUANT256, P_MM_F32, P_MM_F16, P_MM_BF16, P_MM_Q8_0, P_MM_Q4_0, P_MM_Q4_K, P_MM_Q6_K,
+    P_QUANT32, P_QUANT256,
+    P_MM_F32, P_MM_F16, P_MM_BF16, P_MM_Q8_0, P_MM_Q4_0, P_MM_Q4_K, P_MM_Q6_K,        /* a workgroup per output */
+    P_MME_F32, P_MME_F16, P_MME_BF16, P_MME_Q8_0, P_MME_Q4_0, P_MME_Q4_K, P_MME_Q6_K, /* an invocation per output */
     P_RMSNORM, P_SWIGLU, P_ADD, P_ROPE, P_KVSTORE, P_ATTN, P_COPY, P_PROBE, P_PEAK, P_COUNT
 };
 #define SPV(a) {a, sizeof a}
@@ -91,9 +114,13 @@ static const struct {
     const uint32_t *code;
     size_t bytes;
 } shaders[P_COUNT] = {
-    SPV(spv_quant32), SPV(spv_quant256), SPV(spv_mm_f32),  SPV(spv_mm_f16),  SPV(spv_mm_bf16), SPV(spv_mm_q8_0),
-    SPV(spv_mm_q4_0), SPV(spv_mm_q4_k),  SPV(spv_mm_q6_k), SPV(spv_rmsnorm), SPV(spv_swiglu),  SPV(spv_add),
-    SPV(spv_rope),    SPV(spv_kvstore),  SPV(spv_attn),    SPV(spv_copy),    SPV(spv_probe),   SPV(spv_peak),
+    SPV(spv_quant32),  SPV(spv_quant256),
+    SPV(spv_mm_f32),   SPV(spv_mm_f16),   SPV(spv_mm_bf16),  SPV(spv_mm_q8_0),  SPV(spv_mm_q4_0),  SPV(spv_mm_q4_k),
+    SPV(spv_mm_q6_k),
+    SPV(spv_mme_f32),  SPV(spv_mme_f16),  SPV(spv_mme_bf16), SPV(spv_mme_q8_0), SPV(spv_mme_q4_0), SPV(spv_mme_q4_k),
+    SPV(spv_mme_q6_k),
+    SPV(spv_rmsnorm),  SPV(spv_swiglu),   SPV(spv_add),      SPV(spv_rope),     SPV(spv_kvstore),  SPV(spv_attn),
+    SPV(spv_copy),     SPV(spv_probe),    SPV(spv_peak),
 };
 
 /* The weight types with a matmul shader: pipeline, activation blocks (0 floats). */
@@ -141,6 +168,7 @@ struct gpu_dev {
     VkFence fence;
     int recording, failed;
     int soft_fma; /* the shaders emulate fma (the device's fma() rounds twice) */
+    int mm_elem;  /* matmul: an invocation per output (CPU devices) instead of a workgroup */
     gpu_buf *dummy, *xq, *staging;
 };
 
@@ -485,6 +513,7 @@ static int probe(gpu_dev *d) {
 }
 
 int gpu_soft_fma(const gpu_dev *d) { return d ? d->soft_fma : 0; }
+int gpu_mm_rowwise(const gpu_dev *d) { return d ? !d->mm_elem : 0; }
 
 gpu_dev *gpu_open(int index, char *err, size_t errlen) {
     gpu_dev *d = calloc(1, sizeof *d);
@@ -510,6 +539,9 @@ gpu_dev *gpu_open(int index, char *err, size_t errlen) {
     d->heap_bytes = local_heap_bytes(d->phys);
     d->max_range = props.limits.maxStorageBufferRange;
     d->mat_limit = d->max_range;
+    /* lavapipe runs a workgroup as one CPU thread: the per-output matmul suits it */
+    const char *mm = getenv("BATON_GPU_MM"); /* row | element: force one (tests) */
+    d->mm_elem = mm && *mm ? !strcmp(mm, "element") : props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
     const char *cap = getenv("BATON_GPU_MAX_BUFFER"); /* test hook: matrices in parts of this many bytes */
     if (cap && *cap && strtoull(cap, NULL, 10) > 0 && strtoull(cap, NULL, 10) < d->max_range)
         d->mat_limit = strtoull(cap, NULL, 10);
@@ -702,7 +734,15 @@ int gpu_matmul(gpu_dev *d, gpu_span y, const gpu_mat *w, gpu_span x, int n_token
                                  (uint32_t)(y.off + (size_t)r0), (uint32_t)y.stride, (uint32_t)x.off,
                                  (uint32_t)x.stride,    (uint32_t)w->row_bytes, 0, (uint32_t)r0, 0};
         gpu_buf *b[5] = {y.buf, w->part[p], x.buf, xq, bias};
-        if (dispatch(d, mm_types[i].pipe, b, 5, pc, (uint32_t)((nr + 63) / 64), (uint32_t)n_tokens, 1)) return -1;
+        if (d->mm_elem) { /* an invocation per (row, token) */
+            if (dispatch(d, mm_types[i].pipe + (P_MME_F32 - P_MM_F32), b, 5, pc, (uint32_t)((nr + 63) / 64),
+                         (uint32_t)n_tokens, 1))
+                return -1;
+            continue;
+        }
+        /* a workgroup per (row, token): rows as x + 32768 z */
+        uint32_t gx = nr < 32768 ? (uint32_t)nr : 32768, gz = (uint32_t)((nr + 32767) / 32768);
+        if (dispatch(d, mm_types[i].pipe, b, 5, pc, gx, (uint32_t)n_tokens, gz)) return -1;
     }
     return 0;
 }

@@ -13,6 +13,8 @@
  *    and 128), kv_store + attention over f16 and f32 caches (GQA 4/2 heads,
  *    head_dim 64 and 80, 1..70 positions, several tokens of different
  *    lengths in one call), the copy kernel;
+ *  - the matmul as a workgroup per output and as an invocation per output
+ *    (BATON_GPU_MM=row|element: GPUs get the first, CPU devices the second);
  *  - matrices split into parts of rows when larger than the device's largest
  *    buffer (faked at 4 KiB with BATON_GPU_MAX_BUFFER).
  * No device is a failure, not a skip: this test exists only in builds with the
@@ -276,17 +278,29 @@ int main(void) {
     }
     printf("device %s, %.1f GiB, fma %s\n", gpu_name(dev), (double)gpu_memory(dev) / (1 << 30),
            gpu_soft_fma(dev) ? "emulated (the device rounds fma() twice)" : "the device's");
-    test_matmul();
-    /* matrices larger than the largest buffer go up in parts of rows */
+    /* the matmul both ways: a workgroup per output (GPUs) and an invocation per output (CPU devices) */
     gpu_dev *whole = dev;
-    setenv("BATON_GPU_MAX_BUFFER", "4096", 1);
-    dev = gpu_open(index, err, sizeof err);
-    unsetenv("BATON_GPU_MAX_BUFFER");
-    CHECK(dev && gpu_max_buffer(dev) == 4096, "BATON_GPU_MAX_BUFFER=4096: %s", dev ? "not applied" : err);
-    if (dev) {
-        matmul_case(TENSOR_Q8_0, 67, 544, 3, 1);  /* 578-byte rows: 10 parts of 7 rows */
-        matmul_case(TENSOR_F16, 67, 100, 2, 1);
-        gpu_close(dev);
+    static const char *modes[2] = {"row", "element"};
+    for (int mi = 0; mi < 2; mi++) {
+        setenv("BATON_GPU_MM", modes[mi], 1);
+        dev = gpu_open(index, err, sizeof err);
+        CHECK(dev && gpu_mm_rowwise(dev) == (mi == 0), "BATON_GPU_MM=%s: %s", modes[mi], dev ? "not applied" : err);
+        if (dev) {
+            printf("matmul, %s per output\n", mi == 0 ? "a workgroup" : "an invocation");
+            test_matmul();
+            gpu_close(dev);
+        }
+        /* matrices larger than the largest buffer go up in parts of rows */
+        setenv("BATON_GPU_MAX_BUFFER", "4096", 1);
+        dev = gpu_open(index, err, sizeof err);
+        unsetenv("BATON_GPU_MAX_BUFFER");
+        CHECK(dev && gpu_max_buffer(dev) == 4096, "BATON_GPU_MAX_BUFFER=4096: %s", dev ? "not applied" : err);
+        if (dev) {
+            matmul_case(TENSOR_Q8_0, 67, 544, 3, 1); /* 578-byte rows: 10 parts of 7 rows */
+            matmul_case(TENSOR_F16, 67, 100, 2, 1);
+            gpu_close(dev);
+        }
+        unsetenv("BATON_GPU_MM");
     }
     dev = whole;
     test_rmsnorm();
