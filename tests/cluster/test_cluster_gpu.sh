@@ -4,7 +4,9 @@
 #  1. its log names the device and the memory it offers (the device's);
 #  2. a prompt longer than one prefill chunk (80 tokens, chunks of 64) gives
 #     exactly baton-run's tokens, greedy and seeded (temperature 0.8), and
-#     `baton-run --device vulkan` gives them too;
+#     `baton-run --device vulkan` gives them too, and bit-identical logits for
+#     q4_k_m, f16, bf16, q4_0 and (with YaRN RoPE) q8_0 models with f16 and
+#     f32 KV caches;
 #  3. a kill -9 of the GPU worker mid-generation: the coordinator re-plans
 #     over the two CPU workers and replays the request, with the same tokens;
 #  4. a GPU worker whose slice does not fit its device memory (the memory
@@ -29,6 +31,22 @@ ref_g=$(T "$BIN/tools/baton-run" --model "$MODEL" --tokens "$PROMPT" --max-token
 ref_s=$(T "$BIN/tools/baton-run" --model "$MODEL" --tokens "$PROMPT" --max-tokens $N --temperature 0.8 --seed 11 --json | json_tokens)
 got=$(T "$BIN/tools/baton-run" --model "$MODEL" --tokens "$PROMPT" --max-tokens $N --temperature 0.8 --seed 11 --device vulkan --json | json_tokens)
 [ -n "$ref_s" ] && [ "$got" = "$ref_s" ] && ok "baton-run --device vulkan, seeded: [$got]" || bad "baton-run --device vulkan: [$got] != [$ref_s]"
+
+# the logits of every generated position, bit for bit, for the other weight
+# types (q4_k_m: Q4_K and Q6_K; f16; bf16; q4_0) and both KV cache types
+for spec in q4_k_m:f16 f16:f32 bf16:f16 q4_0:f32 q8_0:f16:yarn; do
+    IFS=: read -r type kv rope <<< "$spec"
+    extra=()
+    [ "$rope" = yarn ] && extra=(--rope-scaling yarn --rope-scale 4 --yarn-orig-ctx 32)
+    T "$BIN/tools/baton-mkmodel" --preset tiny --type "$type" -o "$WORK/t-$type.gguf" >/dev/null || bad "mkmodel $type"
+    for dev in cpu vulkan; do
+        T "$BIN/tools/baton-run" --model "$WORK/t-$type.gguf" --tokens "$PROMPT" --max-tokens 4 --kv "$kv" --device $dev \
+            "${extra[@]}" --logits-out "$WORK/logits-$dev.bin" > /dev/null 2>"$WORK/run-$dev.err" || bad "baton-run $type $dev: $(tail -1 "$WORK/run-$dev.err")"
+    done
+    [ -s "$WORK/logits-cpu.bin" ] && cmp -s "$WORK/logits-cpu.bin" "$WORK/logits-vulkan.bin" &&
+        ok "$type weights, $kv KV cache${rope:+, $rope}: the logits of all 83 positions are the CPU's, bit for bit" ||
+        bad "$type weights, $kv KV cache: the GPU's logits differ from the CPU's"
+done
 
 # every worker reports the same speed, so the plan splits the 6 layers 2/2/2
 # and the GPU worker holds a middle slice whatever lavapipe's speed is
