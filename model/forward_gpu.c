@@ -27,7 +27,7 @@ struct fwd_gpu {
     gpu_mat out;
     gpu_buf *out_norm;
     gpu_buf *hidden, *xn, *q, *k, *v, *att, *o, *gate, *up, *hn, *logits, *tab, *idx;
-    gpu_buf *kc, *vc; /* the device KV cache */
+    gpu_buf **kc, **vc; /* the device KV cache, one buffer per layer (each under the device's largest) */
     int32_t kv_slots, kv_ctx;
     uint32_t kv_type;
     size_t kv_row_words;
@@ -125,6 +125,13 @@ fail:
     return NULL;
 }
 
+static void kv_drop(fwd_gpu *g) {
+    for (int32_t i = 0; g->kc && g->vc && i < (g->n_layers ? g->n_layers : 1); i++)
+        gpu_buf_free(g->kc[i]), gpu_buf_free(g->vc[i]);
+    free(g->kc), free(g->vc);
+    g->kc = g->vc = NULL;
+}
+
 void fwd_gpu_free(fwd_gpu *g) {
     if (!g) return;
     for (int32_t i = 0; g->L && i < g->n_layers; i++) {
@@ -136,8 +143,9 @@ void fwd_gpu_free(fwd_gpu *g) {
     }
     free(g->L);
     gpu_mat_free(&g->out);
+    kv_drop(g);
     gpu_buf *bufs[] = {g->out_norm, g->hidden, g->xn, g->q,  g->k,   g->v,   g->att, g->o,
-                       g->gate,     g->up,     g->hn, g->logits, g->tab, g->idx, g->kc, g->vc};
+                       g->gate,     g->up,     g->hn, g->logits, g->tab, g->idx};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) gpu_buf_free(bufs[i]);
     free(g->tab_host);
     free(g->idx_host);
@@ -151,20 +159,27 @@ static int kv_ready(fwd_gpu *g, const kv_cache *kv, char *err, size_t errlen) {
         err_set(err, errlen, "the GPU keeps an f16 or f32 KV cache (not %s)", tensor_type_get(kv->type)->name);
         return -1;
     }
-    gpu_buf_free(g->kc), gpu_buf_free(g->vc);
-    g->kc = g->vc = NULL;
-    size_t bytes = (size_t)(g->n_layers ? g->n_layers : 1) * (size_t)kv->n_slots * (size_t)kv->n_ctx * kv->row_bytes;
+    kv_drop(g);
+    size_t bytes = (size_t)kv->n_slots * (size_t)kv->n_ctx * kv->row_bytes; /* one layer's */
     if (bytes / 4 > UINT32_MAX) { /* the shaders address it in 32-bit words */
-        err_set(err, errlen, "a GPU KV cache of %.1f GiB is over the backend's 16 GiB (fewer slots or a shorter context)",
-                (double)bytes / (1 << 30));
+        err_set(err, errlen, "a GPU KV cache of %.1f GiB per layer is over the backend's 16 GiB (fewer slots or a shorter "
+                "context)", (double)bytes / (1 << 30));
+        return -1;
+    }
+    int32_t nl = g->n_layers ? g->n_layers : 1;
+    if (!(g->kc = calloc((size_t)nl, sizeof *g->kc)) || !(g->vc = calloc((size_t)nl, sizeof *g->vc))) {
+        kv_drop(g);
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     char e[256];
-    if (!(g->kc = gpu_buf_new(g->d, bytes, e, sizeof e)) || !(g->vc = gpu_buf_new(g->d, bytes, e, sizeof e))) {
-        err_set(err, errlen, "a KV cache of 2 x %.1f MiB does not fit %s: %s", (double)bytes / 1048576.0,
-                gpu_name(g->d), e);
-        return -1;
-    }
+    for (int32_t i = 0; i < nl; i++)
+        if (!(g->kc[i] = gpu_buf_new(g->d, bytes, e, sizeof e)) || !(g->vc[i] = gpu_buf_new(g->d, bytes, e, sizeof e))) {
+            kv_drop(g);
+            err_set(err, errlen, "a KV cache of 2 x %d x %.1f MiB does not fit %s: %s", (int)nl,
+                    (double)bytes / 1048576.0, gpu_name(g->d), e);
+            return -1;
+        }
     g->kv_slots = kv->n_slots, g->kv_ctx = kv->n_ctx, g->kv_type = kv->type;
     g->kv_row_words = kv->row_bytes / 4;
     return 0;
@@ -188,7 +203,7 @@ int fwd_gpu_run(fwd_gpu *g, const kv_cache *kv, const fwd_batch *b, float *hidde
     for (int32_t il = 0; il < g->n_layers; il++) {
         uint32_t *ix = g->idx_host + (size_t)il * 3 * n;
         for (int t = 0; t < n; t++) {
-            size_t row0 = ((size_t)il * (size_t)kv->n_slots + (size_t)b->slot[t]) * (size_t)kv->n_ctx;
+            size_t row0 = (size_t)b->slot[t] * (size_t)kv->n_ctx; /* in layer il's buffer */
             ix[t] = (uint32_t)((row0 + (size_t)b->pos[t]) * g->kv_row_words);
             ix[n + 2 * t] = (uint32_t)(row0 * g->kv_row_words);
             ix[n + 2 * t + 1] = (uint32_t)(b->pos[t] + 1);
@@ -208,8 +223,8 @@ int fwd_gpu_run(fwd_gpu *g, const kv_cache *kv, const fwd_batch *b, float *hidde
         rc |= gpu_matmul(d, GPU_SPAN(g->v, 0, KD), &G->wv, GPU_SPAN(g->xn, 0, E), n, G->bv);
         rc |= gpu_rope(d, GPU_SPAN(g->q, 0, QD), H, hd, n, g->tab, 0);
         rc |= gpu_rope(d, GPU_SPAN(g->k, 0, KD), KV, hd, n, g->tab, 0);
-        rc |= gpu_kv_store(d, g->kc, g->vc, kv->type, KD, GPU_SPAN(g->k, 0, KD), GPU_SPAN(g->v, 0, KD), n, g->idx, ix);
-        rc |= gpu_attention(d, GPU_SPAN(g->att, 0, QD), GPU_SPAN(g->q, 0, QD), g->kc, g->vc, kv->type, g->kv_row_words,
+        rc |= gpu_kv_store(d, g->kc[il], g->vc[il], kv->type, KD, GPU_SPAN(g->k, 0, KD), GPU_SPAN(g->v, 0, KD), n, g->idx, ix);
+        rc |= gpu_attention(d, GPU_SPAN(g->att, 0, QD), GPU_SPAN(g->q, 0, QD), g->kc[il], g->vc[il], kv->type, g->kv_row_words,
                             H, KV, hd, n, g->idx, ix + (size_t)n);
         rc |= gpu_matmul(d, GPU_SPAN(g->o, 0, E), &G->wo, GPU_SPAN(g->att, 0, QD), n, NULL);
         rc |= gpu_add(d, g->hidden, 0, g->o, 0, (size_t)n * E);

@@ -425,12 +425,14 @@ static int dispatch(gpu_dev *d, int p, gpu_buf *const *bufs, int nb, const uint3
     return 0;
 }
 
-/* Build every pipeline with SOFT_FMA = d->soft_fma (specialization constant 0). */
-static int pipelines_build(gpu_dev *d) {
+/* Build every pipeline (or, with probe_only, the probe's) with SOFT_FMA =
+ * d->soft_fma (specialization constant 0). */
+static int pipelines_build(gpu_dev *d, int probe_only) {
     VkBool32 soft = d->soft_fma ? VK_TRUE : VK_FALSE;
     VkSpecializationMapEntry me = {0, 0, sizeof soft};
     VkSpecializationInfo si = {1, &me, sizeof soft, &soft};
     for (int p = 0; p < P_COUNT; p++) {
+        if (probe_only && p != P_PROBE) continue;
         if (d->pipe[p]) vkDestroyPipeline(d->dev, d->pipe[p], NULL);
         d->pipe[p] = VK_NULL_HANDLE;
         VkShaderModuleCreateInfo mci = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
@@ -467,7 +469,7 @@ static int pipelines_new(gpu_dev *d, char *err, size_t errlen) {
     VkDescriptorPoolCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = POOL_SETS,
                                       .poolSizeCount = 1, .pPoolSizes = &ps};
     if (vkCreateDescriptorPool(d->dev, &pci, NULL, &d->pool) != VK_SUCCESS) goto fail;
-    if (pipelines_build(d)) goto fail;
+    if (pipelines_build(d, 1)) goto fail; /* the rest once the probe has chosen SOFT_FMA */
     return 0;
 fail:
     set_err(err, errlen, "%s: cannot build the compute pipelines", d->name);
@@ -587,11 +589,15 @@ gpu_dev *gpu_open(int index, char *err, size_t errlen) {
     int bad = probe(d);
     if (bad > 0) {
         d->soft_fma = 1;
-        if (pipelines_build(d)) {
+        if (pipelines_build(d, 1)) {
             set_err(err, errlen, "%s: cannot build the compute pipelines", d->name);
             goto fail;
         }
         bad = probe(d);
+    }
+    if (bad == 0 && pipelines_build(d, 0)) {
+        set_err(err, errlen, "%s: cannot build the compute pipelines", d->name);
+        goto fail;
     }
     if (bad != 0) {
         set_err(err, errlen, "%s: %s", d->name,
