@@ -3,6 +3,8 @@
 #
 #   BIN=/path/to/build            # holds coordinator/baton-coord, worker/baton-worker, tools/baton
 #   cluster_start MODEL N [coordinator options...]   # sets CLUSTER_ADDR, CLUSTER_DIR, CLUSTER_PIDS
+#                                 # (WORKER_OPTS: every worker's extra options; WORKER_OPTS_K: worker K's,
+#                                 #  e.g. WORKER_OPTS_2="--device vulkan")
 #   cluster_wait_serving 60       # polls `baton health` until the plan is ready
 #   cluster_stop                  # SIGTERM, then SIGKILL after 5 s, for the processes it started only
 #
@@ -39,8 +41,9 @@ cluster_start() {
     CLUSTER_ADDR="127.0.0.1:$port"
     CLUSTER_WORKER_PIDS=()
     for i in $(seq 1 "$n"); do
+        local own="WORKER_OPTS_$i"
         "$(cluster_bin baton-worker)" --coordinator "$CLUSTER_ADDR" --model "$model" --threads "${WORKER_THREADS:-1}" \
-            ${WORKER_OPTS:-} > "$CLUSTER_DIR/worker-$i.log" 2>&1 &
+            ${WORKER_OPTS:-} ${!own:-} > "$CLUSTER_DIR/worker-$i.log" 2>&1 &
         CLUSTER_PIDS+=($!)
         CLUSTER_WORKER_PIDS+=($!)
         sleep 0.1 # join in order: worker 1 is the first stage

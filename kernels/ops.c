@@ -425,33 +425,23 @@ void kern_swiglu(float *y, const float *gate, const float *up, int n) { g.be->sw
 
 void kern_add(float *y, const float *x, int n) { g.be->add(y, x, n); }
 
-/* cos/sin of pos * base^(-2i/head_dim), computed in double and rounded once, so
- * every level rotates with the same two floats. */
-void kern_rope_neox(float *x, int n_heads, int head_dim, int32_t pos, float base) {
-    int half = head_dim / 2;
-    for (int i = 0; i < half; i++) {
-        double theta = (double)pos * pow((double)base, -2.0 * i / head_dim);
-        float c = (float)cos(theta), s = (float)sin(theta);
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + (size_t)h * head_dim;
-            float x0 = v[i], x1 = v[i + half];
-            v[i] = x0 * c - x1 * s;
-            v[i + half] = x0 * s + x1 * c;
-        }
-    }
-}
-
 /* pair i's YaRN frequency factor and the temperature; see ops.h. */
 static double yarn_corr_dim(int head_dim, uint32_t orig_ctx, double beta, double base) {
     return head_dim * log((double)orig_ctx / (beta * 2.0 * M_PI)) / (2.0 * log(base));
 }
 
-void kern_rope_neox_ext(float *x, int n_heads, int head_dim, int32_t pos, const kern_rope *r) {
+/* cos/sin of pair i's angle, computed in double and rounded once to float, so
+ * every level (and the GPU, which gets this table) rotates with the same two
+ * floats: plain RoPE theta = pos * base^(-2i/head_dim), or YaRN's (ops.h). */
+void kern_rope_table(float *c, float *sn, int head_dim, int32_t pos, const kern_rope *r) {
+    const int half = head_dim / 2;
     if (!(r->yarn_factor > 1.0f) || r->yarn_orig_ctx == 0) {
-        kern_rope_neox(x, n_heads, head_dim, pos, r->base);
+        for (int i = 0; i < half; i++) {
+            double theta = (double)pos * pow((double)r->base, -2.0 * i / head_dim);
+            c[i] = (float)cos(theta), sn[i] = (float)sin(theta);
+        }
         return;
     }
-    const int half = head_dim / 2;
     const double base = r->base, s = r->yarn_factor;
     double lo = floor(yarn_corr_dim(head_dim, r->yarn_orig_ctx, 32.0, base));
     double hi = ceil(yarn_corr_dim(head_dim, r->yarn_orig_ctx, 1.0, base));
@@ -464,14 +454,27 @@ void kern_rope_neox_ext(float *x, int n_heads, int head_dim, int32_t pos, const 
         double ramp = 1.0 - (y < 0 ? 0 : y > 1 ? 1 : y); /* 1: extrapolate (keep f_i), 0: interpolate (f_i / s) */
         double f = pow(base, -2.0 * i / head_dim);
         double theta = (double)pos * (f / s * (1.0 - ramp) + f * ramp);
-        float c = (float)(cos(theta) * mscale), sn = (float)(sin(theta) * mscale);
+        c[i] = (float)(cos(theta) * mscale), sn[i] = (float)(sin(theta) * mscale);
+    }
+}
+
+void kern_rope_neox_ext(float *x, int n_heads, int head_dim, int32_t pos, const kern_rope *r) {
+    const int half = head_dim / 2;
+    if (half <= 0 || head_dim > 2 * KERN_MAX_HEAD_DIM) return;
+    float c[KERN_MAX_HEAD_DIM], sn[KERN_MAX_HEAD_DIM];
+    kern_rope_table(c, sn, head_dim, pos, r);
+    for (int i = 0; i < half; i++)
         for (int h = 0; h < n_heads; h++) {
             float *v = x + (size_t)h * head_dim;
             float x0 = v[i], x1 = v[i + half];
-            v[i] = x0 * c - x1 * sn;
-            v[i + half] = x0 * sn + x1 * c;
+            v[i] = x0 * c[i] - x1 * sn[i];
+            v[i + half] = x0 * sn[i] + x1 * c[i];
         }
-    }
+}
+
+void kern_rope_neox(float *x, int n_heads, int head_dim, int32_t pos, float base) {
+    const kern_rope r = {.base = base};
+    kern_rope_neox_ext(x, n_heads, head_dim, pos, &r);
 }
 
 /* One Q8_0 block of the KV cache (see kern_store_row). */

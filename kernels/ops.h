@@ -114,6 +114,10 @@ typedef struct kern_rope {
     uint32_t yarn_orig_ctx; /* YaRN: the context the model was trained for */
 } kern_rope;
 void kern_rope_neox_ext(float *x, int n_heads, int head_dim, int32_t pos, const kern_rope *r);
+/* The rotation's cos and sin of pairs i < head_dim/2 for position pos: what
+ * kern_rope_neox_ext multiplies by (v[i] = x0*c - x1*s, v[i+half] = x0*s + x1*c,
+ * each product rounded, then the sum). The GPU backend rotates with this table. */
+void kern_rope_table(float *c, float *s, int head_dim, int32_t pos, const kern_rope *r);
 
 /* y[i] = silu(gate[i]) * up[i]. */
 void kern_swiglu(float *y, const float *gate, const float *up, int n);

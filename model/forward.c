@@ -7,6 +7,7 @@
 #include "forward.h"
 
 #include "errmsg.h"
+#include "forward_gpu.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,7 +25,14 @@ struct fwd_ctx {
     float *gate;  /* [B][n_ff]        */
     float *up;    /* [B][n_ff]        */
     float *hn;    /* [B][n_embd]      final-normed rows that want logits */
+    fwd_gpu *gpu; /* the slice on the GPU (forward_set_device), or NULL */
 };
+
+/* The device new contexts run on (forward_set_device); NULL: the CPU. */
+static gpu_dev *fwd_device;
+
+void forward_set_device(gpu_dev *d) { fwd_device = d; }
+gpu_dev *forward_device(void) { return fwd_device; }
 
 kv_cache *kv_cache_new(const model *m, int32_t n_slots, int32_t n_ctx, uint32_t type, char *err, size_t errlen) {
     if (type != TENSOR_F16 && type != TENSOR_F32 && type != TENSOR_Q8_0) {
@@ -79,9 +87,19 @@ static uint8_t *kv_row(const kv_cache *kv, uint8_t *base, int32_t layer, int32_t
 }
 
 fwd_ctx *fwd_ctx_new(const model *m, int32_t max_batch) {
+    char err[256];
+    return fwd_ctx_new_err(m, max_batch, err, sizeof err);
+}
+
+fwd_ctx *fwd_ctx_new_err(const model *m, int32_t max_batch, char *err, size_t errlen) {
+    err_set(err, errlen, "out of memory for the activations of %d tokens", (int)max_batch);
     if (max_batch < 1) return NULL;
     fwd_ctx *c = calloc(1, sizeof *c);
     if (!c) return NULL;
+    if (fwd_device && !(c->gpu = fwd_gpu_new(fwd_device, m, max_batch, err, errlen))) {
+        free(c);
+        return NULL;
+    }
     const model_hparams *hp = &m->hp;
     size_t B = (size_t)max_batch, E = hp->n_embd, QD = (size_t)hp->n_head * hp->head_dim,
            KD = (size_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff;
@@ -105,6 +123,7 @@ fwd_ctx *fwd_ctx_new(const model *m, int32_t max_batch) {
 
 void fwd_ctx_free(fwd_ctx *c) {
     if (!c) return;
+    fwd_gpu_free(c->gpu);
     free(c->xn);
     free(c->q);
     free(c->k);
@@ -115,6 +134,10 @@ void fwd_ctx_free(fwd_ctx *c) {
     free(c->up);
     free(c->hn);
     free(c);
+}
+
+int forward_prepare(fwd_ctx *c, const kv_cache *kv, char *err, size_t errlen) {
+    return c->gpu ? fwd_gpu_prepare(c->gpu, kv, err, errlen) : 0;
 }
 
 /* Check every token's slot, position and id before anything is computed, so a bad
@@ -195,6 +218,7 @@ int forward_run(fwd_ctx *c, kv_cache *kv, const fwd_batch *b, float *hidden, flo
     if (m->slice.embed)
         for (int32_t t = 0; t < b->n; t++) kern_embed(hidden + (size_t)t * E, &m->tok_embd, b->tokens[t]);
 
+    if (c->gpu) return fwd_gpu_run(c->gpu, kv, b, hidden, logits, err, errlen);
     for (int32_t il = 0; il < kv->n_layers; il++) block_forward(c, kv, b, il, hidden);
 
     if (!m->slice.head) return 0;

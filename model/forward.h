@@ -16,6 +16,7 @@
 #ifndef BATON_FORWARD_H
 #define BATON_FORWARD_H
 
+#include "gpu.h"
 #include "model.h"
 
 typedef struct kv_cache {
@@ -41,7 +42,19 @@ typedef struct fwd_batch {
 } fwd_batch;
 
 typedef struct fwd_ctx fwd_ctx;
+/* Where the contexts made from now on run: on device d (kernels/vulkan/gpu.h;
+ * the slice's weights are uploaded by fwd_ctx_new and the KV cache lives on
+ * the device), or on the CPU (NULL, the default). The same numbers either way
+ * (gpu.h). The caller keeps d open while such contexts exist. */
+void forward_set_device(gpu_dev *d);
+gpu_dev *forward_device(void);
 fwd_ctx *fwd_ctx_new(const model *m, int32_t max_batch);
+/* fwd_ctx_new with a message on failure (on a GPU: a weight type it cannot
+ * run, or a slice that does not fit its memory, with both sizes). */
+fwd_ctx *fwd_ctx_new_err(const model *m, int32_t max_batch, char *err, size_t errlen);
+/* Make whatever ctx needs for cache kv before the first batch (on a GPU: the
+ * device KV cache, so that a cache too large fails here). 0 or -1. */
+int forward_prepare(fwd_ctx *ctx, const kv_cache *kv, char *err, size_t errlen);
 void fwd_ctx_free(fwd_ctx *ctx);
 
 /* Run the slice on a batch. hidden is [n][n_embd]; logits is [n_wanted][n_vocab].

@@ -32,6 +32,7 @@ typedef struct run_opts {
     const char *prompt;         /* --prompt: text instead of --tokens */
     const char *tokenize;       /* --tokenize: corpus to turn into ids */
     const char *tokenizer_json; /* --tokenizer-json: instead of the GGUF's tokenizer */
+    const char *device;         /* --device: cpu (NULL), vulkan, vulkan:N */
     int max_tokens;
     int threads;
     int ctx;
@@ -61,6 +62,8 @@ static void usage(FILE *out) {
             "  --exact             f32 activations x dequantized weights (reference precision)\n"
             "  --logits-out FILE   write float32 logits of every position fed to the model\n"
             "  --threads N         compute threads (default: all cores)\n"
+            "  --device D          cpu (default), vulkan or vulkan:N: run the model on a Vulkan GPU (the\n"
+            "                      same tokens as the CPU); list: print the Vulkan devices and exit\n"
             "  --ctx N             context length of the KV cache (default: prompt + max tokens)\n"
             "  --kv f16|f32|q8_0   KV-cache number format (default f16; q8_0: 32-value blocks with an\n"
             "                      f16 scale, about half of f16's bytes)\n"
@@ -128,7 +131,7 @@ static int32_t pick(const run_opts *o, const float *row, int32_t V, const int32_
 static void parse_args(int argc, char **argv, run_opts *o) {
     enum { OPT_TOKENS = 256, OPT_MAX, OPT_GREEDY, OPT_JSON, OPT_EXACT, OPT_LOGITS, OPT_THREADS, OPT_CTX, OPT_KV, OPT_INFO,
            OPT_PROMPT, OPT_CHAT, OPT_TOKENIZE, OPT_TOKJSON, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_SEED,
-           OPT_ROPE_SCALING, OPT_ROPE_SCALE, OPT_YARN_ORIG };
+           OPT_ROPE_SCALING, OPT_ROPE_SCALE, OPT_YARN_ORIG, OPT_DEVICE };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},        {"tokens", required_argument, 0, OPT_TOKENS},
         {"max-tokens", required_argument, 0, OPT_MAX}, {"greedy", no_argument, 0, OPT_GREEDY},
@@ -142,7 +145,7 @@ static void parse_args(int argc, char **argv, run_opts *o) {
         {"top-p", required_argument, 0, OPT_TOPP},    {"min-p", required_argument, 0, OPT_MINP},
         {"seed", required_argument, 0, OPT_SEED},
         {"rope-scaling", required_argument, 0, OPT_ROPE_SCALING}, {"rope-scale", required_argument, 0, OPT_ROPE_SCALE},
-        {"yarn-orig-ctx", required_argument, 0, OPT_YARN_ORIG},
+        {"yarn-orig-ctx", required_argument, 0, OPT_YARN_ORIG}, {"device", required_argument, 0, OPT_DEVICE},
         {0, 0, 0, 0},
     };
     *o = (run_opts){.max_tokens = 16, .kv_type = TENSOR_F16, .rope = MODEL_ROPE_OPTS_UNSET,
@@ -178,6 +181,13 @@ static void parse_args(int argc, char **argv, run_opts *o) {
         case OPT_ROPE_SCALE: o->rope.factor = parse_float(optarg, "--rope-scale", 1.0000001, 1024); break;
         case OPT_YARN_ORIG: o->rope.orig_ctx = (uint32_t)parse_int(optarg, "--yarn-orig-ctx", 1, UINT32_MAX); break;
         case OPT_INFO: o->info = true; break;
+        case OPT_DEVICE: {
+            int index, kind = gpu_parse_device(optarg, &index);
+            if (kind < 0) die("--device must be cpu, vulkan, vulkan:N or list (not '%s')", optarg);
+            if (kind == GPU_DEVICE_LIST) exit(gpu_list(stdout) > 0 ? 0 : 1);
+            o->device = optarg;
+            break;
+        }
         case OPT_PROMPT: o->prompt = optarg; break;
         case OPT_CHAT: o->chat = true; break;
         case OPT_TOKENIZE: o->tokenize = optarg; break;
@@ -361,7 +371,8 @@ static void gen_start(gen_state *g, const run_opts *o, model *m, int32_t *prompt
     if (n_prompt + o->max_tokens > ctx) die("prompt (%d) + max tokens (%d) exceed the context %d", n_prompt, o->max_tokens, ctx);
     g->kv = kv_cache_new(m, 1, ctx, o->kv_type, err, sizeof err);
     if (!g->kv) die("%s", err);
-    g->fc = fwd_ctx_new(m, PREFILL_CHUNK);
+    if (!(g->fc = fwd_ctx_new_err(m, PREFILL_CHUNK, err, sizeof err)) || forward_prepare(g->fc, g->kv, err, sizeof err))
+        die("%s", err);
     g->hidden = malloc((size_t)PREFILL_CHUNK * g->E * sizeof(float));
     g->logits = malloc((size_t)PREFILL_CHUNK * g->V * sizeof(float));
     g->hist = malloc(((size_t)n_prompt + o->max_tokens + 1) * sizeof *g->hist);
@@ -492,6 +503,13 @@ int main(int argc, char **argv) {
     if (o.exact) kern_set_precision(KERN_EXACT);
 
     char err[512];
+    gpu_dev *gpu = NULL;
+    int gpu_index;
+    if (gpu_parse_device(o.device, &gpu_index) == GPU_DEVICE_VULKAN) {
+        if (o.exact) die("--device vulkan runs the FAST arithmetic only (not --exact)");
+        if (!(gpu = gpu_open(gpu_index, err, sizeof err))) die("--device %s: %s", o.device, err);
+        forward_set_device(gpu);
+    }
     double t0 = clock_s();
     model *m = model_load(o.model_path, NULL, err, sizeof err);
     if (!m) die("%s", err);
@@ -512,6 +530,8 @@ int main(int argc, char **argv) {
     gen_end(&g);
     tok_free(tok);
     model_free(m);
+    forward_set_device(NULL);
+    gpu_close(gpu);
     kern_shutdown();
     return 0;
 }

@@ -4,7 +4,10 @@
 set -euo pipefail
 # libh2o-dev: the build of libh2o on libuv (/metrics, the HTTP API); its h2o.h includes openssl/ssl.h (libssl-dev)
 # chromium: headless, for the chat page's test (tests/cluster/test_http_page.sh, driven by puppeteer-core from npm)
+# libvulkan-dev, glslc: the Vulkan GPU backend (kernels/vulkan); mesa-vulkan-drivers: lavapipe, the
+# CPU Vulkan device its tests run on; vulkan-tools: vulkaninfo
 pkgs=(build-essential cmake pkg-config
+      libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
       libuv1-dev libprotobuf-c-dev protobuf-c-compiler
       libopenmpi-dev openmpi-bin liblz4-dev
       libpcre2-dev libjansson-dev libsodium-dev libutf8proc-dev libh2o-dev libssl-dev

@@ -17,6 +17,8 @@ static void usage(FILE *out) {
             "usage: baton-worker --coordinator HOST:PORT --model FILE [options]\n"
             "  --listen HOST:PORT   where the predecessor stage connects (default 127.0.0.1:0, any port)\n"
             "  --threads N          kernel threads (default: one per core)\n"
+            "  --device D           where the slice runs: cpu (default), vulkan, vulkan:N (a Vulkan GPU,\n"
+            "                       the same numbers as the CPU); list: print the Vulkan devices and exit\n"
             "  --memory BYTES       memory this worker offers (default: MemAvailable); suffixes K, M, G\n"
             "  --speed S            seconds per layer to report instead of measuring\n"
             "  --kv f16|f32|q8_0    KV-cache type (default f16; q8_0: 32-value blocks with an f16 scale,\n"
@@ -73,6 +75,13 @@ static void apply_option(worker_opts *o, int ch, const char *arg) {
         else if (!strcmp(arg, "q8_0")) o->kv_type = TENSOR_Q8_0;
         else log_die("--kv must be f16, f32 or q8_0");
         break;
+    case 'D': {
+        int index, kind = gpu_parse_device(arg, &index);
+        if (kind < 0) log_die("--device must be cpu, vulkan, vulkan:N or list (not '%s')", arg);
+        if (kind == GPU_DEVICE_LIST) exit(gpu_list(stdout) > 0 ? 0 : 1);
+        o->device = arg;
+        break;
+    }
     case 'C': o->cluster_id = arg; break;
     case 'F': o->max_frame = parse_bytes(arg, "--max-frame", 1024, 0x7fffffff); break;
     case 'S': o->secret_file = arg; break;
@@ -103,7 +112,7 @@ static void parse_args(int argc, char **argv, worker_opts *o) {
         {"queue-limit", required_argument, 0, 'Q'}, {"help", no_argument, 0, 'h'},
         {"mpi", no_argument, 0, 'P'},               {"codec", required_argument, 0, 'X'},
         {"handshake-timeout", required_argument, 0, 'T'}, {"idle-timeout", required_argument, 0, 'I'},
-        {"max-conns", required_argument, 0, 'N'},
+        {"max-conns", required_argument, 0, 'N'},   {"device", required_argument, 0, 'D'},
         {0, 0, 0, 0},
     };
     opterr = 0;

@@ -258,7 +258,10 @@ stage *stage_new(model *m, kv_cache *kv, int32_t max_batch, uv_async_t *wake, ch
     s->kv = kv;
     s->max_batch = max_batch;
     s->wake = wake;
-    s->ctx = fwd_ctx_new(m, max_batch);
+    if (!(s->ctx = fwd_ctx_new_err(m, max_batch, err, errlen)) || forward_prepare(s->ctx, kv, err, errlen)) {
+        stage_free(s); /* err says why: on a GPU, what does not fit its memory */
+        return NULL;
+    }
     s->hist = calloc((size_t)kv->n_slots, sizeof *s->hist);
     s->pos_filled = calloc((size_t)kv->n_slots, sizeof *s->pos_filled);
     if (!s->ctx || !s->hist || !s->pos_filled) goto oom;

@@ -357,7 +357,8 @@ static void on_coord_open(net_conn *c) {
     w->rejoin_ms = 0;
     Baton__Join j = BATON__JOIN__INIT;
     j.listen_address = w->listen_addr;
-    j.free_memory = w->o.memory ? w->o.memory : proc_mem_available();
+    /* on a GPU the slice's weights and KV cache live in device memory: that is what it offers */
+    j.free_memory = w->o.memory ? w->o.memory : w->gpu ? gpu_memory(w->gpu) : proc_mem_available();
     j.cores = (uint32_t)kern_threads();
     j.isa = (char *)kern_level_name(kern_get_level());
     j.seconds_per_layer = w->measured_speed;
@@ -553,6 +554,21 @@ int worker_init(worker *w, const worker_opts *o, uv_loop_t *loop, char *err, siz
         snprintf(err, errlen, "cannot start the kernels");
         return -1;
     }
+    int index, kind = gpu_parse_device(w->o.device, &index);
+    if (kind != GPU_DEVICE_CPU && kind != GPU_DEVICE_VULKAN) {
+        snprintf(err, errlen, "--device %s: expected cpu, vulkan or vulkan:N", w->o.device);
+        return -1;
+    }
+    if (kind == GPU_DEVICE_VULKAN) {
+        char e[256];
+        if (!(w->gpu = gpu_open(index, e, sizeof e))) {
+            snprintf(err, errlen, "--device %s: %s", w->o.device, e);
+            return -1;
+        }
+        forward_set_device(w->gpu); /* every slice (and the speed probe) runs there */
+        log_msg("device %s: %.1f GiB of device memory%s", gpu_name(w->gpu), (double)gpu_memory(w->gpu) / (1 << 30),
+                gpu_soft_fma(w->gpu) ? ", fma emulated" : "");
+    }
     if (probe_model(w, err, errlen) != 0 || listen_peers(w, err, errlen) != 0) return -1;
     start_handles(w);
     return 0;
@@ -570,5 +586,10 @@ void worker_free(worker *w) {
     unload(w);
     if (w->asg) baton__assignment__free_unpacked(w->asg, NULL);
     w->asg = NULL;
+    if (w->gpu) {
+        forward_set_device(NULL);
+        gpu_close(w->gpu);
+        w->gpu = NULL;
+    }
     kern_shutdown();
 }

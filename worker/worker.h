@@ -31,12 +31,14 @@
 #include <uv.h>
 
 #include "gguf.h"
+#include "gpu.h"
 #include "net.h"
 #include "stage.h"
 
 typedef struct worker_opts {
     const char *coordinator, *model_path, *listen, *cluster_id;
     const char *secret_file; /* cluster secret to prove to the coordinator and the other workers */
+    const char *device;      /* --device: "cpu" (NULL too), "vulkan" or "vulkan:N" (gpu.h) */
     int threads;
     uint64_t memory;
     double speed;
@@ -81,6 +83,7 @@ typedef struct worker {
     auth_key secret;                /* what cfg_worker.secret points at, when set */
     auth_key link_key;              /* the current plan's stage-link key (cfg_peer.link_key); zero: no plan */
     uv_signal_t sig_int, sig_term;
+    gpu_dev *gpu;                   /* --device vulkan: the slices run there; NULL: the CPU */
 } worker;
 
 /* Loads the cluster secret, starts the kernels, digests the model file,
