@@ -4,7 +4,8 @@
  *     baton-bench quality --model M.gguf --text FILE [--workers W] [--codec LIST]
  *                         [--ctx N] [--steps S] [--unigram META.json] [--json]
  *
- * The text is tokenized with the model's own tokenizer and cut into windows of N
+ * The text is tokenized with the model's own tokenizer (special-token strings such
+ * as <|endoftext|> recognised, as baton-run --prompt does) and cut into windows of N
  * tokens (default 128), each a fresh sequence from position 0; the perplexity is
  * exp of the mean negative log-likelihood of every token after the first of each
  * window, from the full softmax over the whole vocabulary (in double).
@@ -133,7 +134,7 @@ static int qb_perplexity(qb_pipe *p, const int32_t *ids, int64_t n_ids, int ctx,
             const float *l = logits + (size_t)i * (size_t)p->n_vocab;
             double mx = l[0], s = 0;
             for (int v = 1; v < p->n_vocab; v++) mx = fmax(mx, l[v]);
-            for (int v = 0; v < p->n_vocab; v++) s += exp((double)l[v] - mx);
+            for (int v = 0; v < p->n_vocab; v++) s += (double)expf((float)((double)l[v] - mx));
             *nll += mx + log(s) - (double)l[ids[w0 + i + 1]];
             (*count)++;
         }
@@ -224,7 +225,7 @@ static int32_t *qb_tokenize(const char *model_path, const char *text_path, int64
     tokenizer *tok = g ? tok_load_gguf(g, err, errlen) : NULL;
     int32_t *ids = NULL;
     *n = -1;
-    if (tok && buf) *n = tok_encode_alloc(tok, buf, len, TOK_SPECIAL_PLAIN, &ids, err, errlen);
+    if (tok && buf) *n = tok_encode_alloc(tok, buf, len, TOK_SPECIAL_PARSE, &ids, err, errlen);
     if (!buf) snprintf(err, errlen, "out of memory");
     tok_free(tok);
     gguf_close(g);

@@ -126,6 +126,61 @@ class Qwen2Small(torch.nn.Module):
         return self.rms(x, self.out_norm) @ self.head.T
 
 
+def bigram_init(model, tr, p_uni, E, rng, rank=64):
+    """Start from an interpolated bigram model, written into the embedding and the
+    head (the layers start near zero and then learn what a bigram cannot see).
+    The bigram probability is lam_c C(c,t)/N(c) + (1-lam_c) p(t) with Witten-Bell's
+    lam_c = N(c) / (N(c) + T(c)) (T(c): distinct tokens seen after c), so
+    log P(t|c) = log p(t) + A(c,t) + a constant of c, where A(c,t) =
+    log(1 + C(c,t) / (T(c) p(t))) is zero for every pair never seen:
+    a sparse matrix, of which a rank-64 randomized SVD A ~ u_c . v_t is taken.
+    Residual layout after the embedding: [1]*32 (the constant block), [f_c]*32 (a
+    filler block that makes |h|^2 = E, so rms(h) = 1 and x0 = 1 for every token),
+    u_c * s (64 dims). Head rows: log p(t) / 32 on the constant block, 0 on the
+    filler, v_t / s on the rest; so the logits start as the bigram's log-probs."""
+    V = len(p_uni)
+    pairs, cnt = np.unique(tr[:-1] * V + tr[1:], return_counts=True)
+    rows, cols = pairs // V, pairs % V
+    t_c = np.bincount(rows, minlength=V).astype(np.float64)  # distinct followers of c
+    # Witten-Bell: lam_c = N(c) / (N(c) + T(c)), so lam_c / (1 - lam_c) C / N(c) = C / T(c)
+    vals = np.log1p(cnt / (t_c[rows] * p_uni[cols]))
+
+    def mul(X):   # A @ X
+        Y = np.zeros((V, X.shape[1]))
+        np.add.at(Y, rows, vals[:, None] * X[cols])
+        return Y
+
+    def mul_t(X):  # A.T @ X
+        Y = np.zeros((V, X.shape[1]))
+        np.add.at(Y, cols, vals[:, None] * X[rows])
+        return Y
+
+    k = rank + 10
+    Q, _ = np.linalg.qr(mul(rng.standard_normal((V, k))))
+    for _ in range(3):
+        Q, _ = np.linalg.qr(mul_t(Q))
+        Q, _ = np.linalg.qr(mul(Q))
+    Bt = mul_t(Q)                                   # (A^T Q) = B^T, V x k
+    Ub, S, Vt = np.linalg.svd(Bt.T, full_matrices=False)
+    U = (Q @ Ub)[:, :rank] * np.sqrt(S[:rank])
+    W = Vt[:rank].T * np.sqrt(S[:rank])
+    room = E - 2 * CONST                            # |u_c s|^2 <= room - a little
+    s = math.sqrt(room) * 0.95 / np.linalg.norm(U, axis=1).max()
+    u = U * s
+    f = np.sqrt((E - CONST - (u ** 2).sum(1)) / CONST)  # |h|^2 = CONST + CONST f^2 + |u|^2 = E
+    with torch.no_grad():
+        model.emb[:, CONST:2 * CONST] = torch.from_numpy(np.repeat(f[:, None], CONST, 1)).float()
+        model.emb[:, 2 * CONST:2 * CONST + rank] = torch.from_numpy(u).float()
+        model.head[:, :CONST] = torch.from_numpy(np.log(p_uni) / CONST).float()[:, None]
+        model.head[:, CONST:2 * CONST] = 0.0
+        model.head[:, 2 * CONST:2 * CONST + rank] = torch.from_numpy(W / s).float()
+        for m in model.layers:  # the layers start quiet: the bigram is the starting point
+            m.wo.mul_(0.1)
+            m.wd.mul_(0.1)
+    print(f"train.py: bigram initialisation: {len(vals)} pairs, rank {rank}, singular values "
+          f"{S[0]:.1f} .. {S[rank - 1]:.1f}", flush=True)
+
+
 def evaluate(model, stream, seq):
     """Mean negative log-likelihood (nats) of every token after the first of each
     non-overlapping window of seq + 1 tokens."""
@@ -249,7 +304,7 @@ def main():
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--embd", type=int, default=128)
@@ -258,6 +313,7 @@ def main():
     ap.add_argument("--kv-heads", type=int, default=2)
     ap.add_argument("--ff", type=int, default=384)
     ap.add_argument("--eval-every", type=int, default=100000)
+    ap.add_argument("--init", choices=("bigram", "unigram"), default="bigram")
     ap.add_argument("--export-only", metavar="CKPT", help="skip training: export the checkpoint train.py saved")
     a = ap.parse_args()
 
@@ -284,13 +340,18 @@ def main():
     print(f"train.py: unigram baseline, held out: perplexity {math.exp(uni_nll):.2f}", flush=True)
 
     model = Qwen2Small(V, a.embd, a.layers, a.heads, a.kv_heads, a.ff, 10000.0, 1e-6)
-    with torch.no_grad():
+    if a.init == "bigram":
+        bigram_init(model, tr, p_uni, a.embd, rng)
+    else:
+      with torch.no_grad():
         # start from the unigram model: the constant block after the final norm is
         # x0 = 1 / rms(h) ~ sqrt(E / CONST) at initialisation, so these head columns
         # give every token the logit log p_unigram (training then only has to learn
         # what the context adds; on 2 shared cores the first hundred steps count)
         x0 = math.sqrt(a.embd / CONST)
         model.head[:, :CONST] = torch.from_numpy(np.log(p_uni)).float()[:, None] / (CONST * x0)
+    nll0, _ = evaluate(model, he, a.seq)
+    print(f"train.py: after initialisation ({a.init}): held-out perplexity {math.exp(nll0):.2f}", flush=True)
     decay = [p for n, p in model.named_parameters() if p.dim() == 2]
     other = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
