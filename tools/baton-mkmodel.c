@@ -16,6 +16,13 @@
  * picks a token that does not exist.
  * Tensors are generated and quantized in chunks of rows by two threads and
  * streamed to disk, so memory stays at a few MiB whatever the model size.
+ *
+ * With --weights FILE the weights are not random but trained ones, from a weights
+ * file (tools/train-demo/train.py writes one; format below, at mk_weights_load):
+ * the shapes come from its header, every tensor of the model must be in it, and
+ * each matrix is quantized to --type here, by the same code as the random ones.
+ *
+ *     baton-mkmodel --weights tools/train-demo/demo.btw --tokenizer tokenizer.json -o demo.gguf
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -505,6 +512,29 @@ static const char mk_chat_template[] =
 
 /* ---------------------------------------------------------------- tensor plan */
 
+/* ---------------------------------------------------------------- weights file */
+
+/* One tensor of a weights file: rows of ne0 values, f16 or f32, either all ne1
+ * rows or n_rows of them (row_of[r]: index among the stored rows, -1: not
+ * stored), the others equal to `fill`. */
+typedef struct mk_wtensor {
+    char name[48];
+    int64_t ne0, ne1;
+    bool f16;
+    const uint8_t *data;   /* stored rows */
+    int32_t *row_of;       /* [ne1], or NULL: every row stored */
+    const uint8_t *fill;   /* float32[ne0] (unaligned), when row_of */
+    bool used;             /* claimed by a tensor of the plan */
+} mk_wtensor;
+
+typedef struct mk_weights {
+    uint8_t *buf;          /* the whole file */
+    size_t size;
+    json_t *header;
+    mk_wtensor *t;
+    size_t n;
+} mk_weights;
+
 typedef struct mk_tensor {
     char name[48];
     uint32_t type;
@@ -513,6 +543,7 @@ typedef struct mk_tensor {
     float mean, std;
     uint64_t key;       /* random stream */
     const int32_t *zero_rows_of_type; /* [ne1] token types: rows of unused tokens are zero */
+    const mk_wtensor *src;            /* trained values (--weights), or NULL: random */
     size_t row_bytes;
 } mk_tensor;
 
@@ -625,6 +656,180 @@ static int mk_plan_build(mk_plan *p, const mk_hparams *hp, const mk_scheme *sc, 
     return 0;
 }
 
+/* Row r of a weights-file tensor as float32 into dst[ne0]. */
+static void mk_weights_row(const mk_wtensor *w, int64_t r, float *dst) {
+    int64_t k = w->row_of ? w->row_of[r] : r;
+    if (k < 0) {
+        memcpy(dst, w->fill, (size_t)w->ne0 * sizeof(float));
+        return;
+    }
+    const uint8_t *src = w->data + (size_t)k * (size_t)w->ne0 * (w->f16 ? 2u : 4u);
+    if (!w->f16) {
+        memcpy(dst, src, (size_t)w->ne0 * sizeof(float));
+        return;
+    }
+    for (int64_t i = 0; i < w->ne0; i++) {
+        uint16_t h;
+        memcpy(&h, src + 2 * i, 2);
+        dst[i] = fp16_to_f32(h);
+    }
+}
+
+/* Free a loaded weights file (not the struct). */
+static void mk_weights_free(mk_weights *w) {
+    for (size_t i = 0; i < w->n; i++) free(w->t[i].row_of);
+    free(w->t);
+    json_decref(w->header);
+    free(w->buf);
+    memset(w, 0, sizeof *w);
+}
+
+/* The bytes [off, off + len) of the data section, or NULL when outside the file. */
+static const uint8_t *mk_weights_span(const mk_weights *w, size_t data0, json_t *off, uint64_t len) {
+    if (!json_is_integer(off) || json_integer_value(off) < 0) return NULL;
+    uint64_t o = (uint64_t)json_integer_value(off);
+    if (o > w->size - data0 || len > w->size - data0 - o) return NULL;
+    return w->buf + data0 + o;
+}
+
+/* Read a weights file: b"BATONW1\n", a little-endian u64 n, n bytes of JSON, zero
+ * padding to a multiple of 32, then the data. The JSON:
+ *   {"hparams": {"name", "basename", "n_layer", "n_embd", "n_head", "n_head_kv",
+ *                "n_ff", "n_ctx", "rope_base", "rms_eps"},
+ *    "tensors": [{"name", "ne": [ne0, ne1], "dtype": "f16" | "f32",
+ *                 "offset": first stored row, bytes from the data start,
+ *                 and optionally "n_rows", "row_ids" (offset of int32[n_rows]: the
+ *                 rows stored, in that order), "fill" (offset of float32[ne0]: the
+ *                 value of every row not stored)}]}
+ * Every offset and length is checked against the file size. 0, or -1 with a message. */
+static int mk_weights_load(mk_weights *w, const char *path) {
+    memset(w, 0, sizeof *w);
+    FILE *f = fopen(path, "rb");
+    if (!f) return mk_fail("cannot open %s: %s", path, strerror(errno));
+    int rc = -1;
+    if (fseeko(f, 0, SEEK_END) != 0) { log_msg("%s: cannot seek", path); goto done; }
+    off_t sz = ftello(f);
+    if (sz < 16 || fseeko(f, 0, SEEK_SET) != 0) { log_msg("%s: not a weights file (too short)", path); goto done; }
+    w->size = (size_t)sz;
+    if (!(w->buf = mk_alloc(w->size))) goto done;
+    if (fread(w->buf, 1, w->size, f) != w->size) { log_msg("%s: read error", path); goto done; }
+    if (memcmp(w->buf, "BATONW1\n", 8) != 0) { log_msg("%s: not a weights file (no BATONW1 magic)", path); goto done; }
+    uint64_t hlen;
+    memcpy(&hlen, w->buf + 8, 8);
+    if (hlen > w->size - 16) { log_msg("%s: header length %" PRIu64 " beyond the file", path, hlen); goto done; }
+    size_t data0 = (size_t)((16 + hlen + 31) / 32 * 32);
+    if (data0 > w->size) { log_msg("%s: truncated after the header", path); goto done; }
+    json_error_t je;
+    if (!(w->header = json_loadb((const char *)w->buf + 16, (size_t)hlen, 0, &je))) {
+        log_msg("%s: header: %s", path, je.text);
+        goto done;
+    }
+    json_t *ts = json_object_get(w->header, "tensors");
+    if (!json_is_object(json_object_get(w->header, "hparams")) || !json_is_array(ts)) {
+        log_msg("%s: header needs \"hparams\" and \"tensors\"", path);
+        goto done;
+    }
+    w->n = json_array_size(ts);
+    if (!(w->t = calloc(w->n ? w->n : 1, sizeof *w->t))) { log_msg("out of memory"); goto done; }
+    for (size_t i = 0; i < w->n; i++) {
+        json_t *e = json_array_get(ts, i), *ne = json_object_get(e, "ne");
+        mk_wtensor *t = &w->t[i];
+        const char *name = json_string_value(json_object_get(e, "name"));
+        const char *dtype = json_string_value(json_object_get(e, "dtype"));
+        if (!name || strlen(name) >= sizeof t->name || !dtype || (strcmp(dtype, "f16") && strcmp(dtype, "f32")) ||
+            !json_is_array(ne) || json_array_size(ne) != 2 || !json_is_integer(json_array_get(ne, 0)) ||
+            !json_is_integer(json_array_get(ne, 1))) {
+            log_msg("%s: tensors[%zu] needs a name, \"dtype\": \"f16\" or \"f32\" and \"ne\": [ne0, ne1]", path, i);
+            goto done;
+        }
+        snprintf(t->name, sizeof t->name, "%s", name);
+        t->ne0 = json_integer_value(json_array_get(ne, 0));
+        t->ne1 = json_integer_value(json_array_get(ne, 1));
+        t->f16 = !strcmp(dtype, "f16");
+        if (t->ne0 < 1 || t->ne1 < 1 || t->ne0 > (1 << 20) || t->ne1 > MK_MAX_TOKENS) {
+            log_msg("%s: %s: bad shape [%" PRId64 ", %" PRId64 "]", path, name, t->ne0, t->ne1);
+            goto done;
+        }
+        int64_t rows = t->ne1;
+        json_t *ids = json_object_get(e, "row_ids");
+        if (ids) {
+            json_t *nr = json_object_get(e, "n_rows");
+            rows = json_is_integer(nr) ? json_integer_value(nr) : -1;
+            if (rows < 0 || rows > t->ne1) { log_msg("%s: %s: bad n_rows", path, name); goto done; }
+            const uint8_t *idp = mk_weights_span(w, data0, ids, (uint64_t)rows * 4);
+            t->fill = mk_weights_span(w, data0, json_object_get(e, "fill"), (uint64_t)t->ne0 * 4);
+            if (!idp || !t->fill) { log_msg("%s: %s: row_ids or fill outside the file", path, name); goto done; }
+            if (!(t->row_of = malloc((size_t)t->ne1 * sizeof *t->row_of))) { log_msg("out of memory"); goto done; }
+            for (int64_t r = 0; r < t->ne1; r++) t->row_of[r] = -1;
+            for (int64_t k = 0; k < rows; k++) {
+                int32_t id;
+                memcpy(&id, idp + 4 * k, 4);
+                if (id < 0 || id >= t->ne1 || t->row_of[id] >= 0) {
+                    log_msg("%s: %s: row id %d out of range or repeated", path, name, (int)id);
+                    goto done;
+                }
+                t->row_of[id] = (int32_t)k;
+            }
+        }
+        t->data = mk_weights_span(w, data0, json_object_get(e, "offset"),
+                                  (uint64_t)rows * (uint64_t)t->ne0 * (t->f16 ? 2u : 4u));
+        if (!t->data) { log_msg("%s: %s: data outside the file", path, name); goto done; }
+    }
+    rc = 0;
+done:
+    fclose(f);
+    if (rc != 0) mk_weights_free(w);
+    return rc;
+}
+
+/* Take the shapes and names of hp from the weights file's "hparams". 0, or -1. */
+static int mk_weights_hparams(const mk_weights *w, const char *path, mk_hparams *hp) {
+    json_t *h = json_object_get(w->header, "hparams");
+    static const struct { const char *key; size_t off; } u32s[] = {
+        {"n_layer", offsetof(mk_hparams, n_layer)}, {"n_embd", offsetof(mk_hparams, n_embd)},
+        {"n_head", offsetof(mk_hparams, n_head)},   {"n_head_kv", offsetof(mk_hparams, n_head_kv)},
+        {"n_ff", offsetof(mk_hparams, n_ff)},       {"n_ctx", offsetof(mk_hparams, n_ctx)},
+    };
+    for (size_t i = 0; i < sizeof u32s / sizeof u32s[0]; i++) {
+        json_t *v = json_object_get(h, u32s[i].key);
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > (1 << 24))
+            return mk_fail("%s: hparams.%s must be a positive integer", path, u32s[i].key);
+        *(uint32_t *)(void *)((char *)hp + u32s[i].off) = (uint32_t)json_integer_value(v);
+    }
+    json_t *base = json_object_get(h, "rope_base"), *eps = json_object_get(h, "rms_eps");
+    if (!json_is_number(base) || !json_is_number(eps) || json_number_value(base) <= 0 || json_number_value(eps) <= 0)
+        return mk_fail("%s: hparams.rope_base and rms_eps must be positive numbers", path);
+    hp->rope_base = (float)json_number_value(base);
+    hp->rms_eps = (float)json_number_value(eps);
+    if (hp->n_embd % hp->n_head || hp->n_head % hp->n_head_kv || (hp->n_embd / hp->n_head) % 2)
+        return mk_fail("%s: n_embd %u, n_head %u, n_head_kv %u do not fit (even head_dim, whole groups)", path,
+                       hp->n_embd, hp->n_head, hp->n_head_kv);
+    if (json_is_string(json_object_get(h, "name"))) hp->name = json_string_value(json_object_get(h, "name"));
+    if (json_is_string(json_object_get(h, "basename")))
+        hp->basename = json_string_value(json_object_get(h, "basename"));
+    return 0;
+}
+
+/* Point every tensor of the plan at its weights-file tensor: same name, same
+ * shape; every weights-file tensor must be claimed. 0, or -1 with a message. */
+static int mk_weights_attach(mk_weights *w, const char *path, mk_plan *p) {
+    for (int64_t i = 0; i < p->n; i++) {
+        mk_tensor *t = &p->t[i];
+        mk_wtensor *s = NULL;
+        for (size_t k = 0; k < w->n && !s; k++)
+            if (!strcmp(w->t[k].name, t->name)) s = &w->t[k];
+        if (!s) return mk_fail("%s has no tensor %s", path, t->name);
+        if (s->ne0 != t->ne0 || s->ne1 != t->ne1)
+            return mk_fail("%s: %s is [%" PRId64 ", %" PRId64 "], the model needs [%" PRId64 ", %" PRId64 "]", path,
+                           t->name, s->ne0, s->ne1, t->ne0, t->ne1);
+        s->used = true;
+        t->src = s;
+    }
+    for (size_t k = 0; k < w->n; k++)
+        if (!w->t[k].used) return mk_fail("%s: tensor %s is not part of the model", path, w->t[k].name);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- generation */
 
 typedef struct mk_job {
@@ -642,6 +847,15 @@ static void *mk_job_run(void *arg) {
     const mk_tensor *t = j->t;
     for (int64_t r = j->row0; r < j->row1; r++) {
         uint8_t *dst = j->out + (size_t)(r - j->row0) * t->row_bytes;
+        if (t->src) {
+            float *row = t->type == TENSOR_F32 ? (float *)(void *)dst : j->scratch;
+            mk_weights_row(t->src, r, row);
+            if (t->type != TENSOR_F32 && quant_quantize_row(t->type, row, dst, t->ne0) != t->row_bytes) {
+                j->failed = 1;
+                return NULL;
+            }
+            continue;
+        }
         if (t->zero_rows_of_type && t->zero_rows_of_type[r] == MK_TOK_UNUSED) {
             memset(j->scratch, 0, (size_t)t->ne0 * sizeof(float));
             if (quant_quantize_row(t->type, j->scratch, dst, t->ne0) != t->row_bytes) j->failed = 1;
@@ -799,6 +1013,7 @@ static int mk_declare(gguf_writer *w, const mk_hparams *hp, const mk_scheme *sc,
 
 typedef struct mk_options {
     const char *preset, *out, *tokenizer, *type;
+    const char *weights;      /* --weights FILE: trained values instead of random ones */
     const char *rope_scaling; /* --rope-scaling none|yarn */
     double rope_scale;        /* --rope-scale F */
     int64_t yarn_orig_ctx;    /* --yarn-orig-ctx N */
@@ -811,6 +1026,7 @@ typedef struct mk_options {
 /* Print the command-line help on f. */
 static void mk_usage(FILE *f) {
     fputs("usage: baton-mkmodel --preset tiny|qwq-32b [options] -o OUT.gguf\n"
+          "       baton-mkmodel --weights FILE.btw [--tokenizer tokenizer.json] [--type T] -o OUT.gguf\n"
           "Writes a Qwen2-architecture GGUF v3 model with seeded random weights.\n"
           "  --preset NAME      tiny (2 layers, embd 256, 4/2 heads, ff 512, vocab 512, ctx 4096)\n"
           "                     or qwq-32b (64 layers, embd 5120, 40/8 heads, ff 27648, vocab 152064)\n"
@@ -825,6 +1041,8 @@ static void mk_usage(FILE *f) {
           "                     Q6_K for attn_v and ffn_down in llama.cpp's use_more_bits layers)\n"
           "  --seed S           random seed (default 1); same seed, same bytes\n"
           "  --tokenizer FILE   vocabulary and merges from a Hugging Face tokenizer.json\n"
+          "  --weights FILE     trained weights (a tools/train-demo weights file) instead of\n"
+          "                     random ones: shapes from the file, matrices quantized to --type\n"
           "                     (default: a built-in byte-level vocabulary)\n"
           "  --embd N --heads N --kv-heads N --ff N --vocab N --ctx N   shape overrides\n"
           "                     (head_dim = embd / heads)\n"
@@ -879,6 +1097,7 @@ static int mk_parse_args(int argc, char **argv, mk_options *o) {
         if (!strcmp(a, "--preset")) o->preset = val;
         else if (!strcmp(a, "--type")) o->type = val;
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = val;
+        else if (!strcmp(a, "--weights")) o->weights = val;
         else if (!strcmp(a, "--rope-scaling")) {
             if (strcmp(val, "none") && strcmp(val, "yarn")) return mk_fail("--rope-scaling must be none or yarn");
             o->rope_scaling = val;
@@ -896,6 +1115,10 @@ static int mk_parse_args(int argc, char **argv, mk_options *o) {
             o->threads = (int)v;
         } else return mk_fail("unknown option %s (see --help)", a);
     }
+    if (o->weights && (o->preset || o->layers > 0 || o->embd > 0 || o->heads > 0 || o->kv_heads > 0 || o->ff > 0 ||
+                       o->ctx > 0))
+        return mk_fail("--weights gives the shapes: no --preset, --layers, --embd, --heads, --kv-heads, --ff, --ctx");
+    if (o->weights) o->preset = "tiny"; /* the base the weights file's hparams replace */
     if (!o->preset) return mk_fail("--preset is required (tiny or qwq-32b; see --help)");
     if (!o->out) return mk_fail("-o OUT.gguf is required");
     return 0;
@@ -943,7 +1166,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     mk_hparams hp = {0};
+    mk_weights wf = {0};
     if (mk_resolve(&o, &hp) != 0) return 2;
+    if (o.weights && (mk_weights_load(&wf, o.weights) != 0 || mk_weights_hparams(&wf, o.weights, &hp) != 0)) {
+        mk_weights_free(&wf);
+        return 1;
+    }
 
     int rc = 1;
     mk_vocab v = {0};
@@ -956,6 +1184,7 @@ int main(int argc, char **argv) {
         goto done;
     hp.n_vocab = (uint32_t)n_vocab;
     if (mk_vocab_special_ids(&v) != 0 || mk_plan_build(&p, &hp, sc, &v, o.seed) != 0) goto done;
+    if (o.weights && mk_weights_attach(&wf, o.weights, &p) != 0) goto done;
     if (!(w = gguf_writer_new())) { log_msg("out of memory"); goto done; }
     if (mk_declare(w, &hp, sc, &v, &p) != 0) goto done;
 
@@ -997,5 +1226,6 @@ done:
     gguf_writer_free(w);
     free(p.t);
     mk_vocab_free(&v);
+    mk_weights_free(&wf);
     return rc;
 }
