@@ -14,47 +14,76 @@
 
 #define CONF_MAX_ENTRIES 256
 
-/* What the parse collects; lives until exit (the merged argv points into it). */
+/* One parse of cli_ini_parse. */
+typedef struct ini_run {
+    const char *path;
+    cli_ini_handler handler;
+    void *user;
+    int line;       /* lines read so far: the line the handler sees */
+    bool long_line; /* a line did not fit libinih's buffer */
+    char err[512];  /* the first error, "FILE:LINE: ..." */
+} ini_run;
+
+/* fgets that counts lines, for libinih (whose handler is not told the line). */
+static char *ini_read_line(char *str, int num, void *stream) {
+    ini_run *r = ((void **)stream)[1];
+    FILE *f = ((void **)stream)[0];
+    char *s = fgets(str, num, f);
+    if (!s) return NULL;
+    size_t l = strlen(s);
+    if (!r->long_line) r->line++;
+    if (l && s[l - 1] != '\n' && !feof(f) && !r->long_line) {
+        r->long_line = true;
+        if (!r->err[0])
+            snprintf(r->err, sizeof r->err, "%s:%d: line too long (at most %d characters)", r->path, r->line, num - 2);
+    }
+    return s;
+}
+
+static int ini_entry(void *user, const char *section, const char *name, const char *value) {
+    ini_run *r = user;
+    if (r->err[0]) return 0;
+    char msg[400] = "";
+    if (r->handler(r->user, section, name, value, r->line, msg, sizeof msg) == 0) return 1;
+    snprintf(r->err, sizeof r->err, "%s:%d: %s", r->path, r->line, msg);
+    return 0;
+}
+
+int cli_ini_parse(const char *path, cli_ini_handler h, void *user, char err[], size_t errlen) {
+    ini_run r = {.path = path, .handler = h, .user = user};
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        err_set(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    void *stream[2] = {f, &r};
+    int rc = ini_parse_stream(ini_read_line, stream, ini_entry, &r);
+    fclose(f);
+    if (rc != 0 && !r.err[0])
+        snprintf(r.err, sizeof r.err, "%s:%d: syntax error: expected 'key = value' or '[section]'", path,
+                 rc > 0 ? rc : r.line);
+    if (r.err[0]) {
+        err_set(err, errlen, "%s", r.err);
+        return -1;
+    }
+    return 0;
+}
+
+/* What --config collects; lives until exit (the merged argv points into it). */
 static struct conf {
     const char *path;
     const struct option *longs;
     const char *section;
-    int line;                       /* lines read so far: the line the handler sees */
-    bool long_line;                 /* a line did not fit INI_MAX_LINE */
     int n;                          /* entries kept */
     char *args[CONF_MAX_ENTRIES];   /* "--key=value" or "--key" */
     int lines[CONF_MAX_ENTRIES];
     char keys[CONF_MAX_ENTRIES][64];
-    char err[512];                  /* the first error */
     char context[600];
 } conf;
 
 static const char *const sections[] = {"common", "coordinator", "worker"};
 
-/* fgets that counts lines, for libinih (whose handler is not told the line). */
-static char *conf_read_line(char *str, int num, void *stream) {
-    char *s = fgets(str, num, stream);
-    if (!s) return NULL;
-    size_t l = strlen(s);
-    if (!conf.long_line) conf.line++;
-    if (l && s[l - 1] != '\n' && !feof(stream) && !conf.long_line) {
-        conf.long_line = true;
-        if (!conf.err[0])
-            snprintf(conf.err, sizeof conf.err, "%s:%d: line too long (at most %d characters)", conf.path, conf.line,
-                     num - 2);
-    }
-    return s;
-}
-
-static void conf_fail(const char *fmt_key, const char *key, const char *detail) {
-    if (conf.err[0]) return;
-    char what[300];
-    snprintf(what, sizeof what, fmt_key, key, detail ? detail : "");
-    snprintf(conf.err, sizeof conf.err, "%s:%d: %s", conf.path, conf.line, what);
-}
-
-/* true/false words; -1 for anything else. */
-static int conf_bool(const char *v) {
+int cli_bool(const char *v) {
     static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no", "off", "0"};
     for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) {
         if (!strcasecmp(v, yes[i])) return 1;
@@ -63,40 +92,43 @@ static int conf_bool(const char *v) {
     return -1;
 }
 
-static int conf_entry(void *user, const char *section, const char *name, const char *value) {
+static int conf_entry(void *user, const char *section, const char *name, const char *value, int line, char *err,
+                      size_t errlen) {
     (void)user;
-    if (conf.err[0]) return 0;
     if (!section[0]) {
-        conf_fail("key '%s' outside a section (use [common], [coordinator] or [worker])%s", name, NULL);
-        return 0;
+        err_set(err, errlen, "key '%s' outside a section (use [common], [coordinator] or [worker])", name);
+        return -1;
     }
     size_t s = 0;
     while (s < sizeof sections / sizeof *sections && strcmp(sections[s], section)) s++;
     if (s == sizeof sections / sizeof *sections) {
-        conf_fail("unknown section [%s] (the sections are [common], [coordinator] and [worker])%s", section, NULL);
-        return 0;
+        err_set(err, errlen, "unknown section [%s] (the sections are [common], [coordinator] and [worker])", section);
+        return -1;
     }
-    if (strcmp(section, "common") && strcmp(section, conf.section)) return 1; /* the other daemon's */
+    if (strcmp(section, "common") && strcmp(section, conf.section)) return 0; /* the other daemon's */
     const struct option *o = conf.longs;
     while (o->name && strcmp(o->name, name)) o++;
-    if (!o->name || !strcmp(name, "help") || !strcmp(name, "config")) {
-        conf_fail(o->name ? "key '%s' is not allowed in a config file%s"
-                          : "unknown key '%s' in [%s] (keys are the long options of --help, without the dashes)",
-                  name, section);
-        return 0;
+    if (!o->name) {
+        err_set(err, errlen, "unknown key '%s' in [%s] (keys are the long options of --help, without the dashes)",
+                name, section);
+        return -1;
+    }
+    if (!strcmp(name, "help") || !strcmp(name, "config")) {
+        err_set(err, errlen, "key '%s' is not allowed in a config file", name);
+        return -1;
     }
     if (conf.n == CONF_MAX_ENTRIES) {
-        conf_fail("key '%s': more than 256 entries%s", name, NULL);
-        return 0;
+        err_set(err, errlen, "key '%s': more than %d entries", name, CONF_MAX_ENTRIES);
+        return -1;
     }
     char *arg;
     if (o->has_arg == no_argument) {
-        int b = conf_bool(value);
+        int b = cli_bool(value);
         if (b < 0) {
-            conf_fail("key '%s': expected true or false, got '%s'", name, value);
-            return 0;
+            err_set(err, errlen, "key '%s': expected true or false, got '%s'", name, value);
+            return -1;
         }
-        if (!b) return 1;
+        if (!b) return 0;
         arg = malloc(strlen(name) + 3);
         if (arg) sprintf(arg, "--%s", name);
     } else {
@@ -104,14 +136,14 @@ static int conf_entry(void *user, const char *section, const char *name, const c
         if (arg) sprintf(arg, "--%s=%s", name, value);
     }
     if (!arg) {
-        conf_fail("key '%s': out of memory%s", name, NULL);
-        return 0;
+        err_set(err, errlen, "key '%s': out of memory", name);
+        return -1;
     }
     conf.args[conf.n] = arg;
-    conf.lines[conf.n] = conf.line;
+    conf.lines[conf.n] = line;
     snprintf(conf.keys[conf.n], sizeof conf.keys[0], "%s", name);
     conf.n++;
-    return 1;
+    return 0;
 }
 
 /* The FILE of --config FILE / --config=FILE (the last one wins), or NULL. */
@@ -134,18 +166,9 @@ int cli_conf_argv(int argc, char **argv, const struct option *longs, const char 
     conf.path = path;
     conf.longs = longs;
     conf.section = section;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        err_set(err, errlen, "--config: cannot read %s: %s", path, strerror(errno));
-        return -1;
-    }
-    int rc = ini_parse_stream(conf_read_line, f, conf_entry, NULL);
-    fclose(f);
-    if (rc != 0 && !conf.err[0])
-        snprintf(conf.err, sizeof conf.err, "%s:%d: syntax error: expected 'key = value' or '[section]'", path,
-                 rc > 0 ? rc : conf.line);
-    if (conf.err[0]) {
-        err_set(err, errlen, "%s", conf.err);
+    char e[600];
+    if (cli_ini_parse(path, conf_entry, NULL, e, sizeof e) != 0) {
+        err_set(err, errlen, "%s%s", strncmp(e, "cannot read ", 12) ? "" : "--config: ", e);
         return -1;
     }
     char **av = calloc((size_t)argc + (size_t)conf.n + 1, sizeof *av);

@@ -31,6 +31,18 @@
 #include <getopt.h>
 #include <stddef.h>
 
+/* One entry of an INI file: 0, or -1 with a message (without file and line) in err. */
+typedef int (*cli_ini_handler)(void *user, const char *section, const char *key, const char *value, int line,
+                               char *err, size_t errlen);
+
+/* Parses the INI file at path with libinih, calling h for each entry with its
+ * line. 0, or -1 with "FILE:LINE: message" (the handler's, a syntax error or a
+ * line over 199 characters) or "cannot read FILE: reason" in err. */
+int cli_ini_parse(const char *path, cli_ini_handler h, void *user, char err[], size_t errlen);
+
+/* 1 for true/yes/on/1, 0 for false/no/off/0 (any case), -1 for anything else. */
+int cli_bool(const char *v);
+
 /* getopt_long's value for --config in a daemon's option table (outside char range). */
 #define CLI_CONF_OPT 0x4346
 
