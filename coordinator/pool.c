@@ -15,7 +15,7 @@
 
 /* --- the pool file ------------------------------------------------------- */
 
-typedef enum key_kind { K_BYTES, K_INT, K_RATE, K_MS, K_GFLOPS, K_KV } key_kind;
+typedef enum key_kind { K_BYTES, K_INT, K_RATE, K_MS, K_GFLOPS, K_KV, K_NAME } key_kind;
 
 /* A key of the file: where its value goes (offset into pool or pool_node) and its range. */
 typedef struct pool_key {
@@ -52,6 +52,8 @@ static const pool_key pool_keys[] = {
     {"gflops", 1, K_GFLOPS, offsetof(pool_node, gflops), 1e-3, 1e9},
     {"link", 1, K_RATE, offsetof(pool_node, link_bps), 1e3, 1e15},
     {"latency-ms", 1, K_MS, offsetof(pool_node, latency_s), 0, 1e5},
+    {"host", 1, K_NAME, offsetof(pool_node, host), 0, 0},
+    {"threads", 1, K_INT, offsetof(pool_node, threads), 1, 4096},
     {"gpu-memory", 1, K_BYTES, (size_t)NODE_GPU_MEM, 1 << 20, 1e18},
     {"gpu-membw", 1, K_RATE, (size_t)NODE_GPU_BW, 1e6, 1e15},
     {"gpu-gflops", 1, K_GFLOPS, (size_t)NODE_GPU_FL, 1e-3, 1e9},
@@ -93,6 +95,13 @@ static int pool_set(pool_parse *pp, const pool_key *k, void *dst, const char *v,
     case K_RATE: rc = parse_rate(v, k->min, k->max, &dv, e, sizeof e); break;
     case K_MS: rc = cli_float(v, k->min, k->max, &dv, e, sizeof e), dv /= 1e3; break;
     case K_GFLOPS: rc = cli_float(v, k->min, k->max, &dv, e, sizeof e); break;
+    case K_NAME:
+        if (!v[0] || strlen(v) >= sizeof pp->raw[0].host) {
+            err_set(err, errlen, "key '%s': expected a name of 1 to %zu characters", k->name, sizeof pp->raw[0].host - 1);
+            return -1;
+        }
+        snprintf((char *)dst + k->offset, sizeof pp->raw[0].host, "%s", v);
+        return 0;
     case K_KV:
         if (!strcmp(v, "f16")) pp->p->kv_type = TENSOR_F16;
         else if (!strcmp(v, "q8_0")) pp->p->kv_type = TENSOR_Q8_0;
@@ -177,6 +186,7 @@ int pool_load(const char *path, pool *p, char *err, size_t errlen) {
             break;
         }
         if (!n->gflops) n->gflops = 25.0 * n->cores;
+        if (!n->threads) n->threads = n->cores;
         for (int k = 0; k < pp->count[i]; k++) {
             if (p->n == PLAN_MAX_NODES) {
                 err_set(err, errlen, "%s: more than %d nodes", path, PLAN_MAX_NODES);
@@ -185,6 +195,7 @@ int pool_load(const char *path, pool *p, char *err, size_t errlen) {
             }
             p->nodes[p->n] = *n;
             if (pp->count[i] > 1) snprintf(p->nodes[p->n].name, sizeof n->name, "%.50s-%d", n->name, k + 1);
+            if (!n->host[0]) memcpy(p->nodes[p->n].host, p->nodes[p->n].name, sizeof n->host);
             p->n++;
         }
     }
@@ -378,17 +389,39 @@ static double cycle_rate(const pool *p, const pool_model *m, const plan_result *
     int smax = 0;
     for (int s = 0; s < r->n_stages; s++)
         if (sp.mem[s] + sp.comp[s] > stage) stage = sp.mem[s] + sp.comp[s], smax = s;
+    /* stages on one host: at most cores / threads of them run at once */
+    char hostwhy[96] = "";
+    for (int s = 0; s < r->n_stages; s++) {
+        const pool_node *h = &p->nodes[r->stages[s].node];
+        double sum = 0;
+        int k = 0, first = 1;
+        for (int t = 0; t < r->n_stages; t++) {
+            const pool_node *o = &p->nodes[r->stages[t].node];
+            if (strcmp(o->host, h->host)) continue;
+            if (t < s) first = 0;
+            sum += sp.mem[t] + sp.comp[t], k++;
+        }
+        int par = h->cores / (h->threads > 0 ? h->threads : 1);
+        if (par < 1) par = 1;
+        if (par > k) par = k;
+        if (first && k > 1 && sum / par > stage) {
+            stage = sum / par;
+            snprintf(hostwhy, sizeof hostwhy, "host %s (%d stages on %d cores)", h->host, k, h->cores);
+        }
+    }
     stage *= groups;
     double cycle = rt;
     if (stage > cycle) {
         cycle = stage;
-        snprintf(why, len, "stage %d (%s) %s", smax, p->nodes[r->stages[smax].node].name,
-                 sp.mem[smax] >= sp.comp[smax] ? "memory bandwidth" : "compute");
+        if (hostwhy[0]) snprintf(why, len, "%s", hostwhy);
+        else
+            snprintf(why, len, "stage %d (%s) %s", smax, p->nodes[r->stages[smax].node].name,
+                     sp.mem[smax] >= sp.comp[smax] ? "memory bandwidth" : "compute");
     } else if (link > cycle && sp.link_max >= 0) {
         cycle = link;
         snprintf(why, len, "the link into stage %d (%s)", sp.link_max, p->nodes[r->stages[sp.link_max].node].name);
     } else {
-        round_trip_why(p, r, &sp, why, len, groups > 1 && groups < r->n_stages ? "fewer streams than stages: " : "");
+        round_trip_why(p, r, &sp, why, len, groups > 1 && groups <= r->n_stages ? "fewer streams than stages: " : "");
     }
     return n * groups / cycle;
 }
@@ -416,7 +449,9 @@ int pool_predict(const pool *p, const pool_model *m, int streams, pool_predictio
     out->streams = streams;
     const int S = r->n_stages;
     out->single_tps = cycle_rate(p, m, r, 1, 1, 1, 1, out->single_why, sizeof out->single_why);
-    int groups = streams < S ? streams : S;
+    /* the scheduler keeps up to stages + 1 micro-batches in flight and a stream stays in the one it
+     * joined: streams that arrive at different times (a server's usual case) end up in all of them */
+    int groups = streams < S + 1 ? streams : S + 1;
     out->multi_tps = cycle_rate(p, m, r, (double)streams / groups, (double)streams / groups, groups, groups,
                                 out->multi_why, sizeof out->multi_why);
     out->prefill_tps = cycle_rate(p, m, r, p->chunk, 1, S + 1, S + 1, out->prefill_why, sizeof out->prefill_why);

@@ -28,6 +28,9 @@
  *     gflops = 200                 ; matrix GFLOP/s with a batch of tokens (default: 25 per core)
  *     link = 1G                    ; bits/s of its network link
  *     latency-ms = 0.1             ; one way, to the switch
+ *     host = box1                  ; optional: workers on one machine (as in deploy/netns-pool.sh) share
+ *     threads = 1                  ;   its cores: with several streams it runs at most cores / threads
+ *                                  ;   of their stages at once (default: a host per node, threads = cores)
  *     gpu-memory = 24G             ; optional: a GPU holds the layers instead (memory, bandwidth, GFLOP/s)
  *     gpu-membw = 700G
  *     gpu-gflops = 20000
@@ -37,9 +40,10 @@
  * matrix too on the last stage; attention over the KV cache is left out); a hop
  * of M tokens costs the two ends' latencies + M x n_embd x 4 bytes over the
  * slower link. One stream: a token is one round trip (every stage and hop). S
- * streams are spread over min(S, stages) micro-batches (as the scheduler does):
+ * streams are spread over min(S, stages + 1) micro-batches (the scheduler keeps
+ * stages + 1 in flight, and streams arriving at different times fill them all):
  * a cycle is the longest of the round trip, the slowest stage doing every
- * micro-batch, and the slowest link carrying them. Prefill: chunks of `chunk`
+ * micro-batch (or the busiest shared host), and the slowest link carrying them. Prefill: chunks of `chunk`
  * tokens, stages + 1 in flight.
  */
 #ifndef BATON_COORD_POOL_H
@@ -58,6 +62,8 @@ typedef struct pool_node {
     double membw, gflops;      /* bytes/s, GFLOP/s: where the layers are (the GPU's if it has one) */
     double link_bps, latency_s;
     int gpu;                   /* the layers are on its GPU */
+    char host[64];             /* nodes with the same host share its cores (default: their own name) */
+    int threads;               /* the worker's kernel threads (default: cores) */
 } pool_node;
 
 typedef struct pool {
