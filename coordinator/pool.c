@@ -373,8 +373,14 @@ static void round_trip_why(const pool *p, const plan_result *r, const step_parts
         if (sp->mem[s] + sp->comp[s] > worst) worst = sp->mem[s] + sp->comp[s], ws = s;
     }
     const double rt = sp->round_trip;
-    snprintf(out, len, "%sround trip %.1f ms: memory bandwidth %.0f%%, compute %.0f%%, link latency %.0f%%, "
-             "link transfer %.0f%%%s; slowest stage %d (%s)", lead, rt * 1e3, 100 * mem / rt, 100 * comp / rt,
+    const struct { const char *name; double s; } parts[] = {
+        {"memory bandwidth", mem}, {"compute", comp}, {"link latency", sp->hop_lat},
+        {"link transfer", sp->hop_xfer}, {"the coordinator", p->step_overhead_s}};
+    size_t big = 0;
+    for (size_t i = 1; i < sizeof parts / sizeof *parts; i++)
+        if (parts[i].s > parts[big].s) big = i;
+    snprintf(out, len, "%sround trip %.1f ms, mostly %s: memory bandwidth %.0f%%, compute %.0f%%, link latency %.0f%%, "
+             "link transfer %.0f%%%s; slowest stage %d (%s)", lead, rt * 1e3, parts[big].name, 100 * mem / rt, 100 * comp / rt,
              100 * sp->hop_lat / rt, 100 * sp->hop_xfer / rt, p->step_overhead_s > 0 ? ", coordinator" : "", ws,
              p->nodes[r->stages[ws].node].name);
 }

@@ -101,7 +101,7 @@ typedef struct pool_prediction {
     double stage_s[PLAN_MAX_NODES];  /* one token through each stage */
     double single_tps, multi_tps, prefill_tps;
     int streams;
-    char single_why[160], multi_why[160], prefill_why[160]; /* the bottleneck of each */
+    char single_why[320], multi_why[320], prefill_why[320]; /* the bottleneck of each */
 } pool_prediction;
 
 /* Plans the pool (plan_layers, as the coordinator does with the nodes' reports)
