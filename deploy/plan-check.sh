@@ -60,8 +60,9 @@ for i in \$(seq 1 $streams); do g \$i,\$((i + 7)),9 > "$W/multi-\$i.json" & done
 wait
 RUN
     "$here/netns-pool.sh" --build "$BIN" --model "$model" --workers "$n" --threads $th ${rate:+--rate $rate} \
-        ${delay:+--delay-ms $delay} --run "bash $W/run.sh" -- --ctx 4096 --slots 16 2>"$W/pool.err" ||
+        ${delay:+--delay-ms $delay} --worker-opts "--handshake-timeout 120000" --run "bash $W/run.sh" -- --ctx 4096 --slots 16 --heartbeat-timeout 120000 --handshake-timeout 120000 2>"$W/pool.err" ||
         { cat "$W/pool.err"; exit 1; }
+    grep -q '"status": *"OK"' "$W/single.json" || { echo "the single stream failed: $(cat "$W/single.json")"; exit 1; }
     m1=$($PY -c "import json; print('%.3f' % json.load(open('$W/single.json'))['decode_tok_s'])")
     mm=$($PY -c "import json,glob; print('%.3f' % sum(json.load(open(f))['decode_tok_s'] for f in glob.glob('$W/multi-*.json')))")
     printf "%-8s %-10s %12s %12s %7.2f %12s %12s %7.2f\n" "$n" "${rate:-veth}${delay:+/${delay}ms}" "$p1" "$m1" \
