@@ -9,11 +9,11 @@
 
 #include "cliconf.h"
 #include "cliparse.h"
-#include "ops.h"
-#include "proc.h"
 #include "codec.h"
 #include "log.h"
 #include "net_mpi.h"
+#include "ops.h"
+#include "proc.h"
 #include "worker.h"
 
 static void usage(FILE *out) {
