@@ -10,8 +10,9 @@
 # given; `batonctl plan --pool` predicts one stream and S streams (default 8);
 # deploy/netns-pool.sh then runs the same pool in network namespaces (the link's
 # rate/delay on every worker) and times one `baton generate` and S at once (sum
-# of their decode tokens/s). Prints one line per worker count: predicted,
-# measured, measured/predicted. Root only (namespaces).
+# of their decode tokens/s). The prediction is the mean of two, measured before
+# and after the run (the load of a shared machine drifts). Prints one line per
+# worker count: predicted, measured, measured/predicted. Root only (namespaces).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 BIN=${BATON_BUILD:-$here/../build}
@@ -41,18 +42,23 @@ printf "%-8s %-10s %12s %12s %7s %12s %12s %7s\n" WORKERS LINK PRED-1 MEAS-1 RAT
 IFS=, read -r -a counts <<< "$workers"
 for n in "${counts[@]}"; do
     th=$((cores / n)); [ $th -lt 1 ] && th=1
-    "$BIN/worker/baton-worker" --measure --model "$model" --threads $th > "$W/node.ini" 2>"$W/measure.err" ||
-        { cat "$W/measure.err"; exit 1; }
-    { echo "[pool]"; echo "ctx = 4096"; echo "slots = 16"
-      for k in $(seq 1 "$n"); do
-          sed -n "/^\[node/,\$p" "$W/node.ini" | sed -e "s/^\[node .*\]/[node w$k]/" -e "s/^cores = .*/cores = $cores/" \
-              -e "s/^link = .*/link = $link_bps/"
-          echo "threads = $th"; echo "host = this"; echo "latency-ms = $lat"
-      done; } > "$W/pool.ini"
-    pred=$("$BIN/tools/batonctl" plan --pool "$W/pool.ini" --model "$model" --streams "$streams" --json) ||
-        { echo "plan failed"; exit 1; }
-    p1=$(echo "$pred" | $PY -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["single_stream_tps"])')
-    pm=$(echo "$pred" | $PY -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["multi_stream_tps"])')
+    predict() { # measure this machine now, write the pool file, predict: "ONE MULTI"
+        "$BIN/worker/baton-worker" --measure --model "$model" --threads $th > "$W/node.ini" 2>"$W/measure.err" ||
+            { cat "$W/measure.err"; exit 1; }
+        { echo "[pool]"; echo "ctx = 4096"; echo "slots = 16"
+          for k in $(seq 1 "$n"); do
+              sed -n "/^\[node/,\$p" "$W/node.ini" | sed -e "s/^\[node .*\]/[node w$k]/" -e "s/^cores = .*/cores = $cores/" \
+                  -e "s/^link = .*/link = $link_bps/"
+              echo "threads = $th"; echo "host = this"; echo "latency-ms = $lat"
+          done; } > "$W/pool.ini"
+        pred=$("$BIN/tools/batonctl" plan --pool "$W/pool.ini" --model "$model" --streams "$streams" --json) ||
+            { echo "plan failed"; exit 1; }
+        p1=$(echo "$pred" | $PY -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["single_stream_tps"])')
+        pm=$(echo "$pred" | $PY -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["multi_stream_tps"])')
+        echo "$p1 $pm"
+    }
+    # measured before and after the run, averaged: the load of a shared machine drifts
+    before=$(predict) || { echo "$before"; exit 1; }
     cat > "$W/run.sh" <<RUN
 g() { "\$BIN/tools/baton" generate --server "\$BATON_SERVER" --tokens \$1 --max-tokens $tokens --ignore-eos --json; }
 g 1,2,3 > "$W/single.json"
@@ -60,8 +66,15 @@ for i in \$(seq 1 $streams); do g \$i,\$((i + 7)),9 > "$W/multi-\$i.json" & done
 wait
 RUN
     "$here/netns-pool.sh" --build "$BIN" --model "$model" --workers "$n" --threads $th ${rate:+--rate $rate} \
-        ${delay:+--delay-ms $delay} --worker-opts "--handshake-timeout 120000" --run "bash $W/run.sh" -- --ctx 4096 --slots 16 --heartbeat-timeout 120000 --handshake-timeout 120000 2>"$W/pool.err" ||
+        ${delay:+--delay-ms $delay} --worker-opts "--handshake-timeout 120000" --run "bash $W/run.sh" -- --ctx 4096 --slots 16 --heartbeat-timeout 120000 --handshake-timeout 120000 \
+        --step-timeout 600000 2>"$W/pool.err" ||
         { cat "$W/pool.err"; exit 1; }
+    after=$(predict) || { echo "$after"; exit 1; }
+    p1=$($PY -c "print('%.3f' % ((${before% *} + ${after% *}) / 2))")
+    pm=$($PY -c "print('%.3f' % ((${before#* } + ${after#* }) / 2))")
+    for f in "$W"/multi-*.json; do
+        grep -q '"status": *"OK"' "$f" || { echo "a stream failed: $(cut -c 1-300 "$f")"; exit 1; }
+    done
     grep -q '"status": *"OK"' "$W/single.json" || { echo "the single stream failed: $(cat "$W/single.json")"; exit 1; }
     m1=$($PY -c "import json; print('%.3f' % json.load(open('$W/single.json'))['decode_tok_s'])")
     mm=$($PY -c "import json,glob; print('%.3f' % sum(json.load(open(f))['decode_tok_s'] for f in glob.glob('$W/multi-*.json')))")
