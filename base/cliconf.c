@@ -79,6 +79,7 @@ static struct conf {
     int lines[CONF_MAX_ENTRIES];
     char keys[CONF_MAX_ENTRIES][64];
     char context[600];
+    char **argv;                    /* the merged argv handed out */
 } conf;
 
 static const char *const sections[] = {"common", "coordinator", "worker"};
@@ -180,7 +181,7 @@ int cli_conf_argv(int argc, char **argv, const struct option *longs, const char 
     for (int i = 0; i < conf.n; i++) av[1 + i] = conf.args[i];
     for (int i = 1; i < argc; i++) av[conf.n + i] = argv[i];
     *ac_out = argc + conf.n;
-    *av_out = av;
+    *av_out = conf.argv = av;
     return 0;
 }
 

@@ -70,8 +70,11 @@ want=$(T "$P/bin/baton-run" --model "$MODEL" --threads 1 --tokens 7,8,9 --max-to
 got=$(TC "$P/bin/baton" generate --server "$CLUSTER_ADDR" --tokens 7,8,9 --max-tokens 16 --ignore-eos --json | json_tokens)
 [ -n "$got" ] && [ "$got" = "$want" ] && ok "installed coordinator + 2 workers from the config file serve baton-run's tokens" ||
     bad "tokens: got '$got', want '$want'"
-stages=$(TC "$P/bin/batonctl" plan --server "$CLUSTER_ADDR" --json | jget 'len(d["stages"])')
-[ "$stages" = 2 ] && ok "workers = 2 from the file: 2 stages" || bad "stages: $stages"
+joined=$(TC "$P/bin/batonctl" nodes --server "$CLUSTER_ADDR" --json | jget 'len(d["nodes"])')
+planned=$(grep -c "plan 1 over 2 worker(s)" "$WORK/coord.log")
+[ "$joined" = 2 ] && [ "$planned" = 1 ] && ok "workers = 2 from the file: planned once both had joined" ||
+    bad "nodes: $joined, 'plan 1 over 2 worker(s)' lines: $planned"
+
 cluster_stop
 cluster_check_logs || fail=1
 [ $fail = 0 ] && echo "test_deploy_install: all passed" || echo "test_deploy_install: FAILED"
