@@ -6,14 +6,17 @@
 #include <stdlib.h>
 
 static const char *program = "baton";
+static const char *context;
 
 void log_set_program(const char *name) { program = name ? name : "baton"; }
 const char *log_program(void) { return program; }
+void log_set_context(const char *c) { context = c; }
 
 static void vlog(const char *fmt, va_list ap) {
     char line[2048];
     vsnprintf(line, sizeof line, fmt, ap);
-    fprintf(stderr, "%s: %s\n", program, line);
+    if (context) fprintf(stderr, "%s: %s: %s\n", program, context, line);
+    else fprintf(stderr, "%s: %s\n", program, line);
 }
 
 void log_msg(const char *fmt, ...) {

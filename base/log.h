@@ -13,6 +13,9 @@
 
 void log_set_program(const char *name); /* the prefix; "baton" until set */
 const char *log_program(void);
+/* A prefix for every line after the program's ("PROGRAM: CONTEXT: message"), e.g.
+ * the config file line an option came from; NULL: none. The string is not copied. */
+void log_set_context(const char *context);
 
 __attribute__((format(printf, 1, 2))) void log_msg(const char *fmt, ...);
 /* log_msg, then exit(status). */

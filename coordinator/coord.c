@@ -5,6 +5,8 @@
 
 #include "clock.h"
 #include "coord.h"
+
+#include "pool.h"
 #include "log.h"
 
 #define HEARTBEAT_MS 1000
@@ -69,26 +71,6 @@ static void update_feeding(coord *c) { sched_set_feeding(&c->sched, c->serving &
 
 /* --- planning ------------------------------------------------------------ */
 
-/* The plan inputs of the model file: weight bytes per layer (*lb, malloc'd), KV, embed and head. */
-static int plan_model_of(coord *c, plan_model *pm, uint64_t **lb) {
-    const int32_t L = (int32_t)c->hp.n_layer;
-    *lb = calloc((size_t)L + 1, sizeof **lb);
-    if (!*lb) return -1;
-    uint64_t total = 0;
-    for (int32_t l = 0; l < L; l++) total += (*lb)[l] = model_file_layer_bytes(c->gf, l);
-    *pm = (plan_model){.n_layer = L, .layer_bytes = *lb};
-    /* f16 KV for every slot and position, unless a node says otherwise (plan_node.kv_bytes_per_layer) */
-    pm->kv_bytes_per_layer = model_kv_bytes_per_token(&c->hp, TENSOR_F16) * (uint64_t)c->o.n_ctx * (uint64_t)c->o.n_slots;
-    pm->n_ctx = c->o.n_ctx;
-    pm->n_slots = c->o.n_slots;
-    pm->embed_bytes = model_file_embed_bytes(c->gf);
-    pm->head_bytes = model_file_head_bytes(c->gf);
-    double avg = L ? (double)total / L : 1;
-    pm->embed_cost = 0;
-    pm->head_cost = avg > 0 ? (double)pm->head_bytes / avg : 0;
-    return 0;
-}
-
 static bool node_eligible(const coord_node *n) { return !n->drained && !n->removing && !n->unfit; }
 
 int coord_plan_dry(coord *c, plan_result *out, coord_node **order, int *n_order, char *err, size_t errlen) {
@@ -103,14 +85,11 @@ int coord_plan_dry(coord *c, plan_result *out, coord_node **order, int *n_order,
         nn++;
     }
     *n_order = nn;
-    plan_model pm;
-    uint64_t *lb;
-    if (plan_model_of(c, &pm, &lb) != 0) {
-        snprintf(err, errlen, "out of memory planning");
-        return -1;
-    }
-    int rc = plan_layers(&pm, pn, nn, out, err, errlen);
-    free(lb);
+    /* f16 KV for every slot and position, unless a node says otherwise (plan_node.kv_bytes_per_layer) */
+    pool_model pm;
+    if (pool_model_of_file(c->gf, &c->hp, c->o.n_ctx, c->o.n_slots, TENSOR_F16, &pm, err, errlen) != 0) return -1;
+    int rc = plan_layers(&pm.pm, pn, nn, out, err, errlen);
+    pool_model_free(&pm);
     if (rc != 0 && nn < c->n_nodes) {
         size_t l = strlen(err);
         snprintf(err + l, errlen - l, " (%d worker(s) drained, being removed or unfit)", c->n_nodes - nn);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cliconf.h"
 #include "cliparse.h"
 #include "coord.h"
 #include "log.h"
@@ -42,6 +43,8 @@ static void usage(FILE *out) {
             "  --secret FILE           cluster secret every worker must prove (default: $BATON_SECRET_FILE)\n"
             "  --admin-token-file FILE token admin connections must prove\n"
             "  --api-keys FILE         API keys, one per line: clients must prove one\n"
+            "  --config FILE      read options from FILE (INI: [common] and [coordinator]; keys are these\n"
+            "                     options without the dashes); options given here override it\n"
             "  --mpi              run under mpirun as rank 0: workers (ranks 1..N-1) join over MPI,\n"
             "                     clients still use --listen; --workers defaults to N-1\n");
     if (net_mpi_missing()) fprintf(out, "                     (not in this build: %s)\n", net_mpi_missing());
@@ -130,13 +133,18 @@ int main(int argc, char **argv) {
         {"max-conns", required_argument, 0, 'N'},
         {"rope-scaling", required_argument, 0, 'R'}, {"rope-scale", required_argument, 0, 'r'},
         {"yarn-orig-ctx", required_argument, 0, 'Y'}, {"http-listen", required_argument, 0, 'L'},
+        {"config", required_argument, 0, CLI_CONF_OPT},
         {0, 0, 0, 0},
     };
     opterr = 0;
     int ch;
     bool mpi = false, workers_set = false;
+    char cerr[600];
+    if (cli_conf_argv(argc, argv, longs, "coordinator", &argc, &argv, cerr, sizeof cerr) != 0) log_exit(2, "%s", cerr);
     while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        cli_conf_context(optind);
         switch (ch) {
+        case CLI_CONF_OPT: break; /* read by cli_conf_argv */
         case 'l': o.listen = optarg; break;
         case 'm': o.model_path = optarg; break;
         case 'w': o.want_workers = parse_int(optarg, "--workers", 1, PLAN_MAX_NODES), workers_set = true; break;
@@ -174,6 +182,7 @@ int main(int argc, char **argv) {
         default: log_exit(2, "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
         }
     }
+    cli_conf_context(0);
     if (optind < argc || !o.listen || !o.model_path)
         log_exit(2, "--listen HOST:PORT and --model FILE are required (see --help)");
     if (o.chunk > o.max_batch) o.chunk = o.max_batch;

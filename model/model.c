@@ -388,3 +388,8 @@ uint64_t model_file_head_bytes(const gguf_file *f) {
 uint64_t model_kv_bytes_per_token(const model_hparams *hp, uint32_t type) {
     return 2ull * kern_kv_row_bytes(type, (int)(hp->n_head_kv * hp->head_dim));
 }
+
+uint64_t model_layer_params(const model_hparams *hp) {
+    const uint64_t e = hp->n_embd, q = (uint64_t)hp->n_head * hp->head_dim, kv = (uint64_t)hp->n_head_kv * hp->head_dim;
+    return e * q * 2 + e * kv * 2 + e * (uint64_t)hp->n_ff * 3;
+}

@@ -105,5 +105,8 @@ uint64_t model_file_embed_bytes(const gguf_file *f);
 uint64_t model_file_head_bytes(const gguf_file *f);
 /* KV-cache bytes per token per layer for a cache of `type` (TENSOR_F16/F32/Q8_0). */
 uint64_t model_kv_bytes_per_token(const model_hparams *hp, uint32_t type);
+/* Matrix elements of one layer (q, k, v, o, gate, up, down): a token through the
+ * layer costs 2x this in floating-point operations. */
+uint64_t model_layer_params(const model_hparams *hp);
 
 #endif

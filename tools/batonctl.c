@@ -8,6 +8,8 @@
  *   batonctl undrain   NODE --server HOST:PORT       eligible again (rebalance gives it layers)
  *   batonctl remove    NODE --server HOST:PORT       drain it, then disconnect it
  *   batonctl rebalance --server HOST:PORT            re-plan over every eligible worker
+ *   batonctl plan --pool POOL.ini --model FILE | --preset qwq-32b --type q4_k_m|q8_0 [--streams N]
+ *                                                    offline: the plan of machines not bought yet (pool.h)
  *
  * The server may also come from $BATON_SERVER. The exit code is the call's
  * status (0 OK, 5 NOT_FOUND, 9 FAILED_PRECONDITION, 14 UNAVAILABLE, ...); 2 is
@@ -23,11 +25,15 @@
 #include "baton_client.h"
 #include "cliparse.h"
 #include "log.h"
+#include "pool.h"
 
 typedef struct ctl {
     const char *server, *cluster_id, *token_file;
     bool json;
     uint32_t node;
+    /* plan --pool: offline */
+    const char *pool, *model, *preset, *type;
+    int streams, ctx, slots;
 } ctl;
 
 static void usage(FILE *out) {
@@ -43,6 +49,12 @@ static void usage(FILE *out) {
             "  remove NODE   drain the worker, then disconnect it\n"
             "  rebalance     re-plan over every eligible worker (a worker that joined later gets layers)\n"
             "  shutdown      end every request with UNAVAILABLE and stop the coordinator; its workers exit too\n"
+            "  plan --pool POOL.ini (--model FILE | --preset qwq-32b --type q4_k_m|q8_0) [--streams N]\n"
+            "                [--ctx N] [--slots N]\n"
+            "                offline, no coordinator: the coordinator's plan over the machines of POOL.ini\n"
+            "                ([pool] and [node NAME] sections; baton-worker --measure prints a node's), the\n"
+            "                memory each uses, and predicted tokens/s for one stream, N streams (default 8)\n"
+            "                and prefill, each with its bottleneck (see README, \"Running QwQ-32B on N machines\")\n"
             "options:\n"
             "  --server HOST:PORT  the coordinator (default: $BATON_SERVER)\n"
             "  --json              one JSON object on stdout (nodes, plan, status)\n"
@@ -266,6 +278,86 @@ static int cmd_remove(baton_client *c, const ctl *o) { return node_op(c, o, BATO
 static int cmd_rebalance(baton_client *c, const ctl *o) { return node_op(c, o, BATON_ADMIN_REBALANCE); }
 static int cmd_shutdown(baton_client *c, const ctl *o) { return node_op(c, o, BATON_ADMIN_SHUTDOWN); }
 
+/* plan --pool: the plan and predictions for a pool file; exit status 0, 2 (usage) or 1. */
+static int cmd_plan_offline(const ctl *o) {
+    char err[700];
+    pool *p = calloc(1, sizeof *p);
+    pool_prediction *pr = calloc(1, sizeof *pr);
+    if (!p || !pr) log_die("out of memory");
+    if (pool_load(o->pool, p, err, sizeof err) != 0) log_exit(2, "--pool: %s", err);
+    if (o->ctx) p->ctx = o->ctx;
+    if (o->slots) p->slots = o->slots;
+    pool_model m;
+    if (o->model) {
+        gguf_file *gf = gguf_open(o->model, err, sizeof err);
+        model_hparams hp;
+        if (!gf || model_read_hparams(gf, &hp, err, sizeof err) != 0 ||
+            pool_model_of_file(gf, &hp, p->ctx, p->slots, p->kv_type, &m, err, sizeof err) != 0)
+            log_die("--model: %s", err);
+        gguf_close(gf);
+        snprintf(m.name, sizeof m.name, "%.90s", o->model);
+    } else if (pool_model_preset(o->preset, o->type ? o->type : "", p->ctx, p->slots, p->kv_type, &m, err,
+                                 sizeof err) != 0) {
+        log_exit(2, "%s", err);
+    }
+    if (pool_predict(p, &m, o->streams, pr, err, sizeof err) != 0) log_die("%s", err);
+    const plan_result *r = &pr->plan;
+    uint64_t weights = m.pm.embed_bytes + m.pm.head_bytes;
+    for (int32_t l = 0; l < m.pm.n_layer; l++) weights += m.layer_bytes[l];
+    if (o->json) {
+        json_t *j = json_object(), *a = json_array();
+        json_object_set_new(j, "model", json_string(m.name));
+        json_object_set_new(j, "weight_bytes", json_integer((json_int_t)weights));
+        for (int s = 0; s < r->n_stages; s++) {
+            const plan_stage *st = &r->stages[s];
+            json_t *e = json_object();
+            json_object_set_new(e, "node", json_string(p->nodes[st->node].name));
+            json_object_set_new(e, "layer_begin", json_integer(st->layer_begin));
+            json_object_set_new(e, "layer_end", json_integer(st->layer_end));
+            json_object_set_new(e, "embed", json_boolean(st->embed));
+            json_object_set_new(e, "head", json_boolean(st->head));
+            json_object_set_new(e, "bytes", json_integer((json_int_t)st->bytes));
+            json_object_set_new(e, "memory_bytes", json_integer((json_int_t)p->nodes[st->node].memory));
+            json_object_set_new(e, "token_s", json_real(pr->stage_s[s]));
+            json_array_append_new(a, e);
+        }
+        json_object_set_new(j, "stages", a);
+        json_object_set_new(j, "single_stream_tps", json_real(pr->single_tps));
+        json_object_set_new(j, "streams", json_integer(pr->streams));
+        json_object_set_new(j, "multi_stream_tps", json_real(pr->multi_tps));
+        json_object_set_new(j, "prefill_tps", json_real(pr->prefill_tps));
+        json_object_set_new(j, "single_stream_bottleneck", json_string(pr->single_why));
+        json_object_set_new(j, "multi_stream_bottleneck", json_string(pr->multi_why));
+        json_object_set_new(j, "prefill_bottleneck", json_string(pr->prefill_why));
+        print_json(j);
+    } else {
+        char wb[24], kb[24];
+        printf("model %s: %d layers, weights %s; KV cache %s per layer (%d slot(s) x %d positions)\n", m.name,
+               (int)m.pm.n_layer, human_bytes(weights, wb, sizeof wb),
+               human_bytes(model_kv_bytes_per_token(&m.hp, p->kv_type) * (uint64_t)p->ctx * (uint64_t)p->slots, kb,
+                           sizeof kb),
+               p->slots, p->ctx);
+        printf("pool %s: %d machine(s), %d used\n", o->pool, p->n, r->n_stages);
+        printf("%-6s %-16s %-14s %10s %10s %12s\n", "STAGE", "NODE", "LAYERS", "MEM-USED", "MEM-OFFER", "TOKEN-MS");
+        for (int s = 0; s < r->n_stages; s++) {
+            const plan_stage *st = &r->stages[s];
+            char lb[40], ub[24], ob[24];
+            snprintf(lb, sizeof lb, "[%d,%d)%s%s", (int)st->layer_begin, (int)st->layer_end, st->embed ? "+E" : "",
+                     st->head ? "+H" : "");
+            printf("%-6d %-16s %-14s %10s %10s %12.3f\n", s, p->nodes[st->node].name, lb,
+                   human_bytes(st->bytes, ub, sizeof ub), human_bytes(p->nodes[st->node].memory, ob, sizeof ob),
+                   pr->stage_s[s] * 1e3);
+        }
+        printf("predicted decode, 1 stream:   %8.2f tokens/s  (%s)\n", pr->single_tps, pr->single_why);
+        printf("predicted decode, %d streams: %8.2f tokens/s  (%s)\n", pr->streams, pr->multi_tps, pr->multi_why);
+        printf("predicted prefill:           %8.1f tokens/s  (%s)\n", pr->prefill_tps, pr->prefill_why);
+    }
+    pool_model_free(&m);
+    free(p);
+    free(pr);
+    return 0;
+}
+
 static const struct {
     const char *name;
     bool takes_node;
@@ -278,11 +370,16 @@ static const struct {
 
 int main(int argc, char **argv) {
     log_set_program("batonctl");
-    ctl o = {.server = getenv("BATON_SERVER"), .cluster_id = NULL, .token_file = getenv("BATON_ADMIN_TOKEN_FILE")};
+    ctl o = {.server = getenv("BATON_SERVER"), .cluster_id = NULL, .token_file = getenv("BATON_ADMIN_TOKEN_FILE"),
+             .streams = 8};
     static const struct option longs[] = {
         {"server", required_argument, 0, 's'}, {"cluster-id", required_argument, 0, 'C'},
         {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
-        {"admin-token-file", required_argument, 0, 'T'}, {0, 0, 0, 0},
+        {"admin-token-file", required_argument, 0, 'T'}, {"pool", required_argument, 0, 'p'},
+        {"model", required_argument, 0, 'm'},  {"preset", required_argument, 0, 'P'},
+        {"type", required_argument, 0, 't'},   {"streams", required_argument, 0, 'n'},
+        {"ctx", required_argument, 0, 'c'},    {"slots", required_argument, 0, 'S'},
+        {0, 0, 0, 0},
     };
     opterr = 0;
     int ch;
@@ -292,6 +389,18 @@ int main(int argc, char **argv) {
         case 'C': o.cluster_id = optarg; break;
         case 'j': o.json = true; break;
         case 'T': o.token_file = optarg; break;
+        case 'p': o.pool = optarg; break;
+        case 'm': o.model = optarg; break;
+        case 'P': o.preset = optarg; break;
+        case 't': o.type = optarg; break;
+        case 'n': case 'c': case 'S': {
+            long long v;
+            char perr[200];
+            if (cli_int(optarg, 1, ch == 'c' ? 1 << 24 : 4096, &v, perr, sizeof perr) != 0)
+                log_exit(2, "%s: %s", ch == 'n' ? "--streams" : ch == 'c' ? "--ctx" : "--slots", perr);
+            *(ch == 'n' ? &o.streams : ch == 'c' ? &o.ctx : &o.slots) = (int)v;
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: log_exit(2, "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
         }
@@ -313,6 +422,12 @@ int main(int argc, char **argv) {
         optind++;
     }
     if (optind < argc) log_exit(2, "unexpected argument '%s'", argv[optind]);
+    if (o.pool || o.model || o.preset || o.type) {
+        if (commands[k].run != cmd_plan) log_exit(2, "--pool, --model, --preset and --type go with plan only");
+        if (!o.pool || !!o.model == !!o.preset || (o.preset && !o.type))
+            log_exit(2, "plan --pool POOL.ini needs --model FILE or --preset qwq-32b --type q4_k_m|q8_0 (see --help)");
+        return cmd_plan_offline(&o);
+    }
     if (!o.server) log_exit(2, "--server HOST:PORT is required (or set BATON_SERVER)");
     char err[512];
     baton_connect_opts co = {.cluster_id = o.cluster_id, .admin = true};

@@ -10,8 +10,9 @@ pkgs=(build-essential cmake pkg-config
       libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
       libuv1-dev libprotobuf-c-dev protobuf-c-compiler
       libopenmpi-dev openmpi-bin liblz4-dev
-      libpcre2-dev libjansson-dev libsodium-dev libutf8proc-dev libh2o-dev libssl-dev
-      python3 python3-numpy iproute2 nodejs npm procps chromium)
+      libpcre2-dev libjansson-dev libsodium-dev libutf8proc-dev libh2o-dev libssl-dev libinih-dev
+      python3 python3-numpy iproute2 nodejs npm procps chromium
+      systemd)  # systemd-analyze verify: the units in deploy/ (tests/cluster/test_deploy_install.sh)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

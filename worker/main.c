@@ -5,11 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "cliconf.h"
 #include "cliparse.h"
 #include "codec.h"
 #include "log.h"
 #include "net_mpi.h"
+#include "ops.h"
+#include "proc.h"
 #include "worker.h"
 
 static void usage(FILE *out) {
@@ -32,6 +36,10 @@ static void usage(FILE *out) {
             "                       (default 0; the stage port accepts peers only)\n"
             "  --max-conns N        connections the stage port accepts at once (default 1024, at most the\n"
             "                       descriptor limit less 32); at the limit the oldest unauthenticated one goes\n"
+            "  --config FILE        read options from FILE (INI: [common] and [worker]; keys are these\n"
+            "                       options without the dashes); options given here override it\n"
+            "  --measure            time layer 0 of --model with --threads and print this machine's [node]\n"
+            "                       section for a pool file (batonctl plan --pool), then exit\n"
             "  --mpi                run under mpirun: the coordinator is rank 0 (mpi:0), stage frames\n"
             "                       arrive on mpi:<this rank>; --coordinator and --listen are then not needed\n");
     if (net_mpi_missing()) fprintf(out, "                       (not in this build: %s)\n", net_mpi_missing());
@@ -91,6 +99,7 @@ static void apply_option(worker_opts *o, int ch, const char *arg) {
         break;
     }
     case 'P': o->mpi = true; break;
+    case 'E': o->measure = true; break;
     case 'T': o->handshake_ms = parse_u32(arg, "--handshake-timeout", 1, 3600000); break;
     case 'I': o->idle_ms = parse_u32(arg, "--idle-timeout", 0, 0x7fffffff); break;
     case 'N': o->max_conns = parse_u32(arg, "--max-conns", 1, 1u << 24); break;
@@ -113,11 +122,15 @@ static void parse_args(int argc, char **argv, worker_opts *o) {
         {"mpi", no_argument, 0, 'P'},               {"codec", required_argument, 0, 'X'},
         {"handshake-timeout", required_argument, 0, 'T'}, {"idle-timeout", required_argument, 0, 'I'},
         {"max-conns", required_argument, 0, 'N'},   {"device", required_argument, 0, 'D'},
+        {"config", required_argument, 0, CLI_CONF_OPT}, {"measure", no_argument, 0, 'E'},
         {0, 0, 0, 0},
     };
     opterr = 0;
     int ch;
+    char cerr[600];
+    if (cli_conf_argv(argc, argv, longs, "worker", &argc, &argv, cerr, sizeof cerr) != 0) log_die("%s", cerr);
     while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        cli_conf_context(optind);
         if (ch == 'h') {
             usage(stdout);
             exit(0);
@@ -125,7 +138,35 @@ static void parse_args(int argc, char **argv, worker_opts *o) {
         if (ch == '?' || ch == ':') log_die("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
         apply_option(o, ch, optarg);
     }
+    cli_conf_context(0);
     if (optind < argc) log_die("unexpected argument '%s'", argv[optind]);
+}
+
+#define MEASURE_BATCH 16
+
+/* --measure: this machine's [node] section for a pool file (see batonctl plan).
+ * membw and gflops fit t(M) = bytes / membw + M x 2 x params / flops through the
+ * passes of 1 and MEASURE_BATCH tokens; exit status 0, or 1 with a message. */
+static int measure_node(const worker_opts *o) {
+    if (!o->model_path) log_die("--measure needs --model FILE (any model of the type to plan; a 4-layer slice will do)");
+    if (kern_init(o->threads) != 0) log_die("cannot start the kernels");
+    char err[512], host[256] = "this-machine";
+    uint64_t bytes = 0, params = 0;
+    double t1 = worker_measure_layer(o->model_path, 1, &bytes, &params, err, sizeof err);
+    double tm = t1 < 0 ? -1 : worker_measure_layer(o->model_path, MEASURE_BATCH, NULL, NULL, err, sizeof err);
+    if (t1 < 0 || tm < 0) log_die("%s", err);
+    double per_tok = (tm - t1) / (MEASURE_BATCH - 1);
+    if (per_tok < t1 * 0.01) per_tok = t1 * 0.01; /* the batch was not measurably slower: a bound, not a figure */
+    double fixed = t1 - per_tok > t1 * 0.05 ? t1 - per_tok : t1 * 0.05;
+    gethostname(host, sizeof host - 1);
+    uint64_t mem = o->memory ? o->memory : proc_mem_available();
+    printf("; baton-worker --measure: layer 0 of %s (%.1f MiB, %.3g M parameters), %d thread(s):\n"
+           ";   1 token %.3f ms, %d tokens %.3f ms\n",
+           o->model_path, (double)bytes / 1048576.0, (double)params / 1e6, kern_threads(), t1 * 1e3, MEASURE_BATCH,
+           tm * 1e3);
+    printf("[node %s]\nmemory = %.2fG\ncores = %d\nmembw = %.3fG\ngflops = %.2f\nlink = 1G\n", host,
+           (double)mem / 1073741824.0, kern_threads(), (double)bytes / fixed / 1e9, 2.0 * (double)params / per_tok / 1e9);
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -133,6 +174,7 @@ int main(int argc, char **argv) {
     worker_opts o = {.listen = "127.0.0.1:0", .cluster_id = "baton", .kv_type = TENSOR_F16, .speed = -1,
                      .codec = CODEC_DEFAULT};
     parse_args(argc, argv, &o);
+    if (o.measure) return measure_node(&o);
     char err[512];
     char mpi_listen[32];
     if (o.mpi) { /* the coordinator is rank 0, stage frames come to our rank */

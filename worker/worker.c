@@ -19,22 +19,26 @@
 #define SUCC_TRIES 25      /* connection attempts to a new successor, 200 ms apart, before blaming it */
 #define REJOIN_MAX_MS 5000 /* longest wait between attempts to reach a lost coordinator */
 
-/* Seconds one decode token takes through one layer: loads layer 0 alone and
- * times a few single-token passes. */
-static double measure_speed(const char *path, char *err, size_t errlen) {
+double worker_measure_layer(const char *path, int n_tokens, uint64_t *layer_bytes, uint64_t *layer_params, char *err,
+                            size_t errlen) {
     model_slice sl = {0, 1, false, false};
     model *m = model_load(path, &sl, err, errlen);
     if (!m) return -1;
-    kv_cache *kv = kv_cache_new(m, 1, 16, TENSOR_F16, err, errlen);
-    fwd_ctx *ctx = fwd_ctx_new(m, 1);
-    float *h = calloc(m->hp.n_embd, sizeof(float));
+    if (layer_bytes) *layer_bytes = m->weight_bytes;
+    if (layer_params) *layer_params = model_layer_params(&m->hp);
+    kv_cache *kv = kv_cache_new(m, n_tokens, 16, TENSOR_F16, err, errlen);
+    fwd_ctx *ctx = fwd_ctx_new(m, n_tokens);
+    float *h = calloc((size_t)m->hp.n_embd * (size_t)n_tokens, sizeof(float));
+    int32_t *tok = calloc((size_t)n_tokens, sizeof *tok), *slot = calloc((size_t)n_tokens, sizeof *slot),
+            *pos = calloc((size_t)n_tokens, sizeof *pos);
+    uint8_t *want = calloc((size_t)n_tokens, 1);
     double best = -1;
-    if (kv && ctx && h) {
+    if (kv && ctx && h && tok && slot && pos && want) {
         for (int it = 0; it < 5; it++) {
-            for (uint32_t i = 0; i < m->hp.n_embd; i++) h[i] = (float)((i * 7919u + (unsigned)it) % 97) / 97.0f - 0.5f;
-            int32_t tok = 0, slot = 0, pos = it;
-            uint8_t want = 0;
-            fwd_batch b = {.n = 1, .tokens = &tok, .slot = &slot, .pos = &pos, .logits = &want};
+            for (size_t i = 0; i < (size_t)m->hp.n_embd * (size_t)n_tokens; i++)
+                h[i] = (float)((i * 7919u + (unsigned)it) % 97) / 97.0f - 0.5f;
+            for (int t = 0; t < n_tokens; t++) slot[t] = t, pos[t] = it;
+            fwd_batch b = {.n = n_tokens, .tokens = tok, .slot = slot, .pos = pos, .logits = want};
             double t0 = clock_s();
             if (forward_run(ctx, kv, &b, h, NULL, err, errlen) < 0) break;
             double dt = clock_s() - t0;
@@ -42,6 +46,10 @@ static double measure_speed(const char *path, char *err, size_t errlen) {
         }
     }
     free(h);
+    free(tok);
+    free(slot);
+    free(pos);
+    free(want);
     fwd_ctx_free(ctx);
     kv_cache_free(kv);
     model_free(m);
@@ -503,7 +511,7 @@ static int probe_model(worker *w, char *err, size_t errlen) {
     if (rc) return -1;
     w->kv_bytes_per_token = model_kv_bytes_per_token(&hp, w->o.kv_type);
     if (w->o.speed > 0) w->measured_speed = w->o.speed;
-    else if ((w->measured_speed = measure_speed(w->o.model_path, err, errlen)) < 0) return -1;
+    else if ((w->measured_speed = worker_measure_layer(w->o.model_path, 1, NULL, NULL, err, errlen)) < 0) return -1;
     return 0;
 }
 

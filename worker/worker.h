@@ -45,6 +45,7 @@ typedef struct worker_opts {
     uint32_t kv_type;
     uint64_t max_frame;
     bool mpi;               /* --mpi: coordinator mpi:0, listen on mpi:<rank> */
+    bool measure;           /* --measure: print the [node] section for a pool file and exit */
     int codec;              /* what we send our successor, if it decodes it (hop.h) */
     uint32_t handshake_ms, idle_ms, max_conns; /* net_config's (net.h); 0: its defaults */
 } worker_opts;
@@ -90,6 +91,14 @@ typedef struct worker {
  * measures (or takes o->speed as) the seconds per layer, listens for a
  * predecessor on o->listen and sets up the timers and signal handlers on loop.
  * 0, or -1 with a message. */
+/* Seconds of the fastest of 4 passes of n_tokens tokens (one per KV slot) through
+ * layer 0 of the model file at path, with the kernels' threads (kern_init first);
+ * *layer_bytes, *layer_params (if not NULL): that layer's weight bytes and matrix
+ * elements. The worker reports n_tokens = 1 as its speed; --measure adds a batch.
+ * -1 with a message on error. */
+double worker_measure_layer(const char *path, int n_tokens, uint64_t *layer_bytes, uint64_t *layer_params, char *err,
+                            size_t errlen);
+
 int worker_init(worker *w, const worker_opts *o, uv_loop_t *loop, char *err, size_t errlen);
 /* Joins the coordinator and serves until told to leave, refused, or stopped by
  * SIGINT/SIGTERM. Returns the exit status: 0, or 1 if the coordinator refused

@@ -13,57 +13,21 @@ set -u
 . "${BATON_SRC:?set BATON_SRC to the source folder}/tests/lib.sh"
 test_begin netns 25
 SUFFIX=${WORK##*.}
-HUB=baton-hub-$SUFFIX
-NSS=()
-PIDS=()
+. "$SRC/deploy/netns-lib.sh" # the network: bridge br0 in the hub (10.77.0.1), worker K at 10.77.0.(K+1)
 TIMEOUT_MS=1500
-stop_procs() { # SIGTERM, SIGKILL after 3 s: the processes this test started only
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 1 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    PIDS=()
-}
-test_on_exit() {
-    stop_procs
-    for ns in "${NSS[@]}"; do ip netns del "$ns" 2>/dev/null; done
-}
-if [ "$(id -u)" != 0 ] || ! ip netns add "$HUB" 2>"$WORK/netns.err"; then
+test_on_exit() { netns_destroy; }
+if [ "$(id -u)" != 0 ] || ! netns_network "baton-$SUFFIX" 3 2>"$WORK/netns.err"; then
     echo "FAIL: this test needs root and network namespaces: $(cat "$WORK/netns.err" 2>/dev/null)"
     fail=1
     exit 1
 fi
-NSS+=("$HUB")
+HUB=$NETNS_HUB
 RUN="ip netns exec $HUB"
 . "$SRC/tests/cluster-streams.sh"
 streams_setup
 
-# the network: bridge br0 in the hub (10.77.0.1), worker K at 10.77.0.(K+1)
-fail=1 # until the network stands
-set -e
-ip -n "$HUB" link set lo up
-ip -n "$HUB" link add br0 type bridge
-ip -n "$HUB" addr add 10.77.0.1/24 dev br0
-ip -n "$HUB" link set br0 up
-for k in 1 2 3; do
-    ns=baton-w$k-$SUFFIX
-    ip netns add "$ns"
-    NSS+=("$ns")
-    ip -n "$ns" link set lo up
-    ip link add "link$k" netns "$HUB" type veth peer name eth0 netns "$ns"
-    ip -n "$HUB" link set "link$k" master br0 up
-    ip -n "$ns" addr add "10.77.0.$((k + 1))/24" dev eth0
-    ip -n "$ns" link set eth0 up
-done
-set +e
-fail=0
-
-$RUN "$BIN/coordinator/baton-coord" --listen 10.77.0.1:0 --model "$MODEL" --workers 3 --ctx 512 --slots 8 \
-    --heartbeat-timeout $TIMEOUT_MS --metrics-listen 10.77.0.1:0 > "$WORK/coord.log" 2>&1 &
-PIDS+=($!)
+netns_bg "$HUB" "$WORK/coord.log" "$BIN/coordinator/baton-coord" --listen 10.77.0.1:0 --model "$MODEL" --workers 3 \
+    --ctx 512 --slots 8 --heartbeat-timeout $TIMEOUT_MS --metrics-listen 10.77.0.1:0
 for _ in $(seq 1 100); do
     port=$(sed -n 's/.*listening on 10\.77\.0\.1:\([0-9]*\).*/\1/p' "$WORK/coord.log" | head -1)
     [ -n "$port" ] && break
@@ -73,9 +37,8 @@ done
 CLUSTER_ADDR=10.77.0.1:$port
 MPORT=$(sed -n 's/.*metrics on http:\/\/10\.77\.0\.1:\([0-9]*\).*/\1/p' "$WORK/coord.log" | head -1)
 for k in 1 2 3; do
-    ip netns exec "baton-w$k-$SUFFIX" "$BIN/worker/baton-worker" --coordinator "$CLUSTER_ADDR" --model "$MODEL" \
-        --threads 1 --speed 0.001 --listen "10.77.0.$((k + 1)):0" > "$WORK/worker-$k.log" 2>&1 &
-    PIDS+=($!)
+    netns_bg "${NETNS_W[$k]}" "$WORK/worker-$k.log" "$BIN/worker/baton-worker" --coordinator "$CLUSTER_ADDR" \
+        --model "$MODEL" --threads 1 --speed 0.001 --listen "${NETNS_IP[$k]}:0"
     sleep 0.1 # join in order: worker 1 is the first stage
 done
 for _ in $(seq 1 300); do
@@ -107,7 +70,7 @@ s=$(CTL nodes --json | jget '" ".join("%d:%s" % (n["id"], n["state"]) for n in d
 got=$(TC $RUN "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "${PROMPTS[5]}" --max-tokens "${LENS[5]}" --ignore-eos --json | json_tokens)
 [ "$got" = "${REFS[5]}" ] && ok "the 2 reachable workers serve new requests" || bad "after the cut: wrong tokens"
 
-stop_procs
+netns_stop
 if grep -l -E "ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:" "$WORK"/*.log >/dev/null 2>&1; then
     bad "sanitizer report in the logs"
 fi
