@@ -30,12 +30,13 @@ netns_bg "$HUB" "$WORK/coord.log" "$BIN/coordinator/baton-coord" --listen 10.77.
     --ctx 512 --slots 8 --heartbeat-timeout $TIMEOUT_MS --metrics-listen 10.77.0.1:0
 for _ in $(seq 1 100); do
     port=$(sed -n 's/.*listening on 10\.77\.0\.1:\([0-9]*\).*/\1/p' "$WORK/coord.log" | head -1)
-    [ -n "$port" ] && break
+    MPORT=$(sed -n 's/.*metrics on http:\/\/10\.77\.0\.1:\([0-9]*\).*/\1/p' "$WORK/coord.log" | head -1)
+    [ -n "$port" ] && [ -n "$MPORT" ] && break
     sleep 0.05
 done
 [ -n "$port" ] || { echo "FAIL: coordinator did not start"; fail=1; exit 1; }
 CLUSTER_ADDR=10.77.0.1:$port
-MPORT=$(sed -n 's/.*metrics on http:\/\/10\.77\.0\.1:\([0-9]*\).*/\1/p' "$WORK/coord.log" | head -1)
+[ -n "$MPORT" ] || { echo "FAIL: no metrics port in the coordinator's log"; fail=1; exit 1; }
 for k in 1 2 3; do
     netns_bg "${NETNS_W[$k]}" "$WORK/worker-$k.log" "$BIN/worker/baton-worker" --coordinator "$CLUSTER_ADDR" \
         --model "$MODEL" --threads 1 --speed 0.001 --listen "${NETNS_IP[$k]}:0"
