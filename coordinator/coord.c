@@ -832,6 +832,9 @@ int coord_init(coord *c, const coord_opts *o, uv_loop_t *loop, char *err, size_t
     if (c->o.heartbeat_timeout_ms <= 0) c->o.heartbeat_timeout_ms = 3000;
     if (c->o.step_timeout_ms <= 0) c->o.step_timeout_ms = 10000;
     if (!c->o.max_prompt_bytes) c->o.max_prompt_bytes = 8u << 20;
+    if (!c->o.max_requests) c->o.max_requests = 4096;
+    if (!c->o.max_prompt_memory) c->o.max_prompt_memory = 512ull << 20;
+    if (!c->o.max_conn_prompt_memory) c->o.max_conn_prompt_memory = 64ull << 20;
     c->stats.start_ms = clock_ms();
     c->loop = loop;
     c->gf = gguf_open(o->model_path, err, errlen);
