@@ -191,14 +191,33 @@ baton_client *baton_connect_with(const char *host_port, const baton_connect_opts
     freeaddrinfo(res);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return baton_connect_fd(fd, host_port, o, status, err, errlen);
+}
+
+baton_client *baton_connect_fd(int fd, const char *peer, const baton_connect_opts *o, int *status, char *err,
+                               size_t errlen) {
+    int st_local;
+    if (!status) status = &st_local;
+    *status = BATON_STATUS_INVALID_ARGUMENT;
+    const char *cred_str = o->admin ? o->admin_token : o->api_key;
+    auth_key cred;
+    if (cred_str) {
+        char why[160];
+        if (auth_key_from(cred_str, strlen(cred_str), &cred, why, sizeof why) != 0) {
+            err_set(err, errlen, "the %s %s", o->admin ? "admin token" : "API key", why);
+            close(fd);
+            return NULL;
+        }
+    }
     baton_client *c = calloc(1, sizeof *c);
     if (!c) {
         close(fd);
+        *status = BATON_STATUS_UNAVAILABLE;
         err_set(err, errlen, "out of memory");
         return NULL;
     }
     c->fd = fd;
-    *status = handshake(c, host_port, o, cred_str ? &cred : NULL, err, errlen);
+    *status = handshake(c, peer, o, cred_str ? &cred : NULL, err, errlen);
     if (*status != BATON_STATUS_OK) {
         baton_close(c);
         return NULL;

@@ -432,11 +432,14 @@ static void on_coord_close(net_conn *c, const char *why) {
     uv_timer_start(&w->retry, on_retry, w->rejoin_ms, 0);
 }
 
+static const net_handlers coord_handlers = {.on_open = on_coord_open, .on_frame = on_coord_frame,
+                                           .on_close = on_coord_close};
+const net_handlers *worker_coord_handlers(void) { return &coord_handlers; }
+
 static void connect_coordinator(worker *w) {
-    static const net_handlers ch = {.on_open = on_coord_open, .on_frame = on_coord_frame, .on_close = on_coord_close};
     char err[256];
     w->connect_tries++;
-    w->coord = net_connect(w->loop, &w->cfg_worker, w->o.coordinator, NET_ROLE_BIT(COORDINATOR), &ch, w, err,
+    w->coord = net_connect(w->loop, &w->cfg_worker, w->o.coordinator, NET_ROLE_BIT(COORDINATOR), &coord_handlers, w, err,
                            sizeof err);
     if (!w->coord) log_die("%s", err); /* a bad address: no retry can help */
 }
@@ -471,6 +474,10 @@ static void on_pred_close(net_conn *c, const char *why) {
     w->pred = NULL;
     if (!w->exiting && w->asg && w->pred_plan == w->asg->plan_id && w->ready_sent) send_link_lost(w, false, why);
 }
+
+static const net_handlers pred_handlers = {.on_open = on_pred_open, .on_frame = on_pred_frame,
+                                          .on_close = on_pred_close};
+const net_handlers *worker_pred_handlers(void) { return &pred_handlers; }
 
 /* SIGINT, SIGTERM: leave the loop; worker_run returns. */
 static void on_signal(uv_signal_t *s, int signum) {
@@ -516,8 +523,7 @@ static int listen_peers(worker *w, char *err, size_t errlen) {
     w->cfg_peer = w->cfg_worker;
     w->cfg_peer.role = BATON__ROLE__ROLE_PEER;
     w->cfg_peer.link_key = &w->link_key; /* the listener and the successor link: only this plan's members */
-    static const net_handlers ph = {.on_open = on_pred_open, .on_frame = on_pred_frame, .on_close = on_pred_close};
-    w->server = net_listen(w->loop, &w->cfg_peer, w->o.listen, NET_ROLE_BIT(PEER), &ph, w, err, errlen);
+    w->server = net_listen(w->loop, &w->cfg_peer, w->o.listen, NET_ROLE_BIT(PEER), &pred_handlers, w, err, errlen);
     if (!w->server) return -1;
     const char *colon = strrchr(w->o.listen, ':');
     snprintf(w->listen_addr, sizeof w->listen_addr, "%.*s:%d", (int)(colon - w->o.listen), w->o.listen,
