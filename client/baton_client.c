@@ -254,7 +254,7 @@ static int append(baton_result *r, const Baton__GenerateChunk *ch) {
     int32_t *t = realloc(r->tokens, (r->n_tokens + ch->n_tokens + 1) * sizeof *t);
     if (!t) return -1;
     r->tokens = t;
-    memcpy(t + r->n_tokens, ch->tokens, ch->n_tokens * sizeof *t);
+    if (ch->n_tokens) memcpy(t + r->n_tokens, ch->tokens, ch->n_tokens * sizeof *t); /* tokens is NULL when none */
     r->n_tokens += ch->n_tokens;
     size_t tl = ch->text ? strlen(ch->text) : 0;
     char *s = realloc(r->text, r->text_len + tl + 1);

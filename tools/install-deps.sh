@@ -7,7 +7,10 @@ pkgs=(build-essential cmake pkg-config
       libuv1-dev libprotobuf-c-dev protobuf-c-compiler
       libopenmpi-dev openmpi-bin liblz4-dev
       libpcre2-dev libjansson-dev libsodium-dev libutf8proc-dev libh2o-dev libssl-dev
-      python3 python3-numpy iproute2 nodejs npm procps)
+      python3 python3-numpy iproute2 nodejs npm procps
+      clang libclang-rt-dev valgrind)
+# clang, libclang-rt-dev: the fuzz build (libFuzzer and the sanitizer runtimes of
+# clang 14: tools/test.sh fuzz, tools/fuzz.sh); valgrind: memcheck of a load run
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
