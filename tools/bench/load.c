@@ -4,12 +4,14 @@
  *
  *     baton-bench load [--model FILE] [--workers 3] [--streams 64] [--seconds 120]
  *                      [--warmup S] [--cancel-pct 10] [--deadline-pct 10] [--seed N]
- *                      [--slots N] [--ctx N] [--coord-opt OPT]... [--json]
+ *                      [--slots N] [--ctx N] [--coord-opt OPT]... [--addr HOST:PORT] [--json]
  *
  * Without --model it generates the tiny synthetic model (baton-mkmodel --preset
  * tiny) into a temporary folder. The coordinator (--slots default: streams,
  * --ctx default 512) and --workers workers are child processes found next to
  * this binary, as `baton-bench cluster` starts them, stopped on every way out.
+ * With --addr the load goes to a cluster already running there (tools/soak.sh)
+ * and no daemon is sampled.
  * Each of the --streams threads keeps one connection and sends requests back to
  * back until --seconds have passed: prompts of 4 to 200 token ids or a text
  * prompt, greedy or sampled (temperature, top-p/top-k, penalties), 8 to 64 new
@@ -25,7 +27,8 @@
  * later). It exits 1 if any request ended unexpectedly, a daemon died, or the
  * RSS or descriptors of a daemon at the end are more than 10% above (RSS: and
  * 1 MiB) their after-warm-up value. BATON_BENCH_KEEP=1 keeps the temporary
- * folder (the daemons' logs).
+ * folder (the daemons' logs); BATON_LOAD_WRAP="valgrind --leak-check=full ..."
+ * runs the coordinator and the workers under that command (tools/memcheck.sh).
  */
 #include <errno.h>
 #include <dirent.h>
@@ -52,7 +55,7 @@ extern char **environ;
 #define LD_MAX_COORD_OPTS 16
 
 typedef struct ld_opts {
-    const char *model;
+    const char *model, *addr; /* addr: an existing cluster's coordinator (nothing started) */
     int workers, streams, seconds, warmup, cancel_pct, deadline_pct, slots, ctx;
     unsigned seed;
     const char *coord_opts[LD_MAX_COORD_OPTS];
@@ -196,6 +199,34 @@ typedef struct ld_cluster {
 static ld_cluster *ld_running; /* stopped by a signal */
 static char ld_dir[256];
 
+/* Starts argv[0] with stdout and stderr sent to `log`; a daemon (wrap) runs under
+ * the command line in $BATON_LOAD_WRAP if set, e.g. "valgrind --leak-check=full". */
+static pid_t ld_spawn_wrapped(char *const argv[], const char *log, bool wrap) {
+    const char *w = wrap ? getenv("BATON_LOAD_WRAP") : NULL;
+    char *words[64], *argv2[128], buf[1024];
+    int n = 0;
+    if (w && *w) {
+        snprintf(buf, sizeof buf, "%s", w);
+        for (char *tok = strtok(buf, " "); tok && n < 63; tok = strtok(NULL, " ")) words[n++] = tok;
+    }
+    int k = 0;
+    for (int i = 0; i < n; i++) argv2[k++] = words[i];
+    for (int i = 0; argv[i] && k < 127; i++) argv2[k++] = argv[i];
+    argv2[k] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv2[0], &fa, NULL, argv2, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+        fprintf(stderr, "baton-bench load: cannot start %s: %s\n", argv2[0], strerror(rc));
+        return -1;
+    }
+    return pid;
+}
+
 static pid_t ld_spawn(char *const argv[], const char *log) {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -213,10 +244,10 @@ static pid_t ld_spawn(char *const argv[], const char *log) {
 
 static void ld_stop(ld_cluster *cl) {
     for (int i = 0; i < cl->n; i++) kill(cl->pids[i], SIGTERM);
-    double t0 = clock_s();
+    double t0 = clock_s(), limit = getenv("BATON_LOAD_WRAP") ? 120 : 5; /* valgrind's leak check takes time */
     for (int i = 0; i < cl->n; i++) {
         while (waitpid(cl->pids[i], NULL, WNOHANG) == 0) {
-            if (clock_s() - t0 > 5) {
+            if (clock_s() - t0 > limit) {
                 kill(cl->pids[i], SIGKILL);
                 waitpid(cl->pids[i], NULL, 0);
                 break;
@@ -295,9 +326,10 @@ static int ld_start(const ld_opts *o, const char *build, const char *model, ld_c
     argv[n] = NULL;
     snprintf(log, sizeof log, "%s/coord.log", ld_dir);
     ld_running = cl;
-    pid_t pid = ld_spawn(argv, log);
+    pid_t pid = ld_spawn_wrapped(argv, log, true);
     if (pid < 0) return -1;
     cl->pids[cl->n++] = pid;
+    double start_limit = getenv("BATON_LOAD_WRAP") ? 300 : 30; /* valgrind starts slowly */
     for (double t0 = clock_s(); !cl->addr[0]; usleep(20000)) {
         FILE *f = fopen(log, "r");
         char line[1024];
@@ -306,7 +338,7 @@ static int ld_start(const ld_opts *o, const char *build, const char *model, ld_c
             if (p) snprintf(cl->addr, sizeof cl->addr, "127.0.0.1:%d", atoi(p + strlen("listening on 127.0.0.1:")));
         }
         if (f) fclose(f);
-        if (!cl->addr[0] && (!ld_alive(cl) || clock_s() - t0 > 30)) {
+        if (!cl->addr[0] && (!ld_alive(cl) || clock_s() - t0 > start_limit)) {
             fprintf(stderr, "baton-bench load: the coordinator did not start\n");
             return -1;
         }
@@ -315,11 +347,11 @@ static int ld_start(const ld_opts *o, const char *build, const char *model, ld_c
         snprintf(log, sizeof log, "%s/worker-%d.log", ld_dir, i + 1);
         char *wargv[] = {worker, "--coordinator", cl->addr, "--model", (char *)model, "--threads", "1",
                          "--speed", "0.01", NULL};
-        if ((pid = ld_spawn(wargv, log)) < 0) return -1;
+        if ((pid = ld_spawn_wrapped(wargv, log, true)) < 0) return -1;
         cl->pids[cl->n++] = pid;
         usleep(100000); /* join in order */
     }
-    for (double t0 = clock_s(); clock_s() - t0 < 180; usleep(100000)) {
+    for (double t0 = clock_s(); clock_s() - t0 < 180 + start_limit * 2; usleep(100000)) {
         if (!ld_alive(cl)) break;
         char err[256];
         baton_client *c = baton_connect(cl->addr, NULL, err, sizeof err);
@@ -360,6 +392,7 @@ static int ld_parse(int argc, char **argv, ld_opts *o) {
         i++;
         int x;
         if (!strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "--addr")) o->addr = v;
         else if (!strcmp(a, "--coord-opt")) {
             if (o->n_coord_opts == LD_MAX_COORD_OPTS) goto bad;
             o->coord_opts[o->n_coord_opts++] = v;
@@ -416,7 +449,7 @@ static int bench_load(int argc, char **argv) {
     signal(SIGINT, ld_on_signal);
     signal(SIGTERM, ld_on_signal);
     signal(SIGPIPE, SIG_IGN);
-    if (o.model) snprintf(model, sizeof model, "%s", o.model);
+    if (o.model || o.addr) snprintf(model, sizeof model, "%s", o.model ? o.model : "");
     else {
         snprintf(model, sizeof model, "%s/tiny.gguf", ld_dir);
         char bin[4200], log[400];
@@ -431,8 +464,9 @@ static int bench_load(int argc, char **argv) {
             return 1;
         }
     }
-    ld_cluster cl;
-    if (ld_start(&o, build, model, &cl) != 0) {
+    ld_cluster cl = {.n = 0};
+    if (o.addr) snprintf(cl.addr, sizeof cl.addr, "%s", o.addr);
+    else if (ld_start(&o, build, model, &cl) != 0) {
         ld_dump_logs();
         ld_stop(&cl);
         ld_cleanup();
@@ -557,5 +591,5 @@ static int bench_load(int argc, char **argv) {
 
 BENCH_REGISTER(load, "N concurrent client streams for a bounded time: statuses, latency, daemons' RSS and fds",
                "[--model FILE] [--workers 3] [--streams 64] [--seconds 120] [--warmup S] [--cancel-pct 10] "
-               "[--deadline-pct 10] [--seed N] [--slots N] [--ctx N] [--coord-opt OPT]... [--json]",
+               "[--deadline-pct 10] [--seed N] [--slots N] [--ctx N] [--coord-opt OPT]... [--addr HOST:PORT] [--json]",
                bench_load)
