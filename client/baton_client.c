@@ -400,7 +400,7 @@ int baton_tokenize(baton_client *c, const char *text, bool parse_special, int32_
     Baton__TokenizeReply *r = rep;
     *ids = malloc((r->n_tokens + 1) * sizeof **ids);
     if (*ids) {
-        memcpy(*ids, r->tokens, r->n_tokens * sizeof **ids);
+        if (r->n_tokens) memcpy(*ids, r->tokens, r->n_tokens * sizeof **ids); /* tokens is NULL when none */
         *n_ids = r->n_tokens;
     }
     baton__tokenize_reply__free_unpacked(r, NULL);

@@ -139,7 +139,7 @@ static void submit_drop(worker *w, const frame_header *h, const uint8_t *msg) {
         return;
     }
     j->kind = STAGE_JOB_DROP;
-    memcpy(j->drop_slots, d->slots, d->n_slots * sizeof(int32_t));
+    if (d->n_slots) memcpy(j->drop_slots, d->slots, d->n_slots * sizeof(int32_t)); /* slots is NULL when empty */
     j->n_drop = d->n_slots;
     baton__drop_sequence__free_unpacked(d, NULL);
     stage_submit(w->st, j);
