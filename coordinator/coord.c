@@ -459,7 +459,7 @@ static void node_status_fill(coord *c, const coord_node *n, Baton__NodeStatus *n
     ns->isa = (char *)n->isa;
     ns->cores = n->cores;
     ns->seconds_per_layer = n->speed;
-    ns->heartbeat_age_ms = now - n->last_seen_ms;
+    ns->heartbeat_age_ms = now > n->last_seen_ms ? now - n->last_seen_ms : 0;
     ns->steps = n->steps;
     ns->queue_peak = n->queue_peak;
 }
@@ -721,10 +721,12 @@ static void check_silence(coord *c, uint64_t now) {
     for (coord_node *n = c->nodes, *nx; n; n = nx) {
         nx = n->next;
         uint64_t allowed = n->stage >= 0 && !n->ready && limit < LOADING_GRACE_MS ? LOADING_GRACE_MS : limit;
-        if (now - n->last_seen_ms <= allowed) continue;
+        /* a frame read in this loop turn stamps clock_ms(), which may be past `now` */
+        uint64_t silent = now > n->last_seen_ms ? now - n->last_seen_ms : 0;
+        if (silent <= allowed) continue;
         char why[96];
-        snprintf(why, sizeof why, "silent for %llu ms (heartbeat timeout %llu ms)",
-                 (unsigned long long)(now - n->last_seen_ms), (unsigned long long)limit);
+        snprintf(why, sizeof why, "silent for %llu ms (heartbeat timeout %llu ms)", (unsigned long long)silent,
+                 (unsigned long long)limit);
         net_conn *conn = n->conn;
         node_lost(c, n, why); /* may re-plan and change the list: one per tick */
         net_close(conn, why); /* its on_close finds no node any more */
@@ -752,7 +754,10 @@ static void on_tick(uv_timer_t *t) {
     c->last_tick_ms = now;
     if (stall) {
         log_msg("event loop stalled for %llu ms; heartbeat and step deadlines extended", (unsigned long long)stall);
-        for (coord_node *n = c->nodes; n; n = n->next) n->last_seen_ms += stall;
+        /* never past now: a worker heard from during the stall would otherwise be "seen" in
+         * the future, and the unsigned silence of the next tick wrap to ~2^64 ms (declared dead) */
+        for (coord_node *n = c->nodes; n; n = n->next)
+            n->last_seen_ms = n->last_seen_ms + stall < now ? n->last_seen_ms + stall : now;
         sched_extend_deadlines(&c->sched, stall);
     }
     if (now - c->last_beat_ms >= HEARTBEAT_MS) {

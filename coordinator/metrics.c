@@ -75,7 +75,9 @@ static double v_hop_bytes(const coord_node *n, uint64_t now) { (void)now; return
 static double v_hop_frames(const coord_node *n, uint64_t now) { (void)now; return (double)n->hop_frames; }
 static double v_weights(const coord_node *n, uint64_t now) { (void)now; return (double)n->weight_bytes; }
 static double v_kv(const coord_node *n, uint64_t now) { (void)now; return (double)n->kv_bytes; }
-static double v_age(const coord_node *n, uint64_t now) { return (double)(now - n->last_seen_ms) / 1000.0; }
+static double v_age(const coord_node *n, uint64_t now) {
+    return now > n->last_seen_ms ? (double)(now - n->last_seen_ms) / 1000.0 : 0.0;
+}
 
 char *metrics_render(coord *c) {
     char *buf = NULL;
