@@ -332,6 +332,17 @@ static void handle_assignment(worker *w, const frame_header *h, const uint8_t *m
         model_free(w->m);
         w->m = NULL;
     }
+    /* the KV cache the plan asks for must fit what this worker offered (a corrupt or
+     * hostile assignment must not make it map terabytes) */
+    double kv_need = (double)w->kv_bytes_per_token * (double)(a->layer_end - a->layer_begin) * (double)a->n_slots *
+                     (double)a->n_ctx;
+    uint64_t offered = w->o.memory ? w->o.memory : proc_mem_available();
+    if (w->m && kv_need > (double)offered) {
+        snprintf(err, sizeof err, "a KV cache of %u slots x %u positions (%.0f MiB) is more than this worker's %.0f MiB",
+                 (unsigned)a->n_slots, (unsigned)a->n_ctx, kv_need / 1048576.0, (double)offered / 1048576.0);
+        model_free(w->m);
+        w->m = NULL;
+    }
     if (w->m) w->kv = kv_cache_new(w->m, (int32_t)a->n_slots, (int32_t)a->n_ctx, w->o.kv_type, err, sizeof err);
     if (w->kv) w->st = stage_new(w->m, w->kv, (int32_t)a->max_batch, &w->wake, err, sizeof err);
     if (!w->st) {
