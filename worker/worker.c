@@ -334,7 +334,8 @@ static void handle_assignment(worker *w, const frame_header *h, const uint8_t *m
     }
     /* the KV cache the plan asks for must fit what this worker offered (a corrupt or
      * hostile assignment must not make it map terabytes) */
-    double kv_need = (double)w->kv_bytes_per_token * (double)(a->layer_end - a->layer_begin) * (double)a->n_slots *
+    int kv_layers = w->m ? w->m->slice.layer_end - w->m->slice.layer_begin : 1; /* as kv_cache_new counts them */
+    double kv_need = (double)w->kv_bytes_per_token * (double)(kv_layers > 0 ? kv_layers : 1) * (double)a->n_slots *
                      (double)a->n_ctx;
     uint64_t offered = w->o.memory ? w->o.memory : proc_mem_available();
     if (w->m && kv_need > (double)offered) {
