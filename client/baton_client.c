@@ -191,14 +191,33 @@ baton_client *baton_connect_with(const char *host_port, const baton_connect_opts
     freeaddrinfo(res);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return baton_connect_fd(fd, host_port, o, status, err, errlen);
+}
+
+baton_client *baton_connect_fd(int fd, const char *peer, const baton_connect_opts *o, int *status, char *err,
+                               size_t errlen) {
+    int st_local;
+    if (!status) status = &st_local;
+    *status = BATON_STATUS_INVALID_ARGUMENT;
+    const char *cred_str = o->admin ? o->admin_token : o->api_key;
+    auth_key cred;
+    if (cred_str) {
+        char why[160];
+        if (auth_key_from(cred_str, strlen(cred_str), &cred, why, sizeof why) != 0) {
+            err_set(err, errlen, "the %s %s", o->admin ? "admin token" : "API key", why);
+            close(fd);
+            return NULL;
+        }
+    }
     baton_client *c = calloc(1, sizeof *c);
     if (!c) {
         close(fd);
+        *status = BATON_STATUS_UNAVAILABLE;
         err_set(err, errlen, "out of memory");
         return NULL;
     }
     c->fd = fd;
-    *status = handshake(c, host_port, o, cred_str ? &cred : NULL, err, errlen);
+    *status = handshake(c, peer, o, cred_str ? &cred : NULL, err, errlen);
     if (*status != BATON_STATUS_OK) {
         baton_close(c);
         return NULL;
@@ -235,7 +254,7 @@ static int append(baton_result *r, const Baton__GenerateChunk *ch) {
     int32_t *t = realloc(r->tokens, (r->n_tokens + ch->n_tokens + 1) * sizeof *t);
     if (!t) return -1;
     r->tokens = t;
-    memcpy(t + r->n_tokens, ch->tokens, ch->n_tokens * sizeof *t);
+    if (ch->n_tokens) memcpy(t + r->n_tokens, ch->tokens, ch->n_tokens * sizeof *t); /* tokens is NULL when none */
     r->n_tokens += ch->n_tokens;
     size_t tl = ch->text ? strlen(ch->text) : 0;
     char *s = realloc(r->text, r->text_len + tl + 1);
@@ -381,7 +400,7 @@ int baton_tokenize(baton_client *c, const char *text, bool parse_special, int32_
     Baton__TokenizeReply *r = rep;
     *ids = malloc((r->n_tokens + 1) * sizeof **ids);
     if (*ids) {
-        memcpy(*ids, r->tokens, r->n_tokens * sizeof **ids);
+        if (r->n_tokens) memcpy(*ids, r->tokens, r->n_tokens * sizeof **ids); /* tokens is NULL when none */
         *n_ids = r->n_tokens;
     }
     baton__tokenize_reply__free_unpacked(r, NULL);

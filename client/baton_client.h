@@ -69,6 +69,11 @@ typedef struct baton_connect_opts {
  * cannot be reached. */
 baton_client *baton_connect_with(const char *host_port, const baton_connect_opts *o, int *status, char *err,
                                  size_t errlen);
+/* The same over a connected stream socket fd (taken: closed on failure and by
+ * baton_close); peer names it in messages. baton_connect_with resolves and
+ * connects, then calls this; tests/fuzz hands it one end of a socketpair. */
+baton_client *baton_connect_fd(int fd, const char *peer, const baton_connect_opts *o, int *status, char *err,
+                               size_t errlen);
 void baton_close(baton_client *c); /* accepts NULL */
 
 typedef struct baton_chat_msg {

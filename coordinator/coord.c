@@ -741,7 +741,10 @@ static void on_tick(uv_timer_t *t) {
     c->last_tick_ms = now;
     if (stall) {
         log_msg("event loop stalled for %llu ms; heartbeat and step deadlines extended", (unsigned long long)stall);
-        for (coord_node *n = c->nodes; n; n = n->next) n->last_seen_ms += stall;
+        /* never past now: a worker heard from during the stall would otherwise be "seen" in
+         * the future, and the unsigned silence of the next tick wrap to ~2^64 ms (declared dead) */
+        for (coord_node *n = c->nodes; n; n = n->next)
+            n->last_seen_ms = n->last_seen_ms + stall < now ? n->last_seen_ms + stall : now;
         sched_extend_deadlines(&c->sched, stall);
     }
     if (now - c->last_beat_ms >= HEARTBEAT_MS) {
@@ -821,6 +824,9 @@ int coord_init(coord *c, const coord_opts *o, uv_loop_t *loop, char *err, size_t
     if (c->o.heartbeat_timeout_ms <= 0) c->o.heartbeat_timeout_ms = 3000;
     if (c->o.step_timeout_ms <= 0) c->o.step_timeout_ms = 10000;
     if (!c->o.max_prompt_bytes) c->o.max_prompt_bytes = 8u << 20;
+    if (!c->o.max_requests) c->o.max_requests = 4096;
+    if (!c->o.max_prompt_memory) c->o.max_prompt_memory = 512ull << 20;
+    if (!c->o.max_conn_prompt_memory) c->o.max_conn_prompt_memory = 64ull << 20;
     c->stats.start_ms = clock_ms();
     c->loop = loop;
     c->gf = gguf_open(o->model_path, err, errlen);

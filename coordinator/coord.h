@@ -64,6 +64,13 @@ typedef struct coord_opts {
     int step_timeout_ms;  /* least time a micro-batch may take to come back before the pipeline
                              counts as broken (more for bigger batches and slower plans); 0: 10000 */
     uint64_t max_prompt_bytes; /* largest prompt text (text or chat contents together); 0: 8 MiB */
+    /* Admission limits (generate.c): a Generate call beyond one ends at once with
+     * RESOURCE_EXHAUSTED. A request counts from receipt (tokenising) until its
+     * status is sent; its prompt memory is its text while tokenising, then 4
+     * bytes per prompt token. 0: the default. */
+    uint32_t max_requests;         /* requests queued, tokenising or running at once; 0: 4096 */
+    uint64_t max_prompt_memory;    /* bytes of those requests' prompts, all clients; 0: 512 MiB */
+    uint64_t max_conn_prompt_memory; /* the same for one client connection; 0: 64 MiB */
     const char *metrics_listen; /* HOST:PORT of the Prometheus endpoint, NULL: none */
     const char *http_listen;    /* HOST:PORT of the OpenAI-compatible API and the chat page, NULL: none */
     /* access control (auth.h); NULL: that check is off */
@@ -130,6 +137,7 @@ typedef struct coord_job {
     void *client;            /* a net_conn, or the HTTP API (coord_send_status tells them apart) */
     uint32_t call_id;
     bool cancelled;
+    uint64_t prompt_bytes;  /* a Generate prompt being tokenised: its text's bytes (admission limits); else 0 */
     void (*run)(struct coord_job *j);  /* pool thread: touches nothing but the job (and the const tokenizer) */
     void (*done)(struct coord_job *j); /* loop thread: answers if the client is there, then frees the job */
     struct coord_job *next;

@@ -40,6 +40,14 @@ static int check_sampling(const Baton__SamplingParams *sp, char *msg, size_t cap
     return 0;
 }
 
+/* The bytes of g's prompt text (text, or the chat's roles and contents). */
+static uint64_t prompt_text_bytes(const Baton__GenerateRequest *g) {
+    uint64_t bytes = g->text ? strlen(g->text) : 0;
+    for (size_t i = 0; i < g->n_chat; i++)
+        bytes += (g->chat[i]->content ? strlen(g->chat[i]->content) : 0) + (g->chat[i]->role ? strlen(g->chat[i]->role) : 0);
+    return bytes;
+}
+
 /* Checks what can be checked before tokenising: the sampling parameters,
  * max_tokens against the context, and the prompt's size. 0, or the status code
  * with a message naming the field. */
@@ -54,13 +62,49 @@ static int check_request(const coord *c, const Baton__GenerateRequest *g, char *
         snprintf(msg, cap, "tokens: %zu prompt tokens exceed the context of %d", g->n_tokens, c->o.n_ctx);
         return BATON__STATUS_CODE__STATUS_OUT_OF_RANGE;
     }
-    uint64_t bytes = g->text ? strlen(g->text) : 0;
-    for (size_t i = 0; i < g->n_chat; i++)
-        bytes += (g->chat[i]->content ? strlen(g->chat[i]->content) : 0) + (g->chat[i]->role ? strlen(g->chat[i]->role) : 0);
+    uint64_t bytes = prompt_text_bytes(g);
     if (bytes > c->o.max_prompt_bytes) {
         snprintf(msg, cap, "%s: the prompt is %llu bytes, more than this coordinator takes (--max-prompt-bytes %llu)",
                  g->n_chat ? "chat" : "text", (unsigned long long)bytes, (unsigned long long)c->o.max_prompt_bytes);
         return BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT;
+    }
+    return 0;
+}
+
+/* The admission limits (coord_opts.max_requests, max_prompt_memory,
+ * max_conn_prompt_memory) against what is held now: the requests of the
+ * scheduler not yet ended and the prompts being tokenised. 0, or
+ * RESOURCE_EXHAUSTED with a message saying which limit. */
+static int check_limits(const coord *c, const net_conn *client, uint64_t want_bytes, char *msg, size_t cap) {
+    uint64_t n = 0, all = 0, mine = 0;
+    for (const sched_request *r = c->sched.reqs; r; r = r->next) {
+        if (r->state == REQ_DONE) continue;
+        uint64_t b = (uint64_t)r->n_prompt * sizeof(int32_t);
+        n++, all += b;
+        if (r->client == client) mine += b;
+    }
+    for (const coord_job *j = c->jobs; j; j = j->next) {
+        if (!j->prompt_bytes || j->cancelled || !j->client) continue;
+        n++, all += j->prompt_bytes;
+        if (j->client == client) mine += j->prompt_bytes;
+    }
+    const int full = BATON__STATUS_CODE__STATUS_RESOURCE_EXHAUSTED;
+    if (n >= c->o.max_requests) {
+        snprintf(msg, cap, "too many requests: %llu queued or running, the limit is %u (--max-requests)",
+                 (unsigned long long)n, (unsigned)c->o.max_requests);
+        return full;
+    }
+    if (all + want_bytes > c->o.max_prompt_memory) {
+        snprintf(msg, cap, "prompt memory full: %llu bytes held by queued and running prompts + %llu > %llu "
+                 "(--max-prompt-memory)", (unsigned long long)all, (unsigned long long)want_bytes,
+                 (unsigned long long)c->o.max_prompt_memory);
+        return full;
+    }
+    if (mine + want_bytes > c->o.max_conn_prompt_memory) {
+        snprintf(msg, cap, "this connection's prompt memory is full: %llu bytes held + %llu > %llu "
+                 "(--max-conn-prompt-memory)", (unsigned long long)mine, (unsigned long long)want_bytes,
+                 (unsigned long long)c->o.max_conn_prompt_memory);
+        return full;
     }
     return 0;
 }
@@ -131,6 +175,8 @@ static void refuse(coord *c, void *client, uint32_t call_id, Baton__GenerateRequ
 void coord_generate(coord *c, void *client, uint32_t call_id, Baton__GenerateRequest *g) {
     char msg[300];
     int code = check_request(c, g, msg, sizeof msg);
+    uint64_t want = g->n_tokens ? (uint64_t)g->n_tokens * sizeof(int32_t) : prompt_text_bytes(g);
+    if (!code) code = check_limits(c, client, want, msg, sizeof msg);
     if (code) {
         refuse(c, client, call_id, g, code, msg);
         return;
@@ -158,6 +204,7 @@ void coord_generate(coord *c, void *client, uint32_t call_id, Baton__GenerateReq
     }
     j->g = g;
     j->n = -1;
+    j->base.prompt_bytes = want ? want : 1;
     j->base.client = client;
     j->base.call_id = call_id;
     j->base.run = encode_run;

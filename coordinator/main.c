@@ -27,6 +27,11 @@ static void usage(FILE *out) {
             "  --step-timeout MS  a micro-batch not back after this (plus 4x the plan's prediction for the\n"
             "                     tokens in flight) means a broken pipeline: re-plan and replay (default 10000)\n"
             "  --max-prompt-bytes BYTES  largest prompt text or chat accepted (default 8M)\n"
+            "  --max-requests N   Generate calls queued, tokenising or running at once; more end at once\n"
+            "                     with RESOURCE_EXHAUSTED (default 4096)\n"
+            "  --max-prompt-memory BYTES  prompt memory of those calls, all clients (text while tokenising,\n"
+            "                     then 4 bytes a token); beyond it RESOURCE_EXHAUSTED (default 512M)\n"
+            "  --max-conn-prompt-memory BYTES  the same for one client connection (default 64M)\n"
             "  --rope-scaling none|yarn  RoPE scaling over the file's qwen2.rope.scaling.* keys; sent to\n"
             "                     every worker in its assignment (a worker computing another RoPE is left out)\n"
             "  --rope-scale F     YaRN factor (QwQ-32B: 4 for prompts beyond 8192 tokens)\n"
@@ -131,6 +136,8 @@ int main(int argc, char **argv) {
         {"step-timeout", required_argument, 0, 't'}, {"max-prompt-bytes", required_argument, 0, 'B'},
         {"handshake-timeout", required_argument, 0, 'T'}, {"idle-timeout", required_argument, 0, 'I'},
         {"max-conns", required_argument, 0, 'N'},
+        {"max-requests", required_argument, 0, 'q'}, {"max-prompt-memory", required_argument, 0, 'G'},
+        {"max-conn-prompt-memory", required_argument, 0, 'g'},
         {"rope-scaling", required_argument, 0, 'R'}, {"rope-scale", required_argument, 0, 'r'},
         {"yarn-orig-ctx", required_argument, 0, 'Y'}, {"http-listen", required_argument, 0, 'L'},
         {"config", required_argument, 0, CLI_CONF_OPT},
@@ -161,6 +168,9 @@ int main(int argc, char **argv) {
         case 'L': o.http_listen = optarg; break;
         case 't': o.step_timeout_ms = parse_int(optarg, "--step-timeout", 100, 86400000); break;
         case 'B': o.max_prompt_bytes = parse_bytes(optarg, "--max-prompt-bytes", 1, 1ull << 32); break;
+        case 'q': o.max_requests = (uint32_t)parse_int(optarg, "--max-requests", 1, 1 << 24); break;
+        case 'G': o.max_prompt_memory = parse_bytes(optarg, "--max-prompt-memory", 1, 1ull << 40); break;
+        case 'g': o.max_conn_prompt_memory = parse_bytes(optarg, "--max-conn-prompt-memory", 1, 1ull << 40); break;
         case 'S': o.secret_file = optarg; break;
         case 'A': o.admin_token_file = optarg; break;
         case 'K': o.api_keys_file = optarg; break;

@@ -4,11 +4,13 @@ must send what the C client library refuses to send (not a test itself).
 
   rawpeer.py generate HOST:PORT [--temperature X] [--top-p X] [--min-p X] [--top-k N]
              [--repeat-penalty X] [--presence-penalty X] [--frequency-penalty X]
-             [--text-bytes N] [--tokens 1,2,3] [--max-tokens N]
+             [--text-bytes N] [--tokens 1,2,3] [--max-tokens N] [--calls N]
       one Generate call as a client; prints "CODE MESSAGE" of its final status, the
       number of tokens streamed ("tokens=N"), the longest gap between two of them
       ("max_gap_ms=G"), when each arrived ("times_ms=..." on CLOCK_MONOTONIC) and the
       token ids ("ids=1,2,3", last) - X may be nan, inf, -inf
+      --calls N: the same request N times at once on the one connection (call ids 1..N);
+      prints "call=K CODE MESSAGE" for each final status as it arrives (flushed), then exits
   rawpeer.py peer HOST:PORT
       a hello with role PEER and an empty AuthProof to a worker's stage port, then
       a stage frame if it gets that far; prints what happened
@@ -150,6 +152,17 @@ def generate(addr, args):
         n = int(opt(args, "--text-bytes"))
         req += field_bytes(2, (b"the sky is blue " * (n // 16 + 1))[:n])
     req += field_bytes(4, sp) + field_varint(5, int(opt(args, "--max-tokens", "4"))) + field_varint(8, 1)
+    calls = int(opt(args, "--calls", "0"))
+    if calls:
+        for k in range(1, calls + 1):
+            c.send(GENERATE, req, call_id=k)
+        done = 0
+        while done < calls:
+            kind, call_id, msg = c.recv()
+            if kind == CALL_STATUS:
+                print("call=%d" % call_id, status_text(msg), flush=True)
+                done += 1
+        return 0
     c.send(GENERATE, req, call_id=1)
     ids, last, gap, times = [], None, 0.0, []
     while True:

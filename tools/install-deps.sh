@@ -12,7 +12,10 @@ pkgs=(build-essential cmake pkg-config
       libopenmpi-dev openmpi-bin liblz4-dev
       libpcre2-dev libjansson-dev libsodium-dev libutf8proc-dev libh2o-dev libssl-dev libinih-dev
       python3 python3-numpy iproute2 nodejs npm procps chromium
+      clang libclang-rt-dev valgrind
       systemd)  # systemd-analyze verify: the units in deploy/ (tests/cluster/test_deploy_install.sh)
+# clang, libclang-rt-dev: the fuzz build (libFuzzer and the sanitizer runtimes of
+# clang 14: tools/test.sh fuzz, tools/fuzz.sh); valgrind: memcheck of a load run
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

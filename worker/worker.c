@@ -147,7 +147,7 @@ static void submit_drop(worker *w, const frame_header *h, const uint8_t *msg) {
         return;
     }
     j->kind = STAGE_JOB_DROP;
-    memcpy(j->drop_slots, d->slots, d->n_slots * sizeof(int32_t));
+    if (d->n_slots) memcpy(j->drop_slots, d->slots, d->n_slots * sizeof(int32_t)); /* slots is NULL when empty */
     j->n_drop = d->n_slots;
     baton__drop_sequence__free_unpacked(d, NULL);
     stage_submit(w->st, j);
@@ -340,6 +340,18 @@ static void handle_assignment(worker *w, const frame_header *h, const uint8_t *m
         model_free(w->m);
         w->m = NULL;
     }
+    /* the KV cache the plan asks for must fit what this worker offered (a corrupt or
+     * hostile assignment must not make it map terabytes) */
+    int kv_layers = w->m ? w->m->slice.layer_end - w->m->slice.layer_begin : 1; /* as kv_cache_new counts them */
+    double kv_need = (double)w->kv_bytes_per_token * (double)(kv_layers > 0 ? kv_layers : 1) * (double)a->n_slots *
+                     (double)a->n_ctx;
+    uint64_t offered = w->o.memory ? w->o.memory : proc_mem_available();
+    if (w->m && kv_need > (double)offered) {
+        snprintf(err, sizeof err, "a KV cache of %u slots x %u positions (%.0f MiB) is more than this worker's %.0f MiB",
+                 (unsigned)a->n_slots, (unsigned)a->n_ctx, kv_need / 1048576.0, (double)offered / 1048576.0);
+        model_free(w->m);
+        w->m = NULL;
+    }
     if (w->m) w->kv = kv_cache_new(w->m, (int32_t)a->n_slots, (int32_t)a->n_ctx, w->o.kv_type, err, sizeof err);
     if (w->kv) w->st = stage_new(w->m, w->kv, (int32_t)a->max_batch, &w->wake, err, sizeof err);
     if (!w->st) {
@@ -441,11 +453,14 @@ static void on_coord_close(net_conn *c, const char *why) {
     uv_timer_start(&w->retry, on_retry, w->rejoin_ms, 0);
 }
 
+static const net_handlers coord_handlers = {.on_open = on_coord_open, .on_frame = on_coord_frame,
+                                           .on_close = on_coord_close};
+const net_handlers *worker_coord_handlers(void) { return &coord_handlers; }
+
 static void connect_coordinator(worker *w) {
-    static const net_handlers ch = {.on_open = on_coord_open, .on_frame = on_coord_frame, .on_close = on_coord_close};
     char err[256];
     w->connect_tries++;
-    w->coord = net_connect(w->loop, &w->cfg_worker, w->o.coordinator, NET_ROLE_BIT(COORDINATOR), &ch, w, err,
+    w->coord = net_connect(w->loop, &w->cfg_worker, w->o.coordinator, NET_ROLE_BIT(COORDINATOR), &coord_handlers, w, err,
                            sizeof err);
     if (!w->coord) log_die("%s", err); /* a bad address: no retry can help */
 }
@@ -480,6 +495,10 @@ static void on_pred_close(net_conn *c, const char *why) {
     w->pred = NULL;
     if (!w->exiting && w->asg && w->pred_plan == w->asg->plan_id && w->ready_sent) send_link_lost(w, false, why);
 }
+
+static const net_handlers pred_handlers = {.on_open = on_pred_open, .on_frame = on_pred_frame,
+                                          .on_close = on_pred_close};
+const net_handlers *worker_pred_handlers(void) { return &pred_handlers; }
 
 /* SIGINT, SIGTERM: leave the loop; worker_run returns. */
 static void on_signal(uv_signal_t *s, int signum) {
@@ -525,8 +544,7 @@ static int listen_peers(worker *w, char *err, size_t errlen) {
     w->cfg_peer = w->cfg_worker;
     w->cfg_peer.role = BATON__ROLE__ROLE_PEER;
     w->cfg_peer.link_key = &w->link_key; /* the listener and the successor link: only this plan's members */
-    static const net_handlers ph = {.on_open = on_pred_open, .on_frame = on_pred_frame, .on_close = on_pred_close};
-    w->server = net_listen(w->loop, &w->cfg_peer, w->o.listen, NET_ROLE_BIT(PEER), &ph, w, err, errlen);
+    w->server = net_listen(w->loop, &w->cfg_peer, w->o.listen, NET_ROLE_BIT(PEER), &pred_handlers, w, err, errlen);
     if (!w->server) return -1;
     const char *colon = strrchr(w->o.listen, ':');
     snprintf(w->listen_addr, sizeof w->listen_addr, "%.*s:%d", (int)(colon - w->o.listen), w->o.listen,

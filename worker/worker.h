@@ -104,6 +104,11 @@ int worker_init(worker *w, const worker_opts *o, uv_loop_t *loop, char *err, siz
  * SIGINT/SIGTERM. Returns the exit status: 0, or 1 if the coordinator refused
  * this worker or it never joined. */
 int worker_run(worker *w);
+/* The handlers of the connection to the coordinator and of a predecessor's
+ * stage link, with the worker as the connection's user pointer: tests/fuzz feeds
+ * them bytes on connections of its own (a memory transport). */
+const net_handlers *worker_coord_handlers(void);
+const net_handlers *worker_pred_handlers(void);
 /* Frees the slice and the assignment, stops the kernels. */
 void worker_free(worker *w);
 

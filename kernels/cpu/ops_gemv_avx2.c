@@ -290,7 +290,7 @@ static inline __attribute__((always_inline)) void gv_q6_k_row(const block_q6_K *
         __m256i q[4];
         avx2_q6k_codes(w, h, q);
         /* the 8 scales of this half in both 128-bit halves */
-        __m256i sh = _mm256_permute2x128_si256(sc16, sc16, h ? 0x11 : 0x00);
+        __m256i sh = h ? _mm256_permute2x128_si256(sc16, sc16, 0x11) : _mm256_permute2x128_si256(sc16, sc16, 0x00); /* an immediate for clang */
         _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
             __m256i s = _mm256_shuffle_epi8(sh, _mm256_loadu_si256((const void *)gv_scq[k]));
             _Pragma("GCC unroll 4") for (int t = 0; t < nt; t++) {
