@@ -1,7 +1,7 @@
 /* gemm_amx.c - the AMX level (kern_backend_amx, at the end): the many-token
- * quantized FAST matmul of Q8_0 and Q4_0 weights with AMX-INT8 tiles; every
- * other job (decode and small batches below AMX_MIN_TOKENS, Q4_K, Q6_K, float
- * weights, EXACT) and every other operation is the AVX-512 level's (mm_rows
+ * quantized FAST matmul of Q8_0, Q4_0, Q4_K and Q6_K weights with AMX-INT8
+ * tiles; every other job (decode and small batches below AMX_MIN_TOKENS, other
+ * types, float weights, EXACT) and every other operation is the AVX-512 level's (mm_rows
  * returns NULL, the other entries are NULL and filled from below).
  *
  * Layout: the AVX-512 level's packed tiles (ops_avx512.c, kern_pack_avx512, one
@@ -133,6 +133,25 @@ AMX_INLINE void tile_dp_sud(int em) {
 
 /* ------------------------------------------------------------ kernel */
 
+/* 0: the FAST epilogue. A test changes it (kern_amx_test_epilogue, ops_internal.h)
+ * to show that test_kernels' bit comparison catches a 1-ulp difference. */
+int kern_amx_test_epilogue;
+
+/* One block's float step for 16 rows: acc = fma(dw * dx, isum, acc) (Q4_K: then
+ * acc = fma(-(dm * dx), imin, acc)); the test variants change only the rounding
+ * order. */
+AMX_INLINE __m512 amx_epilogue(__m512 acc, __m512 dw, __m512 dx, __m512i is, const __m512 *dm, __m512i im) {
+    if (__builtin_expect(kern_amx_test_epilogue != 0, 0)) { /* unfused: two roundings instead of one */
+        acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_mul_ps(dw, dx), _mm512_cvtepi32_ps(is)));
+        if (dm) acc = _mm512_sub_ps(acc, _mm512_mul_ps(_mm512_mul_ps(*dm, dx), _mm512_cvtepi32_ps(im)));
+        return acc;
+    }
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, dx), _mm512_cvtepi32_ps(is), acc);
+    if (dm) acc = _mm512_fnmadd_ps(_mm512_mul_ps(*dm, dx), _mm512_cvtepi32_ps(im), acc);
+    return acc;
+}
+
+
 /* Same layout arithmetic as ops_avx512.c's packed_tile_bytes (Q8_0, Q4_0). */
 static size_t amx_tile_bytes(uint32_t type, int64_t nb) {
     return (((size_t)nb * 32 + 63) & ~(size_t)63) + (size_t)nb * (type == TENSOR_Q8_0 ? 512 : 256);
@@ -194,7 +213,7 @@ AMX_INLINE void amx_rows_body(const kern_mm_job *j, int64_t r0, int64_t r1, cons
                 for (int t = 0; t < nt; t++) {
                     const kq8_32 *x = (const kq8_32 *)(x0 + (size_t)t * xstride) + b;
                     __m512i is = _mm512_sub_epi32(_mm512_load_si512(cbuf[t]), _mm512_set1_epi32(off * x->sum));
-                    acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(is), acc[t]);
+                    acc[t] = amx_epilogue(acc[t], dw, _mm512_set1_ps(x->d), is, NULL, is);
                 }
             }
             for (int t = 0; t < nt; t++) {
@@ -208,6 +227,131 @@ AMX_INLINE void amx_rows_body(const kern_mm_job *j, int64_t r0, int64_t r1, cons
 
 void kern_mm_rows_amx(const kern_mm_job *j, int64_t r0, int64_t r1) { amx_rows_body(j, r0, r1, 0); }
 void kern_mm_rows_amx_emulated(const kern_mm_job *j, int64_t r0, int64_t r1) { amx_rows_body(j, r0, r1, 1); }
+
+/* ------------------------------------------------------------ Q4_K, Q6_K
+ *
+ * One tile dot per sub-block (Q4_K: 8 of 32 codes, A tokens x 32 bytes against
+ * B 8 x 64; Q6_K: 16 of 16 codes, A tokens x 16 bytes against B 4 x 64), each
+ * into a zeroed C, so every sub-block's integer dot is exact and on its own. The
+ * sub-block scales are then applied in AVX-512 registers (lane = row, int32) and
+ * the mins / the -32 offset come from the activation block sums, exactly as
+ * ops_avx512.c's tile_q4k / tile_q6k do; the float epilogue is the FAST step
+ * (ops_internal.h). Codes are unpacked from the avx512 packed copy once per row
+ * tile into a scratch (4096 bytes per block: per sub-block of 32 codes, 8 rows of
+ * 64 bytes, row k lane r = codes 4k..4k+3 of row r). */
+
+/* Unpack one Q4_K / Q6_K row tile's codes (avx512 packed layout) into u. */
+static void amx_unpack_k(uint32_t type, const uint8_t *qbase, int64_t nb, uint8_t *u) {
+    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+    for (int64_t b = 0; b < nb; b++)
+        for (int s = 0; s < 8; s++) {
+            __m512i W[8];
+            const uint8_t *src = type == TENSOR_Q4_K ? qbase + b * 2304 + 256 + 256 * s : qbase + b * 3328 + 256 + 384 * s;
+            for (int k = 0; k < 4; k++) {
+                __m512i L = _mm512_load_si512(src + 64 * k);
+                W[k] = _mm512_and_si512(L, m4), W[k + 4] = _mm512_and_si512(_mm512_srli_epi16(L, 4), m4);
+            }
+            if (type == TENSOR_Q6_K) { /* the 2 high bits: register h, bits 2c..2c+1 of byte i = code 16h + 4c + i */
+                const __m512i H0 = _mm512_load_si512(src + 256), H1 = _mm512_load_si512(src + 320);
+                const __m512i sh[4] = {_mm512_slli_epi16(H0, 4), _mm512_slli_epi16(H0, 2), H0, _mm512_srli_epi16(H0, 2)};
+                const __m512i sl[4] = {_mm512_slli_epi16(H1, 4), _mm512_slli_epi16(H1, 2), H1, _mm512_srli_epi16(H1, 2)};
+                for (int c = 0; c < 4; c++) {
+                    W[c] = _mm512_or_si512(W[c], _mm512_and_si512(sh[c], m30));
+                    W[c + 4] = _mm512_or_si512(W[c + 4], _mm512_and_si512(sl[c], m30));
+                }
+            }
+            for (int k = 0; k < 8; k++) _mm512_store_si512(u + b * 4096 + s * 512 + 64 * k, W[k]);
+        }
+}
+
+/* Rows [r0, r1) (r0 a multiple of 16), every token, Q4_K or Q6_K packed for avx512. */
+AMX_INLINE void amx_rows_k_body(const kern_mm_job *j, int64_t r0, int64_t r1, const int em) {
+    const kern_matrix *w = j->w;
+    const int64_t nb = w->cols / 256;
+    const int q4k = w->type == TENSOR_Q4_K;
+    const size_t sb = q4k ? 64 : 32, qb = q4k ? 2304 : 3328;
+    const size_t tbytes = (((size_t)nb * sb + 63) & ~(size_t)63) + (size_t)nb * qb, xstride = (size_t)nb * sizeof(kq8_256);
+    const int ksub = q4k ? 32 : 16; /* codes per tile dot */
+    const uint8_t *xq = j->xq;
+    uint8_t *u = kern_scratch(KERN_SCRATCH_TILE, (size_t)nb * 4096);
+    if (!u) return;
+    int32_t cbuf[AMX_NT][16] __attribute__((aligned(64)));
+    int cfg_nt = -1;
+    for (int64_t r = r0; r < r1; r += 16) {
+        const uint8_t *tb = (const uint8_t *)w->packed + KERN_PACK_ALIGN + (size_t)(r / 16) * tbytes;
+        const uint8_t *qbase = tb + (((size_t)nb * sb + 63) & ~(size_t)63);
+        amx_unpack_k(w->type, qbase, nb, u);
+        const int nr = r1 - r < 16 ? (int)(r1 - r) : 16;
+        const __mmask16 mk = (__mmask16)((1u << nr) - 1);
+        const __m512 bias = j->bias ? _mm512_maskz_loadu_ps(mk, j->bias + r) : _mm512_setzero_ps();
+        for (int t0 = 0; t0 < j->n_tokens; t0 += AMX_NT) {
+            const int nt = j->n_tokens - t0 < AMX_NT ? j->n_tokens - t0 : AMX_NT;
+            if (nt != cfg_nt) {
+                amx_cfg cfg;
+                memset(&cfg, 0, sizeof cfg);
+                cfg.palette = 1;
+                cfg.rows[0] = (uint8_t)nt, cfg.colsb[0] = 64;                 /* C: tokens x 16 rows (int32) */
+                cfg.rows[1] = (uint8_t)nt, cfg.colsb[1] = (uint16_t)ksub;     /* A: tokens x one sub-block of x */
+                cfg.rows[2] = (uint8_t)(ksub / 4), cfg.colsb[2] = 64;         /* B: one sub-block of 16 rows */
+                tile_cfg(em, &cfg);
+                cfg_nt = nt;
+            }
+            const uint8_t *x0 = xq + (size_t)t0 * xstride;
+            __m512 acc[AMX_NT];
+            for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = qbase + b * qb;
+                __m512i isa[AMX_NT], ism[AMX_NT];
+                for (int t = 0; t < nt; t++) isa[t] = ism[t] = _mm512_setzero_si512();
+                for (int sub = 0; sub < 256 / ksub; sub++) {
+                    tile_zero(em, 0);
+                    tile_load(em, 1, x0 + (size_t)b * sizeof(kq8_256) + offsetof(kq8_256, q) + (size_t)ksub * sub, xstride);
+                    tile_load(em, 2, u + b * 4096 + (size_t)sub * (size_t)(ksub / 4) * 64, 64);
+                    tile_dp_sud(em);
+                    tile_store(em, 0, cbuf, 64);
+                    __m512i sc; /* the sub-block's scale per row (lane) */
+                    if (q4k)
+                        sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)(blk + 16 * sub)));
+                    else /* sc[8][16][2] int8: pair (sub / 2) lane r, element sub & 1 */
+                        sc = _mm512_srai_epi32(_mm512_slli_epi32(_mm512_cvtepi8_epi16(_mm256_loadu_si256((const void *)(blk + 32 * (sub / 2)))),
+                                                                 (sub & 1) ? 0 : 16), 16);
+                    for (int t = 0; t < nt; t++)
+                        isa[t] = _mm512_add_epi32(isa[t], _mm512_mullo_epi32(_mm512_load_si512(cbuf[t]), sc));
+                }
+                for (int p = 0; p < 4 + 4 * !q4k; p++) { /* Q4_K: mins x bsum32; Q6_K: scales x bsum16 */
+                    const __m512i mv = q4k ? _mm512_cvtepu8_epi16(_mm256_loadu_si256((const void *)(blk + 128 + 32 * p)))
+                                           : _mm512_cvtepi8_epi16(_mm256_loadu_si256((const void *)(blk + 32 * p)));
+                    for (int t = 0; t < nt; t++) {
+                        const kq8_256 *x = (const kq8_256 *)(x0 + (size_t)t * xstride) + b;
+                        const int16_t *bs = (q4k ? x->bsum32 : x->bsum16) + 2 * p;
+                        int32_t pair = (int32_t)(((uint32_t)(uint16_t)bs[1] << 16) | (uint16_t)bs[0]);
+                        ism[t] = _mm512_dpwssd_epi32(ism[t], mv, _mm512_set1_epi32(pair));
+                    }
+                }
+                const uint8_t *sblk = tb + sb * b;
+                const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const void *)sblk));
+                const __m512 dm = q4k ? _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(sblk + 32))) : dw;
+                for (int t = 0; t < nt; t++) {
+                    const kq8_256 *x = (const kq8_256 *)(x0 + (size_t)t * xstride) + b;
+                    const __m512 dx = _mm512_set1_ps(x->d);
+                    if (q4k)
+                        acc[t] = amx_epilogue(acc[t], dw, dx, isa[t], &dm, ism[t]);
+                    else /* isum = sum_j sc_j * (dot_j - 32 * bsum16_j) */
+                        acc[t] = amx_epilogue(acc[t], dw, dx, _mm512_sub_epi32(isa[t], _mm512_slli_epi32(ism[t], 5)), NULL,
+                                              ism[t]);
+                }
+            }
+            for (int t = 0; t < nt; t++) {
+                __m512 v = j->bias ? _mm512_add_ps(acc[t], bias) : acc[t];
+                _mm512_mask_storeu_ps(j->y + (size_t)(t0 + t) * w->rows + r, mk, v);
+            }
+        }
+    }
+    tile_release(em);
+}
+
+static void amx_rows_k(const kern_mm_job *j, int64_t r0, int64_t r1) { amx_rows_k_body(j, r0, r1, 0); }
+static void amx_rows_k_emulated(const kern_mm_job *j, int64_t r0, int64_t r1) { amx_rows_k_body(j, r0, r1, 1); }
 
 /* ------------------------------------------------------------ peak */
 
@@ -256,12 +400,24 @@ static int amx_use_real(void) {
     return kern_amx_real() && !(e && *e && strcmp(e, "0"));
 }
 
-/* Many-token quantized FAST Q8_0 / Q4_0 on the avx512 packed copy; NULL (the
- * AVX-512 level's choice) for everything else. */
+/* The AMX kernels per type: {type, real tiles, emulator}. */
+static const struct {
+    uint32_t type;
+    kern_rows_fn real, emulated;
+} amx_kernels[] = {
+    {TENSOR_Q8_0, kern_mm_rows_amx, kern_mm_rows_amx_emulated},
+    {TENSOR_Q4_0, kern_mm_rows_amx, kern_mm_rows_amx_emulated},
+    {TENSOR_Q4_K, amx_rows_k, amx_rows_k_emulated},
+    {TENSOR_Q6_K, amx_rows_k, amx_rows_k_emulated},
+};
+
+/* Many-token quantized FAST Q8_0 / Q4_0 / Q4_K / Q6_K on the avx512 packed copy;
+ * NULL (the AVX-512 level's choice) for everything else. */
 static kern_rows_fn amx_mm_rows(const kern_mm_job *j) {
-    if (!kern_mm_quant_fast(j) || j->n_tokens < AMX_MIN_TOKENS) return NULL;
-    if ((j->w->type != TENSOR_Q8_0 && j->w->type != TENSOR_Q4_0) || !kern_packed_for(j->w, KERN_AVX512)) return NULL;
-    return amx_use_real() ? kern_mm_rows_amx : kern_mm_rows_amx_emulated;
+    if (!kern_mm_quant_fast(j) || j->n_tokens < AMX_MIN_TOKENS || !kern_packed_for(j->w, KERN_AVX512)) return NULL;
+    for (size_t i = 0; i < sizeof amx_kernels / sizeof amx_kernels[0]; i++)
+        if (amx_kernels[i].type == j->w->type) return amx_use_real() ? amx_kernels[i].real : amx_kernels[i].emulated;
+    return NULL;
 }
 
 const kern_backend kern_backend_amx = {

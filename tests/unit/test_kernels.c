@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "ops_internal.h" /* kern_amx_test_epilogue */
 
 #include "check.h"
 
@@ -562,6 +563,51 @@ static void test_prepare_precision(void) {
     free(wq);
 }
 
+/* The AMX level's bit check is sharp: with its epilogue rounded unfused
+ * (kern_amx_test_epilogue, one extra rounding per block: a 1-ulp-scale change)
+ * its many-token results must differ from scalar for every type it runs, where
+ * the FAST epilogue gives scalar's bits (the same comparison test_matmul makes). */
+static void test_amx_epilogue_sharp(void) {
+    int li = -1;
+    for (int i = 0; i < n_levels; i++)
+        if (levels[i] == KERN_AMX && !amx_real[i]) li = i;
+    if (li < 0) {
+        printf("amx epilogue check: no AMX level (not even emulated) here\n");
+        return;
+    }
+    static const uint32_t types[] = {TENSOR_Q8_0, TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K};
+    const int64_t rows = 33, nt = 6;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const uint32_t type = types[ti];
+        const int64_t cols = tensor_type_get(type)->block_elems == 256 ? 256 * 3 : 32 * 13;
+        size_t rb = tensor_row_bytes(type, cols);
+        uint8_t *wq = malloc(rb * rows);
+        float *wf = malloc(sizeof(float) * cols), *x = malloc(sizeof(float) * nt * cols);
+        float *ys = malloc(sizeof(float) * nt * rows), *ya = malloc(sizeof(float) * nt * rows);
+        for (int64_t r = 0; r < rows; r++) {
+            for (int64_t c = 0; c < cols; c++) wf[c] = frand() * (1.0f + (float)(c % 7));
+            quant_quantize_row(type, wf, wq + r * rb, cols);
+        }
+        for (int64_t i = 0; i < nt * cols; i++) x[i] = frand();
+        kern_matrix m = {.type = type, .rows = rows, .cols = cols, .data = wq};
+        kern_set_precision(KERN_FAST);
+        set_level(KERN_SCALAR);
+        kern_matmul(ys, &m, x, (int)nt, NULL);
+        set_level_i(li);
+        if (kern_matrix_prepare(&m)) CHECK(0, "prepare failed");
+        for (int mut = 0; mut < 2; mut++) {
+            kern_amx_test_epilogue = mut;
+            kern_matmul(ya, &m, x, (int)nt, NULL);
+            int same = !memcmp(ya, ys, sizeof(float) * nt * rows);
+            CHECK(mut ? !same : same, "amx(emulated) %s, %s epilogue: %s scalar", tensor_type_get(type)->name,
+                  mut ? "unfused" : "FAST", same ? "equals" : "differs from");
+        }
+        kern_amx_test_epilogue = 0;
+        kern_matrix_release(&m);
+        free(wq), free(wf), free(x), free(ys), free(ya);
+    }
+}
+
 int main(void) {
     /* the AMX level on its emulator wherever AVX-512 runs (backend.c reads this once) */
     setenv("BATON_AMX_EMULATE", "1", 1);
@@ -601,6 +647,7 @@ int main(void) {
     test_matmul_extremes();
     test_matmul_q22();
     test_matmul_multi();
+    test_amx_epilogue_sharp();
     printf("matmul done (%d checks, %d failures)\n", checks, failures);
     kern_shutdown();
     if (failures) {

@@ -145,8 +145,9 @@ static void kb_level_peaks(char *text, size_t len) {
         if ((int)lv[i] <= (int)kern_best_level() && kern_set_level(lv[i]) == 0) kb_measure_peak(&p1, &p2);
         if (p2 > 0)
             o += (size_t)snprintf(text + o, len - o, "%s%s %.3f", i ? ", " : "", nm[i], p2 / 1e12);
-        else
-            o += (size_t)snprintf(text + o, len - o, "%s%s n/a", i ? ", " : "", nm[i]);
+        else /* the CPU lacks the level (AMX on its emulator included) */
+            o += (size_t)snprintf(text + o, len - o, "%s%s n/a (no %s)", i ? ", " : "", nm[i],
+                                  lv[i] == KERN_AMX ? "AMX" : lv[i] == KERN_AVX512 ? "AVX-512 VNNI" : "AVX2");
         if (o >= len) break;
     }
     kern_set_level(now);
