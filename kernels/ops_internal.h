@@ -232,5 +232,7 @@ void kern_mm_rows_amx_emulated(const kern_mm_job *j, int64_t r0, int64_t r1); /*
 /* Q2_K, Q3_K, Q5_K quantized FAST, any token count (cpu/kquant_avx2.c, cpu/kquant_avx512.c) */
 void kern_mm_rows_kq_avx2(const kern_mm_job *j, int64_t r0, int64_t r1);
 void kern_mm_rows_kq_avx512(const kern_mm_job *j, int64_t r0, int64_t r1);
+/* Q2_K, Q3_K, Q5_K, 1 .. KERN_GEMV_AVX2_MAX_TOKENS tokens, 8-row tiles (cpu/kquant_tile_avx2.c; both levels) */
+void kern_gemv_kq_avx2(const kern_mm_job *j, int64_t r0, int64_t r1);
 
 #endif

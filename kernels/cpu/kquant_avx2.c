@@ -1,8 +1,8 @@
 /* kquant_avx2.c - the AVX2 quantized FAST matmul for Q2_K, Q3_K and Q5_K
  * weights (any token count): kern_mm_rows_kq_avx2, picked by avx2_mm_rows.
- *
- * Row-wise: each weight block of a row is unpacked once into 8 registers of 32
- * unsigned byte codes (register m = elements 32m .. 32m+31, the order of the
+ * Few tokens (decode) run the 8-row tiles of kquant_tile_avx2.c; more run
+ * row-wise (the loop in kquant_avx2.h): each weight block of a row is unpacked
+ * once into 8 registers of 32 unsigned byte codes (register m = elements 32m .. 32m+31, the order of the
  * activation block's q), with the block's sub-block scales as int16 vectors;
  * then every token of the job takes it: vpmaddubsw (codes x activations, pair
  * sums <= 2 * 31 * 127, no saturation), vpmaddwd with the scales, a horizontal
@@ -17,7 +17,6 @@
  * Integer sums are exact, so this grouping gives the scalar isum exactly.
  */
 #include <immintrin.h>
-#include <math.h>
 #include <string.h>
 
 #include "kquant_avx2.h"
@@ -45,36 +44,4 @@ static inline void kq_block_dot(uint32_t type, const kq_block *k, const kq8_256 
     }
 }
 
-void kern_mm_rows_kq_avx2(const kern_mm_job *j, int64_t r0, int64_t r1) {
-    const kern_matrix *w = j->w;
-    const uint32_t type = w->type;
-    if (j->prec != KERN_FAST || !j->xq || !kern_kq_is_new(type)) {
-        kern_mm_rows_scalar(j, r0, r1);
-        return;
-    }
-    const int64_t nb = w->cols / 256;
-    const size_t rb = tensor_row_bytes(type, w->cols), bb = tensor_type_get(type)->block_bytes;
-    const kq8_256 *xq = j->xq;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * rb;
-        for (int t0 = 0; t0 < j->n_tokens; t0 += KQ_NT) {
-            const int nt = j->n_tokens - t0 < KQ_NT ? j->n_tokens - t0 : KQ_NT;
-            float acc[KQ_NT];
-            for (int t = 0; t < nt; t++) acc[t] = 0.0f;
-            for (int64_t b = 0; b < nb; b++) {
-                kq_block k;
-                _mm_prefetch((const char *)row + (size_t)(b + 4) * bb, _MM_HINT_T0);
-                kq_unpack(type, row + (size_t)b * bb, &k);
-                for (int t = 0; t < nt; t++) {
-                    const kq8_256 *x = xq + (size_t)(t0 + t) * (size_t)nb + b;
-                    int32_t isum, ism;
-                    kq_block_dot(type, &k, x, &isum, &ism);
-                    acc[t] = fmaf(k.d * x->d, (float)isum, acc[t]);
-                    if (type != TENSOR_Q3_K) acc[t] = fmaf(-(k.dmin * x->d), (float)ism, acc[t]);
-                }
-            }
-            for (int t = 0; t < nt; t++)
-                j->y[(size_t)(t0 + t) * w->rows + r] = j->bias ? acc[t] + j->bias[r] : acc[t];
-        }
-    }
-}
+void kern_mm_rows_kq_avx2(const kern_mm_job *j, int64_t r0, int64_t r1) { kq_mm_rows(j, r0, r1, kq_block_dot); }

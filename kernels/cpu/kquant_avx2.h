@@ -1,10 +1,11 @@
-/* kquant_avx2.h - the Q2_K / Q3_K / Q5_K block unpacking that kquant_avx2.c
- * and kquant_avx512.c share (see kquant_avx2.c). Include only from files built
- * with -mavx2. */
+/* kquant_avx2.h - what kquant_avx2.c and kquant_avx512.c share for Q2_K / Q3_K
+ * / Q5_K (see kquant_avx2.c): the block unpacking and the row-wise loop, which
+ * takes each level's block dot. Include only from files built with -mavx2. */
 #ifndef BATON_KQUANT_AVX2_H
 #define BATON_KQUANT_AVX2_H
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "ops_internal.h"
@@ -85,6 +86,53 @@ static inline void kq_unpack(uint32_t type, const uint8_t *p, kq_block *k) {
                                 (short)m16[10], (short)m16[11], (short)m16[12], (short)m16[13], (short)m16[14],
                                 (short)m16[15]);
     k->use32 = 0;
+}
+
+/* A level's block dot: the block's exact (isum, ism) with one activation
+ * block; Q3_K: ism = 0, its offset term inside isum (the scalar reference's isum). */
+typedef void (*kq_dot_fn)(uint32_t type, const kq_block *k, const kq8_256 *x, int32_t *isum, int32_t *ism);
+
+/* Rows [r0, r1) of a quantized FAST job of a Q2_K / Q3_K / Q5_K matrix: few
+ * tokens (decode) go to the 8-row tiles (kquant_tile_avx2.c); more run row-wise:
+ * each block of a row is unpacked once for up to KQ_NT tokens, then per token
+ * dot() and the scalar reference's float step(s). Anything else: the scalar loop. */
+static inline __attribute__((always_inline)) void kq_mm_rows(const kern_mm_job *j, int64_t r0, int64_t r1,
+                                                            kq_dot_fn dot) {
+    const kern_matrix *w = j->w;
+    const uint32_t type = w->type;
+    if (j->prec != KERN_FAST || !j->xq || !kern_kq_is_new(type)) {
+        kern_mm_rows_scalar(j, r0, r1);
+        return;
+    }
+    if (j->n_tokens <= KERN_GEMV_AVX2_MAX_TOKENS) {
+        kern_gemv_kq_avx2(j, r0, r1);
+        return;
+    }
+    const int64_t nb = w->cols / 256;
+    const size_t rb = tensor_row_bytes(type, w->cols), bb = tensor_type_get(type)->block_bytes;
+    const kq8_256 *xq = j->xq;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * rb;
+        for (int t0 = 0; t0 < j->n_tokens; t0 += KQ_NT) {
+            const int nt = j->n_tokens - t0 < KQ_NT ? j->n_tokens - t0 : KQ_NT;
+            float acc[KQ_NT];
+            for (int t = 0; t < nt; t++) acc[t] = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                kq_block k;
+                _mm_prefetch((const char *)row + (size_t)(b + 4) * bb, _MM_HINT_T0);
+                kq_unpack(type, row + (size_t)b * bb, &k);
+                for (int t = 0; t < nt; t++) {
+                    const kq8_256 *x = xq + (size_t)(t0 + t) * (size_t)nb + b;
+                    int32_t isum, ism;
+                    dot(type, &k, x, &isum, &ism);
+                    acc[t] = fmaf(k.d * x->d, (float)isum, acc[t]);
+                    if (type != TENSOR_Q3_K) acc[t] = fmaf(-(k.dmin * x->d), (float)ism, acc[t]);
+                }
+            }
+            for (int t = 0; t < nt; t++)
+                j->y[(size_t)(t0 + t) * w->rows + r] = j->bias ? acc[t] + j->bias[r] : acc[t];
+        }
+    }
 }
 
 #endif
