@@ -9,7 +9,7 @@
  * for up to KT_NT tokens, each token with its own accumulators; more tokens take
  * further passes over the tile while it is in cache; each block step prefetches
  * the matching bytes of the next tile (a tile's 8 rows are one contiguous
- * region); the last rows of a range, fewer than 8, run the scalar loop. Same bits as the scalar reference (kern_kq_dot_row): per output row,
+ * region; the loop over tiles and passes is avx2_tile8_rows); the last rows of a range, fewer than 8, run the scalar loop. Same bits as the scalar reference (kern_kq_dot_row): per output row,
  * per block in increasing order, the exact int32 isum (and ism), then the float
  * step(s) of ops_internal.h; integer sums are exact, so any grouping of them
  * gives the scalar values.
@@ -35,7 +35,7 @@
 #include "avx2_util.h"
 #include "ops_internal.h"
 
-#define KT_NT 4 /* tokens per pass over a tile */
+#define KT_NT AVX2_TILE8_NT /* tokens per pass over a tile */
 
 static inline uint16_t kt_ld16(const uint8_t *p) {
     uint16_t v;
@@ -187,12 +187,12 @@ static inline __attribute__((always_inline)) void kt_tile(uint32_t type, const u
 
 /* ------------------------------------------------------------ dispatch */
 
-#define KT_ARGS const uint8_t *const *rows, int64_t nb, const kq8_256 *const *x, const uint8_t *pf, __m256 *acc
-typedef void (*kt_tile_fn)(KT_ARGS);
+#define KT_ARGS const uint8_t *const *rows, int64_t nb, const void *const *x, const uint8_t *pf, __m256 *acc
+typedef avx2_tile8_fn kt_tile_fn;
 
 /* kt_T_N: the tile of type T with a constant token count N, so its accumulators stay in registers */
 #define KT_FN(T, N) \
-    static void kt_##T##_##N(KT_ARGS) { kt_tile(TENSOR_##T, rows, nb, x, pf, N, acc); }
+    static void kt_##T##_##N(KT_ARGS) { kt_tile(TENSOR_##T, rows, nb, (const kq8_256 *const *)x, pf, N, acc); }
 #define KT_ALLN(T) KT_FN(T, 1) KT_FN(T, 2) KT_FN(T, 3) KT_FN(T, 4)
 KT_ALLN(Q2_K)
 KT_ALLN(Q3_K)
@@ -219,24 +219,5 @@ void kern_gemv_kq_avx2(const kern_mm_job *j, int64_t r0, int64_t r1) {
         kern_mm_rows_scalar(j, r0, r1);
         return;
     }
-    const int64_t nb = w->cols / 256;
-    const size_t rb = tensor_row_bytes(w->type, w->cols);
-    const kq8_256 *xq = j->xq;
-    int64_t r = r0;
-    for (; r + 8 <= r1; r += 8) {
-        const uint8_t *rows[8];
-        for (int i = 0; i < 8; i++) rows[i] = (const uint8_t *)w->data + (size_t)(r + i) * rb;
-        const __m256 bias = j->bias ? _mm256_loadu_ps(j->bias + r) : _mm256_setzero_ps();
-        for (int t0 = 0; t0 < n; t0 += KT_NT) {
-            const int nt = n - t0 < KT_NT ? n - t0 : KT_NT;
-            const kq8_256 *xs[KT_NT];
-            for (int t = 0; t < nt; t++) xs[t] = xq + (size_t)(t0 + t) * (size_t)nb;
-            __m256 acc[KT_NT];
-            /* prefetch the next tile on the first pass only; later passes read this one from cache */
-            tile[nt - 1](rows, nb, xs, t0 ? rows[0] : rows[0] + 8 * rb, acc);
-            for (int t = 0; t < nt; t++)
-                _mm256_storeu_ps(j->y + (size_t)(t0 + t) * w->rows + r, j->bias ? _mm256_add_ps(acc[t], bias) : acc[t]);
-        }
-    }
-    if (r < r1) kern_mm_rows_scalar(j, r, r1); /* the last rows of a range, fewer than 8 */
+    avx2_tile8_rows(j, r0, r1, tile, (size_t)(w->cols / 256) * sizeof(kq8_256));
 }

@@ -30,7 +30,7 @@
 #include "avx2_util.h"
 #include "ops_internal.h"
 
-#define Q22_NT 4 /* tokens per pass over a tile */
+#define Q22_NT AVX2_TILE8_NT /* tokens per pass over a tile */
 
 static inline uint16_t q22_ld16(const uint8_t *p) {
     uint16_t v;
@@ -163,7 +163,7 @@ static inline __attribute__((always_inline)) void q22_tile_iq4xs(const uint8_t *
 /* ------------------------------------------------------------ dispatch */
 
 #define Q22_TILE_ARGS const uint8_t *const *rows, int64_t nb, const void *const *xv, const uint8_t *pf, __m256 *acc
-typedef void (*q22_tile_fn)(Q22_TILE_ARGS);
+typedef avx2_tile8_fn q22_tile_fn;
 
 /* name_T_N: the tile of type T with a constant token count N, so its
  * accumulators stay in registers */
@@ -210,23 +210,5 @@ void kern_mm_rows_q22_avx2(const kern_mm_job *j, int64_t r0, int64_t r1) {
         return;
     }
     const int64_t nb = w->cols / tensor_type_get(w->type)->block_elems;
-    const size_t rb = tensor_row_bytes(w->type, w->cols);
-    const size_t xstride = (size_t)nb * (kern_mm_uses_x256(w->type) ? sizeof(kq8_256) : sizeof(kq8_32));
-    int64_t r = r0;
-    for (; r + 8 <= r1; r += 8) {
-        const uint8_t *rows[8];
-        for (int i = 0; i < 8; i++) rows[i] = (const uint8_t *)w->data + (size_t)(r + i) * rb;
-        const __m256 bias = j->bias ? _mm256_loadu_ps(j->bias + r) : _mm256_setzero_ps();
-        for (int t0 = 0; t0 < j->n_tokens; t0 += Q22_NT) {
-            const int nt = j->n_tokens - t0 < Q22_NT ? j->n_tokens - t0 : Q22_NT;
-            const void *xs[Q22_NT];
-            for (int t = 0; t < nt; t++) xs[t] = (const uint8_t *)j->xq + (size_t)(t0 + t) * xstride;
-            __m256 acc[Q22_NT];
-            /* prefetch the next tile on the first pass only; later passes read this one from cache */
-            tile[nt - 1](rows, nb, xs, t0 ? rows[0] : rows[0] + 8 * rb, acc);
-            for (int t = 0; t < nt; t++)
-                _mm256_storeu_ps(j->y + (size_t)(t0 + t) * w->rows + r, j->bias ? _mm256_add_ps(acc[t], bias) : acc[t]);
-        }
-    }
-    if (r < r1) kern_mm_rows_scalar(j, r, r1);
+    avx2_tile8_rows(j, r0, r1, tile, (size_t)nb * (kern_mm_uses_x256(w->type) ? sizeof(kq8_256) : sizeof(kq8_32)));
 }

@@ -6,7 +6,8 @@
  * streamed by a 1-token matmul (1 and 2 threads) as a ratio to the bandwidth, and
  * GFLOP/s of a 128-token matmul (2 threads) as a ratio to peak int8 arithmetic.
  * Weights are random bytes with small valid scales (speed does not depend on
- * values). Options: --quick (only 5120x5120), --type NAME, --json.
+ * values). Options: --quick (only 5120x5120), --type NAME, --shape ROWSxCOLS
+ * (only that one), --json.
  *
  * decode: a generated `--preset qwq-32b --layers 4` model (or --model FILE):
  * decode ms per layer and tokens/s with 1 and 2 threads against the bandwidth
@@ -191,10 +192,20 @@ static double kb_time_matmul(float *y, const kern_matrix *m, const float *x, int
 static int bench_kernels(int argc, char **argv) {
     int json = bench_want_json(argc, argv), quick = 0;
     const char *only = NULL;
+    struct kb_shape { int64_t rows, cols; } one_shape = {0, 0}; /* --shape: only this one */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--type") && i + 1 < argc) only = argv[++i];
-        else if (strcmp(argv[i], "--json")) {
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+            long long r, c;
+            char tail;
+            if (sscanf(argv[++i], "%lldx%lld%c", &r, &c, &tail) != 2 || r < 1 || c < 256 || c % 256 || r > 1 << 20 ||
+                c > 1 << 20) {
+                fprintf(stderr, "baton-bench kernels: --shape must be ROWSxCOLS, COLS a multiple of 256\n");
+                return 2;
+            }
+            one_shape.rows = r, one_shape.cols = c;
+        } else if (strcmp(argv[i], "--json")) {
             fprintf(stderr, "baton-bench kernels: unknown option '%s'\n", argv[i]);
             return 2;
         }
@@ -223,12 +234,14 @@ static int bench_kernels(int argc, char **argv) {
                kern_level_name(kern_get_level()), kern_cpu_features(), pbw1, pbw2, sbw1, sbw2, bw1, bw2,
                kb_peak_instr(), peak1 / 1e12, peak2 / 1e12, "type",
                "shape", "dec1 GB/s", "ratio", "dec2 GB/s", "ratio", "pf128 GF/s", "/peak");
-    static const struct { int64_t rows, cols; } shapes[] = {{5120, 5120}, {1024, 5120}, {27648, 5120}, {5120, 27648}};
+    static const struct kb_shape shapes_all[] = {{5120, 5120}, {1024, 5120}, {27648, 5120}, {5120, 27648}};
+    const struct kb_shape *shapes = one_shape.rows ? &one_shape : shapes_all;
+    const size_t n_shapes = one_shape.rows ? 1 : quick ? 1 : sizeof shapes_all / sizeof shapes_all[0];
     static const uint32_t types[] = {TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K, TENSOR_Q8_0,   TENSOR_Q4_1,
                                      TENSOR_Q5_0, TENSOR_Q5_1, TENSOR_IQ4_NL, TENSOR_IQ4_XS, TENSOR_Q2_K,
                                      TENSOR_Q3_K, TENSOR_Q5_K, TENSOR_F16,    TENSOR_BF16,   TENSOR_F32};
     int first = 1;
-    for (size_t s = 0; s < (quick ? 1 : sizeof shapes / sizeof shapes[0]); s++) {
+    for (size_t s = 0; s < n_shapes; s++) {
         int64_t rows = shapes[s].rows, cols = shapes[s].cols;
         float *x = malloc(sizeof(float) * 128 * cols), *y = malloc(sizeof(float) * 128 * rows);
         if (!x || !y) return 1;
@@ -272,7 +285,7 @@ static int bench_kernels(int argc, char **argv) {
     return 0;
 }
 BENCH_REGISTER(kernels, "CPU kernels: decode GB/s vs bandwidth, prefill GFLOP/s vs int8 peak",
-               "[--quick] [--type NAME]", bench_kernels)
+               "[--quick] [--type NAME] [--shape ROWSxCOLS]", bench_kernels)
 
 /* ------------------------------------------------------------ decode */
 
