@@ -9,6 +9,16 @@
 #include "ops_internal.h"
 #include "quant.h"
 
+/* pshufb masks: avx2_i16_all[k] puts int16 value k of each 128-bit half in all
+ * 8 lanes of that half (a broadcast of one of 8 scales, after a 128-bit broadcast) */
+#define AVX2_I16_ALL(k) {2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, \
+                         2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, \
+                         2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, \
+                         2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1}
+static const int8_t avx2_i16_all[8][32] = {AVX2_I16_ALL(0), AVX2_I16_ALL(1), AVX2_I16_ALL(2), AVX2_I16_ALL(3),
+                                           AVX2_I16_ALL(4), AVX2_I16_ALL(5), AVX2_I16_ALL(6), AVX2_I16_ALL(7)};
+#undef AVX2_I16_ALL
+
 /* Lane i = the exact sum of the 8 int32 lanes of v[i]. */
 static inline __m256i avx2_reduce8(const __m256i v[8]) {
     __m256i a = _mm256_hadd_epi32(v[0], v[1]), b = _mm256_hadd_epi32(v[2], v[3]);

@@ -58,20 +58,13 @@ static inline __attribute__((always_inline)) __m256i kt_bit_to(__m256i v, int fr
 }
 
 /* pshufb masks on int16 vectors (the same 8 values in both 128-bit halves):
- * kt_all[k]: value k in all 16 lanes; kt_pair[k]: [value 2k x 8 | value 2k+1 x 8] */
-#define KT_ALL(k) {2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1,         \
-                   2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1,         \
-                   2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1,         \
-                   2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1, 2 * (k), 2 * (k) + 1}
+ * avx2_i16_all[k]: value k in all 16 lanes; kt_pair[k]: [value 2k x 8 | value 2k+1 x 8] */
 #define KT_PAIR(k) {4 * (k), 4 * (k) + 1, 4 * (k), 4 * (k) + 1, 4 * (k), 4 * (k) + 1, 4 * (k), 4 * (k) + 1,       \
                     4 * (k), 4 * (k) + 1, 4 * (k), 4 * (k) + 1, 4 * (k), 4 * (k) + 1, 4 * (k), 4 * (k) + 1,       \
                     4 * (k) + 2, 4 * (k) + 3, 4 * (k) + 2, 4 * (k) + 3, 4 * (k) + 2, 4 * (k) + 3, 4 * (k) + 2,   \
                     4 * (k) + 3, 4 * (k) + 2, 4 * (k) + 3, 4 * (k) + 2, 4 * (k) + 3, 4 * (k) + 2, 4 * (k) + 3,   \
                     4 * (k) + 2, 4 * (k) + 3}
-static const int8_t kt_all[8][32] = {KT_ALL(0), KT_ALL(1), KT_ALL(2), KT_ALL(3),
-                                     KT_ALL(4), KT_ALL(5), KT_ALL(6), KT_ALL(7)};
 static const int8_t kt_pair[4][32] = {KT_PAIR(0), KT_PAIR(1), KT_PAIR(2), KT_PAIR(3)};
-#undef KT_ALL
 #undef KT_PAIR
 
 /* The scale vector of register m for the 16-element types: sc16 = the 16 int16
@@ -114,8 +107,8 @@ static inline __attribute__((always_inline)) void kt_row(uint32_t type, const ui
             const __m256i lo = _mm256_or_si256(_mm256_and_si256(qs, m15), _mm256_and_si256(kt_bit_to(qh, 2 * c, 4), b4));
             const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qs, 4), m15),
                                                _mm256_and_si256(kt_bit_to(qh, 2 * c + 1, 4), b4));
-            kt_dot(lo, _mm256_shuffle_epi8(scb, _mm256_loadu_si256((const void *)kt_all[2 * c])), x, b, 2 * c, nt, r);
-            kt_dot(hi, _mm256_shuffle_epi8(scb, _mm256_loadu_si256((const void *)kt_all[2 * c + 1])), x, b, 2 * c + 1, nt, r);
+            kt_dot(lo, _mm256_shuffle_epi8(scb, _mm256_loadu_si256((const void *)avx2_i16_all[2 * c])), x, b, 2 * c, nt, r);
+            kt_dot(hi, _mm256_shuffle_epi8(scb, _mm256_loadu_si256((const void *)avx2_i16_all[2 * c + 1])), x, b, 2 * c + 1, nt, r);
         }
         return;
     }
