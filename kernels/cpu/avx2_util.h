@@ -1,5 +1,5 @@
 /* avx2_util.h - small AVX2 pieces the AVX2 kernel files share (ops_avx2.c,
- * ops_gemv_avx2.c, gemm_avx2.c, q22_avx2.c, kquant_tile_avx2.c). Include only
+ * ops_gemv_avx2.c, gemm_avx2.c, q22_avx2.c, kquant_avx2.c). Include only
  * from files built with -mavx2. */
 #ifndef BATON_AVX2_UTIL_H
 #define BATON_AVX2_UTIL_H
