@@ -30,7 +30,7 @@
 #include "avx2_util.h"
 #include "ops_internal.h"
 
-#define Q22_NT 4 /* tokens per pass over a tile */
+#define Q22_NT AVX2_TILE8_NT /* tokens per pass over a tile */
 
 static inline uint16_t q22_ld16(const uint8_t *p) {
     uint16_t v;
@@ -46,10 +46,11 @@ static inline __m256 q22_half8(const uint8_t *const *p, size_t off) {
                                           (short)q22_ld16(p[6] + off), (short)q22_ld16(p[7] + off)));
 }
 
-/* 16 nibble bytes -> 32 codes 0..15 in element order. */
+/* 16 nibble bytes -> 32 codes 0..15 in element order: the bytes in both
+ * halves, the high half shifted by 4, one mask. */
 static inline __m256i q22_nibbles(const uint8_t *qs) {
-    const __m128i v = _mm_loadu_si128((const void *)qs), m4 = _mm_set1_epi8(15);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
+    const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const void *)qs));
+    return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(15));
 }
 
 /* 0x10 in byte i where bit i of the little-endian qh[0..3] is set. */
@@ -126,12 +127,20 @@ static inline __attribute__((always_inline)) void q22_tile32(uint32_t type, cons
 static inline __attribute__((always_inline)) void q22_iq4xs_row(const uint8_t *blk, const kq8_256 *const *xs,
                                                                int64_t b, int nt, __m256i *r) {
     const __m256i table = q22_table();
-    uint16_t sh = q22_ld16(blk + 2);
-    const uint8_t *sl = blk + 4, *qs = blk + 8;
+    /* the 8 six-bit scales ls_j as bytes: nibble j of scales_l, bits 2j..2j+1 of scales_h on top */
+    uint32_t sl;
+    memcpy(&sl, blk + 4, 4);
+    uint64_t lo = sl, hi = q22_ld16(blk + 2);
+    lo = (lo | lo << 16) & 0x0000ffff0000ffffull, lo = (lo | lo << 8) & 0x00ff00ff00ff00ffull; /* byte i -> 2i */
+    lo = (lo & 0x000f000f000f000full) | (lo & 0x00f000f000f000f0ull) << 4;                     /* nibbles -> bytes */
+    hi = (hi | hi << 24) & 0x000000ff000000ffull, hi = (hi | hi << 12) & 0x000f000f000f000full;
+    hi = (hi | hi << 6) & 0x0303030303030303ull;                                                /* 2-bit groups -> bytes */
+    const __m256i ls = _mm256_broadcastsi128_si256(
+        _mm_sub_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(lo | hi << 4))), _mm_set1_epi16(32)));
+    const uint8_t *qs = blk + 8;
     for (int t = 0; t < nt; t++) r[t] = _mm256_setzero_si256();
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
-        const int ls = ((sl[j / 2] >> (4 * (j % 2))) & 15) | ((sh >> (2 * j)) & 3) << 4;
-        const __m256i s = _mm256_set1_epi16((short)(ls - 32));
+        const __m256i s = _mm256_shuffle_epi8(ls, _mm256_loadu_si256((const void *)avx2_i16_all[j])); /* ls_j - 32 */
         const __m256i w = _mm256_shuffle_epi8(table, q22_nibbles(qs + 16 * j)), aw = _mm256_sign_epi8(w, w);
         _Pragma("GCC unroll 4") for (int t = 0; t < nt; t++) {
             __m256i x = _mm256_loadu_si256((const void *)(xs[t][b].q + 32 * j));
@@ -163,7 +172,7 @@ static inline __attribute__((always_inline)) void q22_tile_iq4xs(const uint8_t *
 /* ------------------------------------------------------------ dispatch */
 
 #define Q22_TILE_ARGS const uint8_t *const *rows, int64_t nb, const void *const *xv, const uint8_t *pf, __m256 *acc
-typedef void (*q22_tile_fn)(Q22_TILE_ARGS);
+typedef avx2_tile8_fn q22_tile_fn;
 
 /* name_T_N: the tile of type T with a constant token count N, so its
  * accumulators stay in registers */
@@ -210,23 +219,5 @@ void kern_mm_rows_q22_avx2(const kern_mm_job *j, int64_t r0, int64_t r1) {
         return;
     }
     const int64_t nb = w->cols / tensor_type_get(w->type)->block_elems;
-    const size_t rb = tensor_row_bytes(w->type, w->cols);
-    const size_t xstride = (size_t)nb * (kern_mm_uses_x256(w->type) ? sizeof(kq8_256) : sizeof(kq8_32));
-    int64_t r = r0;
-    for (; r + 8 <= r1; r += 8) {
-        const uint8_t *rows[8];
-        for (int i = 0; i < 8; i++) rows[i] = (const uint8_t *)w->data + (size_t)(r + i) * rb;
-        const __m256 bias = j->bias ? _mm256_loadu_ps(j->bias + r) : _mm256_setzero_ps();
-        for (int t0 = 0; t0 < j->n_tokens; t0 += Q22_NT) {
-            const int nt = j->n_tokens - t0 < Q22_NT ? j->n_tokens - t0 : Q22_NT;
-            const void *xs[Q22_NT];
-            for (int t = 0; t < nt; t++) xs[t] = (const uint8_t *)j->xq + (size_t)(t0 + t) * xstride;
-            __m256 acc[Q22_NT];
-            /* prefetch the next tile on the first pass only; later passes read this one from cache */
-            tile[nt - 1](rows, nb, xs, t0 ? rows[0] : rows[0] + 8 * rb, acc);
-            for (int t = 0; t < nt; t++)
-                _mm256_storeu_ps(j->y + (size_t)(t0 + t) * w->rows + r, j->bias ? _mm256_add_ps(acc[t], bias) : acc[t]);
-        }
-    }
-    if (r < r1) kern_mm_rows_scalar(j, r, r1);
+    avx2_tile8_rows(j, r0, r1, tile, (size_t)nb * (kern_mm_uses_x256(w->type) ? sizeof(kq8_256) : sizeof(kq8_32)));
 }

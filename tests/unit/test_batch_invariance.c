@@ -1,8 +1,11 @@
 /* test_batch_invariance.c - a token's hidden state and logits do not depend on how
  * it was batched (issue 4, point 5).
  *
- * Models: `baton-mkmodel --preset tiny` in q8_0 and q4_k_m (Q4_K + Q6_K), with a
- * vocabulary of 509 so the head has a ragged last row tile. Prompt: 80 tokens.
+ * Models: `baton-mkmodel --preset tiny` in q8_0 and q4_k_m (Q4_K + Q6_K), then
+ * issue 22's types in FAST with an f16 cache: q2_k_mix, q3_k_l (Q2_K, Q3_K,
+ * Q5_K), iq4_xs, q5_1, q4_1, q5_0, iq4_nl (the last three not under the
+ * sanitizers), with a vocabulary of 509 so the head has a ragged last row tile.
+ * Prompt: 80 tokens.
  * For every dispatch level this CPU has, in FAST and EXACT precision, with an f16
  * and a q8_0 KV cache (and f32 in FAST), the reference is the whole prompt in one batch on one
  * thread; then, compared with memcmp token by token - the hidden state after the
@@ -243,20 +246,28 @@ int main(void) {
     kern_init(1);
     kern_level best = kern_best_level();
     printf("test_batch_invariance: CPU %s; levels up to %s\n", kern_cpu_features(), kern_level_name(best));
-    static const char *const types[] = {"q8_0", "q4_k_m"};
+    /* issue 22's types after the first two, in FAST (their own kernels) with an f16 cache: q2_k_mix
+     * (Q2_K, Q3_K, Q4_K, Q6_K) and q3_k_l (Q3_K, Q5_K, Q6_K) hold the new k-quants; under the
+     * sanitizers (slower) one model each for the x256 and the x32 kernels */
+    static const char *const types[] = {"q8_0", "q4_k_m", "q2_k_mix", "q3_k_l", "iq4_xs", "q5_1",
+#if !defined(__SANITIZE_ADDRESS__)
+                                        "q4_1", "q5_0", "iq4_nl"
+#endif
+    };
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const int issue22 = ti >= 2;
         char path[512];
         if (make_model(types[ti], path, sizeof path)) {
             CHECK(0, "cannot generate the %s model", types[ti]);
             continue;
         }
-        for (int prec = 0; prec < 2; prec++) {
+        for (int prec = 0; prec < (issue22 ? 1 : 2); prec++) {
             kern_set_precision(prec ? KERN_EXACT : KERN_FAST);
             /* KV formats: f16 and q8_0 in both precisions, f32 in FAST */
             static const uint32_t kvt[] = {TENSOR_F16, TENSOR_Q8_0, TENSOR_F32};
             static const char *const kvn[] = {"f16", "q8_0", "f32"};
             float *f16_logits = NULL;
-            for (int kvi = 0; kvi < (prec ? 2 : 3); kvi++) {
+            for (int kvi = 0; kvi < (issue22 ? 1 : prec ? 2 : 3); kvi++) {
                 /* every level up to the best; AMX on its emulator and, with AMX, on the tiles too */
                 run_out ref[MAX_RUNS] = {{0}};
                 int n_runs = (int)best + 1 + (best == KERN_AMX && strstr(kern_cpu_features(), "amx-int8") ? 1 : 0);

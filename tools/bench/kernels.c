@@ -6,14 +6,16 @@
  * streamed by a 1-token matmul (1 and 2 threads) as a ratio to the bandwidth, and
  * GFLOP/s of a 128-token matmul (2 threads) as a ratio to peak int8 arithmetic.
  * Weights are random bytes with small valid scales (speed does not depend on
- * values). Options: --quick (only 5120x5120), --type NAME, --json.
+ * values). Options: --quick (only 5120x5120), --type NAME, --shape ROWSxCOLS
+ * (only that one), --json.
  *
  * decode: a generated `--preset qwq-32b --layers 4` model (or --model FILE):
  * decode ms per layer and tokens/s with 1 and 2 threads against the bandwidth
  * bound (bandwidth / weight bytes per token), prefill tokens/s for a 128-token
  * prompt, the per-token cost ratio decode / prefill, and the prefill's achieved
  * int8 TOPS (2 ops per weight per token) against the peak measured in the run.
- * Options: --model FILE, --type q8_0|q4_k_m|q4_0 (one generated model), --json.
+ * Options: --model FILE, --type T (one generated model of any quantized type or
+ * mix baton-mkmodel writes; default q8_0, q4_k_m and q4_0), --json.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -32,6 +34,16 @@ static uint64_t kb_next(void) {
     kb_rng ^= kb_rng << 13, kb_rng ^= kb_rng >> 7, kb_rng ^= kb_rng << 17;
     return kb_rng;
 }
+
+/* Where each quantized type's block keeps its fp16 scale(s) (-1: none). */
+static const struct {
+    uint32_t type;
+    int off[2];
+} kb_scale_at[] = {
+    {TENSOR_Q8_0, {0, -1}},   {TENSOR_Q4_0, {0, -1}},  {TENSOR_Q4_K, {0, 2}},    {TENSOR_Q6_K, {208, -1}},
+    {TENSOR_Q4_1, {0, 2}},    {TENSOR_Q5_0, {0, -1}},  {TENSOR_Q5_1, {0, 2}},    {TENSOR_IQ4_NL, {0, -1}},
+    {TENSOR_IQ4_XS, {0, -1}}, {TENSOR_Q2_K, {80, 82}}, {TENSOR_Q3_K, {108, -1}}, {TENSOR_Q5_K, {0, 2}},
+};
 
 /* A rows x cols matrix of `type` with random payload and valid small scales. */
 static void *kb_random_matrix(uint32_t type, int64_t rows, int64_t cols) {
@@ -56,13 +68,11 @@ static void *kb_random_matrix(uint32_t type, int64_t rows, int64_t cols) {
         } else if (type == TENSOR_F32) {
             float f = (float)(kb_next() % 2000) * 1e-3f - 1.0f;
             memcpy(blk, &f, 4);
-        } else if (type == TENSOR_Q8_0 || type == TENSOR_Q4_0) {
-            memcpy(blk, &small, 2);
-        } else if (type == TENSOR_Q4_K) {
-            memcpy(blk, &small, 2);
-            memcpy(blk + 2, &small, 2);
-        } else if (type == TENSOR_Q6_K) {
-            memcpy(blk + 208, &small, 2);
+        } else {
+            for (size_t i = 0; i < sizeof kb_scale_at / sizeof kb_scale_at[0]; i++)
+                if (kb_scale_at[i].type == type)
+                    for (int k = 0; k < 2; k++)
+                        if (kb_scale_at[i].off[k] >= 0) memcpy(blk + kb_scale_at[i].off[k], &small, 2);
         }
     }
     return p;
@@ -183,10 +193,20 @@ static double kb_time_matmul(float *y, const kern_matrix *m, const float *x, int
 static int bench_kernels(int argc, char **argv) {
     int json = bench_want_json(argc, argv), quick = 0;
     const char *only = NULL;
+    struct kb_shape { int64_t rows, cols; } one_shape = {0, 0}; /* --shape: only this one */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--type") && i + 1 < argc) only = argv[++i];
-        else if (strcmp(argv[i], "--json")) {
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+            long long r, c;
+            char tail;
+            if (sscanf(argv[++i], "%lldx%lld%c", &r, &c, &tail) != 2 || r < 1 || c < 256 || c % 256 || r > 1 << 20 ||
+                c > 1 << 20) {
+                fprintf(stderr, "baton-bench kernels: --shape must be ROWSxCOLS, COLS a multiple of 256\n");
+                return 2;
+            }
+            one_shape.rows = r, one_shape.cols = c;
+        } else if (strcmp(argv[i], "--json")) {
             fprintf(stderr, "baton-bench kernels: unknown option '%s'\n", argv[i]);
             return 2;
         }
@@ -215,11 +235,14 @@ static int bench_kernels(int argc, char **argv) {
                kern_level_name(kern_get_level()), kern_cpu_features(), pbw1, pbw2, sbw1, sbw2, bw1, bw2,
                kb_peak_instr(), peak1 / 1e12, peak2 / 1e12, "type",
                "shape", "dec1 GB/s", "ratio", "dec2 GB/s", "ratio", "pf128 GF/s", "/peak");
-    static const struct { int64_t rows, cols; } shapes[] = {{5120, 5120}, {1024, 5120}, {27648, 5120}, {5120, 27648}};
-    static const uint32_t types[] = {TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K, TENSOR_Q8_0,
-                                     TENSOR_F16, TENSOR_BF16, TENSOR_F32};
+    static const struct kb_shape shapes_all[] = {{5120, 5120}, {1024, 5120}, {27648, 5120}, {5120, 27648}};
+    const struct kb_shape *shapes = one_shape.rows ? &one_shape : shapes_all;
+    const size_t n_shapes = one_shape.rows ? 1 : quick ? 1 : sizeof shapes_all / sizeof shapes_all[0];
+    static const uint32_t types[] = {TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K, TENSOR_Q8_0,   TENSOR_Q4_1,
+                                     TENSOR_Q5_0, TENSOR_Q5_1, TENSOR_IQ4_NL, TENSOR_IQ4_XS, TENSOR_Q2_K,
+                                     TENSOR_Q3_K, TENSOR_Q5_K, TENSOR_F16,    TENSOR_BF16,   TENSOR_F32};
     int first = 1;
-    for (size_t s = 0; s < (quick ? 1 : sizeof shapes / sizeof shapes[0]); s++) {
+    for (size_t s = 0; s < n_shapes; s++) {
         int64_t rows = shapes[s].rows, cols = shapes[s].cols;
         float *x = malloc(sizeof(float) * 128 * cols), *y = malloc(sizeof(float) * 128 * rows);
         if (!x || !y) return 1;
@@ -263,7 +286,7 @@ static int bench_kernels(int argc, char **argv) {
     return 0;
 }
 BENCH_REGISTER(kernels, "CPU kernels: decode GB/s vs bandwidth, prefill GFLOP/s vs int8 peak",
-               "[--quick] [--type NAME]", bench_kernels)
+               "[--quick] [--type NAME] [--shape ROWSxCOLS]", bench_kernels)
 
 /* ------------------------------------------------------------ decode */
 
@@ -298,6 +321,14 @@ static double kb_layer_macs(const model *m) {
     }
     return macs;
 }
+
+/* decode --type: baton-mkmodel's quantized types and mixes */
+#define KB_DECODE_TYPES                                                                                            \
+    "q8_0 q4_0 q4_k q4_k_m q6_k q4_1 q5_0 q5_1 iq4_nl iq4_xs q2_k q3_k q5_k q2_k_mix q3_k_s q3_k_m q3_k_l q4_k_s " \
+    "q5_k_s q5_k_m"
+static const char *const kb_decode_types[] = {"q8_0",   "q4_0",   "q4_k",   "q4_k_m",   "q6_k",   "q4_1",   "q5_0",
+                                              "q5_1",   "iq4_nl", "iq4_xs", "q2_k",     "q3_k",   "q5_k",   "q2_k_mix",
+                                              "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s",   "q5_k_s", "q5_k_m"};
 
 static int g_ctx;                        /* --ctx N: decode at positions N.. (0: right after the 128-token prefill) */
 static uint32_t g_kv_type = TENSOR_F16;  /* --kv */
@@ -419,8 +450,11 @@ static int bench_decode(int argc, char **argv) {
             return 2;
         }
     }
-    if (only && strcmp(only, "q8_0") && strcmp(only, "q4_k_m") && strcmp(only, "q4_0")) {
-        fprintf(stderr, "baton-bench decode: --type must be q8_0, q4_k_m or q4_0\n");
+    int known = !only;
+    for (size_t i = 0; i < sizeof kb_decode_types / sizeof kb_decode_types[0]; i++)
+        if (only && !strcmp(only, kb_decode_types[i])) known = 1;
+    if (!known) {
+        fprintf(stderr, "baton-bench decode: --type must be one of: %s\n", KB_DECODE_TYPES);
         return 2;
     }
     if (kern_init(2)) return 1;
@@ -447,9 +481,10 @@ static int bench_decode(int argc, char **argv) {
     if (model_path) {
         rc = kb_decode_one(model_path, bw1, bw2, peak1, peak2, json, &first);
     } else {
-        static const char *const types[] = {"q8_0", "q4_k_m", "q4_0"};
-        for (int i = 0; i < 3 && !rc; i++) {
-            if (only && strcmp(only, types[i])) continue;
+        /* without --type: the three types of the first measurements (each generated model is 1-2 GB) */
+        static const char *const dflt[] = {"q8_0", "q4_k_m", "q4_0"};
+        const char *const *types = only ? &only : dflt;
+        for (int i = 0; i < (only ? 1 : 3) && !rc; i++) {
             char path[512];
             if (kb_make_model(types[i], path, sizeof path)) {
                 fprintf(stderr, "baton-bench decode: cannot generate the %s model\n", types[i]);
@@ -465,6 +500,6 @@ static int bench_decode(int argc, char **argv) {
 BENCH_REGISTER(decode,
                "forward-pass decode/prefill speed of a 4-layer QwQ-32B-shaped model vs bandwidth (without --model, "
                "the model of --type is generated under /tmp)",
-               "[--model FILE] [--type q8_0|q4_k_m|q4_0] [--ctx N] [--kv f16|f32|q8_0]  (--ctx: decode at position N, "
-               "the cache filled with random rows; GB/s counts weights + the K/V read)",
+               "[--model FILE] [--type T] [--ctx N] [--kv f16|f32|q8_0]  (--ctx: decode at position N, "
+               "the cache filled with random rows; GB/s counts weights + the K/V read; --type: one of " KB_DECODE_TYPES ")",
                bench_decode)
