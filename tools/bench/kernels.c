@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -241,7 +242,7 @@ static int bench_kernels(int argc, char **argv) {
     static const uint32_t types[] = {TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K, TENSOR_Q8_0,   TENSOR_Q4_1,
                                      TENSOR_Q5_0, TENSOR_Q5_1, TENSOR_IQ4_NL, TENSOR_IQ4_XS, TENSOR_Q2_K,
                                      TENSOR_Q3_K, TENSOR_Q5_K, TENSOR_F16,    TENSOR_BF16,   TENSOR_F32};
-    int first = 1;
+    int first = 1, matched = 0;
     for (size_t s = 0; s < n_shapes; s++) {
         int64_t rows = shapes[s].rows, cols = shapes[s].cols;
         float *x = malloc(sizeof(float) * 128 * cols), *y = malloc(sizeof(float) * 128 * rows);
@@ -249,7 +250,8 @@ static int bench_kernels(int argc, char **argv) {
         for (int64_t i = 0; i < 128 * cols; i++) x[i] = (float)(kb_next() % 2001) * 1e-3f - 1.0f;
         for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
             const tensor_type_info *info = tensor_type_get(types[ti]);
-            if (only && strcmp(only, info->name)) continue;
+            if (only && strcasecmp(only, info->name)) continue;
+            matched = 1;
             void *data = kb_random_matrix(types[ti], rows, cols);
             if (!data) return 1;
             kern_matrix m = {.type = types[ti], .rows = rows, .cols = cols, .data = data};
@@ -283,6 +285,13 @@ static int bench_kernels(int argc, char **argv) {
         free(x), free(y);
     }
     if (json) printf("]}\n");
+    if (only && !matched) {
+        fprintf(stderr, "baton-bench kernels: --type %s: not a quantized or float type of this benchmark (", only);
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+            fprintf(stderr, "%s%s", ti ? " " : "", tensor_type_get(types[ti])->name);
+        fprintf(stderr, ")\n");
+        return 2;
+    }
     return 0;
 }
 BENCH_REGISTER(kernels, "CPU kernels: decode GB/s vs bandwidth, prefill GFLOP/s vs int8 peak",
