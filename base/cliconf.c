@@ -194,3 +194,10 @@ void cli_conf_context(int optind_now) {
         log_set_context(NULL);
     }
 }
+
+void cli_conf_reset(void) {
+    for (int i = 0; i < conf.n; i++) free(conf.args[i]);
+    free(conf.argv);
+    log_set_context(NULL);
+    memset(&conf, 0, sizeof conf);
+}

@@ -58,4 +58,9 @@ int cli_conf_argv(int argc, char **argv, const struct option *longs, const char 
  * 'K'" (log_set_context), else none. cli_conf_context(0) clears it. */
 void cli_conf_context(int optind_now);
 
+/* Frees what cli_conf_argv collected and forgets the file (the argv it handed
+ * out is gone): for callers that read config files more than once, as the fuzz
+ * target tests/fuzz/fuzz_config.c does; a daemon keeps them until exit. */
+void cli_conf_reset(void);
+
 #endif

@@ -703,13 +703,21 @@ static void on_close(net_conn *conn, const char *why) {
 }
 
 /* Declares dead every worker silent for longer than the heartbeat timeout. */
+uint64_t coord_silence_ms(uint64_t now_ms, uint64_t last_seen_ms) {
+    /* a stall extension (on_tick) may put last_seen_ms ahead of now: not silent */
+    return now_ms > last_seen_ms ? now_ms - last_seen_ms : 0;
+}
+
+uint64_t coord_seen_after_stall(uint64_t last_seen_ms, uint64_t stall_ms, uint64_t now_ms) {
+    return last_seen_ms + stall_ms < now_ms ? last_seen_ms + stall_ms : now_ms;
+}
+
 static void check_silence(coord *c, uint64_t now) {
     uint64_t limit = (uint64_t)c->o.heartbeat_timeout_ms;
     for (coord_node *n = c->nodes, *nx; n; n = nx) {
         nx = n->next;
         uint64_t allowed = n->stage >= 0 && !n->ready && limit < LOADING_GRACE_MS ? LOADING_GRACE_MS : limit;
-        /* a stall extension (on_tick) may put last_seen_ms ahead of now: not silent */
-        uint64_t silent = now > n->last_seen_ms ? now - n->last_seen_ms : 0;
+        uint64_t silent = coord_silence_ms(now, n->last_seen_ms);
         if (silent <= allowed) continue;
         char why[96];
         snprintf(why, sizeof why, "silent for %llu ms (heartbeat timeout %llu ms)", (unsigned long long)silent,
@@ -744,7 +752,7 @@ static void on_tick(uv_timer_t *t) {
         /* never past now: a worker heard from during the stall would otherwise be "seen" in
          * the future, and the unsigned silence of the next tick wrap to ~2^64 ms (declared dead) */
         for (coord_node *n = c->nodes; n; n = n->next)
-            n->last_seen_ms = n->last_seen_ms + stall < now ? n->last_seen_ms + stall : now;
+            n->last_seen_ms = coord_seen_after_stall(n->last_seen_ms, stall, now);
         sched_extend_deadlines(&c->sched, stall);
     }
     if (now - c->last_beat_ms >= HEARTBEAT_MS) {

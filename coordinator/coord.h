@@ -272,4 +272,13 @@ void coord_generate(coord *c, void *client, uint32_t call_id, Baton__GenerateReq
  * its tokenising jobs and its requests end. */
 void coord_cancel(coord *c, void *client, uint32_t call_id, bool all);
 
+/* Heartbeat bookkeeping (on_tick, check_silence), apart so that a unit test
+ * (tests/unit/test_silence.c) can check it. coord_silence_ms: ms since a node
+ * was last heard from; 0 when last_seen_ms is ahead of now (a stall extension
+ * may put it there), never the unsigned wrap (~2^64 ms: declared dead).
+ * coord_seen_after_stall: last_seen_ms moved forward by an event-loop stall of
+ * stall_ms (that time was not the node's silence), never past now. */
+uint64_t coord_silence_ms(uint64_t now_ms, uint64_t last_seen_ms);
+uint64_t coord_seen_after_stall(uint64_t last_seen_ms, uint64_t stall_ms, uint64_t now_ms);
+
 #endif

@@ -5,7 +5,7 @@
 # (clang, libFuzzer): every fuzz target of tests/fuzz for a short slice.
 #   tools/test.sh            all three
 #   tools/test.sh release    only the normal build (quicker, while developing)
-#   tools/test.sh fuzz       only the fuzz slices (BATON_FUZZ_SECONDS each, default 10)
+#   tools/test.sh fuzz       only the fuzz slices (BATON_FUZZ_SECONDS each, default 6)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install-deps.sh

@@ -165,6 +165,48 @@ TOKENIZER_JSON = r'''{
 '''
 
 
+API_BODIES = {
+    "chat_min": '{"messages":[{"role":"user","content":"Hello"}]}',
+    "chat_full": '{"model":"fuzz-tiny","messages":[{"role":"system","content":"Be brief."},'
+                 '{"role":"user","content":[{"type":"text","text":"Hi "},{"type":"text","text":"there"}]},'
+                 '{"role":"assistant","content":null},{"role":"developer","content":"x"}],'
+                 '"stream":true,"stream_options":{"include_usage":true},"stop":["\\n\\n","END"],'
+                 '"temperature":0.7,"top_p":0.9,"top_k":40,"min_p":0.05,"presence_penalty":0.5,'
+                 '"frequency_penalty":-0.5,"repetition_penalty":1.1,"seed":42,"max_tokens":16,'
+                 '"max_completion_tokens":8,"n":1,"ignore_eos":false,"reasoning_format":"inline"}',
+    "completion_text": '{"prompt":"Once upon a time","max_tokens":5,"stop":"\\n","temperature":0}',
+    "completion_one": '{"prompt":["caf\\u00e9 \\ud83d\\ude00"],"stream":false,"seed":-1}',
+    "completion_ids": '{"prompt":[1,2,3,2147483647],"reasoning_format":"none","top_k":0}',
+    "bad_json": '{"messages":[{"role":"user","content":"Hello"}',
+    "bad_not_object": '[1,2,3]',
+    "bad_role": '{"messages":[{"role":"tool","content":"x"}]}',
+    "bad_model": '{"model":"other","prompt":"x"}',
+    "bad_range": '{"prompt":"x","temperature":3,"top_p":-1}',
+    "bad_types": '{"prompt":"x","stream":"yes","max_tokens":1.5}',
+    "bad_stops": '{"prompt":"x","stop":["a","b","c","d","e"]}',
+    "bad_n": '{"messages":[{"role":"user","content":"x"}],"n":2}',
+    "bad_prompt_ids": '{"prompt":[1,-2,4294967296]}',
+    "bad_parts": '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{}}]}]}',
+}
+
+
+CONFIGS = {
+    "both": "; a cluster's file\n[common]\ncluster-id = lab\nsecret = /etc/baton/secret\nmax-frame = 64M\n\n"
+            "[coordinator]\nlisten = 0.0.0.0:7000\nmodel = /models/qwq.gguf\nworkers = 3\nslots = 16\n"
+            "mpi = false\nhttp-listen = 127.0.0.1:8080\n\n[worker]\ncoordinator = 10.0.0.1:7000\n"
+            "threads = 8\nmeasure = yes\ncodec = q8\n",
+    "worker_only": "[worker]\nlisten=:7100\nkv = 4G\nmpi = on\n",
+    "empty_value": "[common]\nsecret =\n",
+    "bad_section": "[gpu]\nthreads = 4\n",
+    "bad_key": "[coordinator]\nlistne = 1\n",
+    "bad_outside": "listen = 0.0.0.0:7000\n",
+    "bad_help": "[common]\nhelp = true\n",
+    "bad_bool": "[worker]\nmpi = maybe\n",
+    "bad_syntax": "[common\ncluster-id lab\n",
+    "bad_long": "[common]\ncluster-id = " + "x" * 250 + "\n",
+}
+
+
 def main():
     build = sys.argv[1]
     mk = os.path.join(build, "tools", "baton-mkmodel")
@@ -209,6 +251,10 @@ def main():
         rows, width = 2, 40
         floats = struct.pack("<%df" % (rows * width), *[((i * 13) % 29 - 14) / 3.0 for i in range(rows * width)])
         write("codec", "codec%d" % codec, bytes([codec, rows, width, 2]) + floats)
+    for name, body in API_BODIES.items():
+        write("api_body", name, body.encode())
+    for name, ini in CONFIGS.items():
+        write("config", name, ini.encode())
     print("seeds written under", HERE)
 
 

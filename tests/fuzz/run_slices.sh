@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # fuzz_slices: runs every fuzz target of the fuzz build (cmake --preset fuzz) for
-# a short slice - BATON_FUZZ_SECONDS each (default 10) - from its seed corpus
+# a short slice - BATON_FUZZ_SECONDS each (default 6) - from its seed corpus
 # (tests/fuzz/NAME/, the regression inputs of past crashes included: each of them
 # runs first), and fails on any crash, leak, timeout or sanitizer report.
 # New inputs go to a scratch folder, not into the source tree (tools/fuzz.sh
 # NAME SECONDS keeps them, for longer runs). Needs BATON_BUILD and BATON_SRC.
 set -euo pipefail
 : "${BATON_BUILD:?}" "${BATON_SRC:?}"
-secs=${BATON_FUZZ_SECONDS:-10}
+secs=${BATON_FUZZ_SECONDS:-6}
 only=${1:-}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
