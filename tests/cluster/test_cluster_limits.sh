@@ -15,6 +15,8 @@
 #     --max-requests;
 #  5. the first connection goes away (its 2 requests end): a request is queued
 #     again - the limits count what is held now;
+#     The same full coordinator answers the HTTP API (--http-listen, where built with
+#     libh2o) with 429 and an OpenAI error object, code cluster_full;
 #  6. the coordinator still answers (health).
 set -u
 . "${BATON_SRC:?set BATON_SRC to the source folder}/tests/lib.sh"
@@ -24,8 +26,10 @@ toks() { $PY -c "import sys; print(','.join(str(1 + i % 400) for i in range(int(
 
 MODEL=$WORK/tiny.gguf
 T "$BIN/tools/baton-mkmodel" --preset tiny --type q8_0 -o "$MODEL" >/dev/null || { echo "FAIL: mkmodel"; exit 1; }
+HTTP_OPT=()
+"$BIN/coordinator/baton-coord" --help 2>&1 | grep -q -- --http-listen && HTTP_OPT=(--http-listen 127.0.0.1:0)
 "$BIN/coordinator/baton-coord" --listen 127.0.0.1:0 --model "$MODEL" --workers 1 --ctx 512 --max-requests 4 \
-    --max-prompt-memory 2000 --max-conn-prompt-memory 1000 > "$WORK/coord.log" 2>&1 &
+    --max-prompt-memory 2000 --max-conn-prompt-memory 1000 "${HTTP_OPT[@]}" > "$WORK/coord.log" 2>&1 &
 CLUSTER_PIDS+=($!)
 wait_for 20 grep -q "listening on" "$WORK/coord.log" || { bad "the coordinator did not start"; exit 1; }
 ADDR=127.0.0.1:$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/coord.log" | head -1)
@@ -69,6 +73,15 @@ hold d --tokens 7 --max-tokens 4 --calls 1
 queued d "the fourth request"
 hold e --tokens 7 --max-tokens 4 --calls 1
 expect_line e "^call=1 8 too many requests.*--max-requests" "a fifth request"
+if ((${#HTTP_OPT[@]})); then
+    HPORT=$(sed -n 's|.*HTTP API on http://127\.0\.0\.1:\([0-9]*\)/v1.*|\1|p' "$WORK/coord.log" | head -1)
+    st=$(curl -s -o "$WORK/h429.json" -w '%{http_code}' -H 'Content-Type: application/json' \
+        "http://127.0.0.1:$HPORT/v1/completions" -d '{"model":"tiny","prompt":[1,2,3],"max_tokens":4}')
+    code=$($PY -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"]; assert e["message"]; print(e["code"])' \
+        "$WORK/h429.json" 2>/dev/null)
+    if [ "$st" = 429 ] && [ "$code" = cluster_full ]; then ok "HTTP API, full: 429 $(head -c 120 "$WORK/h429.json")"
+    else bad "HTTP API, full: expected 429 cluster_full, got $st: $(head -c 300 "$WORK/h429.json")"; fi
+fi
 
 # 5. what a connection held is released when it goes
 kill "$PID_a" 2>/dev/null
