@@ -73,7 +73,8 @@ static const int8_t kt_pair[4][32] = {KT_PAIR(0), KT_PAIR(1), KT_PAIR(2), KT_PAI
 /* The scale vector of register m for the 16-element types: sc16 = the 16 int16
  * scales (low half 0..7, high half 8..15). */
 static inline __attribute__((always_inline)) __m256i kt_scale16(__m256i sc16, int m) {
-    __m256i h = _mm256_permute2x128_si256(sc16, sc16, m < 4 ? 0x00 : 0x11);
+    /* the immediate must be a constant for clang (the fuzz build): one per half */
+    __m256i h = m < 4 ? _mm256_permute2x128_si256(sc16, sc16, 0x00) : _mm256_permute2x128_si256(sc16, sc16, 0x11);
     return _mm256_shuffle_epi8(h, _mm256_loadu_si256((const void *)kt_pair[m % 4]));
 }
 
