@@ -687,17 +687,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
 
 static void on_accept(uv_stream_t *listener, int status) {
     coord_api *a = listener->data;
-    if (status != 0) return;
-    uv_tcp_t *conn = malloc(sizeof *conn);
-    if (!conn) return;
-    uv_tcp_init(listener->loop, conn);
-    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
-        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
-        return;
-    }
-    uv_tcp_nodelay(conn, 1);
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
-    h2o_accept(&a->accept_ctx, sock);
+    if (status == 0) coord_http_accept(listener, &a->accept_ctx);
 }
 
 /* The model's name for the API: the file name without its folder and .gguf. */

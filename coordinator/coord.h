@@ -221,6 +221,9 @@ void admin_handle_frame(coord *c, net_conn *conn, const frame_header *h, const u
 char *metrics_render(coord *c);
 /* Serves GET /metrics on host_port on the coordinator's loop. 0, or -1 with a message. */
 int metrics_http_start(coord *c, const char *host_port, char *err, size_t errlen);
+/* (libh2o builds) Accept one connection on an HTTP listener (/metrics or the API) and hand it to
+ * h2o with accept_ctx (an h2o_accept_ctx_t *); TCP_NODELAY, so small streamed events go at once. */
+void coord_http_accept(uv_stream_t *listener, void *accept_ctx);
 void metrics_http_stop(coord *c);
 /* NULL when built with the HTTP server; otherwise why --metrics-listen cannot work. */
 const char *metrics_http_missing(void);

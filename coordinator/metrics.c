@@ -171,9 +171,7 @@ static int on_metrics_req(h2o_handler_t *self, h2o_req_t *req) {
     return 0;
 }
 
-static void on_http_accept(uv_stream_t *listener, int status) {
-    coord_metrics_http *mh = listener->data;
-    if (status != 0) return;
+void coord_http_accept(uv_stream_t *listener, void *accept_ctx) {
     uv_tcp_t *conn = malloc(sizeof *conn);
     if (!conn) return;
     uv_tcp_init(listener->loop, conn);
@@ -181,8 +179,14 @@ static void on_http_accept(uv_stream_t *listener, int status) {
         uv_close((uv_handle_t *)conn, (uv_close_cb)free);
         return;
     }
+    uv_tcp_nodelay(conn, 1);
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
-    h2o_accept(&mh->accept_ctx, sock);
+    h2o_accept(accept_ctx, sock);
+}
+
+static void on_http_accept(uv_stream_t *listener, int status) {
+    coord_metrics_http *mh = listener->data;
+    if (status == 0) coord_http_accept(listener, &mh->accept_ctx);
 }
 
 int metrics_http_start(coord *c, const char *host_port, char *err, size_t errlen) {
