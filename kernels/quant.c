@@ -894,15 +894,40 @@ static void quant_quant_q5_0(const float *src, void *dst, int64_t nb) {
     }
 }
 
-/* The codebook index nearest to v (the lower one on a tie; NaN gives 8). */
-static int quant_iq4_index(float v) {
-    int best = 8;
-    float be = fabsf(v - 1.0f);
-    for (int k = 0; k < 16; k++) {
-        float e = fabsf(v - (float)quant_iq4nl_values[k]);
-        if (e < be) be = e, best = k;
+/* The codebook as floats (exact). */
+static const float quant_iq4_valuesf[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* L[i]: the codebook index nearest to v[i] (i < 32) by the float distance
+ * |v - value|; where several tie, 8 if it is one of them, else the lowest (so a
+ * NaN or an infinity, equally far from all, gives 8). The distance grows (never
+ * shrinks) with the exact distance, so the nearest lie around the pair that
+ * brackets v: k counts the values above the first that are <= v (15 independent
+ * compares, no branch to mispredict), then k and k + 1 are compared and ties
+ * widened outwards. Equal, for every one of the 2^32 floats, to a plain scan of
+ * all 16 with a strict < from 8 (checked exhaustively); about 3x faster, and
+ * baton-mkmodel spends most of an IQ4 file's time here. */
+static void quant_iq4_index32(const float *v, int *L) {
+    int kk[32];
+    for (int i = 0; i < 32; i++) {
+        int k = 0;
+        for (int j = 1; j < 16; j++) k += quant_iq4_valuesf[j] <= v[i];
+        kk[i] = k;
     }
-    return best;
+    for (int i = 0; i < 32; i++) {
+        float x = v[i];
+        int k = kk[i], hi = k < 15 ? k + 1 : k;
+        if (x != x) {
+            L[i] = 8;
+            continue;
+        }
+        float ek = fabsf(x - quant_iq4_valuesf[k]), eh = fabsf(x - quant_iq4_valuesf[hi]);
+        float m = ek < eh ? ek : eh;
+        int lo = ek == m ? k : hi;
+        hi = eh == m ? hi : k;
+        while (lo > 0 && fabsf(x - quant_iq4_valuesf[lo - 1]) == m) lo--;
+        while (hi < 15 && fabsf(x - quant_iq4_valuesf[hi + 1]) == m) hi++;
+        L[i] = lo <= 8 && 8 <= hi ? 8 : lo;
+    }
 }
 
 /* A signed scale s for x[0..31] ~ s * values[L]: the plain scale puts the
@@ -927,9 +952,11 @@ static float quant_iq4_fit(const float *x) {
     for (int c = 0; c < QUANT_IQ4_TRIES; c++) {
         float target = c < 15 ? -127.0f + (float)(c - 7) : 113.0f + (float)(c - 22);
         float id = target / mn, sum_qx = 0.0f, sum_q2 = 0.0f;
+        float y[32];
         int L[32];
+        for (int i = 0; i < 32; i++) y[i] = xn[i] * id;
+        quant_iq4_index32(y, L);
         for (int i = 0; i < 32; i++) {
-            L[i] = quant_iq4_index(xn[i] * id);
             float v = (float)quant_iq4nl_values[L[i]];
             sum_qx += v * xn[i];
             sum_q2 += v * v;
@@ -947,7 +974,11 @@ static float quant_iq4_fit(const float *x) {
 /* Codes of x[0..31] for the stored scale s (0: all code 8, value 1 * 0). */
 static void quant_iq4_codes(const float *x, float s, int *q) {
     float is = s != 0.0f ? 1.0f / s : 0.0f;
-    for (int i = 0; i < 32; i++) q[i] = s != 0.0f ? quant_iq4_index(x[i] * is) : 8;
+    float y[32];
+    for (int i = 0; i < 32; i++) y[i] = x[i] * is;
+    quant_iq4_index32(y, q);
+    if (s == 0.0f)
+        for (int i = 0; i < 32; i++) q[i] = 8;
 }
 
 static void quant_quant_iq4_nl(const float *src, void *dst, int64_t nb) {
