@@ -471,6 +471,7 @@ static int health_call(baton_client *c, uint32_t kind, uint32_t reply_kind, bato
             snprintf(o->state, sizeof o->state, "%s", n->state ? n->state : "");
             o->memory = n->memory;
             snprintf(o->isa, sizeof o->isa, "%s", n->isa ? n->isa : "");
+            snprintf(o->device, sizeof o->device, "%s", n->device && n->device[0] ? n->device : "cpu");
             o->cores = n->cores;
             o->seconds_per_layer = n->seconds_per_layer;
             o->heartbeat_age_ms = n->heartbeat_age_ms;

@@ -145,6 +145,7 @@ typedef struct baton_node_info {
     char state[16];             /* serving, loading, idle, draining, drained, removing, removed, dead */
     uint64_t memory;            /* bytes it offered */
     char isa[32];
+    char device[96]; /* "cpu" or "vulkan:N (NAME)" */
     uint32_t cores;
     double seconds_per_layer;   /* measured when it joined */
     uint64_t heartbeat_age_ms;

@@ -295,6 +295,7 @@ static void handle_join(coord *c, net_conn *conn, const frame_header *h, const u
     n->kv_bytes_per_token = j->kv_bytes_per_token;
     n->cores = j->cores;
     snprintf(n->isa, sizeof n->isa, "%s", j->isa ? j->isa : "");
+    snprintf(n->device, sizeof n->device, "%s", j->device && j->device[0] ? j->device : "cpu");
     n->stage = -1;
     n->last_seen_ms = clock_ms();
     baton__join__free_unpacked(j, NULL);
@@ -302,8 +303,9 @@ static void handle_join(coord *c, net_conn *conn, const frame_header *h, const u
     while (*pp) pp = &(*pp)->next;
     *pp = n;
     c->n_nodes++;
-    log_msg("worker %u joined from %s: listens on %s, %.1f MiB, %u cores, %s, %.3g s/layer, KV %s %llu B/token/layer",
-          (unsigned)n->id, net_peer_addr(conn), n->listen, (double)n->mem / 1048576.0, (unsigned)n->cores, n->isa,
+    log_msg("worker %u joined from %s: listens on %s, %.1f MiB, %u cores, %s, device %s, %.3g s/layer, KV %s %llu "
+          "B/token/layer",
+          (unsigned)n->id, net_peer_addr(conn), n->listen, (double)n->mem / 1048576.0, (unsigned)n->cores, n->isa, n->device,
           n->speed, tensor_type_get(n->kv_type) ? tensor_type_get(n->kv_type)->name : "?",
           (unsigned long long)n->kv_bytes_per_token);
     if (!c->planned && (c->n_nodes >= c->o.want_workers || c->plan_id > 0)) make_plan(c);
@@ -441,6 +443,7 @@ static void node_status_fill(coord *c, const coord_node *n, Baton__NodeStatus *n
     ns->state = (char *)coord_node_state(c, n);
     ns->memory = n->mem;
     ns->isa = (char *)n->isa;
+    ns->device = (char *)n->device;
     ns->cores = n->cores;
     ns->seconds_per_layer = n->speed;
     ns->heartbeat_age_ms = now > n->last_seen_ms ? now - n->last_seen_ms : 0;

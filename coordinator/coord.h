@@ -94,6 +94,7 @@ typedef struct coord_node {
     uint64_t kv_bytes_per_token;    /* K+V of one position of one layer in it (Join; 0: f16 assumed) */
     uint32_t cores;
     char isa[32];
+    char device[96]; /* "cpu" or "vulkan:N (NAME)" (Join.device; "cpu" from an older worker) */
     int stage;              /* index in the plan, -1 if unused */
     bool ready;
     uint32_t slots_used;

@@ -46,7 +46,15 @@ cluster_start() {
             ${WORKER_OPTS:-} ${!own:-} > "$CLUSTER_DIR/worker-$i.log" 2>&1 &
         CLUSTER_PIDS+=($!)
         CLUSTER_WORKER_PIDS+=($!)
-        sleep 0.1 # join in order: worker 1 is the first stage
+        # join in order (worker 1 is the first stage): wait for its join before the
+        # next starts - a worker that is slow to start (a GPU one opening its
+        # device) would otherwise join after the next and take a later stage
+        local k
+        for k in $(seq 1 600); do
+            [ "$(grep -c 'worker [0-9]* joined from' "$CLUSTER_DIR/coord.log")" -ge "$i" ] && break
+            kill -0 "$!" 2>/dev/null || break
+            sleep 0.05
+        done
     done
 }
 

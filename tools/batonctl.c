@@ -113,6 +113,7 @@ static json_t *node_json(const baton_node_info *n) {
     json_object_set_new(e, "kv_bytes", json_integer((json_int_t)n->kv_bytes));
     json_object_set_new(e, "peak_rss_bytes", json_integer((json_int_t)n->peak_rss));
     json_object_set_new(e, "isa", json_string(n->isa));
+    json_object_set_new(e, "device", json_string(n->device));
     json_object_set_new(e, "cores", json_integer(n->cores));
     json_object_set_new(e, "seconds_per_layer", json_real(n->seconds_per_layer));
     json_object_set_new(e, "heartbeat_age_ms", json_integer((json_int_t)n->heartbeat_age_ms));
@@ -141,16 +142,17 @@ static int cmd_nodes(baton_client *c, const ctl *o) {
         json_object_set_new(j, "nodes", a);
         print_json(j);
     } else {
-        printf("%-4s %-22s %-9s %-14s %10s %10s %-8s %5s %10s %9s\n", "ID", "ADDRESS", "STATE", "LAYERS", "MEM-USED",
-               "MEM-FREE", "ISA", "CORES", "S/LAYER", "HEARTBEAT");
+        printf("%-4s %-22s %-9s %-14s %10s %10s %-8s %5s %10s %9s  %s\n", "ID", "ADDRESS", "STATE", "LAYERS", "MEM-USED",
+               "MEM-FREE", "ISA", "CORES", "S/LAYER", "HEARTBEAT", "DEVICE");
         for (size_t i = 0; i < h.n_nodes; i++) {
             const baton_node_info *n = &h.nodes[i];
             char lb[32], ub[24], fb[24], hb[24];
             if (!strcmp(n->state, "dead") || !strcmp(n->state, "removed")) snprintf(hb, sizeof hb, "-");
             else snprintf(hb, sizeof hb, "%.1fs ago", (double)n->heartbeat_age_ms / 1000.0);
-            printf("%-4u %-22s %-9s %-14s %10s %10s %-8s %5u %10.3g %9s\n", (unsigned)n->id, n->address, n->state,
+            printf("%-4u %-22s %-9s %-14s %10s %10s %-8s %5u %10.3g %9s  %s\n", (unsigned)n->id, n->address, n->state,
                    layers_text(n, lb, sizeof lb), human_bytes(mem_used(n), ub, sizeof ub),
-                   human_bytes(mem_free(n), fb, sizeof fb), n->isa, (unsigned)n->cores, n->seconds_per_layer, hb);
+                   human_bytes(mem_free(n), fb, sizeof fb), n->isa, (unsigned)n->cores, n->seconds_per_layer, hb,
+                   n->device);
         }
     }
     baton_health_free(&h);

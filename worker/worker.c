@@ -385,6 +385,9 @@ static void on_coord_open(net_conn *c) {
     j.model_digest = w->digest;
     j.kv_type = w->o.kv_type;
     j.kv_bytes_per_token = w->kv_bytes_per_token;
+    char device[96] = "cpu";
+    if (w->gpu) snprintf(device, sizeof device, "%s", gpu_name(w->gpu)); /* "vulkan:N (NAME)" */
+    j.device = device;
     net_send(c, BATON__FRAME_KIND__FRAME_JOIN, 0, &j.base, NULL, 0);
     log_msg("joined %s (listening on %s, %.1f MiB usable, %.3g s/layer)", w->o.coordinator, w->listen_addr,
           (double)j.free_memory / 1048576.0, w->measured_speed);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_cluster_gpu.sh - a pool that mixes CPU and GPU workers (issue 16), on
 # loopback, the middle worker on Vulkan (Mesa's lavapipe in CI):
-#  1. its log names the device and the memory it offers (the device's);
+#  1. its log names the device and the memory it offers (the device's), and
+#     `batonctl nodes` shows which worker runs on it (DEVICE column);
 #  2. a prompt longer than one prefill chunk (80 tokens, chunks of 64) gives
 #     exactly baton-run's tokens, greedy and seeded (temperature 0.8), and
 #     `baton-run --device vulkan` gives them too, and bit-identical logits for
@@ -56,6 +57,11 @@ grep -q "device vulkan:0" "$WORK/worker-2.log" && ok "worker 2: $(grep -o 'devic
     bad "worker 2 does not say it runs on vulkan:0"
 plan=$(TC "$BIN/tools/baton" health --server "$CLUSTER_ADDR" | sed -n 's/.*layers \(\[[0-9]*,[0-9]*)\).*/\1/p' | tr '\n' ' ')
 [ "$plan" = "[0,2) [2,4) [4,6) " ] && ok "plan $plan" || bad "plan: $plan"
+# the coordinator knows where each slice runs: batonctl nodes' DEVICE column
+devs=$(TC "$BIN/tools/batonctl" nodes --json --server "$CLUSTER_ADDR" | /usr/bin/python3 -c \
+    "import json,sys; print(' '.join(n['device'].split(':')[0] for n in sorted(json.load(sys.stdin)['nodes'], key=lambda n: n['stage'])))")
+[ "$devs" = "cpu vulkan cpu" ] && ok "batonctl nodes: devices by stage: $devs ($(TC "$BIN/tools/batonctl" nodes --server "$CLUSTER_ADDR" | grep -o 'vulkan.*' | head -1))" ||
+    bad "batonctl nodes: devices by stage '$devs', expected 'cpu vulkan cpu'"
 got=$(TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "$PROMPT" --max-tokens $N --ignore-eos --json | json_tokens)
 [ -n "$ref_g" ] && [ "$got" = "$ref_g" ] && ok "greedy, CPU-GPU-CPU: [$got]" || bad "greedy: [$got] != [$ref_g]"
 got=$(TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "$PROMPT" --max-tokens $N --ignore-eos \
