@@ -76,6 +76,24 @@ static void *bw_thread(void *arg) {
     return NULL;
 }
 
+int bench_qwq_model(const char *who, const char *type, int layers, char *path, size_t len) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    snprintf(path, len, "/tmp/baton-bench-qwq%d-%s.gguf", layers, type);
+    if (access(path, R_OK) == 0) return 0;
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "'%s/baton-mkmodel' --preset qwq-32b --layers %d --vocab 1024 --type %s -o '%s.part' >/dev/null && "
+             "mv '%s.part' '%s'",
+             exe, layers, type, path, path, path);
+    fprintf(stderr, "baton-bench %s: generating %s\n", who, path);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 double bench_measure_bandwidth(int threads) {
     if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;

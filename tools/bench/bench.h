@@ -15,6 +15,7 @@
 #define BATON_BENCH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "clock.h" /* time benchmarks with clock_s() */
 
@@ -39,5 +40,12 @@ double bench_measure_bandwidth(int threads);
  * "baton-bench NAME: OPT: why" (the benchmark then returns 2, a usage error). */
 int bench_int_opt(const char *name, const char *opt, const char *s, long long min, long long max, int *out);
 int bench_float_opt(const char *name, const char *opt, const char *s, double min, double max, double *out);
+
+/* A generated qwq-32b-shaped model of `layers` layers, vocabulary 1024, of
+ * `type` (a baton-mkmodel --type): its path /tmp/baton-bench-qwqL-TYPE.gguf in
+ * path[len], made once by the baton-mkmodel next to this binary (under a
+ * temporary name, so an interrupted run leaves no partial file) and reused by
+ * later runs. `who` names the benchmark in the progress line. 0 or -1. */
+int bench_qwq_model(const char *who, const char *type, int layers, char *path, size_t len);
 
 #endif

@@ -26,26 +26,6 @@
 
 #define GB_PREFILL 64
 
-/* A generated qwq-32b-shaped model of `layers` layers and `type` under /tmp
- * (made once by baton-mkmodel next to this binary). 0 or -1. */
-static int gb_model(const char *type, int layers, char *path, size_t len) {
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return -1;
-    exe[n] = 0;
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = 0;
-    snprintf(path, len, "/tmp/baton-bench-qwq%d-%s.gguf", layers, type);
-    if (access(path, R_OK) == 0) return 0;
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "'%s/baton-mkmodel' --preset qwq-32b --layers %d --vocab 1024 --type %s -o '%s.part' >/dev/null && "
-             "mv '%s.part' '%s'",
-             exe, layers, type, path, path, path);
-    fprintf(stderr, "baton-bench gpu: generating %s\n", path);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 static double gb_bandwidth(gpu_dev *d, size_t mib) {
     char err[256];
     size_t bytes = mib << 20;
@@ -175,7 +155,7 @@ static int bench_gpu(int argc, char **argv) {
     for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         char path[512];
         gb_result r;
-        if (gb_model(t, layers, path, sizeof path) || gb_run_model(path, &r, err, sizeof err)) {
+        if (bench_qwq_model("gpu", t, layers, path, sizeof path) || gb_run_model(path, &r, err, sizeof err)) {
             fprintf(stderr, "baton-bench gpu: %s: %s\n", t, err);
             rc = 1;
             continue;

@@ -299,27 +299,6 @@ BENCH_REGISTER(kernels, "CPU kernels: decode GB/s vs bandwidth, prefill GFLOP/s 
 
 /* ------------------------------------------------------------ decode */
 
-/* Generate a 4-layer qwq-32b-shaped model of `type` under /tmp with
- * baton-mkmodel (found next to this binary). 0 or -1. */
-static int kb_make_model(const char *type, char *path, size_t len) {
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return -1;
-    exe[n] = 0;
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = 0;
-    snprintf(path, len, "/tmp/baton-bench-qwq4-%s.gguf", type);
-    if (access(path, R_OK) == 0) return 0;
-    char cmd[8192];
-    /* written under a temporary name so that an interrupted run leaves no partial file */
-    snprintf(cmd, sizeof cmd,
-             "'%s/baton-mkmodel' --preset qwq-32b --layers 4 --vocab 1024 --type %s -o '%s.part' >/dev/null && "
-             "mv '%s.part' '%s'",
-             exe, type, path, path, path);
-    fprintf(stderr, "baton-bench decode: generating %s\n", path);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 /* Multiply-adds per token of the slice's layer matrices (attention excluded). */
 static double kb_layer_macs(const model *m) {
     double macs = 0;
@@ -495,7 +474,7 @@ static int bench_decode(int argc, char **argv) {
         const char *const *types = only ? &only : dflt;
         for (int i = 0; i < (only ? 1 : 3) && !rc; i++) {
             char path[512];
-            if (kb_make_model(types[i], path, sizeof path)) {
+            if (bench_qwq_model("decode", types[i], 4, path, sizeof path)) {
                 fprintf(stderr, "baton-bench decode: cannot generate the %s model\n", types[i]);
                 rc = 1;
                 break;
