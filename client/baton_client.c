@@ -154,20 +154,24 @@ static int handshake(baton_client *c, const char *host_port, const baton_connect
     return BATON_STATUS_UNAVAILABLE;
 }
 
+/* The credential of `o` (admin token or API key) into *cred: 1 if there is
+ * one, 0 if none, -1 (message in err) if it is malformed. */
+static int opts_credential(const baton_connect_opts *o, auth_key *cred, char *err, size_t errlen) {
+    const char *s = o->admin ? o->admin_token : o->api_key;
+    if (!s) return 0;
+    char why[160];
+    if (auth_key_from(s, strlen(s), cred, why, sizeof why) == 0) return 1;
+    err_set(err, errlen, "the %s %s", o->admin ? "admin token" : "API key", why);
+    return -1;
+}
+
 baton_client *baton_connect_with(const char *host_port, const baton_connect_opts *o, int *status, char *err,
                                  size_t errlen) {
     int st_local;
     if (!status) status = &st_local;
     *status = BATON_STATUS_INVALID_ARGUMENT;
-    const char *cred_str = o->admin ? o->admin_token : o->api_key;
     auth_key cred;
-    if (cred_str) {
-        char why[160];
-        if (auth_key_from(cred_str, strlen(cred_str), &cred, why, sizeof why) != 0) {
-            err_set(err, errlen, "the %s %s", o->admin ? "admin token" : "API key", why);
-            return NULL;
-        }
-    }
+    if (opts_credential(o, &cred, err, errlen) < 0) return NULL; /* before connecting: a usage error */
     *status = BATON_STATUS_UNAVAILABLE;
     const char *colon = host_port ? strrchr(host_port, ':') : NULL;
     if (!colon) {
@@ -199,15 +203,11 @@ baton_client *baton_connect_fd(int fd, const char *peer, const baton_connect_opt
     int st_local;
     if (!status) status = &st_local;
     *status = BATON_STATUS_INVALID_ARGUMENT;
-    const char *cred_str = o->admin ? o->admin_token : o->api_key;
     auth_key cred;
-    if (cred_str) {
-        char why[160];
-        if (auth_key_from(cred_str, strlen(cred_str), &cred, why, sizeof why) != 0) {
-            err_set(err, errlen, "the %s %s", o->admin ? "admin token" : "API key", why);
-            close(fd);
-            return NULL;
-        }
+    int has_cred = opts_credential(o, &cred, err, errlen);
+    if (has_cred < 0) {
+        close(fd);
+        return NULL;
     }
     baton_client *c = calloc(1, sizeof *c);
     if (!c) {
@@ -217,7 +217,7 @@ baton_client *baton_connect_fd(int fd, const char *peer, const baton_connect_opt
         return NULL;
     }
     c->fd = fd;
-    *status = handshake(c, peer, o, cred_str ? &cred : NULL, err, errlen);
+    *status = handshake(c, peer, o, has_cred ? &cred : NULL, err, errlen);
     if (*status != BATON_STATUS_OK) {
         baton_close(c);
         return NULL;
