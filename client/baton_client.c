@@ -246,8 +246,10 @@ void baton_result_free(baton_result *r) {
     if (!r) return;
     free(r->tokens);
     free(r->text);
+    free(r->prompt_logprobs);
     r->tokens = NULL;
     r->text = NULL;
+    r->prompt_logprobs = NULL;
 }
 
 static int append(baton_result *r, const Baton__GenerateChunk *ch) {
@@ -263,6 +265,11 @@ static int append(baton_result *r, const Baton__GenerateChunk *ch) {
     memcpy(s + r->text_len, ch->text ? ch->text : "", tl);
     r->text_len += tl;
     s[r->text_len] = 0;
+    if (ch->n_prompt_logprobs && !r->prompt_logprobs) { /* the first chunk's */
+        if (!(r->prompt_logprobs = malloc(ch->n_prompt_logprobs * sizeof *r->prompt_logprobs))) return -1;
+        memcpy(r->prompt_logprobs, ch->prompt_logprobs, ch->n_prompt_logprobs * sizeof *r->prompt_logprobs);
+        r->n_prompt_logprobs = ch->n_prompt_logprobs;
+    }
     return 0;
 }
 
@@ -306,6 +313,7 @@ int baton_generate(baton_client *c, const baton_gen_params *p, baton_chunk_cb cb
     g.stop = (char **)p->stop;
     g.deadline_ms = p->deadline_ms;
     g.ignore_eos = p->ignore_eos;
+    g.prompt_logprobs = p->prompt_logprobs;
     uint32_t call = ++c->next_call;
     int rc = send_frame(c, BATON__FRAME_KIND__FRAME_GENERATE, call, &g.base);
     free(cm);

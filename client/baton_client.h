@@ -98,6 +98,7 @@ typedef struct baton_gen_params {
     size_t n_stop;
     uint64_t deadline_ms;       /* 0: none */
     bool ignore_eos;
+    bool prompt_logprobs;       /* also score the prompt: baton_result.prompt_logprobs */
 } baton_gen_params;
 
 baton_gen_params baton_gen_defaults(void);
@@ -123,6 +124,9 @@ typedef struct baton_result {
     uint32_t n_prompt;
     double prefill_s, decode_s; /* server-side: receipt to first token, first to last */
     char finish_reason[16];
+    float *prompt_logprobs;     /* with prompt_logprobs: [n_prompt - 1], [i] the log-probability of
+                                   prompt token i + 1 given tokens 0..i (malloc'd; else NULL) */
+    size_t n_prompt_logprobs;
 } baton_result;
 
 int baton_generate(baton_client *c, const baton_gen_params *p, baton_chunk_cb cb, void *ctx, baton_result *out);

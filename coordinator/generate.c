@@ -114,7 +114,8 @@ static int check_limits(const coord *c, const net_conn *client, uint64_t want_by
 static void admit(coord *c, void *client, uint32_t call_id, const Baton__GenerateRequest *g, int32_t *ids,
                   int64_t n) {
     sched_params p = {.sampling = g->sampling, .max_tokens = g->max_tokens, .ignore_eos = g->ignore_eos,
-                      .deadline_ms = g->deadline_ms, .stop = g->stop, .n_stop = (int)g->n_stop};
+                      .deadline_ms = g->deadline_ms, .stop = g->stop, .n_stop = (int)g->n_stop,
+                      .prompt_logprobs = g->prompt_logprobs};
     sched_request *r = sched_admit(&c->sched, client, call_id, &p, ids, n);
     if (!r) return;
     if (!c->serving && !c->switching && c->plan_error[0]) {

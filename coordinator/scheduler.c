@@ -25,6 +25,7 @@ static void req_free(sched_request *r) {
     free(r->prompt);
     free(r->gen);
     free(r->logprob);
+    free(r->prompt_lp);
     tok_stream_free(r->ts);
     stop_matcher_free(r->stops);
     free(r);
@@ -144,7 +145,8 @@ static sched_request *req_new(sched *s, const sched_params *p, uint32_t max_toke
         r->ts = tok_stream_new(s->o.tok);
         if (p->n_stop) r->stops = stop_matcher_new((const char *const *)p->stop, p->n_stop);
     }
-    if (!r->gen || !r->logprob) {
+    if (p->prompt_logprobs) r->prompt_lp = calloc((size_t)n, sizeof *r->prompt_lp);
+    if (!r->gen || !r->logprob || (p->prompt_logprobs && !r->prompt_lp)) {
         req_free(r);
         return NULL;
     }
@@ -305,6 +307,10 @@ static void send_token_chunk(sched *s, const sched_request *r, int32_t token, fl
     ch.tokens = &token;
     ch.n_logprobs = 1;
     ch.logprobs = &logprob;
+    if (r->prompt_lp && r->n_gen == 1) { /* the first chunk: the prompt's scores (positions 1..n-1) */
+        ch.n_prompt_logprobs = (size_t)r->n_prompt - 1;
+        ch.prompt_logprobs = r->prompt_lp + 1;
+    }
     char *tbuf = malloc(text_len + 1);
     if (tbuf) {
         if (text_len) memcpy(tbuf, text, text_len);
@@ -345,6 +351,7 @@ static int emit_token(sched *s, sched_request *r, int32_t token, float logprob) 
         if ((tail = final_text(r, text, text_len, &tlen))) text = tail, text_len = tlen;
     }
     if (r->client) send_token_chunk(s, r, token, logprob, text, text_len, reason);
+    r->prompt_lp_sent = true;
     free(tail);
     return reason != NULL;
 }
@@ -355,6 +362,17 @@ static void take_tokens(sched *s, const Baton__StageResult *res) {
         const Baton__SampledToken *t = res->tokens[i];
         if (t->slot < 0 || t->slot >= s->o.n_slots || !s->slot_req[t->slot]) continue;
         sched_request *r = s->slot_req[t->slot];
+        if (t->scored_position > 0) { /* a prompt token's score, not a sample */
+            if (r->state != REQ_ACTIVE) continue;
+            if (t->code != BATON__STATUS_CODE__STATUS_OK) {
+                char msg[300];
+                snprintf(msg, sizeof msg, "last stage: %s", t->error ? t->error : "(no message)");
+                sched_finish(s, r, (int)t->code, msg);
+            } else if (r->prompt_lp && t->scored_position < r->n_prompt && t->token == r->prompt[t->scored_position]) {
+                r->prompt_lp[t->scored_position] = t->logprob;
+            }
+            continue;
+        }
         r->awaiting = false;
         if (r->state != REQ_ACTIVE) continue;
         if (t->code != BATON__STATUS_CODE__STATUS_OK) { /* this slot only: the others in the batch go on */
@@ -444,6 +462,15 @@ static void batch_add(batch_buf *bb, sched_request *r, int32_t take) {
         bb->pos[bb->n + k] = p;
         bb->toks[bb->n + k] = p < r->n_prompt ? r->prompt[p] : r->gen[p - r->n_prompt];
     }
+    if (r->prompt_lp && !r->prompt_lp_sent) /* rows 0..n_prompt-2 score the prompt token after them */
+        for (int32_t k = 0; k < take && r->fed + k < r->n_prompt - 1; k++) {
+            Baton__SampleSpec *sp = &bb->specs[bb->n_specs];
+            baton__sample_spec__init(sp);
+            sp->index = (uint32_t)(bb->n + k);
+            sp->score = true;
+            sp->target = r->prompt[r->fed + k + 1];
+            bb->spec_ptrs[bb->n_specs++] = sp;
+        }
     r->fed += take;
     if (r->fed == r->n_prompt + r->n_gen) {
         /* the last known token: its logits give the next one */

@@ -59,6 +59,9 @@ typedef struct sched_request {
     Baton__SamplingParams sampling;
     uint32_t max_tokens;
     bool ignore_eos;
+    float *prompt_lp;       /* with prompt_logprobs: [n_prompt], [i] the log-probability of prompt[i]
+                               (i >= 1), filled as the prompt's rows come back; else NULL */
+    bool prompt_lp_sent;    /* they went out with the first chunk (a replay does not score again) */
     /* progress */
     int32_t slot;           /* -1 while queued */
     int32_t fed;            /* tokens sent into the pipeline (prompt, then generated) */
@@ -138,6 +141,7 @@ typedef struct sched_params {
     uint64_t deadline_ms;                  /* from now; 0: none */
     char *const *stop;                     /* stop strings (need a tokenizer) */
     int n_stop;
+    bool prompt_logprobs;                  /* score the prompt too (GenerateChunk.prompt_logprobs) */
 } sched_params;
 
 /* 0, or -1 (out of memory). */

@@ -258,6 +258,20 @@ int32_t sampler_sample(const sampler_params *p, const float *logits, int32_t n_v
     return ids[pick];
 }
 
+int sampler_token_logprob(const float *logits, int32_t n_vocab, int32_t token, float *out) {
+    if (!logits || token < 0 || token >= n_vocab) return -1;
+    float m = -INFINITY;
+    for (int32_t i = 0; i < n_vocab; i++) {
+        if (logits[i] != logits[i] || logits[i] == INFINITY) return -1;
+        if (logits[i] > m) m = logits[i];
+    }
+    if (m == -INFINITY) return -1;
+    double sum = 0.0;
+    for (int32_t i = 0; i < n_vocab; i++) sum += exp((double)logits[i] - m);
+    *out = (float)(((double)logits[token] - m) - log(sum));
+    return 0;
+}
+
 /* ---------------- stop strings ---------------- */
 
 struct stop_matcher {

@@ -68,6 +68,13 @@ int32_t sampler_sample(const sampler_params *p, const float *logits, int32_t n_v
                        const int32_t *history, int32_t n_history, uint64_t step,
                        sampler_scratch *scratch, float *logprob);
 
+/* The log-probability of `token` under the raw logits (log-softmax, temperature
+ * 1, no penalties): the largest logit m, then sum of exp(l_i - m) in double in id
+ * order, then (l_token - m) - log(sum): one fixed order, so the same logits give
+ * the same bits on every machine with the same libm. 0 with the value in *out, or
+ * -1 for a token outside [0, n_vocab), a NaN or +inf logit, or all logits -inf. */
+int sampler_token_logprob(const float *logits, int32_t n_vocab, int32_t token, float *out);
+
 /* Stop strings: text is fed as it is decoded; the matcher says how much of it is
  * safe to show (cannot be the start of a stop string) and whether a stop string has
  * been completed, even when it spans several tokens. */

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@ typedef struct run_opts {
     uint32_t kv_type;
     model_rope_opts rope;       /* --rope-scaling, --rope-scale, --yarn-orig-ctx */
     bool json, exact, info, chat;
+    bool prompt_logprobs;       /* --prompt-logprobs: score the prompt too */
     sampler_params sampling; /* greedy unless --temperature > 0 */
 } run_opts;
 
@@ -61,6 +63,9 @@ static void usage(FILE *out) {
             "  --json              print one JSON object: tokens and timings\n"
             "  --exact             f32 activations x dequantized weights (reference precision)\n"
             "  --logits-out FILE   write float32 logits of every position fed to the model\n"
+            "  --prompt-logprobs   also score the prompt: the log-probability (log-softmax, T = 1) of each\n"
+            "                      prompt token after the first, and their perplexity (--json:\n"
+            "                      prompt_logprobs, prompt_perplexity; `baton generate` gives the same)\n"
             "  --threads N         compute threads (default: all cores)\n"
             "  --device D          cpu (default), vulkan or vulkan:N: run the model on a Vulkan GPU (the\n"
             "                      same tokens as the CPU); list: print the Vulkan devices and exit\n"
@@ -131,10 +136,11 @@ static int32_t pick(const run_opts *o, const float *row, int32_t V, const int32_
 static void parse_args(int argc, char **argv, run_opts *o) {
     enum { OPT_TOKENS = 256, OPT_MAX, OPT_GREEDY, OPT_JSON, OPT_EXACT, OPT_LOGITS, OPT_THREADS, OPT_CTX, OPT_KV, OPT_INFO,
            OPT_PROMPT, OPT_CHAT, OPT_TOKENIZE, OPT_TOKJSON, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_SEED,
-           OPT_ROPE_SCALING, OPT_ROPE_SCALE, OPT_YARN_ORIG, OPT_DEVICE };
+           OPT_ROPE_SCALING, OPT_ROPE_SCALE, OPT_YARN_ORIG, OPT_DEVICE, OPT_PROMPT_LP };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},        {"tokens", required_argument, 0, OPT_TOKENS},
         {"max-tokens", required_argument, 0, OPT_MAX}, {"greedy", no_argument, 0, OPT_GREEDY},
+        {"prompt-logprobs", no_argument, 0, OPT_PROMPT_LP},
         {"json", no_argument, 0, OPT_JSON},           {"exact", no_argument, 0, OPT_EXACT},
         {"logits-out", required_argument, 0, OPT_LOGITS}, {"threads", required_argument, 0, OPT_THREADS},
         {"ctx", required_argument, 0, OPT_CTX},       {"kv", required_argument, 0, OPT_KV},
@@ -164,6 +170,7 @@ static void parse_args(int argc, char **argv, run_opts *o) {
         case OPT_MINP: o->sampling.min_p = parse_float(optarg, "--min-p", 0, 1); break;
         case OPT_SEED: o->sampling.seed = (uint64_t)parse_int(optarg, "--seed", 0, INT64_MAX); break;
         case OPT_JSON: o->json = true; break;
+        case OPT_PROMPT_LP: o->prompt_logprobs = true; break;
         case OPT_EXACT: o->exact = true; break;
         case OPT_LOGITS: o->logits_out = optarg; break;
         case OPT_THREADS: o->threads = (int)parse_int(optarg, "--threads", 1, 1024); break;
@@ -352,6 +359,7 @@ typedef struct gen_state {
     int n_gen;
     sampler_scratch *sc;
     FILE *lf;       /* --logits-out, or NULL */
+    float *plp;     /* --prompt-logprobs: [n_prompt - 1], else NULL */
     double prefill_s, decode_s;
 } gen_state;
 
@@ -381,11 +389,14 @@ static void gen_start(gen_state *g, const run_opts *o, model *m, int32_t *prompt
     if (!g->sc) die("out of memory");
     if (g->hist) memcpy(g->hist, prompt, (size_t)n_prompt * sizeof *g->hist);
     if (!g->fc || !g->hidden || !g->logits || !g->gen) die("out of memory");
+    if (o->prompt_logprobs && n_prompt > 1 && !(g->plp = malloc((size_t)(n_prompt - 1) * sizeof *g->plp)))
+        die("out of memory");
     if (o->logits_out && !(g->lf = fopen(o->logits_out, "wb"))) die("cannot write '%s': %s", o->logits_out, strerror(errno));
 }
 
 static void gen_end(gen_state *g) {
     free(g->hist);
+    free(g->plp);
     sampler_scratch_free(g->sc);
     free(g->logits);
     free(g->hidden);
@@ -413,12 +424,16 @@ static int32_t prefill(gen_state *g, const run_opts *o) {
         int n = g->n_prompt - done < PREFILL_CHUNK ? g->n_prompt - done : PREFILL_CHUNK;
         for (int t = 0; t < n; t++) {
             pos[t] = done + t;
-            want[t] = g->lf != NULL || done + t == g->n_prompt - 1;
+            want[t] = g->lf != NULL || g->plp != NULL || done + t == g->n_prompt - 1;
         }
         fwd_batch b = {.n = n, .tokens = g->prompt + done, .slot = slots, .pos = pos, .logits = want};
         int nw = forward_run(g->fc, g->kv, &b, g->hidden, g->logits, err, sizeof err);
         if (nw < 0) die("%s", err);
         write_logits(g, o, nw);
+        if (g->plp) /* every row's logits are there: score the prompt token after each */
+            for (int t = 0; t < n && done + t < g->n_prompt - 1; t++)
+                if (sampler_token_logprob(g->logits + (size_t)t * g->V, g->V, g->prompt[done + t + 1], &g->plp[done + t]))
+                    die("cannot score prompt token %d: the logits are not finite", done + t + 1);
         done += n;
         if (done == g->n_prompt) next = pick(o, g->logits + (size_t)(nw - 1) * g->V, g->V, g->hist, g->n_prompt, 0, g->sc);
     }
@@ -448,6 +463,14 @@ static void decode(gen_state *g, const run_opts *o, const tokenizer *tok, int32_
     g->lf = NULL;
 }
 
+/* exp of the mean negative log-probability of the scored prompt tokens (double,
+ * in order: as `baton generate --prompt-logprobs` computes it). */
+static double prompt_perplexity(const gen_state *g) {
+    double nll = 0;
+    for (int i = 0; i < g->n_prompt - 1; i++) nll -= g->plp[i];
+    return g->n_prompt > 1 ? exp(nll / (double)(g->n_prompt - 1)) : 1.0;
+}
+
 /* --json: the tokens, text and speeds as one JSON object on stdout. */
 static void print_json(const gen_state *g, const tokenizer *tok, const model *m, double load_s, double prefill_tps,
                        double decode_tps) {
@@ -460,6 +483,12 @@ static void print_json(const gen_state *g, const tokenizer *tok, const model *m,
         free(text);
     }
     json_object_set_new(j, "n_prompt", json_integer(g->n_prompt));
+    if (g->plp) {
+        json_t *a = json_array();
+        for (int i = 0; i < g->n_prompt - 1; i++) json_array_append_new(a, json_real(g->plp[i]));
+        json_object_set_new(j, "prompt_logprobs", a);
+        json_object_set_new(j, "prompt_perplexity", json_real(prompt_perplexity(g)));
+    }
     json_object_set_new(j, "load_s", json_real(load_s));
     json_object_set_new(j, "prefill_tok_s", json_real(prefill_tps));
     json_object_set_new(j, "decode_tok_s", json_real(decode_tps));
@@ -489,6 +518,7 @@ static void print_result(const gen_state *g, const run_opts *o, const tokenizer 
         for (int i = 0; i < g->n_gen; i++) printf("%s%d", i ? "," : "", (int)g->gen[i]);
         printf("\n");
     }
+    if (g->plp) fprintf(stderr, "prompt: %d tokens scored, perplexity %.4f\n", g->n_prompt - 1, prompt_perplexity(g));
     fprintf(stderr, "load %.2f s, prefill %d tokens at %.1f tok/s, decode %d tokens at %.2f tok/s, peak RSS %.0f MiB (%s, %d threads)\n",
             load_s, g->n_prompt, prefill_tps, g->n_gen, decode_tps, peak_rss_mb(), kern_level_name(kern_get_level()),
             kern_threads());

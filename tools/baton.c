@@ -15,6 +15,7 @@
  */
 #include <getopt.h>
 #include <jansson.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,8 @@ static void usage(FILE *out) {
             "  --max-tokens N  --temperature T  --top-k K  --top-p P  --min-p P  --seed S\n"
             "  --repeat-penalty R  --presence-penalty P  --frequency-penalty F  --penalty-last-n N\n"
             "  --stop STRING (repeatable)  --deadline-ms MS  --ignore-eos  --show-tokens\n"
+            "  --prompt-logprobs  also score the prompt: the log-probability of each prompt token after\n"
+            "                     the first, and their perplexity (with --json: prompt_logprobs, prompt_perplexity)\n"
             "  --system TEXT (chat)  --cluster-id ID  --json (one JSON object on stdout)\n"
             "  --api-key KEY (default: $BATON_API_KEY)  --admin  --admin-token-file FILE (implies --admin)\n"
             "exit code: the call's status (0 OK, 1 CANCELLED, 3 INVALID_ARGUMENT, 4 DEADLINE_EXCEEDED, 14 UNAVAILABLE,\n"
@@ -89,10 +92,17 @@ static float float_opt(const char *s, const char *what, double min, double max) 
     return (float)v;
 }
 
+/* exp of the mean negative log-probability of the scored prompt tokens (double, in order). */
+static double prompt_perplexity(const baton_result *r) {
+    double nll = 0;
+    for (size_t i = 0; i < r->n_prompt_logprobs; i++) nll -= r->prompt_logprobs[i];
+    return r->n_prompt_logprobs ? exp(nll / (double)r->n_prompt_logprobs) : 1.0;
+}
+
 static void parse(int argc, char **argv, cli *o) {
     enum { O_SERVER = 256, O_PROMPT, O_TOKENS, O_CHAT, O_TEXT, O_MAX, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_SEED, O_REP,
            O_PRES, O_FREQ, O_LASTN, O_STOP, O_DEADLINE, O_IGNORE, O_JSON, O_SPECIAL, O_SYSTEM, O_CLUSTER, O_SHOW,
-           O_API_KEY, O_ADMIN, O_ADMIN_TOKEN };
+           O_API_KEY, O_ADMIN, O_ADMIN_TOKEN, O_PROMPT_LP };
     static const struct option longs[] = {
         {"server", required_argument, 0, O_SERVER},     {"prompt", required_argument, 0, O_PROMPT},
         {"tokens", required_argument, 0, O_TOKENS},     {"chat", required_argument, 0, O_CHAT},
@@ -103,6 +113,7 @@ static void parse(int argc, char **argv, cli *o) {
         {"presence-penalty", required_argument, 0, O_PRES}, {"frequency-penalty", required_argument, 0, O_FREQ},
         {"penalty-last-n", required_argument, 0, O_LASTN}, {"stop", required_argument, 0, O_STOP},
         {"deadline-ms", required_argument, 0, O_DEADLINE}, {"ignore-eos", no_argument, 0, O_IGNORE},
+        {"prompt-logprobs", no_argument, 0, O_PROMPT_LP},
         {"json", no_argument, 0, O_JSON},               {"special", no_argument, 0, O_SPECIAL},
         {"system", required_argument, 0, O_SYSTEM},     {"cluster-id", required_argument, 0, O_CLUSTER},
         {"show-tokens", no_argument, 0, O_SHOW},        {"api-key", required_argument, 0, O_API_KEY},
@@ -136,6 +147,7 @@ static void parse(int argc, char **argv, cli *o) {
             break;
         case O_DEADLINE: o->p.deadline_ms = (uint64_t)int_opt(optarg, "--deadline-ms", 0, INT32_MAX); break;
         case O_IGNORE: o->p.ignore_eos = true; break;
+        case O_PROMPT_LP: o->p.prompt_logprobs = true; break;
         case O_JSON: o->json = true; break;
         case O_SPECIAL: o->special = true; break;
         case O_SYSTEM: o->system = optarg; break;
@@ -243,6 +255,12 @@ static int cmd_generate(baton_client *c, cli *o) {
         json_object_set_new(j, "decode_tok_s",
                             json_real(r.n_tokens > 1 && r.decode_s > 0 ? (double)(r.n_tokens - 1) / r.decode_s : 0));
         json_object_set_new(j, "finish_reason", json_string(r.finish_reason));
+        if (r.prompt_logprobs) {
+            json_t *a = json_array();
+            for (size_t i = 0; i < r.n_prompt_logprobs; i++) json_array_append_new(a, json_real(r.prompt_logprobs[i]));
+            json_object_set_new(j, "prompt_logprobs", a);
+            json_object_set_new(j, "prompt_perplexity", json_real(prompt_perplexity(&r)));
+        }
         json_object_set_new(j, "status", json_string(baton_status_name(st)));
         json_object_set_new(j, "message", json_string(r.message));
         char *s = json_dumps(j, JSON_COMPACT);
@@ -252,6 +270,8 @@ static int cmd_generate(baton_client *c, cli *o) {
     } else {
         printf("\n");
         if (st == BATON_STATUS_OK) print_stats(&r);
+        if (r.prompt_logprobs)
+            fprintf(stderr, "prompt: %zu tokens scored, perplexity %.4f\n", r.n_prompt_logprobs, prompt_perplexity(&r));
     }
     if (st != BATON_STATUS_OK) log_msg("%s: %s", baton_status_name(st), r.message);
     baton_result_free(&r);

@@ -59,6 +59,7 @@ void stage_job_free(stage_job *job) {
     free(job->drop_slots);
     free(job->res_slot);
     free(job->res_token);
+    free(job->res_pos);
     free(job->res_logprob);
     free(job->res_code);
     free(job);
@@ -183,8 +184,9 @@ static void run_forward(stage *s, stage_job *j) {
     j->res_slot = malloc(f->n_samples * sizeof(int32_t) + 1);
     j->res_token = malloc(f->n_samples * sizeof(int32_t) + 1);
     j->res_logprob = malloc(f->n_samples * sizeof(float) + 1);
+    j->res_pos = calloc(f->n_samples + 1, sizeof(int32_t));
     j->res_code = calloc(f->n_samples + 1, sizeof(int32_t));
-    if (!row_of || !j->res_slot || !j->res_token || !j->res_logprob || !j->res_code) {
+    if (!row_of || !j->res_slot || !j->res_token || !j->res_logprob || !j->res_pos || !j->res_code) {
         free(want);
         free(row_of);
         return job_fail(j, "out of memory");
@@ -196,6 +198,18 @@ static void run_forward(stage *s, stage_job *j) {
         const Baton__SampleSpec *sp = f->samples[i];
         int32_t slot = f->slots[sp->index];
         const float *row = s->logits + (size_t)row_of[sp->index] * V;
+        if (sp->score) { /* the prompt token that follows this row: its log-probability, no sampling */
+            float lp = 0;
+            if (sampler_token_logprob(row, V, sp->target, &lp) != 0) {
+                j->res_code[i] = BATON__STATUS_CODE__STATUS_INVALID_ARGUMENT;
+                lp = 0;
+            }
+            j->res_slot[i] = slot;
+            j->res_token[i] = sp->target;
+            j->res_logprob[i] = lp;
+            j->res_pos[i] = f->positions[sp->index] + 1;
+            continue;
+        }
         sampler_params p = params_from_wire(sp->sampling);
         const slot_history *h = &s->hist[slot];
         float lp = 0;

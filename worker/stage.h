@@ -41,6 +41,7 @@ typedef struct stage_job {
     size_t n_drop;
     /* results of a head stage: one per SampleSpec */
     int32_t *res_slot, *res_token;
+    int32_t *res_pos;                 /* > 0: a score of the prompt token at that position, not a sample */
     float *res_logprob;
     int32_t *res_code;          /* per result: 0, or the status ending that slot's request (invalid sampling) */
     size_t n_res;

@@ -213,9 +213,12 @@ static void on_wake(uv_async_t *a) {
                     toks[i].slot = j->res_slot[i];
                     toks[i].token = j->res_token[i];
                     toks[i].logprob = j->res_logprob[i];
+                    toks[i].scored_position = j->res_pos[i];
                     if (j->res_code[i]) {
                         toks[i].code = (Baton__StatusCode)j->res_code[i];
-                        toks[i].error = "invalid sampling parameters (rejected by the sampler)";
+                        toks[i].error = j->res_pos[i] ? "cannot score the prompt token (target outside the vocabulary "
+                                                        "or logits not finite)"
+                                                      : "invalid sampling parameters (rejected by the sampler)";
                     }
                     ptrs[i] = &toks[i];
                 }

@@ -17,7 +17,11 @@
 #     (Chinese text, ChatML markers), baton-run --logits-out shows every unused row's
 #     logit below every used row's, at every position;
 #  4. a real cluster (coordinator + 4 workers on loopback) generates from a text
-#     prompt exactly baton-run's tokens, and they decode to text.
+#     prompt exactly baton-run's tokens, and they decode to text;
+#  5. the same cluster scores the whole held-out sample (one 1163-token prompt,
+#     `baton generate --prompt-logprobs`, two such requests at once): every prompt
+#     token's log-probability equals baton-run --prompt-logprobs' bit for bit, so the
+#     perplexity to the last digit, and it is below 0.65 x the unigram baseline.
 set -u
 T_TIMEOUT=300
 . "${BATON_SRC:?set BATON_SRC to the source folder}/tests/lib.sh"
@@ -109,4 +113,50 @@ else
     bad "the 4-worker cluster did not start serving"
 fi
 if echo "$text" | grep -qE "[a-z]{2}"; then ok "the greedy text has letters"; else bad "the greedy text is empty"; fi
+
+# 5: perplexity of the held-out sample through the cluster (scored prompt) = one process
+$PY -c "import json,sys; print(json.dumps(open(sys.argv[1]).read()))" "$D/heldout-sample.txt" >"$WORK/h.jsonl"
+ids=$("$BIN/tools/baton-run" --model "$MODEL" --tokenize "$WORK/h.jsonl" 2>/dev/null | tr -d '[] \n')
+T "$BIN/tools/baton-run" --model "$MODEL" --tokens "$ids" --max-tokens 2 --prompt-logprobs --json >"$WORK/s1.json" 2>/dev/null ||
+    bad "baton-run --prompt-logprobs failed"
+scorers=()
+for k in 1 2; do
+    TC "$BIN/tools/baton" generate --server "$CLUSTER_ADDR" --tokens "$ids" --max-tokens 2 --prompt-logprobs --json \
+        >"$WORK/sc$k.json" 2>"$WORK/sc$k.err" &
+    scorers+=($!)
+done
+wait "${scorers[@]}"
+$PY - "$WORK/s1.json" "$WORK/sc1.json" "$WORK/sc2.json" "$META" "$ids" <<'EOF' || fail=1
+import json, math, sys
+one = json.load(open(sys.argv[1]))
+bad = 0
+def check(cond, text):
+    global bad
+    print(("  ok   " if cond else "  FAIL ") + text)
+    bad |= not cond
+lp = one["prompt_logprobs"]
+check(len(lp) == one["n_prompt"] - 1 and one["n_prompt"] > 1000,
+      f"baton-run scored {len(lp)} of the {one['n_prompt']} prompt tokens")
+for f in sys.argv[2:4]:
+    try:
+        c = json.load(open(f))
+    except ValueError:
+        check(False, f"{f}: no JSON from baton generate")
+        continue
+    got = c.get("prompt_logprobs") or []
+    diff = next((i for i, (a, b) in enumerate(zip(lp, got)) if a != b), None)
+    check(got == lp, "4-worker cluster, two requests at once: every prompt log-probability equal bit for bit"
+          + ("" if got == lp else f" (lengths {len(got)}/{len(lp)}, first difference at {diff})"))
+    check(f"{c.get('prompt_perplexity', 0):.4f}" == f"{one['prompt_perplexity']:.4f}",
+          f"perplexity through the cluster {c.get('prompt_perplexity', 0):.4f} = one process {one['prompt_perplexity']:.4f}")
+# the unigram baseline on the same predicted tokens (train counts, add-one; as baton-bench quality)
+u = json.load(open(sys.argv[4]))["unigram"]
+cnt = dict(zip(u["ids"], u["counts"]))
+total, V = float(sum(u["counts"])), len(u["ids"])
+ids = [int(x) for x in sys.argv[5].split(",")]
+uni = math.exp(-sum(math.log((cnt.get(t, 0) + 1) / (total + V)) for t in ids[1:]) / (len(ids) - 1))
+ppl = one["prompt_perplexity"]
+check(ppl <= 0.65 * uni, f"held-out sample as one prompt: perplexity {ppl:.4f} <= 0.65 x unigram {uni:.4f}")
+sys.exit(bad)
+EOF
 exit $fail

@@ -375,6 +375,52 @@ static void test_stop(void) {
       stop_matcher_free(m); }
 }
 
+/* sampler_token_logprob: the log-softmax of the raw logits at one token against a
+ * long-double reference, its invariance to a shift of all logits, agreement
+ * with the greedy sampler's logprob of its pick, and refusals. */
+static void test_token_logprob(sampler_scratch *s) {
+    enum { V = 1001 };
+    float lg[V];
+    uint64_t x = 12345;
+    for (int i = 0; i < V; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        lg[i] = (float)((double)(x >> 11) / 9007199254740992.0 * 24.0 - 12.0);
+    }
+    long double m = lg[0], sum = 0;
+    for (int i = 0; i < V; i++) if (lg[i] > m) m = lg[i];
+    for (int i = 0; i < V; i++) sum += expl((long double)lg[i] - m);
+    double worst = 0;
+    for (int t = 0; t < V; t += 37) {
+        float lp;
+        CHECK(sampler_token_logprob(lg, V, t, &lp) == 0, "token %d refused", t);
+        long double ref = ((long double)lg[t] - m) - logl(sum);
+        double err = fabs((double)(lp - ref)) / fabs((double)ref);
+        if (err > worst) worst = err;
+    }
+    CHECK(worst < 1e-6, "relative error %.3g against the long-double reference", worst);
+    /* greedy pick: its logprob from sampler_sample is the same log-softmax */
+    sampler_params p = sampler_defaults();
+    p.temperature = 0;
+    p.repetition_penalty = 1;
+    sampler_scratch *big = sampler_scratch_new(V);
+    float lp_s = 0, lp_t = 1;
+    int32_t best = sampler_sample(&p, lg, V, NULL, 0, 0, big, &lp_s);
+    CHECK(best >= 0 && sampler_token_logprob(lg, V, best, &lp_t) == 0 && lp_s == lp_t,
+          "greedy pick %d: sampler logprob %.9g, token_logprob %.9g", (int)best, lp_s, lp_t);
+    sampler_scratch_free(big);
+    /* refusals: token out of range, NaN or +inf logits, all -inf */
+    float lp;
+    CHECK(sampler_token_logprob(lg, V, -1, &lp) == -1 && sampler_token_logprob(lg, V, V, &lp) == -1, "token range");
+    float bad[3] = {0, NAN, 1}, inf[3] = {0, INFINITY, 1}, ninf[3] = {-INFINITY, -INFINITY, -INFINITY};
+    CHECK(sampler_token_logprob(bad, 3, 0, &lp) == -1, "NaN logit accepted");
+    CHECK(sampler_token_logprob(inf, 3, 0, &lp) == -1, "+inf logit accepted");
+    CHECK(sampler_token_logprob(ninf, 3, 0, &lp) == -1, "all -inf accepted");
+    float one[3] = {-INFINITY, 2, -INFINITY};
+    CHECK(sampler_token_logprob(one, 3, 1, &lp) == 0 && lp == 0.0f, "the only finite logit: log p = %g", lp);
+    CHECK(sampler_token_logprob(one, 3, 0, &lp) == 0 && lp == -INFINITY, "a -inf logit: log p = %g", lp);
+    (void)s;
+}
+
 int main(void) {
     sampler_scratch *s = sampler_scratch_new(64);
     printf("greedy + penalties\n"); test_greedy_penalties(s);
@@ -382,6 +428,7 @@ int main(void) {
     printf("top-p boundary\n"); test_top_p_boundary(s);
     printf("large vocab / determinism\n"); test_determinism_and_large();
     printf("invalid input\n"); test_invalid(s);
+    printf("token log-probability (prompt scoring)\n"); test_token_logprob(s);
     printf("stop strings\n"); test_stop();
     sampler_scratch_free(s);
     printf(g_fail ? "test_sampler: %d FAILED\n" : "test_sampler: all passed\n", g_fail);

@@ -15,7 +15,7 @@
  *     slice with its own KV cache, and between two stages the hidden state goes
  *     through hop_encode and hop_decode (worker/hop.c: the bytes a worker sends,
  *     checksum included) - the numbers a cluster's workers compute, without the
- *     sockets (the cluster's own client API cannot score a text; tests/reference/
+ *     sockets (a real cluster scores a text with `baton generate --prompt-logprobs`; tests/reference/
  *     test_demo_model.sh holds a real 4-worker cluster's greedy tokens and their
  *     log-probabilities against baton-run's);
  *   - greedy agreement: S steps (default 64) from the text's first 16 tokens, one
