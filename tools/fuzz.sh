@@ -20,7 +20,7 @@ shift 2
 [[ -f build/fuzz/CMakeCache.txt ]] || cmake --preset fuzz >/dev/null
 cmake --build build/fuzz -j"$(nproc)" --target fuzz_targets >/dev/null
 names=("$name")
-[[ $name == all ]] && names=($(ls tests/fuzz/fuzz_*.c | sed 's|.*/fuzz_||; s|\.c$||'))
+[[ $name == all ]] && names=($(ls tests/fuzz/fuzz_*.c | grep -v fuzz_common | sed 's|.*/fuzz_||; s|\.c$||'))
 for n in "${names[@]}"; do
   bin=build/fuzz/tests/fuzz/fuzz_$n
   [[ -x $bin ]] || { echo "fuzz.sh: no target fuzz_$n" >&2; exit 2; }
