@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if (($# < 2)); then
   echo "usage: tools/fuzz.sh NAME SECONDS [libFuzzer options]; NAME one of:" \
-    $(ls tests/fuzz/fuzz_*.c | sed 's|.*/fuzz_||; s|\.c$||') all >&2
+    $(ls tests/fuzz/fuzz_*.c | grep -v fuzz_common | sed 's|.*/fuzz_||; s|\.c$||') all >&2
   exit 2
 fi
 name=$1 secs=$2
