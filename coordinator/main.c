@@ -7,8 +7,7 @@
 #include <string.h>
 
 #include "cliconf.h"
-#include "cliparse.h"
-#include "coord.h"
+#include "coord_args.h"
 #include "log.h"
 #include "net_mpi.h"
 
@@ -55,22 +54,6 @@ static void usage(FILE *out) {
     if (net_mpi_missing()) fprintf(out, "                     (not in this build: %s)\n", net_mpi_missing());
     if (metrics_http_missing())
         fprintf(out, "  --metrics-listen, --http-listen: not in this build: %s\n", metrics_http_missing());
-}
-
-/* The value of an integer option in [lo, hi]; a usage error (exit 2) otherwise. */
-static int parse_int(const char *s, const char *what, int lo, int hi) {
-    long long v;
-    char err[200];
-    if (cli_int(s, lo, hi, &v, err, sizeof err) != 0) log_exit(2, "%s: %s", what, err);
-    return (int)v;
-}
-
-/* The value of a size option (suffixes K, M, G) in [lo, hi]; a usage error (exit 2) otherwise. */
-static uint64_t parse_bytes(const char *s, const char *what, uint64_t lo, uint64_t hi) {
-    uint64_t v;
-    char err[200];
-    if (cli_bytes(s, lo, hi, &v, err, sizeof err) != 0) log_exit(2, "%s: %s", what, err);
-    return v;
 }
 
 static uv_signal_t sig_int, sig_term;
@@ -121,78 +104,26 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 int main(int argc, char **argv) {
     log_set_program("baton-coord");
-    coord_opts o = {.listen = NULL, .cluster_id = "baton", .want_workers = 1, .n_slots = 16, .max_batch = 128,
-                    .chunk = 64, .handshake_ms = 10000, .idle_ms = 300000, .max_conns = 1024, .rope = MODEL_ROPE_OPTS_UNSET};
-    static const struct option longs[] = {
-        {"listen", required_argument, 0, 'l'},    {"model", required_argument, 0, 'm'},
-        {"workers", required_argument, 0, 'w'},   {"slots", required_argument, 0, 's'},
-        {"ctx", required_argument, 0, 'c'},       {"max-batch", required_argument, 0, 'b'},
-        {"chunk", required_argument, 0, 'k'},     {"inflight", required_argument, 0, 'i'},
-        {"cluster-id", required_argument, 0, 'C'}, {"max-frame", required_argument, 0, 'F'},
-        {"heartbeat-timeout", required_argument, 0, 'H'}, {"metrics-listen", required_argument, 0, 'M'},
-        {"secret", required_argument, 0, 'S'},   {"admin-token-file", required_argument, 0, 'A'},
-        {"api-keys", required_argument, 0, 'K'},  {"help", no_argument, 0, 'h'},
-        {"mpi", no_argument, 0, 'P'},
-        {"step-timeout", required_argument, 0, 't'}, {"max-prompt-bytes", required_argument, 0, 'B'},
-        {"handshake-timeout", required_argument, 0, 'T'}, {"idle-timeout", required_argument, 0, 'I'},
-        {"max-conns", required_argument, 0, 'N'},
-        {"max-requests", required_argument, 0, 'q'}, {"max-prompt-memory", required_argument, 0, 'G'},
-        {"max-conn-prompt-memory", required_argument, 0, 'g'},
-        {"rope-scaling", required_argument, 0, 'R'}, {"rope-scale", required_argument, 0, 'r'},
-        {"yarn-orig-ctx", required_argument, 0, 'Y'}, {"http-listen", required_argument, 0, 'L'},
-        {"config", required_argument, 0, CLI_CONF_OPT},
-        {0, 0, 0, 0},
-    };
+    coord_args a = coord_args_defaults();
     opterr = 0;
     int ch;
-    bool mpi = false, workers_set = false;
     char cerr[600];
-    if (cli_conf_argv(argc, argv, longs, "coordinator", &argc, &argv, cerr, sizeof cerr) != 0) log_exit(2, "%s", cerr);
-    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+    if (cli_conf_argv(argc, argv, coord_args_options, "coordinator", &argc, &argv, cerr, sizeof cerr) != 0)
+        log_exit(2, "%s", cerr);
+    while ((ch = getopt_long(argc, argv, "h", coord_args_options, NULL)) != -1) {
         cli_conf_context(optind);
-        switch (ch) {
-        case CLI_CONF_OPT: break; /* read by cli_conf_argv */
-        case 'l': o.listen = optarg; break;
-        case 'm': o.model_path = optarg; break;
-        case 'w': o.want_workers = parse_int(optarg, "--workers", 1, PLAN_MAX_NODES), workers_set = true; break;
-        case 'P': mpi = true; break;
-        case 's': o.n_slots = parse_int(optarg, "--slots", 1, 4096); break;
-        case 'c': o.n_ctx = parse_int(optarg, "--ctx", 1, 1 << 24); break;
-        case 'b': o.max_batch = parse_int(optarg, "--max-batch", 1, 1 << 16); break;
-        case 'k': o.chunk = parse_int(optarg, "--chunk", 1, 1 << 16); break;
-        case 'i': o.max_inflight = parse_int(optarg, "--inflight", 1, 1024); break;
-        case 'C': o.cluster_id = optarg; break;
-        case 'F': o.max_frame = parse_bytes(optarg, "--max-frame", 1024, 0x7fffffff); break;
-        case 'H': o.heartbeat_timeout_ms = parse_int(optarg, "--heartbeat-timeout", 100, 3600000); break;
-        case 'M': o.metrics_listen = optarg; break;
-        case 'L': o.http_listen = optarg; break;
-        case 't': o.step_timeout_ms = parse_int(optarg, "--step-timeout", 100, 86400000); break;
-        case 'B': o.max_prompt_bytes = parse_bytes(optarg, "--max-prompt-bytes", 1, 1ull << 32); break;
-        case 'q': o.max_requests = (uint32_t)parse_int(optarg, "--max-requests", 1, 1 << 24); break;
-        case 'G': o.max_prompt_memory = parse_bytes(optarg, "--max-prompt-memory", 1, 1ull << 40); break;
-        case 'g': o.max_conn_prompt_memory = parse_bytes(optarg, "--max-conn-prompt-memory", 1, 1ull << 40); break;
-        case 'S': o.secret_file = optarg; break;
-        case 'A': o.admin_token_file = optarg; break;
-        case 'K': o.api_keys_file = optarg; break;
-        case 'T': o.handshake_ms = (uint32_t)parse_int(optarg, "--handshake-timeout", 1, 3600000); break;
-        case 'I': o.idle_ms = (uint32_t)parse_int(optarg, "--idle-timeout", 0, 0x7fffffff); break;
-        case 'N': o.max_conns = (uint32_t)parse_int(optarg, "--max-conns", 1, 1 << 24); break;
-        case 'R':
-            if ((o.rope.type = model_rope_scaling_from_name(optarg)) < 0)
-                log_exit(2, "--rope-scaling must be none or yarn, got '%s'", optarg);
-            break;
-        case 'r': {
-            char perr[200];
-            if (cli_float(optarg, 1.0000001, 1024, &o.rope.factor, perr, sizeof perr) != 0)
-                log_exit(2, "--rope-scale: %s", perr);
-            break;
+        if (ch == 'h') {
+            usage(stdout);
+            return 0;
         }
-        case 'Y': o.rope.orig_ctx = (uint32_t)parse_int(optarg, "--yarn-orig-ctx", 1, 1 << 30); break;
-        case 'h': usage(stdout); return 0;
-        default: log_exit(2, "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
+        if (coord_args_apply(&a, ch, optarg, cerr, sizeof cerr) != 0) {
+            if (ch == '?' || ch == ':') log_exit(2, "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
+            log_exit(2, "%s", cerr);
         }
     }
     cli_conf_context(0);
+    coord_opts o = a.o;
+    bool mpi = a.mpi, workers_set = a.workers_set;
     if (optind < argc || !o.listen || !o.model_path)
         log_exit(2, "--listen HOST:PORT and --model FILE are required (see --help)");
     if (o.chunk > o.max_batch) o.chunk = o.max_batch;

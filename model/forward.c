@@ -9,10 +9,14 @@
 #include "errmsg.h"
 #include "forward_gpu.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 struct fwd_ctx {
     const model *m;
@@ -57,7 +61,8 @@ kv_cache *kv_cache_new(const model *m, int32_t n_slots, int32_t n_ctx, uint32_t 
     kv->row_bytes = kern_kv_row_bytes(type, (int)(m->hp.n_head_kv * m->hp.head_dim));
     size_t total = (size_t)(kv->n_layers ? kv->n_layers : 1) * (size_t)n_slots * (size_t)n_ctx * kv->row_bytes;
     /* calloc of a large block maps zero pages lazily: memory is only committed as
-     * positions are written, so an idle slot costs nothing. */
+     * positions are written, so an idle slot costs nothing (kv_cache_commit
+     * commits it all at once). */
     kv->k = calloc(1, total);
     kv->v = calloc(1, total);
     if (!kv->k || !kv->v) goto oom;
@@ -66,6 +71,41 @@ oom:
     kv_cache_free(kv);
     err_set(err, errlen, "out of memory for a KV cache of %d slots x %d positions", (int)n_slots, (int)n_ctx);
     return NULL;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+/* Faults in every page of buf[0, n) for writing: 0, or an errno. The whole pages
+ * inside go through madvise(MADV_POPULATE_WRITE), which fails with ENOMEM
+ * instead of leaving the shortfall to a later page fault; a kernel without it
+ * (EINVAL) gets them written. The partial pages at both ends are buf's own bytes
+ * (zero here): written. */
+static int kv_populate(uint8_t *buf, size_t n) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)buf + page - 1) & ~(uintptr_t)(page - 1), e = ((uintptr_t)buf + n) & ~(uintptr_t)(page - 1);
+    if (e <= a) {
+        memset(buf, 0, n);
+        return 0;
+    }
+    memset(buf, 0, (size_t)(a - (uintptr_t)buf));
+    memset((void *)e, 0, (size_t)((uintptr_t)buf + n - e));
+    if (madvise((void *)a, (size_t)(e - a), MADV_POPULATE_WRITE) == 0) return 0;
+    if (errno != EINVAL) return errno;
+    memset((void *)a, 0, (size_t)(e - a));
+    return 0;
+}
+
+int kv_cache_commit(kv_cache *kv, char *err, size_t errlen) {
+    size_t half = kv_cache_bytes(kv) / 2;
+    int e = kv_populate(kv->k, half);
+    if (!e) e = kv_populate(kv->v, half);
+    if (e) {
+        err_set(err, errlen, "cannot commit the KV cache's %.1f MiB: %s", 2.0 * (double)half / 1048576.0, strerror(e));
+        return -1;
+    }
+    return 0;
 }
 
 void kv_cache_free(kv_cache *kv) {

@@ -29,6 +29,13 @@ typedef struct kv_cache {
 kv_cache *kv_cache_new(const model *m, int32_t n_slots, int32_t n_ctx, uint32_t type,
                        char *err, size_t errlen);
 void kv_cache_free(kv_cache *kv);
+/* Commits the whole cache now: every page of K and V is faulted in (written), so
+ * the process's RSS includes it from here on and a cache the machine cannot hold
+ * fails here - not at the first deep position of some later request. A new cache
+ * is otherwise only committed as positions are written. 0, or -1 with a message
+ * (ENOMEM: the memory is not there). A daemon's cache (baton-worker) is
+ * committed; a tool's need not be. */
+int kv_cache_commit(kv_cache *kv, char *err, size_t errlen);
 /* A slot is reused for a new sequence without erasing it: forward_run writes a
  * position's K/V before any token attends to it, so the old sequence is never read. */
 size_t kv_cache_bytes(const kv_cache *kv);

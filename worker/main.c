@@ -8,13 +8,11 @@
 #include <unistd.h>
 
 #include "cliconf.h"
-#include "cliparse.h"
-#include "codec.h"
 #include "log.h"
 #include "net_mpi.h"
 #include "ops.h"
 #include "proc.h"
-#include "worker.h"
+#include "worker_args.h"
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -48,98 +46,29 @@ static void usage(FILE *out) {
             "                       q8, f16+lz4, bf16+lz4, q8+lz4 (if the successor does not decode it: f32+lz4)\n");
 }
 
-/* A whole decimal integer in [lo, hi], or exit with a message naming the option. */
-static uint32_t parse_u32(const char *s, const char *what, uint32_t lo, uint32_t hi) {
-    long long v;
-    char err[200];
-    if (cli_int(s, lo, hi, &v, err, sizeof err) != 0) log_die("%s: %s", what, err);
-    return (uint32_t)v;
-}
-
-/* The value of a size option (suffixes K, M, G) in [lo, hi]; dies otherwise. */
-static uint64_t parse_bytes(const char *s, const char *what, uint64_t lo, uint64_t hi) {
-    uint64_t v;
-    char err[200];
-    if (cli_bytes(s, lo, hi, &v, err, sizeof err) != 0) log_die("%s: %s", what, err);
-    return v;
-}
-
-/* Applies one option (getopt_long's ch and optarg) to o; exits on a bad value. */
-static void apply_option(worker_opts *o, int ch, const char *arg) {
-    switch (ch) {
-    case 'c': o->coordinator = arg; break;
-    case 'm': o->model_path = arg; break;
-    case 'l': o->listen = arg; break;
-    case 't': o->threads = (int)parse_u32(arg, "--threads", 1, 4096); break;
-    case 'M': o->memory = parse_bytes(arg, "--memory", 1, UINT64_MAX); break;
-    case 's': {
-        char perr[200];
-        if (cli_float(arg, 1e-9, 1e6, &o->speed, perr, sizeof perr) != 0) log_die("--speed: %s", perr);
-        break;
-    }
-    case 'k':
-        if (!strcmp(arg, "f16")) o->kv_type = TENSOR_F16;
-        else if (!strcmp(arg, "f32")) o->kv_type = TENSOR_F32;
-        else if (!strcmp(arg, "q8_0")) o->kv_type = TENSOR_Q8_0;
-        else log_die("--kv must be f16, f32 or q8_0");
-        break;
-    case 'D': {
-        int index, kind = gpu_parse_device(arg, &index);
-        if (kind < 0) log_die("--device must be cpu, vulkan, vulkan:N or list (not '%s')", arg);
-        if (kind == GPU_DEVICE_LIST) exit(gpu_list(stdout) > 0 ? 0 : 1);
-        o->device = arg;
-        break;
-    }
-    case 'C': o->cluster_id = arg; break;
-    case 'F': o->max_frame = parse_bytes(arg, "--max-frame", 1024, 0x7fffffff); break;
-    case 'S': o->secret_file = arg; break;
-    case 'Q': {
-        uint64_t q = parse_bytes(arg, "--queue-limit", 4096, SIZE_MAX);
-        net_set_water_marks((size_t)q, (size_t)(q / 4));
-        break;
-    }
-    case 'P': o->mpi = true; break;
-    case 'E': o->measure = true; break;
-    case 'T': o->handshake_ms = parse_u32(arg, "--handshake-timeout", 1, 3600000); break;
-    case 'I': o->idle_ms = parse_u32(arg, "--idle-timeout", 0, 0x7fffffff); break;
-    case 'N': o->max_conns = parse_u32(arg, "--max-conns", 1, 1u << 24); break;
-    case 'X':
-        if ((o->codec = codec_from_name(arg)) < 0) log_die("--codec: unknown codec '%s'", arg);
-        break;
-    }
-}
-
 /* The options of the command line into o; --help prints the usage and exits 0,
- * a bad option exits 1 with a message. */
+ * --device list prints the devices and exits, a bad option exits 1 with a message. */
 static void parse_args(int argc, char **argv, worker_opts *o) {
-    static const struct option longs[] = {
-        {"coordinator", required_argument, 0, 'c'}, {"model", required_argument, 0, 'm'},
-        {"listen", required_argument, 0, 'l'},      {"threads", required_argument, 0, 't'},
-        {"memory", required_argument, 0, 'M'},      {"speed", required_argument, 0, 's'},
-        {"kv", required_argument, 0, 'k'},          {"cluster-id", required_argument, 0, 'C'},
-        {"max-frame", required_argument, 0, 'F'},   {"secret", required_argument, 0, 'S'},
-        {"queue-limit", required_argument, 0, 'Q'}, {"help", no_argument, 0, 'h'},
-        {"mpi", no_argument, 0, 'P'},               {"codec", required_argument, 0, 'X'},
-        {"handshake-timeout", required_argument, 0, 'T'}, {"idle-timeout", required_argument, 0, 'I'},
-        {"max-conns", required_argument, 0, 'N'},   {"device", required_argument, 0, 'D'},
-        {"config", required_argument, 0, CLI_CONF_OPT}, {"measure", no_argument, 0, 'E'},
-        {0, 0, 0, 0},
-    };
+    worker_args a = worker_args_defaults();
     opterr = 0;
     int ch;
     char cerr[600];
-    if (cli_conf_argv(argc, argv, longs, "worker", &argc, &argv, cerr, sizeof cerr) != 0) log_die("%s", cerr);
-    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+    if (cli_conf_argv(argc, argv, worker_args_options, "worker", &argc, &argv, cerr, sizeof cerr) != 0)
+        log_die("%s", cerr);
+    while ((ch = getopt_long(argc, argv, "h", worker_args_options, NULL)) != -1) {
         cli_conf_context(optind);
         if (ch == 'h') {
             usage(stdout);
             exit(0);
         }
         if (ch == '?' || ch == ':') log_die("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
-        apply_option(o, ch, optarg);
+        if (worker_args_apply(&a, ch, optarg, cerr, sizeof cerr) != 0) log_die("%s", cerr);
     }
     cli_conf_context(0);
     if (optind < argc) log_die("unexpected argument '%s'", argv[optind]);
+    if (a.list_devices) exit(gpu_list(stdout) > 0 ? 0 : 1);
+    if (a.queue_limit) net_set_water_marks((size_t)a.queue_limit, (size_t)(a.queue_limit / 4));
+    *o = a.o;
 }
 
 #define MEASURE_BATCH 16
@@ -171,8 +100,7 @@ static int measure_node(const worker_opts *o) {
 
 int main(int argc, char **argv) {
     log_set_program("baton-worker");
-    worker_opts o = {.listen = "127.0.0.1:0", .cluster_id = "baton", .kv_type = TENSOR_F16, .speed = -1,
-                     .codec = CODEC_DEFAULT};
+    worker_opts o;
     parse_args(argc, argv, &o);
     if (o.measure) return measure_node(&o);
     char err[512];

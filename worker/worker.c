@@ -356,6 +356,13 @@ static void handle_assignment(worker *w, const frame_header *h, const uint8_t *m
         w->m = NULL;
     }
     if (w->m) w->kv = kv_cache_new(w->m, (int32_t)a->n_slots, (int32_t)a->n_ctx, w->o.kv_type, err, sizeof err);
+    /* on the CPU the cache is committed now: its memory counts from the assignment
+     * and a cache the machine cannot hold is refused here (Ready error), not found
+     * out mid-request. On a GPU the device holds it (forward_prepare) */
+    if (w->kv && !w->gpu && kv_cache_commit(w->kv, err, sizeof err) != 0) {
+        kv_cache_free(w->kv);
+        w->kv = NULL;
+    }
     if (w->kv) w->st = stage_new(w->m, w->kv, (int32_t)a->max_batch, &w->wake, err, sizeof err);
     if (!w->st) {
         log_msg("cannot take layers [%d,%d): %s", (int)a->layer_begin, (int)a->layer_end, err);

@@ -1,13 +1,13 @@
 /* fuzz_config.c - the daemons' config files (--config FILE, base/cliconf.h): the
  * input is written to a file and read by cli_conf_argv, as baton-coord and
- * baton-worker do first thing, with each daemon's section and option table.
- * The option tables are copies of coordinator/main.c's and worker/main.c's
- * (static there; keep them in step); the values' own checks (log_exit in the
- * daemons' option loops) are not reached: this target covers libinih, the
- * line/section/key checks and the merged argv. Checks: a refused file gives
- * "FILE:LINE: ..." (the file is always readable here); an accepted one gives
- * an argv that getopt_long reads as known options only, one per entry, with
- * the command line's --config FILE last. */
+ * baton-worker do first thing, with each daemon's section and its own option
+ * table (coord_args.h, worker_args.h), and every option of the merged argv goes
+ * through the daemon's value check (coord_args_apply, worker_args_apply: errors
+ * as values, no exit). Checks: a refused file gives "FILE:LINE: ..." (the file is
+ * always readable here); an accepted one gives an argv that getopt_long reads as
+ * known options only, one per entry, with the command line's --config FILE
+ * last; a value the check refuses gives a message naming the option ("--NAME:"
+ * or "--NAME must ..."). */
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,48 +16,42 @@
 #include <unistd.h>
 
 #include "cliconf.h"
+#include "coord_args.h"
+#include "worker_args.h"
 
-static const struct option coord_longs[] = {
-    {"listen", required_argument, 0, 'l'}, {"model", required_argument, 0, 'm'},
-    {"workers", required_argument, 0, 'w'}, {"slots", required_argument, 0, 's'},
-    {"ctx", required_argument, 0, 'c'}, {"max-batch", required_argument, 0, 'b'},
-    {"chunk", required_argument, 0, 'k'}, {"inflight", required_argument, 0, 'i'},
-    {"cluster-id", required_argument, 0, 'C'}, {"max-frame", required_argument, 0, 'F'},
-    {"heartbeat-timeout", required_argument, 0, 'H'}, {"metrics-listen", required_argument, 0, 'M'},
-    {"secret", required_argument, 0, 'S'}, {"admin-token-file", required_argument, 0, 'A'},
-    {"api-keys", required_argument, 0, 'K'}, {"help", no_argument, 0, 'h'},
-    {"mpi", no_argument, 0, 'P'}, {"step-timeout", required_argument, 0, 't'},
-    {"max-prompt-bytes", required_argument, 0, 'B'}, {"handshake-timeout", required_argument, 0, 'T'},
-    {"idle-timeout", required_argument, 0, 'I'}, {"max-conns", required_argument, 0, 'N'},
-    {"max-requests", required_argument, 0, 'q'}, {"max-prompt-memory", required_argument, 0, 'G'},
-    {"max-conn-prompt-memory", required_argument, 0, 'g'}, {"rope-scaling", required_argument, 0, 'R'},
-    {"rope-scale", required_argument, 0, 'r'}, {"yarn-orig-ctx", required_argument, 0, 'Y'},
-    {"http-listen", required_argument, 0, 'L'}, {"config", required_argument, 0, CLI_CONF_OPT},
-    {0, 0, 0, 0},
-};
+/* One daemon: its table, its section, and its value check over fresh defaults. */
+typedef struct fz_daemon {
+    const struct option *longs;
+    const char *section;
+    int (*apply)(int ch, const char *arg, char *err, size_t errlen);
+} fz_daemon;
 
-static const struct option worker_longs[] = {
-    {"coordinator", required_argument, 0, 'c'}, {"model", required_argument, 0, 'm'},
-    {"listen", required_argument, 0, 'l'}, {"threads", required_argument, 0, 't'},
-    {"memory", required_argument, 0, 'M'}, {"speed", required_argument, 0, 's'},
-    {"kv", required_argument, 0, 'k'}, {"cluster-id", required_argument, 0, 'C'},
-    {"max-frame", required_argument, 0, 'F'}, {"secret", required_argument, 0, 'S'},
-    {"queue-limit", required_argument, 0, 'Q'}, {"help", no_argument, 0, 'h'},
-    {"mpi", no_argument, 0, 'P'}, {"codec", required_argument, 0, 'X'},
-    {"handshake-timeout", required_argument, 0, 'T'}, {"idle-timeout", required_argument, 0, 'I'},
-    {"max-conns", required_argument, 0, 'N'}, {"device", required_argument, 0, 'D'},
-    {"config", required_argument, 0, CLI_CONF_OPT}, {"measure", no_argument, 0, 'E'},
-    {0, 0, 0, 0},
+static int coord_apply(int ch, const char *arg, char *err, size_t errlen) {
+    static coord_args a;
+    a = coord_args_defaults();
+    return coord_args_apply(&a, ch, arg, err, errlen);
+}
+
+static int worker_apply(int ch, const char *arg, char *err, size_t errlen) {
+    static worker_args a;
+    a = worker_args_defaults();
+    return worker_args_apply(&a, ch, arg, err, errlen);
+}
+
+static const fz_daemon daemons[] = {
+    {coord_args_options, "coordinator", coord_apply},
+    {worker_args_options, "worker", worker_apply},
 };
 
 static char path[64];
 
-static void check(const struct option *longs, const char *section) {
+static void check(const fz_daemon *d) {
+    const struct option *longs = d->longs;
     char *argv[] = {"baton-fuzz", "--config", path, NULL};
     int ac;
     char **av;
     char err[600] = "";
-    if (cli_conf_argv(3, argv, longs, section, &ac, &av, err, sizeof err) != 0) {
+    if (cli_conf_argv(3, argv, longs, d->section, &ac, &av, err, sizeof err) != 0) {
         size_t pl = strlen(path);
         if (strncmp(err, path, pl) != 0 || err[pl] != ':') abort();
         cli_conf_reset();
@@ -71,6 +65,9 @@ static void check(const struct option *longs, const char *section) {
     while ((ch = getopt_long(ac, av, "", longs, NULL)) != -1) {
         if (ch == '?' || ch == ':' || ch == 'h') abort();
         cli_conf_context(optind);
+        char verr[300] = "";
+        if (d->apply(ch, optarg, verr, sizeof verr) != 0 && (strncmp(verr, "--", 2) != 0 || !strchr(verr, ' ')))
+            abort(); /* a refused value must say which option and why */
         n++;
     }
     cli_conf_context(0);
@@ -86,8 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!f) abort();
     if (size && fwrite(data, 1, size, f) != size) abort();
     fclose(f);
-    check(coord_longs, "coordinator");
-    check(worker_longs, "worker");
+    for (size_t i = 0; i < sizeof daemons / sizeof daemons[0]; i++) check(&daemons[i]);
     unlink(path);
     return 0;
 }

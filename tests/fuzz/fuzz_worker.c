@@ -24,7 +24,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     uv_loop_init(&loop);
     log_set_program("fuzz-worker");
     worker_opts o = {.coordinator = "127.0.0.1:1", .model_path = fuzz_model_path(), .listen = "127.0.0.1:0",
-                     .cluster_id = "fuzz", .threads = 1, .speed = 1e-3, .max_frame = 1u << 20};
+                     .cluster_id = "fuzz", .threads = 1, .speed = 1e-3, .max_frame = 1u << 20,
+                     .memory = 64u << 20}; /* an assignment's KV cache is committed: at most this much */
     char err[512];
     if (worker_init(&w, &o, &loop, err, sizeof err) != 0) {
         fprintf(stdout, "fuzz_worker: %s\n", err);

@@ -39,13 +39,11 @@
  * neighbour does to their start-up timing.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,10 +53,10 @@
 
 #include "baton_client.h"
 #include "bench.h"
+#include "local_cluster.h"
 #include "forward.h"
 #include "sampler.h"
 
-extern char **environ;
 
 #define CB_MAX_WORKERS 16
 #define CB_MAX_STREAMS 64
@@ -122,20 +120,7 @@ static void cb_on_signal(int sig) {
 }
 
 /* Starts argv[0] with stdout and stderr sent to `log` (created). Its pid, or -1. */
-static pid_t cb_spawn(char *const argv[], const char *log) {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-        fprintf(stderr, "baton-bench cluster: cannot start %s: %s\n", argv[0], strerror(rc));
-        return -1;
-    }
-    return pid;
-}
+static pid_t cb_spawn(char *const argv[], const char *log) { return local_spawn("cluster", argv, log, NULL); }
 
 /* Runs argv to completion with output in `log`. Its exit status, or -1. */
 static int cb_run(char *const argv[], const char *log) {
@@ -193,38 +178,11 @@ static double cb_cpu_self(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* True while every process of the cluster is alive. */
-static bool cb_alive(const cb_cluster *cl) {
-    for (int i = 0; i < cl->n_pids; i++)
-        if (waitpid(cl->pids[i], NULL, WNOHANG) != 0) return false;
-    return true;
-}
-
 /* Prints the last lines of every log of the temporary folder (after a failure). */
 static void cb_dump_logs(const cb_env *e) {
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "tail -n 15 '%s'/*.log >&2", e->dir);
     if (system(cmd) != 0) fprintf(stderr, "(no logs)\n");
-}
-
-/* The file's contents, NUL-terminated and malloc'd; NULL if unreadable. */
-static char *cb_slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *s = malloc(cap);
-    size_t r;
-    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (n + 1 == cap) {
-            char *t = realloc(s, cap *= 2);
-            if (!t) free(s);
-            s = t;
-        }
-    }
-    fclose(f);
-    if (s) s[n] = 0;
-    return s;
 }
 
 /* --- the cluster --------------------------------------------------------- */
@@ -233,42 +191,19 @@ static char *cb_slurp(const char *path) {
  * the coordinator's "listening on" line. 0, or -1 (everything started is stopped). */
 static int cb_cluster_start(const cb_env *e, const cb_opts *o, int n, int threads, cb_cluster *cl) {
     memset(cl, 0, sizeof *cl);
-    char log[4200], nw[16], th[16], ctx[16], slots[16];
-    snprintf(nw, sizeof nw, "%d", n);
+    char th[16], ctx[16], slots[16];
     snprintf(th, sizeof th, "%d", threads);
     snprintf(ctx, sizeof ctx, "%d", o->prompt + o->tokens + 8);
     snprintf(slots, sizeof slots, "%d", o->streams > 16 ? o->streams : 16);
-    char coord_bin[4200], worker_bin[4200];
-    snprintf(coord_bin, sizeof coord_bin, "%s/coordinator/baton-coord", e->build);
-    snprintf(worker_bin, sizeof worker_bin, "%s/worker/baton-worker", e->build);
-    snprintf(log, sizeof log, "%s/coord.log", e->dir);
-    char *cargv[] = {coord_bin, "--listen", "127.0.0.1:0", "--model", (char *)e->model, "--workers", nw,
-                     "--ctx", ctx, "--slots", slots, NULL};
+    const char *cargs[] = {"--ctx", ctx, "--slots", slots, NULL};
+    const char *wargs[] = {"--threads", th, "--speed", "0.01", "--codec", e->codec, NULL};
+    local_cluster_spec s = {.who = "cluster", .build = e->build, .dir = e->dir, .model = e->model, .workers = n,
+                            .coord_args = cargs, .worker_args = wargs, .start_s = 30};
     cb_undo.cluster = cl;
-    pid_t pid = cb_spawn(cargv, log);
-    if (pid < 0) return -1;
-    cl->pids[cl->n_pids++] = pid;
-    for (double t0 = clock_s(); !cl->addr[0]; usleep(20000)) {
-        char *s = cb_slurp(log), *p = s ? strstr(s, "listening on 127.0.0.1:") : NULL;
-        int port = p ? atoi(p + strlen("listening on 127.0.0.1:")) : 0;
-        free(s);
-        if (port > 0) snprintf(cl->addr, sizeof cl->addr, "127.0.0.1:%d", port);
-        else if (!cb_alive(cl) || clock_s() - t0 > 30) {
-            fprintf(stderr, "baton-bench cluster: the coordinator did not start\n");
-            cb_dump_logs(e);
-            cb_stop(cl);
-            return -1;
-        }
-    }
-    for (int i = 0; i < n; i++) {
-        snprintf(log, sizeof log, "%s/worker-%d.log", e->dir, i + 1);
-        char *wargv[] = {worker_bin, "--coordinator", cl->addr, "--model", (char *)e->model, "--threads", th,
-                         "--speed", "0.01", "--codec", (char *)e->codec, NULL};
-        if ((pid = cb_spawn(wargv, log)) < 0) {
-            cb_stop(cl);
-            return -1;
-        }
-        cl->pids[cl->n_pids++] = pid;
+    if (local_cluster_start(&s, cl->pids, &cl->n_pids, cl->addr, sizeof cl->addr) != 0) {
+        cb_dump_logs(e);
+        cb_stop(cl);
+        return -1;
     }
     cl->n_workers = n;
     return 0;
@@ -276,20 +211,7 @@ static int cb_cluster_start(const cb_env *e, const cb_opts *o, int n, int thread
 
 /* Polls the health call until the plan serves (180 s at most). 0, or -1. */
 static int cb_cluster_wait(const cb_env *e, cb_cluster *cl) {
-    char err[256] = "";
-    for (double t0 = clock_s(); clock_s() - t0 < 180; usleep(50000)) {
-        if (!cb_alive(cl)) break;
-        baton_client *c = baton_connect(cl->addr, NULL, err, sizeof err);
-        if (!c) continue;
-        baton_health_info h;
-        int st = baton_health(c, &h, err, sizeof err);
-        baton_close(c);
-        if (st != BATON_STATUS_OK) continue;
-        bool serving = h.serving;
-        baton_health_free(&h);
-        if (serving) return 0;
-    }
-    fprintf(stderr, "baton-bench cluster: the cluster did not start serving (%s)\n", err);
+    if (local_cluster_wait("cluster", cl->addr, cl->pids, cl->n_pids, 180) == 0) return 0;
     cb_dump_logs(e);
     return -1;
 }
