@@ -1,6 +1,8 @@
 /* gemm_amx.c - the AMX level (kern_backend_amx, at the end): the many-token
- * quantized FAST matmul of Q8_0, Q4_0, Q4_K and Q6_K weights with AMX-INT8
- * tiles; every other job (decode and small batches below AMX_MIN_TOKENS, other
+ * quantized FAST matmul of every quantized type with AMX-INT8 tiles (Q8_0, Q4_0,
+ * Q4_K, Q6_K on the AVX-512 packed copy; issue 22's Q4_1, Q5_0, Q5_1, IQ4_NL,
+ * IQ4_XS, Q2_K, Q3_K, Q5_K on their raw GGUF blocks: "raw GGUF blocks" below);
+ * every other job (decode and small batches below AMX_MIN_TOKENS, other
  * types, float weights, EXACT) and every other operation is the AVX-512 level's (mm_rows
  * returns NULL, the other entries are NULL and filled from below).
  *
