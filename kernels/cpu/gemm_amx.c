@@ -639,7 +639,7 @@ AMX_INLINE void amx_rows_raw_body(const kern_mm_job *j, int64_t r0, int64_t r1, 
                 }
                 for (int t = 0; t < nt; t++) {
                     const uint8_t *xb = x0 + (size_t)t * xstride + (size_t)b * xsz;
-                    const __m512 dx = _mm512_set1_ps(*(const float *)xb); /* kq8_32.d / kq8_256.d */
+                    const __m512 dx = _mm512_set1_ps(x32 ? ((const kq8_32 *)xb)->d : ((const kq8_256 *)xb)->d);
                     acc[t] = amx_step(acc[t], dw, dx, isa[t]);
                     if (T->mins == AMX_MIN_X) {
                         acc[t] = amx_step(acc[t], mw, dx, _mm512_set1_epi32(((const kq8_32 *)xb)->sum));

@@ -277,7 +277,8 @@ static void test_matmul(void) {
 
 /* Issue 22's types (Q4_1 Q5_0 Q5_1 IQ4_NL IQ4_XS): every level == scalar bit
  * for bit, both precisions, odd row counts (whole and partial 8/16-row tiles),
- * every token count 1..9 and 16, two widths each (odd block counts). */
+ * every token count 1..9 and 16, two widths each (odd block counts), and 33
+ * rows x 33 tokens (AMX: 3 row tiles x 3 token tiles, the last ones partial). */
 static void test_matmul_q22(void) {
     static const uint32_t types[] = {TENSOR_Q4_1, TENSOR_Q5_0, TENSOR_Q5_1, TENSOR_IQ4_NL, TENSOR_IQ4_XS};
     static const int64_t rows[] = {1, 3, 9, 17, 19, 33, 7, 25, 41, 11};
@@ -286,6 +287,7 @@ static void test_matmul_q22(void) {
         if (types[ti] == TENSOR_IQ4_XS) colsv[0] = 256, colsv[1] = 256 * 3;
         for (int nt = 1; nt <= 10; nt++)
             for (int c = 0; c < 2; c++) matmul_case(types[ti], rows[(nt + c) % 10], colsv[c], nt == 10 ? 16 : nt);
+        matmul_case(types[ti], 33, colsv[1], 33);
     }
 }
 
