@@ -78,23 +78,30 @@ static void emu_store(int t, void *base, size_t stride) {
     for (int m = 0; m < e->rows; m++) memcpy((uint8_t *)base + (size_t)m * stride, e->d[m], (size_t)e->colsb);
 }
 
-/* tdpb{a_signed ? s : u}{b_signed ? s : u}d C, A, B. */
-static void emu_dp(int c, int a, int b, int a_signed, int b_signed) {
+/* tdpb{a_signed ? s : u}{b_signed ? s : u}d C, A, B. B's bytes are first
+ * spread into 16-lane int32 vectors (bt[k][i] lane n = B[k][4n + i], GNU C
+ * vector types, no intrinsics), so each A byte times one vector is one step: the
+ * tests run every many-token matmul through here, also under the sanitizers. */
+typedef int32_t emu_v16i __attribute__((vector_size(64)));
+typedef uint32_t emu_v16u __attribute__((vector_size(64)));
+static inline __attribute__((always_inline)) void emu_dp(int c, int a, int b, int a_signed, int b_signed) {
     emu_tile *C = &emu[c];
     const emu_tile *A = &emu[a], *B = &emu[b];
-    int K = A->colsb / 4, N = C->colsb / 4;
-    for (int m = 0; m < C->rows; m++)
-        for (int n = 0; n < N; n++) {
-            int32_t s;
-            memcpy(&s, &C->d[m][4 * n], 4);
-            for (int k = 0; k < K && k < B->rows; k++)
-                for (int i = 0; i < 4; i++) {
-                    int32_t av = a_signed ? (int8_t)A->d[m][4 * k + i] : A->d[m][4 * k + i];
-                    int32_t bv = b_signed ? (int8_t)B->d[k][4 * n + i] : B->d[k][4 * n + i];
-                    s = (int32_t)((uint32_t)s + (uint32_t)(av * bv)); /* int32 wrap-around, as the hardware */
-                }
-            memcpy(&C->d[m][4 * n], &s, 4);
-        }
+    const int K = A->colsb / 4 < B->rows ? A->colsb / 4 : B->rows; /* B columns past colsb load as zero */
+    emu_v16i bt[16][4];
+    for (int k = 0; k < K; k++)
+        for (int i = 0; i < 4; i++)
+            for (int n = 0; n < 16; n++) bt[k][i][n] = b_signed ? (int8_t)B->d[k][4 * n + i] : B->d[k][4 * n + i];
+    for (int m = 0; m < C->rows; m++) {
+        emu_v16u s; /* int32 wrap-around, as the hardware */
+        memcpy(&s, C->d[m], sizeof s);
+        for (int k = 0; k < K; k++)
+            for (int i = 0; i < 4; i++) {
+                const int32_t av = a_signed ? (int8_t)A->d[m][4 * k + i] : A->d[m][4 * k + i];
+                s += (emu_v16u)(av * bt[k][i]);
+            }
+        memcpy(C->d[m], &s, sizeof s);
+    }
 }
 
 /* The interface: `em` (a constant after inlining) picks the emulator; tile
