@@ -225,7 +225,8 @@ void kern_mm_rows_q22_avx2(const kern_mm_job *j, int64_t r0, int64_t r1);
 #define KERN_AVX2_Q6K_MANY 16 /* Q6_K jobs of this many tokens or more: kern_mm_rows_avx2_q6_k */
 void kern_mm_rows_avx2_q6_k(const kern_mm_job *j, int64_t r0, int64_t r1); /* quantized FAST Q6_K, any rows */
 
-/* AMX (cpu/gemm_amx.c): many-token Q8_0 / Q4_0 / Q4_K / Q6_K FAST on the avx512 packed copy */
+/* AMX (cpu/gemm_amx.c): many-token FAST, Q8_0 / Q4_0 / Q4_K / Q6_K on the avx512 packed copy,
+ * issue 22's types on their raw GGUF blocks */
 extern int kern_amx_test_epilogue; /* tests only: nonzero rounds the AMX epilogue unfused (wrong bits on purpose) */
 int kern_amx_real(void); /* backend.c: the CPU has AMX-INT8 and Linux granted the tile state */
 void kern_mm_rows_amx(const kern_mm_job *j, int64_t r0, int64_t r1);          /* the tile instructions */

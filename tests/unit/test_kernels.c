@@ -1,8 +1,10 @@
 /* test_kernels.c - every operation of ops.h at every level this CPU has
- * (scalar, avx2, avx512), against float64 references and against each other.
+ * (scalar, avx2, avx512, amx: its emulator, and its tiles where the CPU has
+ * them), against float64 references and against each other.
  *
  * Checked:
- *  - matmul, every type (f32 f16 bf16 q8_0 q4_0 q4_K q6_K q2_K q3_K q5_K), ragged shapes (rows
+ *  - matmul, every type (f32 f16 bf16 q8_0 q4_0 q4_K q6_K q2_K q3_K q5_K; q4_1 q5_0 q5_1
+ *    iq4_nl iq4_xs in test_matmul_q22), ragged shapes (rows
  *    1 3 17 255, tokens 1 2 5 33, cols 32k / 256k with odd k, 37 for float types):
  *      EXACT within 1e-5 * sum|w x| of the float64 dot of the dequantized weights;
  *      FAST within sum_i |w_i| * amax(x block)/254 * 1.01 + 1e-5 * sum|w x| (the
@@ -275,7 +277,8 @@ static void test_matmul(void) {
 
 /* Issue 22's types (Q4_1 Q5_0 Q5_1 IQ4_NL IQ4_XS): every level == scalar bit
  * for bit, both precisions, odd row counts (whole and partial 8/16-row tiles),
- * every token count 1..9 and 16, two widths each (odd block counts). */
+ * every token count 1..9 and 16, two widths each (odd block counts), and 33
+ * rows x 33 tokens (AMX: 3 row tiles x 3 token tiles, the last ones partial). */
 static void test_matmul_q22(void) {
     static const uint32_t types[] = {TENSOR_Q4_1, TENSOR_Q5_0, TENSOR_Q5_1, TENSOR_IQ4_NL, TENSOR_IQ4_XS};
     static const int64_t rows[] = {1, 3, 9, 17, 19, 33, 7, 25, 41, 11};
@@ -284,6 +287,7 @@ static void test_matmul_q22(void) {
         if (types[ti] == TENSOR_IQ4_XS) colsv[0] = 256, colsv[1] = 256 * 3;
         for (int nt = 1; nt <= 10; nt++)
             for (int c = 0; c < 2; c++) matmul_case(types[ti], rows[(nt + c) % 10], colsv[c], nt == 10 ? 16 : nt);
+        matmul_case(types[ti], 33, colsv[1], 33);
     }
 }
 
@@ -565,8 +569,9 @@ static void test_prepare_precision(void) {
 
 /* The AMX level's bit check is sharp: with its epilogue rounded unfused
  * (kern_amx_test_epilogue, one extra rounding per block: a 1-ulp-scale change)
- * its many-token results must differ from scalar for every type it runs, where
- * the FAST epilogue gives scalar's bits (the same comparison test_matmul makes). */
+ * its many-token results must differ from scalar for every type it runs (the
+ * packed Q8_0 Q4_0 Q4_K Q6_K and issue 22's raw-block types), where the FAST
+ * epilogue gives scalar's bits (the same comparison test_matmul makes). */
 static void test_amx_epilogue_sharp(void) {
     int li = -1;
     for (int i = 0; i < n_levels; i++)
@@ -575,7 +580,9 @@ static void test_amx_epilogue_sharp(void) {
         printf("amx epilogue check: no AMX level (not even emulated) here\n");
         return;
     }
-    static const uint32_t types[] = {TENSOR_Q8_0, TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K};
+    static const uint32_t types[] = {TENSOR_Q8_0,   TENSOR_Q4_0,   TENSOR_Q4_K, TENSOR_Q6_K, /* avx512 packed copy */
+                                     TENSOR_Q4_1,   TENSOR_Q5_0,   TENSOR_Q5_1, TENSOR_IQ4_NL, /* raw GGUF blocks */
+                                     TENSOR_IQ4_XS, TENSOR_Q2_K,   TENSOR_Q3_K, TENSOR_Q5_K};
     const int64_t rows = 33, nt = 6;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const uint32_t type = types[ti];
