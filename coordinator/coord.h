@@ -58,7 +58,7 @@ typedef struct coord_opts {
     int n_ctx;            /* positions per slot */
     int max_batch;        /* tokens per micro-batch */
     int chunk;            /* prompt tokens per chunk */
-    int max_inflight;     /* micro-batches in flight; 0: stages + 1 */
+    int max_inflight;     /* micro-batches in flight; 0: stages + 1 while prompts wait, else stages */
     uint64_t max_frame;
     int heartbeat_timeout_ms; /* silence after which a worker is dead; 0: 3000 */
     int step_timeout_ms;  /* least time a micro-batch may take to come back before the pipeline

@@ -19,7 +19,7 @@ static void usage(FILE *out) {
             "  --ctx N            positions per sequence (default: the model's, at most 4096)\n"
             "  --max-batch N      tokens per micro-batch (default 128)\n"
             "  --chunk N          prompt tokens per prefill chunk (default 64)\n"
-            "  --inflight N       micro-batches in flight (default: stages + 1)\n"
+            "  --inflight N       micro-batches in flight (default: stages + 1 while prompts wait, else stages)\n"
             "  --cluster-id ID    clients and workers must present it (default \"baton\")\n"
             "  --max-frame BYTES  largest frame accepted (default 256M; suffixes K, M, G)\n"
             "  --heartbeat-timeout MS  a worker silent this long is declared dead (default 3000)\n"

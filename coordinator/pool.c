@@ -15,7 +15,11 @@
 
 /* --- the pool file ------------------------------------------------------- */
 
-typedef enum key_kind { K_BYTES, K_INT, K_RATE, K_MS, K_GFLOPS, K_KV, K_NAME } key_kind;
+/* Default codec cost: f32+lz4 (the default stage codec) encode + decode with its
+ * checksums on one core of the machine this was written on, per byte of f32. */
+#define POOL_CODEC_S_PER_BYTE 0.5e-9
+
+typedef enum key_kind { K_BYTES, K_INT, K_RATE, K_MS, K_NS, K_GFLOPS, K_KV, K_NAME } key_kind;
 
 /* A key of the file: where its value goes (offset into pool or pool_node) and its range. */
 typedef struct pool_key {
@@ -54,6 +58,8 @@ static const pool_key pool_keys[] = {
     {"latency-ms", 1, K_MS, offsetof(pool_node, latency_s), 0, 1e5},
     {"host", 1, K_NAME, offsetof(pool_node, host), 0, 0},
     {"threads", 1, K_INT, offsetof(pool_node, threads), 1, 4096},
+    {"host-membw", 1, K_RATE, offsetof(pool_node, host_membw), 1e6, 1e15},
+    {"codec-ns-per-byte", 1, K_NS, offsetof(pool_node, codec_s_per_byte), 0, 1e6},
     {"gpu-memory", 1, K_BYTES, (size_t)NODE_GPU_MEM, 1 << 20, 1e18},
     {"gpu-membw", 1, K_RATE, (size_t)NODE_GPU_BW, 1e6, 1e15},
     {"gpu-gflops", 1, K_GFLOPS, (size_t)NODE_GPU_FL, 1e-3, 1e9},
@@ -94,6 +100,7 @@ static int pool_set(pool_parse *pp, const pool_key *k, void *dst, const char *v,
     case K_INT: rc = cli_int(v, (long long)k->min, (long long)k->max, &iv, e, sizeof e), dv = (double)iv; break;
     case K_RATE: rc = parse_rate(v, k->min, k->max, &dv, e, sizeof e); break;
     case K_MS: rc = cli_float(v, k->min, k->max, &dv, e, sizeof e), dv /= 1e3; break;
+    case K_NS: rc = cli_float(v, k->min, k->max, &dv, e, sizeof e), dv /= 1e9; break;
     case K_GFLOPS: rc = cli_float(v, k->min, k->max, &dv, e, sizeof e); break;
     case K_NAME:
         if (!v[0] || strlen(v) >= sizeof pp->raw[0].host) {
@@ -155,7 +162,7 @@ static int pool_entry(void *user, const char *section, const char *key, const ch
             return -1;
         }
         pool_node *n = &pp->raw[pp->n_raw];
-        *n = (pool_node){.cores = 1, .link_bps = 1e9, .latency_s = 1e-4};
+        *n = (pool_node){.cores = 1, .link_bps = 1e9, .latency_s = 1e-4, .codec_s_per_byte = POOL_CODEC_S_PER_BYTE};
         snprintf(n->name, sizeof n->name, "%s", section + 5);
         pp->count[pp->n_raw++] = 1;
     }
@@ -326,11 +333,16 @@ double pool_stage_seconds(const pool_node *node, const pool_model *m, int32_t b,
 /* One step of micro-batches of n tokens through the plan: the parts of its time. */
 typedef struct step_parts {
     double mem[PLAN_MAX_NODES], comp[PLAN_MAX_NODES]; /* per stage */
+    double codec[PLAN_MAX_NODES];                      /* per stage: activations decoded in, encoded out */
+    double bytes[PLAN_MAX_NODES];                      /* per stage: weight bytes read */
     double hop_lat, hop_xfer;                          /* all hops of the round trip */
     double link_busy_max;                              /* the busiest link's transfer time */
     int link_max;                                      /* the stage whose outgoing hop that is */
     double round_trip;
 } step_parts;
+
+/* The time stage s is busy with one micro-batch. */
+static double step_stage_s(const step_parts *sp, int s) { return sp->mem[s] + sp->comp[s] + sp->codec[s]; }
 
 static void step_of(const pool *p, const pool_model *m, const plan_result *r, double n, double n_logits,
                     step_parts *sp) {
@@ -344,6 +356,9 @@ static void step_of(const pool *p, const pool_model *m, const plan_result *r, do
         stage_work(m, st->layer_begin, st->layer_end, st->head, n, n_logits, &by, &fl);
         sp->mem[s] = by / nd->membw;
         sp->comp[s] = fl / (nd->gflops * 1e9);
+        sp->bytes[s] = by;
+        /* the codec: decode what came from the previous stage, encode what goes to the next */
+        sp->codec[s] = ((s > 0) + (s + 1 < r->n_stages)) * tok_bytes * n * nd->codec_s_per_byte;
         /* the hop into this stage: token ids from the coordinator, or activations from the previous stage */
         double in_lat, in_bps, in_bytes;
         if (s == 0) in_lat = p->coord_latency_s, in_bps = p->coord_link_bps, in_bytes = 4.0 * n;
@@ -360,28 +375,30 @@ static void step_of(const pool *p, const pool_model *m, const plan_result *r, do
     const pool_node *last = &p->nodes[r->stages[r->n_stages - 1].node];
     sp->hop_lat += last->latency_s + p->coord_latency_s; /* the sampled tokens back */
     sp->round_trip = sp->hop_lat + sp->hop_xfer + p->step_overhead_s;
-    for (int s = 0; s < r->n_stages; s++) sp->round_trip += sp->mem[s] + sp->comp[s];
+    for (int s = 0; s < r->n_stages; s++) sp->round_trip += step_stage_s(sp, s);
 }
 
 /* "round trip 1040 ms: memory bandwidth 81%, compute 18%, links 1%; slowest stage 1 (b)". */
 static void round_trip_why(const pool *p, const plan_result *r, const step_parts *sp, char *out, size_t len,
                            const char *lead) {
-    double mem = 0, comp = 0, worst = -1;
+    double mem = 0, comp = 0, codec = 0, worst = -1;
     int ws = 0;
     for (int s = 0; s < r->n_stages; s++) {
-        mem += sp->mem[s], comp += sp->comp[s];
-        if (sp->mem[s] + sp->comp[s] > worst) worst = sp->mem[s] + sp->comp[s], ws = s;
+        mem += sp->mem[s], comp += sp->comp[s], codec += sp->codec[s];
+        if (step_stage_s(sp, s) > worst) worst = step_stage_s(sp, s), ws = s;
     }
     const double rt = sp->round_trip;
     const struct { const char *name; double s; } parts[] = {
         {"memory bandwidth", mem}, {"compute", comp}, {"link latency", sp->hop_lat},
-        {"link transfer", sp->hop_xfer}, {"the coordinator", p->step_overhead_s}};
+        {"link transfer", sp->hop_xfer}, {"the coordinator", p->step_overhead_s}, {"the codec", codec}};
     size_t big = 0;
     for (size_t i = 1; i < sizeof parts / sizeof *parts; i++)
         if (parts[i].s > parts[big].s) big = i;
+    char coord[48] = "";
+    if (p->step_overhead_s > 0) snprintf(coord, sizeof coord, ", coordinator %.0f%%", 100 * p->step_overhead_s / rt);
     snprintf(out, len, "%sround trip %.1f ms, mostly %s: memory bandwidth %.0f%%, compute %.0f%%, link latency %.0f%%, "
-             "link transfer %.0f%%%s; slowest stage %d (%s)", lead, rt * 1e3, parts[big].name, 100 * mem / rt, 100 * comp / rt,
-             100 * sp->hop_lat / rt, 100 * sp->hop_xfer / rt, p->step_overhead_s > 0 ? ", coordinator" : "", ws,
+             "link transfer %.0f%%, codec %.0f%%%s; slowest stage %d (%s)", lead, rt * 1e3, parts[big].name, 100 * mem / rt,
+             100 * comp / rt, 100 * sp->hop_lat / rt, 100 * sp->hop_xfer / rt, 100 * codec / rt, coord, ws,
              p->nodes[r->stages[ws].node].name);
 }
 
@@ -394,18 +411,19 @@ static double cycle_rate(const pool *p, const pool_model *m, const plan_result *
     double rt = sp.round_trip * groups / in_flight, stage = 0, link = sp.link_busy_max * groups;
     int smax = 0;
     for (int s = 0; s < r->n_stages; s++)
-        if (sp.mem[s] + sp.comp[s] > stage) stage = sp.mem[s] + sp.comp[s], smax = s;
-    /* stages on one host: at most cores / threads of them run at once */
-    char hostwhy[96] = "";
+        if (step_stage_s(&sp, s) > stage) stage = step_stage_s(&sp, s), smax = s;
+    /* stages on one host: at most cores / threads of them run at once, and together
+     * they read no faster than the host's memory */
+    char hostwhy[128] = "";
     for (int s = 0; s < r->n_stages; s++) {
         const pool_node *h = &p->nodes[r->stages[s].node];
-        double sum = 0;
+        double sum = 0, bytes = 0;
         int k = 0, first = 1;
         for (int t = 0; t < r->n_stages; t++) {
             const pool_node *o = &p->nodes[r->stages[t].node];
             if (strcmp(o->host, h->host)) continue;
             if (t < s) first = 0;
-            sum += sp.mem[t] + sp.comp[t], k++;
+            sum += step_stage_s(&sp, t), bytes += sp.bytes[t], k++;
         }
         int par = h->cores / (h->threads > 0 ? h->threads : 1);
         if (par < 1) par = 1;
@@ -413,6 +431,11 @@ static double cycle_rate(const pool *p, const pool_model *m, const plan_result *
         if (first && k > 1 && sum / par > stage) {
             stage = sum / par;
             snprintf(hostwhy, sizeof hostwhy, "host %s (%d stages on %d cores)", h->host, k, h->cores);
+        }
+        if (first && k > 1 && h->host_membw > 0 && bytes / h->host_membw > stage) {
+            stage = bytes / h->host_membw;
+            snprintf(hostwhy, sizeof hostwhy, "host %s memory bandwidth (%d stages reading at %.1f GB/s)", h->host, k,
+                     h->host_membw / 1e9);
         }
     }
     stage *= groups;
@@ -455,9 +478,9 @@ int pool_predict(const pool *p, const pool_model *m, int streams, pool_predictio
     out->streams = streams;
     const int S = r->n_stages;
     out->single_tps = cycle_rate(p, m, r, 1, 1, 1, 1, out->single_why, sizeof out->single_why);
-    /* the scheduler keeps up to stages + 1 micro-batches in flight and a stream stays in the one it
-     * joined: streams that arrive at different times (a server's usual case) end up in all of them */
-    int groups = streams < S + 1 ? streams : S + 1;
+    /* with decode tokens only the scheduler keeps one micro-batch per stage in flight, the
+     * streams spread evenly over them */
+    int groups = streams < S ? streams : S;
     out->multi_tps = cycle_rate(p, m, r, (double)streams / groups, (double)streams / groups, groups, groups,
                                 out->multi_why, sizeof out->multi_why);
     out->prefill_tps = cycle_rate(p, m, r, p->chunk, 1, S + 1, S + 1, out->prefill_why, sizeof out->prefill_why);

@@ -28,23 +28,30 @@
  *     gflops = 200                 ; matrix GFLOP/s with a batch of tokens (default: 25 per core)
  *     link = 1G                    ; bits/s of its network link
  *     latency-ms = 0.1             ; one way, to the switch
+ *     codec-ns-per-byte = 0.5      ; the stage codec's encode + decode time per byte of f32 activations
+ *                                  ; (baton-worker --measure times it; default 0.5, f32+lz4 on one core)
  *     host = box1                  ; optional: workers on one machine (as in deploy/netns-pool.sh) share
  *     threads = 1                  ;   its cores: with several streams it runs at most cores / threads
  *                                  ;   of their stages at once (default: a host per node, threads = cores)
+ *     host-membw = 28G             ;   and its memory: the stages running at once read at most this
+ *                                  ;   (all cores reading; default: no limit beyond each stage's membw)
  *     gpu-memory = 24G             ; optional: a GPU holds the layers instead (memory, bandwidth, GFLOP/s)
  *     gpu-membw = 700G
  *     gpu-gflops = 20000
  *
  * The timing model: a stage of node i with layers [b, e) spends, for a micro-batch
  * of M tokens, its weight bytes / membw + M x 2 x parameters / flops (the head's
- * matrix too on the last stage; attention over the KV cache is left out); a hop
- * of M tokens costs the two ends' latencies + M x n_embd x 4 bytes over the
- * slower link. One stream: a token is one round trip (every stage and hop). S
- * streams are spread over min(S, stages + 1) micro-batches (the scheduler keeps
- * stages + 1 in flight, and streams arriving at different times fill them all):
- * a cycle is the longest of the round trip, the slowest stage doing every
- * micro-batch (or the busiest shared host), and the slowest link carrying them. Prefill: chunks of `chunk`
- * tokens, stages + 1 in flight.
+ * matrix too on the last stage; attention over the KV cache is left out), plus
+ * the codec of its activations in and out (M x n_embd x 4 bytes x
+ * codec-ns-per-byte each way); a hop of M tokens costs the two ends' latencies +
+ * M x n_embd x 4 bytes over the slower link; the coordinator adds
+ * step-overhead-ms per micro-batch. One stream: a token is one round trip (every
+ * stage and hop). S decoding streams are spread over min(S, stages) micro-batches
+ * (the scheduler keeps one per stage in flight while only decode tokens are
+ * sent): a cycle is the longest of the round trip, the slowest stage doing every
+ * micro-batch, the busiest shared host (cores / threads stages at once, and
+ * host-membw shared by them) and the slowest link carrying them. Prefill: chunks
+ * of `chunk` tokens, stages + 1 in flight.
  */
 #ifndef BATON_COORD_POOL_H
 #define BATON_COORD_POOL_H
@@ -64,6 +71,8 @@ typedef struct pool_node {
     int gpu;                   /* the layers are on its GPU */
     char host[64];             /* nodes with the same host share its cores (default: their own name) */
     int threads;               /* the worker's kernel threads (default: cores) */
+    double host_membw;         /* bytes/s the host's stages read together at most (0: no limit) */
+    double codec_s_per_byte;   /* encode + decode seconds per byte of f32 activations */
 } pool_node;
 
 typedef struct pool {

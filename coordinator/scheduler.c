@@ -565,10 +565,25 @@ static void assign_slots(sched *s) {
     }
 }
 
+/* True if a request with a slot has prompt tokens (or replayed ones) not yet sent. */
+static bool catch_up_pending(const sched *s) {
+    for (const sched_request *r = s->reqs; r; r = r->next)
+        if (r->state == REQ_ACTIVE && !r->awaiting && r->n_prompt + r->n_gen - r->fed > 1) return true;
+    return false;
+}
+
 void sched_pump(sched *s) {
     if (!s->feeding) return; /* no plan, or switching: let the micro-batches in flight come back */
     assign_slots(s);
-    int max_inflight = s->o.max_inflight > 0 ? s->o.max_inflight : s->n_stages + 1;
+    /* Default: stages + 1 micro-batches in flight while prompt chunks wait (a chunk
+     * fills the stage a returning batch leaves idle), but only one per stage with
+     * decode tokens alone. Streams that arrived at different times would
+     * otherwise settle into stages + 1 smaller batches for good: each stage then
+     * makes stages + 1 passes per round instead of stages, each reading all its
+     * weights (1 + 4 + 3 tokens for 8 streams on 2 stages: 3 passes for 8 tokens
+     * instead of 2). Capped at one per stage, a returning batch whose streams do
+     * not fill their share waits for the next to come back and they merge. */
+    int max_inflight = s->o.max_inflight > 0 ? s->o.max_inflight : s->n_stages + (catch_up_pending(s) ? 1 : 0);
     /* Spread the decoding streams evenly over one micro-batch per stage: every
      * stage then has work of the same size at once. One batch of all of them
      * would leave all but one stage idle; a big and a small one, the stages idle

@@ -18,7 +18,8 @@
  * Data path: a request gets a KV slot, its prompt is cut into chunks and, step
  * after step, chunks and decode tokens of many requests are packed into
  * micro-batches (StageFrames) sent to the first stage; up to max_inflight
- * (default stages + 1) are in flight, so every stage works at once. Decode
+ * (default stages + 1 while prompt chunks wait, stages with decode tokens only)
+ * are in flight, so every stage works at once. Decode
  * tokens go first (latency) and are spread evenly over one micro-batch per
  * stage. A request appears at most once per micro-batch. The last stage sends
  * back one sampled token per request whose last known token was in the batch;
@@ -109,7 +110,7 @@ typedef struct sched_opts {
     int n_ctx;            /* positions per slot */
     int max_batch;        /* tokens per micro-batch */
     int chunk;            /* prompt tokens per chunk */
-    int max_inflight;     /* micro-batches in flight; 0: stages + 1 */
+    int max_inflight;     /* micro-batches in flight; 0: stages + 1 while prompts wait, else stages */
     int step_timeout_ms;  /* floor of a micro-batch's deadline */
     uint32_t n_vocab;     /* token ids must be below it */
     uint32_t width;       /* hidden size (StageFrame.width) */

@@ -5,9 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cliconf.h"
+#include "cliparse.h"
+#include "codec.h"
+#include "hop.h"
 #include "log.h"
 #include "net_mpi.h"
 #include "ops.h"
@@ -73,6 +77,45 @@ static void parse_args(int argc, char **argv, worker_opts *o) {
 
 #define MEASURE_BATCH 16
 
+/* Seconds of this thread's CPU time. */
+static double thread_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The stage codec's cost on this machine: hop_encode on the sender plus hop_decode
+ * on the receiver (checksums included) of 4 rows of `width` floats shaped like
+ * hidden states (no long repeats), in CPU seconds per byte of f32 (best of 20). */
+static double measure_codec(int codec, uint32_t width) {
+    const size_t rows = 4, n = rows * width;
+    float *x = malloc(n * sizeof *x);
+    double best = -1;
+    uint64_t st = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; x && i < n; i++) {
+        st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+        x[i] = (float)((int64_t)(st >> 40) - (1 << 23)) / (float)(1 << 22) * (i % 64 == 0 ? 20.0f : 1.0f);
+    }
+    for (int it = 0; x && it < 20; it++) {
+        Baton__StageFrame f = BATON__STAGE_FRAME__INIT;
+        f.token_count = (uint32_t)rows;
+        f.width = width;
+        hop_payload pl;
+        float *back = NULL;
+        size_t back_len = 0;
+        double t0 = thread_cpu_s();
+        if (hop_encode(&f, codec, x, n * sizeof *x, &pl, NULL, 0) != 0) break;
+        int rc = hop_decode(&f, pl.data, pl.len, &back, &back_len, NULL, 0);
+        double dt = thread_cpu_s() - t0;
+        hop_payload_free(&pl);
+        free(back);
+        if (rc != 0) break;
+        if (best < 0 || dt < best) best = dt;
+    }
+    free(x);
+    return best < 0 ? 0 : best / (double)(n * sizeof(float));
+}
+
 /* --measure: this machine's [node] section for a pool file (see batonctl plan).
  * membw and gflops fit t(M) = bytes / membw + M x 2 x params / flops through the
  * passes of 1 and MEASURE_BATCH tokens; exit status 0, or 1 with a message. */
@@ -81,8 +124,9 @@ static int measure_node(const worker_opts *o) {
     if (kern_init(o->threads) != 0) log_die("cannot start the kernels");
     char err[512], host[256] = "this-machine";
     uint64_t bytes = 0, params = 0;
-    double t1 = worker_measure_layer(o->model_path, 1, &bytes, &params, err, sizeof err);
-    double tm = t1 < 0 ? -1 : worker_measure_layer(o->model_path, MEASURE_BATCH, NULL, NULL, err, sizeof err);
+    uint32_t width = 0;
+    double t1 = worker_measure_layer(o->model_path, 1, &bytes, &params, &width, err, sizeof err);
+    double tm = t1 < 0 ? -1 : worker_measure_layer(o->model_path, MEASURE_BATCH, NULL, NULL, NULL, err, sizeof err);
     if (t1 < 0 || tm < 0) log_die("%s", err);
     double per_tok = (tm - t1) / (MEASURE_BATCH - 1);
     if (per_tok < t1 * 0.01) per_tok = t1 * 0.01; /* the batch was not measurably slower: a bound, not a figure */
@@ -93,8 +137,9 @@ static int measure_node(const worker_opts *o) {
            ";   1 token %.3f ms, %d tokens %.3f ms\n",
            o->model_path, (double)bytes / 1048576.0, (double)params / 1e6, kern_threads(), t1 * 1e3, MEASURE_BATCH,
            tm * 1e3);
-    printf("[node %s]\nmemory = %.2fG\ncores = %d\nmembw = %.3fG\ngflops = %.2f\nlink = 1G\n", host,
-           (double)mem / 1073741824.0, kern_threads(), (double)bytes / fixed / 1e9, 2.0 * (double)params / per_tok / 1e9);
+    printf("[node %s]\nmemory = %.2fG\ncores = %d\nmembw = %.3fG\ngflops = %.2f\nlink = 1G\ncodec-ns-per-byte = %.3f\n",
+           host, (double)mem / 1073741824.0, kern_threads(), (double)bytes / fixed / 1e9,
+           2.0 * (double)params / per_tok / 1e9, measure_codec(o->codec, width) * 1e9);
     return 0;
 }
 

@@ -19,13 +19,14 @@
 #define SUCC_TRIES 25      /* connection attempts to a new successor, 200 ms apart, before blaming it */
 #define REJOIN_MAX_MS 5000 /* longest wait between attempts to reach a lost coordinator */
 
-double worker_measure_layer(const char *path, int n_tokens, uint64_t *layer_bytes, uint64_t *layer_params, char *err,
-                            size_t errlen) {
+double worker_measure_layer(const char *path, int n_tokens, uint64_t *layer_bytes, uint64_t *layer_params,
+                            uint32_t *n_embd, char *err, size_t errlen) {
     model_slice sl = {0, 1, false, false};
     model *m = model_load(path, &sl, err, errlen);
     if (!m) return -1;
     if (layer_bytes) *layer_bytes = m->weight_bytes;
     if (layer_params) *layer_params = model_layer_params(&m->hp);
+    if (n_embd) *n_embd = m->hp.n_embd;
     kv_cache *kv = kv_cache_new(m, n_tokens, 16, TENSOR_F16, err, errlen);
     fwd_ctx *ctx = fwd_ctx_new(m, n_tokens);
     float *h = calloc((size_t)m->hp.n_embd * (size_t)n_tokens, sizeof(float));
@@ -543,7 +544,7 @@ static int probe_model(worker *w, char *err, size_t errlen) {
     if (rc) return -1;
     w->kv_bytes_per_token = model_kv_bytes_per_token(&hp, w->o.kv_type);
     if (w->o.speed > 0) w->measured_speed = w->o.speed;
-    else if ((w->measured_speed = worker_measure_layer(w->o.model_path, 1, NULL, NULL, err, errlen)) < 0) return -1;
+    else if ((w->measured_speed = worker_measure_layer(w->o.model_path, 1, NULL, NULL, NULL, err, errlen)) < 0) return -1;
     return 0;
 }
 

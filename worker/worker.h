@@ -93,11 +93,11 @@ typedef struct worker {
  * 0, or -1 with a message. */
 /* Seconds of the fastest of 4 passes of n_tokens tokens (one per KV slot) through
  * layer 0 of the model file at path, with the kernels' threads (kern_init first);
- * *layer_bytes, *layer_params (if not NULL): that layer's weight bytes and matrix
- * elements. The worker reports n_tokens = 1 as its speed; --measure adds a batch.
+ * *layer_bytes, *layer_params, *n_embd (if not NULL): that layer's weight bytes and
+ * matrix elements, the model's hidden size. The worker reports n_tokens = 1 as its speed; --measure adds a batch.
  * -1 with a message on error. */
-double worker_measure_layer(const char *path, int n_tokens, uint64_t *layer_bytes, uint64_t *layer_params, char *err,
-                            size_t errlen);
+double worker_measure_layer(const char *path, int n_tokens, uint64_t *layer_bytes, uint64_t *layer_params,
+                            uint32_t *n_embd, char *err, size_t errlen);
 
 int worker_init(worker *w, const worker_opts *o, uv_loop_t *loop, char *err, size_t errlen);
 /* Joins the coordinator and serves until told to leave, refused, or stopped by

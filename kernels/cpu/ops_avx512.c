@@ -34,6 +34,9 @@
 #include "ops_internal.h"
 
 #define NT_MAX 4
+/* GCC at -O2 keeps these short loops rolled, with W[] spilled to the stack and the
+ * accumulator copied every step: unrolled, W[] stays in registers */
+#define UNROLL8 _Pragma("GCC unroll 8")
 
 /* ------------------------------------------------------------ float */
 
@@ -374,14 +377,14 @@ static inline __attribute__((always_inline)) void tile_q32(uint32_t type, const 
         __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const void *)(tb + 32 * b)));
         __m512i W[8];
         if (type == TENSOR_Q8_0) {
-            for (int k = 0; k < 8; k++) W[k] = _mm512_load_si512(blk + 64 * k);
+            UNROLL8 for (int k = 0; k < 8; k++) W[k] = _mm512_load_si512(blk + 64 * k);
         } else {
-            for (int k = 0; k < 4; k++) nib(_mm512_load_si512(blk + 64 * k), &W[k], &W[k + 4]);
+            UNROLL8 for (int k = 0; k < 4; k++) nib(_mm512_load_si512(blk + 64 * k), &W[k], &W[k + 4]);
         }
-        for (int t = 0; t < nt; t++) {
+        UNROLL8 for (int t = 0; t < nt; t++) {
             const kq8_32 *x = &xs[t][b];
             __m512i is = _mm512_setzero_si512();
-            for (int k = 0; k < 8; k++) is = _mm512_dpbusd_epi32(is, W[k], bcast4(x->q + 4 * k));
+            UNROLL8 for (int k = 0; k < 8; k++) is = _mm512_dpbusd_epi32(is, W[k], bcast4(x->q + 4 * k));
             is = _mm512_sub_epi32(is, _mm512_set1_epi32(off * x->sum));
             acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(is), acc[t]);
         }
@@ -390,26 +393,26 @@ static inline __attribute__((always_inline)) void tile_q32(uint32_t type, const 
 
 static inline __attribute__((always_inline)) void tile_q4k(const uint8_t *tb, int64_t nb, const kq8_256 *const *xs,
                                                           int nt, __m512 *acc) {
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    UNROLL8 for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = tb + (((size_t)nb * 64 + 63) & ~(size_t)63) + b * 2304, *sblk = tb + 64 * b;
         for (int off = 0; off < 2304; off += 64) _mm_prefetch((const char *)blk + 2 * 2304 + off, _MM_HINT_T0);
         __m512i isa[NT_MAX], ism[NT_MAX];
-        for (int t = 0; t < nt; t++) isa[t] = ism[t] = _mm512_setzero_si512();
+        UNROLL8 for (int t = 0; t < nt; t++) isa[t] = ism[t] = _mm512_setzero_si512();
         for (int j = 0; j < 8; j++) {
             __m512i W[8];
-            for (int k = 0; k < 4; k++) nib(_mm512_load_si512(blk + 256 + 256 * j + 64 * k), &W[k], &W[k + 4]);
+            UNROLL8 for (int k = 0; k < 4; k++) nib(_mm512_load_si512(blk + 256 + 256 * j + 64 * k), &W[k], &W[k + 4]);
             __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)(blk + 16 * j)));
-            for (int t = 0; t < nt; t++) {
+            UNROLL8 for (int t = 0; t < nt; t++) {
                 const int8_t *xq = xs[t][b].q + 32 * j;
                 __m512i dot = _mm512_setzero_si512();
-                for (int k = 0; k < 8; k++) dot = _mm512_dpbusd_epi32(dot, W[k], bcast4(xq + 4 * k));
+                UNROLL8 for (int k = 0; k < 8; k++) dot = _mm512_dpbusd_epi32(dot, W[k], bcast4(xq + 4 * k));
                 isa[t] = _mm512_add_epi32(isa[t], _mm512_mullo_epi32(dot, sc));
             }
         }
-        for (int p = 0; p < 4; p++) {
+        UNROLL8 for (int p = 0; p < 4; p++) {
             __m512i mv = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const void *)(blk + 128 + 32 * p)));
-            for (int t = 0; t < nt; t++) {
+            UNROLL8 for (int t = 0; t < nt; t++) {
                 const int16_t *bs = xs[t][b].bsum32 + 2 * p;
                 int32_t pair = (int32_t)(((uint32_t)(uint16_t)bs[1] << 16) | (uint16_t)bs[0]);
                 ism[t] = _mm512_dpwssd_epi32(ism[t], mv, _mm512_set1_epi32(pair));
@@ -417,7 +420,7 @@ static inline __attribute__((always_inline)) void tile_q4k(const uint8_t *tb, in
         }
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const void *)sblk));
         __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(sblk + 32)));
-        for (int t = 0; t < nt; t++) {
+        UNROLL8 for (int t = 0; t < nt; t++) {
             __m512 dx = _mm512_set1_ps(xs[t][b].d);
             acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, dx), _mm512_cvtepi32_ps(isa[t]), acc[t]);
             acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(dm, dx), _mm512_cvtepi32_ps(ism[t]), acc[t]);
@@ -428,17 +431,17 @@ static inline __attribute__((always_inline)) void tile_q4k(const uint8_t *tb, in
 static inline __attribute__((always_inline)) void tile_q6k(const uint8_t *tb, int64_t nb, const kq8_256 *const *xs,
                                                           int nt, __m512 *acc) {
     const __m512i m30 = _mm512_set1_epi8(0x30);
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    UNROLL8 for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = tb + (((size_t)nb * 32 + 63) & ~(size_t)63) + b * 3328, *sblk = tb + 32 * b;
         /* the hardware prefetcher falls behind this stream: fetch two blocks ahead */
         for (int off = 0; off < 3328; off += 64) _mm_prefetch((const char *)blk + 2 * 3328 + off, _MM_HINT_T0);
         __m512i isa[NT_MAX], ism[NT_MAX];
-        for (int t = 0; t < nt; t++) isa[t] = ism[t] = _mm512_setzero_si512();
+        UNROLL8 for (int t = 0; t < nt; t++) isa[t] = ism[t] = _mm512_setzero_si512();
         for (int s = 0; s < 8; s++) {
             __m512i W[8];
             __m512i H0 = _mm512_load_si512(blk + 512 + 384 * s), H1 = _mm512_load_si512(blk + 576 + 384 * s);
-            for (int k = 0; k < 4; k++) nib(_mm512_load_si512(blk + 256 + 384 * s + 64 * k), &W[k], &W[k + 4]);
+            UNROLL8 for (int k = 0; k < 4; k++) nib(_mm512_load_si512(blk + 256 + 384 * s + 64 * k), &W[k], &W[k + 4]);
             W[0] = _mm512_ternarylogic_epi32(W[0], _mm512_slli_epi16(H0, 4), m30, 0xF8); /* a | (b & c) */
             W[1] = _mm512_ternarylogic_epi32(W[1], _mm512_slli_epi16(H0, 2), m30, 0xF8); /* a | (b & c) */
             W[2] = _mm512_ternarylogic_epi32(W[2], H0, m30, 0xF8); /* a | (b & c) */
@@ -449,11 +452,11 @@ static inline __attribute__((always_inline)) void tile_q6k(const uint8_t *tb, in
             W[7] = _mm512_ternarylogic_epi32(W[7], _mm512_srli_epi16(H1, 2), m30, 0xF8); /* a | (b & c) */
             __m512i sv = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const void *)(blk + 32 * s)));
             __m512i sc0 = _mm512_srai_epi32(_mm512_slli_epi32(sv, 16), 16), sc1 = _mm512_srai_epi32(sv, 16);
-            for (int t = 0; t < nt; t++) {
+            UNROLL8 for (int t = 0; t < nt; t++) {
                 const int8_t *xq = xs[t][b].q + 32 * s;
                 __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
-                for (int k = 0; k < 4; k++) d0 = _mm512_dpbusd_epi32(d0, W[k], bcast4(xq + 4 * k));
-                for (int k = 0; k < 4; k++) d1 = _mm512_dpbusd_epi32(d1, W[4 + k], bcast4(xq + 16 + 4 * k));
+                UNROLL8 for (int k = 0; k < 4; k++) d0 = _mm512_dpbusd_epi32(d0, W[k], bcast4(xq + 4 * k));
+                UNROLL8 for (int k = 0; k < 4; k++) d1 = _mm512_dpbusd_epi32(d1, W[4 + k], bcast4(xq + 16 + 4 * k));
                 isa[t] = _mm512_add_epi32(isa[t], _mm512_add_epi32(_mm512_mullo_epi32(d0, sc0), _mm512_mullo_epi32(d1, sc1)));
                 const int16_t *bs = xs[t][b].bsum16 + 2 * s;
                 int32_t pair = (int32_t)(((uint32_t)(uint16_t)bs[1] << 16) | (uint16_t)bs[0]);
@@ -461,7 +464,7 @@ static inline __attribute__((always_inline)) void tile_q6k(const uint8_t *tb, in
             }
         }
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const void *)sblk));
-        for (int t = 0; t < nt; t++) {
+        UNROLL8 for (int t = 0; t < nt; t++) {
             __m512i is = _mm512_sub_epi32(isa[t], _mm512_slli_epi32(ism[t], 5));
             acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(xs[t][b].d)), _mm512_cvtepi32_ps(is), acc[t]);
         }

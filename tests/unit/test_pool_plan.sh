@@ -78,5 +78,48 @@ fi
 err=$("$BIN/worker/baton-worker" --measure 2>&1)
 case $err in *"--measure needs --model"*) ;; *) bad "--measure without --model: $err" ;; esac
 
+# two workers on one 2-core host, one thread each (as deploy/plan-check.sh writes it): with
+# host-membw their stages running at once share the host's memory; a slow codec shows
+shared() { # HOSTBW CODEC_NS
+    printf '[pool]\nslots = 4\n'
+    for k in 1 2; do
+        printf '[node w%d]\nmemory = 40G\ncores = 2\nthreads = 1\nhost = this\nmembw = 20G\ngflops = 30000\nlink = 10G\n' $k
+        printf 'latency-ms = 0.05\ncodec-ns-per-byte = %s\n' "$2"
+        [ -n "$1" ] && printf 'host-membw = %s\n' "$1"
+    done
+}
+shared "" 0.7 > "$W/shared.ini"
+shared 24G 0.7 > "$W/sharedbw.ini"
+shared "" 0 > "$W/nocodec.ini"
+shared "" 100000 > "$W/slowcodec.ini"
+P=(--preset qwq-32b --type q8_0 --streams 8 --json)
+for f in shared sharedbw nocodec slowcodec; do
+    "$CTL" plan --pool "$W/$f.ini" "${P[@]}" > "$W/$f.json" || bad "plan $f"
+done
+s=$($PY - "$W" <<'PY'
+import json, sys
+a, b = (json.load(open(f"{sys.argv[1]}/{n}.json")) for n in ("shared", "sharedbw"))
+r = b["multi_stream_tps"] / a["multi_stream_tps"]
+print("%.3f %s %s" % (r, abs(b["single_stream_tps"] / a["single_stream_tps"] - 1) < 1e-9,
+                      "host this memory bandwidth" in b["multi_stream_bottleneck"]))
+PY
+)
+case $s in
+    *" True True") $PY -c "import sys; sys.exit(not 0.55 < ${s%% *} < 0.65)" &&
+        echo "  ok   host-membw 24G for 2 stages of 20G: 8 streams x${s%% *} (want about 24/40), one stream unchanged, named" ||
+        bad "host-membw: $s" ;;
+    *) bad "host-membw: $s ($(get 'd["multi_stream_bottleneck"]' < "$W/sharedbw.json"))" ;;
+esac
+s=$($PY - "$W" <<'PY'
+import json, sys
+a, c, d = (json.load(open(f"{sys.argv[1]}/{n}.json")) for n in ("shared", "nocodec", "slowcodec"))
+print(c["single_stream_tps"] > a["single_stream_tps"] > d["single_stream_tps"], "mostly the codec" in d["single_stream_bottleneck"])
+PY
+)
+[ "$s" = "True True" ] && echo "  ok   the codec's ns per byte slows one stream and is named when it dominates" ||
+    bad "codec term: $s ($(get 'd["single_stream_bottleneck"]' < "$W/slowcodec.json"))"
+grep -q "^codec-ns-per-byte = [0-9]" "$W/node.ini" 2>/dev/null && echo "  ok   --measure times the codec" ||
+    bad "--measure prints no codec-ns-per-byte: $(cat "$W/node.ini" 2>/dev/null)"
+
 [ $fail = 0 ] && echo "test_pool_plan: all passed ($n error checks)" || echo "test_pool_plan: FAILED"
 exit $fail

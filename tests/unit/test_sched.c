@@ -272,6 +272,46 @@ static void test_inflight_limits(void) {
     sched_free(&s);
 }
 
+/* Answers the oldest micro-batch in flight; its frame index, or -1 if none. */
+static int answer_oldest(sched *s) {
+    if (!s->inflight) return -1;
+    for (int k = fake.n_frames - 1; k >= 0; k--)
+        if (fake.frames[k].step_id == s->inflight->step_id) {
+            answer(s, k, -1);
+            return k;
+        }
+    return -1;
+}
+
+/* 8 streams arriving at three moments over 2 stages (the benchmark's case): once
+ * every prompt is in, the decode tokens settle into 2 micro-batches of 4 - one
+ * per stage - not stages + 1 = 3 smaller ones that cost every stage a third pass
+ * per round; while prompts wait, a third batch may be in flight. */
+static void test_decode_groups(void) {
+    sched s;
+    start(&s, 16, 16, 16, 0, 2);
+    admit(&s, 30, 10, 4, 40);
+    sched_pump(&s);
+    for (int i = 1; i < 5; i++) admit(&s, 30 + (uint32_t)i, 10 * i + 100, 4, 40);
+    sched_pump(&s);
+    for (int i = 5; i < 8; i++) admit(&s, 30 + (uint32_t)i, 10 * i + 100, 4, 40);
+    sched_pump(&s);
+    CHECK(sched_inflight(&s) == 3, "prompts waiting: %d in flight, want 3 (stages + 1)", sched_inflight(&s));
+    int peak = 0, k = -1;
+    for (int round = 0; round < 30 && fake.n_frames < MAXREC - 2; round++) {
+        k = answer_oldest(&s);
+        if (k >= 20 && sched_inflight(&s) > peak) peak = sched_inflight(&s);
+    }
+    CHECK(k >= 20, "ran %d frames", fake.n_frames);
+    int bad = 0;
+    for (int f = fake.n_frames - 6; f < fake.n_frames; f++) bad += fake.frames[f].n != 4;
+    CHECK(bad == 0 && peak == 2, "decode only: the last 6 batches hold %d %d %d %d %d %d tokens (want 4 each), "
+          "%d in flight (want 2)", fake.frames[fake.n_frames - 6].n, fake.frames[fake.n_frames - 5].n,
+          fake.frames[fake.n_frames - 4].n, fake.frames[fake.n_frames - 3].n, fake.frames[fake.n_frames - 2].n,
+          fake.frames[fake.n_frames - 1].n, peak);
+    sched_free(&s);
+}
+
 /* requeue_all: the replay re-sends prompt + generated tokens from position 0
  * into a reset slot, and samples the next token at the right step. */
 static void test_replay(void) {
@@ -435,6 +475,7 @@ static void test_admission_and_cancel(void) {
 int main(void) {
     test_chunks_and_decode_first();
     test_inflight_limits();
+    test_decode_groups();
     test_replay();
     test_errors();
     test_finish();
