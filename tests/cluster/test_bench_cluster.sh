@@ -53,8 +53,10 @@ check(E * 4 <= c["hop_bytes_per_token"] <= 2 * E * 4, "8 streams: hop bytes per 
 check(len(c["stage_busy_each"]) == 2 and all(0 < b <= 1.05 for b in c["stage_busy_each"]), f"8 streams: each stage busy in (0, 1] (got {c['stage_busy_each']})")
 # (/proc counts CPU time in 10 ms ticks: the tiny model's tokens may take none)
 check(c["ratio_bound_cpu"] > 0 and c["cpu_per_token"] >= 0 and c["ratio_cpu"] >= 0, "8 streams: the CPU-time bound > 0, CPU per token and projection present")
-# the scheduler's micro-batches: 8 decoding streams over 2 stages are 4 tokens each (prompts of 8 make the mean larger)
-check(4 <= c["tokens_per_micro_batch"] <= 8, f"8 streams: tokens per micro-batch in [4, 8] (got {c['tokens_per_micro_batch']:.2f})")
+# the figure is reported and sane; its value depends on when the streams arrive (on a
+# loaded machine they trickle in and the mean falls below 4), so the grouping rule
+# itself (8 decoding streams over 2 stages: 4 + 4) is checked by test_sched's test_decode_groups
+check(1 <= c["tokens_per_micro_batch"] <= 8, f"8 streams: tokens per micro-batch in [1, 8] (got {c['tokens_per_micro_batch']:.2f})")
 check(abs(d["hidden_state_bytes"] - E * 4) < 1e-9, "hidden_state_bytes = n_embd*4")
 check(1 <= d["hop_bytes_ratio"] <= 2, f"hop_bytes_ratio in [1, 2] (got {d['hop_bytes_ratio']:.3f})")
 if bad:
