@@ -231,8 +231,9 @@ extern int kern_amx_test_epilogue; /* tests only: nonzero rounds the AMX epilogu
 int kern_amx_real(void); /* backend.c: the CPU has AMX-INT8 and Linux granted the tile state */
 void kern_mm_rows_amx(const kern_mm_job *j, int64_t r0, int64_t r1);          /* the tile instructions */
 void kern_mm_rows_amx_emulated(const kern_mm_job *j, int64_t r0, int64_t r1); /* the plain-C tile emulator */
-/* Q2_K, Q3_K, Q5_K quantized FAST, any token count, 8-row tiles (cpu/kquant_avx2.c; the
- * AVX-512 level's entry in cpu/kquant_avx512.c runs the same kernel) */
+/* Q2_K, Q3_K, Q5_K quantized FAST, any token count, on the GGUF blocks: 8-row AVX2 tiles
+ * (cpu/kquant_avx2.c), 16-row AVX-512 tiles (cpu/kquant_avx512.c; its last rows, fewer than
+ * 16, run the AVX2 kernel) */
 void kern_mm_rows_kq_avx2(const kern_mm_job *j, int64_t r0, int64_t r1);
 void kern_mm_rows_kq_avx512(const kern_mm_job *j, int64_t r0, int64_t r1);
 

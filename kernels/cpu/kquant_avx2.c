@@ -1,10 +1,9 @@
 /* kquant_avx2.c - the AVX2 quantized FAST matmul for Q2_K, Q3_K and Q5_K
- * weights, every token count: kern_mm_rows_kq_avx2, picked by avx2_mm_rows, and
- * by avx512_mm_rows through kern_mm_rows_kq_avx512 (kquant_avx512.c): decode is
- * at the bandwidth bound with 256-bit registers, and for prompts these tiles,
- * 4 tokens per unpacked block, measured faster (Q5_K in cache, 1 CPU: 23 GB x
- * tokens/s at 8 tokens) than the former row-at-a-time kernels of both levels
- * (14 at 32 tokens).
+ * weights, every token count: kern_mm_rows_kq_avx2, picked by avx2_mm_rows (the
+ * AVX-512 level has its own 16-row tiles, kquant_avx512.c, and runs these for
+ * its last rows). For prompts these tiles, 4 tokens per unpacked block,
+ * measured faster (Q5_K in cache, 1 CPU: 23 GB x tokens/s at 8 tokens) than the
+ * former row-at-a-time kernels (14 at 32 tokens).
  *
  * The scheme of ops_gemv_avx2.c: 8 rows per tile, lane = output row; each
  * row's block is unpacked once (codes, sub-block scales as int16 vectors, mins)
