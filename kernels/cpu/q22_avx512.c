@@ -17,7 +17,10 @@
  *    (rows g, 4+g, 8+g, 12+g) and a 4x4 dword transpose, so register k lane r
  *    = bytes 4k..4k+3 of row r, i.e. elements 4k..4k+3 (low nibbles) and
  *    16+4k..16+4k+3 (high nibbles);
- *  - the scales (d, m) and Q5's qh are dword gathers (one per block and field);
+ *  - the block heads (d, m, Q5's qh, IQ4_XS's scales: bytes 0..7) are 16
+ *    scalar 8-byte loads, paired into 128-bit registers and split into two
+ *    lane = row dword registers (vpermt2d): on this Zen 4 CPU a vpgatherdd cost
+ *    about as much as the rest of a Q4_1 block step;
  *  - Q5's bit 4: qh byte b is copied to each byte of its dword (vpshufb), a
  *    byte test against the element's bit gives a mask, and 16 is added there;
  *  - IQ4 codes become codebook values + 128 (unsigned, 1..241) with one vpshufb
