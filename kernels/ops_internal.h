@@ -222,6 +222,10 @@ void kern_mm_rows_avx2_q4_k(const kern_mm_job *j, int64_t r0, int64_t r1); /* qu
 /* AVX2 issue 22 types (cpu/q22_avx2.c): Q4_1 Q5_0 Q5_1 IQ4_NL IQ4_XS, quantized FAST, every token count */
 int kern_q22_avx2_supports(uint32_t type);
 void kern_mm_rows_q22_avx2(const kern_mm_job *j, int64_t r0, int64_t r1);
+/* AVX-512 issue 22 types (cpu/q22_avx512.c): the same types in 16-row tiles on the raw
+ * GGUF blocks (fewer than 16 rows left: kern_mm_rows_q22_avx2), every token count */
+int kern_q22_avx512_supports(uint32_t type);
+void kern_mm_rows_q22_avx512(const kern_mm_job *j, int64_t r0, int64_t r1);
 #define KERN_AVX2_Q6K_MANY 16 /* Q6_K jobs of this many tokens or more: kern_mm_rows_avx2_q6_k */
 void kern_mm_rows_avx2_q6_k(const kern_mm_job *j, int64_t r0, int64_t r1); /* quantized FAST Q6_K, any rows */
 

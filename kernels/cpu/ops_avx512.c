@@ -675,9 +675,9 @@ void kern_quantize_x256_avx512(kq8_256 *out, const float *x, int64_t n) {
  * another level (or not at all) runs the scalar loop, the same bits. Float
  * weights, and EXACT, run the float dots above. */
 static kern_rows_fn avx512_mm_rows(const kern_mm_job *j) {
-    /* issue 22's types (Q4_1 Q5_0 Q5_1 IQ4_NL IQ4_XS) have no packed tiles here:
-     * the AVX2 level's kernel (q22_avx2.c) runs them, the same bits */
-    if (kern_mm_quant_fast(j) && kern_q22_avx2_supports(j->w->type)) return NULL;
+    /* issue 22's types (Q4_1 Q5_0 Q5_1 IQ4_NL IQ4_XS) are not packed: q22_avx512.c
+     * reads their GGUF blocks */
+    if (kern_mm_quant_fast(j) && kern_q22_avx512_supports(j->w->type)) return kern_mm_rows_q22_avx512;
     if (kern_mm_quant_fast(j) && kern_kq_is_new(j->w->type)) return kern_mm_rows_kq_avx512; /* kquant_avx512.c */
     return !kern_mm_quant_fast(j) || kern_packed_for(j->w, KERN_AVX512) ? kern_mm_rows_avx512 : kern_mm_rows_scalar;
 }
