@@ -153,7 +153,7 @@ static inline __attribute__((always_inline)) void q5_tile32(uint32_t type, const
     _Pragma("GCC unroll 4") for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t off = (size_t)b * bb;
-        _Pragma("GCC unroll 40") for (size_t o = 0; o < 16 * bb; o += 64) _mm_prefetch((const char *)pf + 16 * off + o, _MM_HINT_T0);
+        _Pragma("GCC unroll 40") for (size_t o = 0; o < 16 * bb; o += 64) _mm_prefetch((const char *)pf + 16 * off + o, _MM_HINT_T1);
         const uint8_t *p = base + off;
         __m512i W[4], lo[4], hi[4];
         q5_load16(p + bb - 16, rb, W);
@@ -192,7 +192,7 @@ static inline __attribute__((always_inline)) void q5_tile_iq4xs(const uint8_t *b
     _Pragma("GCC unroll 4") for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t off = (size_t)b * bb;
-        _Pragma("GCC unroll 40") for (size_t o = 0; o < 16 * bb; o += 64) _mm_prefetch((const char *)pf + 16 * off + o, _MM_HINT_T0);
+        _Pragma("GCC unroll 40") for (size_t o = 0; o < 16 * bb; o += 64) _mm_prefetch((const char *)pf + 16 * off + o, _MM_HINT_T1);
         const uint8_t *p = base + off;
         __m512i g0, sl; /* d | scales_h << 16, scales_l */
         q5_head16(p, rb, &g0, &sl);
