@@ -78,15 +78,18 @@ static void on_shutdown_timer(uv_timer_t *t) { uv_stop(t->loop); }
  * out, then (after 200 ms for the writes to flush) the loop stops, main frees
  * the coordinator and exits 0; every worker is told to leave and exits too. */
 static void op_shutdown(coord *c, net_conn *conn, uint32_t call_id) {
-    static uv_timer_t timer;
+    if (c->shutting_down) { /* a second one (from any admin) while the first flushes: the timer runs once */
+        reply_op(c, conn, call_id, "already shutting down");
+        return;
+    }
     log_msg("shutdown requested by an admin (%s)", net_peer_addr(conn));
     sched_fail_all(&c->sched, BATON__STATUS_CODE__STATUS_UNAVAILABLE, "the cluster was shut down by an admin");
     /* the workers follow (a coordinator that merely restarts keeps them: they rejoin) */
     c->shutting_down = true;
     for (coord_node *n = c->nodes; n; n = n->next) coord_tell_leave(c, n);
     reply_op(c, conn, call_id, "shutting down");
-    uv_timer_init(c->loop, &timer);
-    uv_timer_start(&timer, on_shutdown_timer, 200, 0);
+    uv_timer_init(c->loop, &c->shutdown_timer);
+    uv_timer_start(&c->shutdown_timer, on_shutdown_timer, 200, 0);
 }
 
 static void handle_node_op(coord *c, net_conn *conn, uint32_t call_id, const Baton__AdminNodeOp *op) {

@@ -166,6 +166,7 @@ typedef struct coord {
     uint32_t plan_id;
     bool planned, serving;
     bool shutting_down;      /* an admin's shutdown: workers leaving is no fault, nothing re-plans */
+    uv_timer_t shutdown_timer; /* stops the loop 200 ms after the shutdown's answer (initialised with it) */
     bool switching;          /* a re-plan waits for the micro-batches in flight */
     char switch_why[128];
     uint64_t switch_start_ms;

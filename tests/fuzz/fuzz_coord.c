@@ -61,6 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     while (c.jobs) uv_run(&loop, UV_RUN_ONCE); /* tokenising on the pool: wait for it to end */
     net_server_close(c.server);
     uv_close((uv_handle_t *)&c.tick, closed_cb);
+    if (c.shutting_down) uv_close((uv_handle_t *)&c.shutdown_timer, closed_cb); /* an admin's shutdown ran */
     fuzz_loop_spin(&loop, 3);
     coord_free(&c);
     return 0;

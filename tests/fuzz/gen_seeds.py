@@ -77,6 +77,9 @@ def admin_requests():
         "drain": frame("ADMIN_NODE_OP", field_varint(1, 1) + field_varint(2, 1), call=3),
         "rebalance_state": frame("ADMIN_NODE_OP", field_varint(1, 4), call=4) + frame("ADMIN_STATE", call=5),
         "gen_as_admin": frame("GENERATE", s(2, "x"), call=6),
+        # two shutdowns: the second once re-initialised the first's running timer (found by fuzz_coord)
+        "shutdown_twice": frame("ADMIN_NODE_OP", field_varint(1, 5), call=7) +
+        frame("ADMIN_NODE_OP", field_varint(1, 5), call=8),
     }
 
 
